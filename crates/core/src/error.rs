@@ -1,0 +1,122 @@
+//! The error type of every fallible call in the core.
+
+use core::fmt;
+
+/// Why a memory-management operation failed. Nothing is changed when an
+/// operation returns an error.
+///
+/// The C API maps each variant to an errno-style code with [`MmError::errno`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MmError {
+    /// No free physical frame (or run of frames) satisfies the request, or a
+    /// heap cannot grow any further.
+    OutOfMemory,
+    /// An address or size that must be page-aligned (or aligned as asked) isn't.
+    Misaligned,
+    /// An address, frame or range lies outside what the call accepts.
+    OutOfRange,
+    /// A generic bad argument (zero length, conflicting flags, …).
+    InvalidArgument,
+    /// The frame is free: freeing or sharing it again is a bug in the caller.
+    FrameNotAllocated,
+    /// The frame is reserved (kernel image, firmware, a memory-map hole) and
+    /// never handed out or freed.
+    FrameReserved,
+    /// A frame's reference count would overflow.
+    RefcountOverflow,
+    /// The virtual page is already mapped and replacing was not asked for.
+    AlreadyMapped,
+    /// The virtual page is not mapped.
+    NotMapped,
+    /// The address lies in a fixed kernel range (e.g. the direct map, mapped
+    /// with 4 MiB pages) that cannot be changed page by page.
+    FixedMapping,
+    /// A file descriptor does not name an open file.
+    BadFileDescriptor,
+    /// The requested access is not allowed (e.g. a shared writable mapping of
+    /// a file opened read-only).
+    AccessDenied,
+    /// The pointer was not returned by this heap, or is not the start of a block.
+    BadPointer,
+    /// The block was already freed.
+    DoubleFree,
+    /// A heap header or boundary tag failed its integrity check (an overflow
+    /// from a neighbouring block, or a wild write).
+    HeapCorrupted,
+}
+
+/// errno-style codes used by the C API (Linux i386 values).
+pub mod errno {
+    /// Operation not permitted.
+    pub const EPERM: i32 = 1;
+    /// Bad file descriptor.
+    pub const EBADF: i32 = 9;
+    /// Out of memory.
+    pub const ENOMEM: i32 = 12;
+    /// Permission denied.
+    pub const EACCES: i32 = 13;
+    /// Bad address.
+    pub const EFAULT: i32 = 14;
+    /// Device or resource busy.
+    pub const EBUSY: i32 = 16;
+    /// File exists (already mapped).
+    pub const EEXIST: i32 = 17;
+    /// Invalid argument.
+    pub const EINVAL: i32 = 22;
+    /// Value too large (reference count overflow).
+    pub const EOVERFLOW: i32 = 75;
+}
+
+impl MmError {
+    /// The errno-style code the C API reports for this error.
+    pub const fn errno(self) -> i32 {
+        use errno::*;
+        match self {
+            MmError::OutOfMemory => ENOMEM,
+            MmError::Misaligned
+            | MmError::OutOfRange
+            | MmError::InvalidArgument
+            | MmError::FrameNotAllocated
+            | MmError::FrameReserved
+            | MmError::NotMapped
+            | MmError::BadPointer
+            | MmError::DoubleFree => EINVAL,
+            MmError::RefcountOverflow => EOVERFLOW,
+            MmError::AlreadyMapped => EEXIST,
+            MmError::FixedMapping => EPERM,
+            MmError::BadFileDescriptor => EBADF,
+            MmError::AccessDenied => EACCES,
+            MmError::HeapCorrupted => EFAULT,
+        }
+    }
+
+    /// A short human-readable description.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MmError::OutOfMemory => "out of memory",
+            MmError::Misaligned => "misaligned address or size",
+            MmError::OutOfRange => "address or frame out of range",
+            MmError::InvalidArgument => "invalid argument",
+            MmError::FrameNotAllocated => "frame is not allocated",
+            MmError::FrameReserved => "frame is reserved",
+            MmError::RefcountOverflow => "frame reference count overflow",
+            MmError::AlreadyMapped => "page already mapped",
+            MmError::NotMapped => "page not mapped",
+            MmError::FixedMapping => "address is in a fixed kernel mapping",
+            MmError::BadFileDescriptor => "bad file descriptor",
+            MmError::AccessDenied => "access denied",
+            MmError::BadPointer => "pointer not allocated by this heap",
+            MmError::DoubleFree => "block already freed",
+            MmError::HeapCorrupted => "heap metadata corrupted",
+        }
+    }
+}
+
+impl fmt::Display for MmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl core::error::Error for MmError {}

@@ -1,0 +1,98 @@
+//! Every address constant of the memory manager, in one place.
+//!
+//! ```text
+//!  virtual                                        physical
+//!  0xFFFF_FFFF +---------------------------+
+//!              | reserved                  |
+//!  0xFFC0_0000 +---------------------------+
+//!              | kmap window (high frames) |
+//!  0xFF80_0000 +---------------------------+
+//!              | kernel heap (create_heap, |
+//!              |  grows up to its max)     |
+//!  0xF000_0000 +---------------------------+
+//!              | direct map of physical    | ---> 0x0000_0000 .. 0x3000_0000 (768 MiB)
+//!              | 0..768 MiB (kernel image  |
+//!              | at 0xC010_0000 = 1 MiB)   |
+//!  0xC000_0000 +---------------------------+ <- KERNEL_BASE: PDEs 768..1023 are
+//!              | user stack (grows down)   |    shared by every address space
+//!              | mmap area                 |
+//!              | program                   |
+//!  0x0040_0000 +---------------------------+ <- mmap never places a region below
+//!              | NULL guard (4 MiB)        |
+//!  0x0000_0000 +---------------------------+
+//! ```
+//!
+//! Physical zones: `low` (below 16 MiB, ISA DMA reach), `direct` (below 768
+//! MiB, reachable through the direct map; page tables live here) and `high`
+//! (the rest, reached through the kmap window).
+
+/// log2 of the page size.
+pub const PAGE_SHIFT: u32 = 12;
+/// Size of a page and of a frame: 4 KiB.
+pub const PAGE_SIZE: usize = 1 << PAGE_SHIFT;
+/// Entries in a page directory or page table.
+pub const ENTRIES: usize = 1024;
+/// Bytes mapped by one page-directory entry (one page table): 4 MiB.
+pub const TABLE_SPAN: u32 = (ENTRIES * PAGE_SIZE) as u32;
+
+/// Lowest address that `mmap` ever hands out (catches NULL and small offsets).
+pub const USER_MMAP_MIN: u32 = 0x0040_0000;
+/// End of user space (exclusive); the kernel half starts here.
+pub const USER_END: u32 = 0xC000_0000;
+/// First kernel virtual address.
+pub const KERNEL_BASE: u32 = 0xC000_0000;
+/// First page-directory index of the kernel half.
+pub const KERNEL_PD_INDEX: usize = (KERNEL_BASE >> 22) as usize;
+
+/// Size of the direct map of physical memory: 768 MiB.
+pub const DIRECT_MAP_SIZE: u32 = 768 << 20;
+/// Start of the direct map (physical 0 maps here).
+pub const DIRECT_MAP_START: u32 = KERNEL_BASE;
+/// End of the direct map (exclusive).
+pub const DIRECT_MAP_END: u32 = DIRECT_MAP_START + DIRECT_MAP_SIZE;
+/// Physical address of the kernel image (1 MiB), linked at `KERNEL_BASE + 1 MiB`.
+pub const KERNEL_LOAD_PHYS: u32 = 0x0010_0000;
+
+/// Start of the kernel heap range.
+pub const HEAP_START: u32 = 0xF000_0000;
+/// End of the kernel heap range (exclusive): the largest `max` a heap can have.
+pub const HEAP_END: u32 = 0xFF80_0000;
+/// Start of the temporary-mapping window for frames above the direct map.
+pub const KMAP_START: u32 = 0xFF80_0000;
+/// End of the kmap window (exclusive).
+pub const KMAP_END: u32 = 0xFFC0_0000;
+/// Number of kmap slots (one page each).
+pub const KMAP_SLOTS: usize = ((KMAP_END - KMAP_START) as usize) / PAGE_SIZE;
+
+/// End of the `low` physical zone (exclusive): 16 MiB, the ISA DMA limit.
+pub const LOW_ZONE_END: u64 = 16 << 20;
+/// End of the `direct` physical zone (exclusive): what the direct map reaches.
+pub const DIRECT_ZONE_END: u64 = DIRECT_MAP_SIZE as u64;
+/// End of physical memory without PAE.
+pub const PHYS_END: u64 = 1 << 32;
+
+/// Translates a direct-mapped physical address to its kernel virtual address.
+pub const fn phys_to_direct(phys: u32) -> Option<u32> {
+    if (phys as u64) < DIRECT_ZONE_END {
+        Some(phys + DIRECT_MAP_START)
+    } else {
+        None
+    }
+}
+
+/// True when `va` lies in the direct map (which is mapped with fixed 4 MiB
+/// pages and cannot be remapped page by page).
+pub const fn is_direct_map(va: u32) -> bool {
+    va >= DIRECT_MAP_START && va < DIRECT_MAP_END
+}
+
+const _: () = assert!(PAGE_SIZE == 4096);
+const _: () = assert!(KERNEL_BASE % TABLE_SPAN == 0);
+const _: () = assert!(KERNEL_PD_INDEX == 768);
+const _: () = assert!(USER_MMAP_MIN % TABLE_SPAN == 0 && USER_MMAP_MIN < USER_END);
+const _: () = assert!(DIRECT_MAP_END == HEAP_START);
+const _: () = assert!(HEAP_START % TABLE_SPAN == 0 && HEAP_END % TABLE_SPAN == 0);
+const _: () = assert!(HEAP_END == KMAP_START && KMAP_END > KMAP_START);
+const _: () = assert!(KMAP_START % TABLE_SPAN == 0 && KMAP_END - KMAP_START == TABLE_SPAN);
+const _: () = assert!(DIRECT_ZONE_END == DIRECT_MAP_SIZE as u64 && LOW_ZONE_END < DIRECT_ZONE_END);
+const _: () = assert!(KERNEL_LOAD_PHYS as u64 + (1 << 20) <= LOW_ZONE_END);

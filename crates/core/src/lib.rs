@@ -1,0 +1,30 @@
+//! # myos-mm — the MyOS memory manager core
+//!
+//! A `no_std` implementation of the MyOS Memory Management API for 32-bit x86
+//! (two-level paging, no PAE). It knows nothing about the machine it runs on:
+//! every access to hardware goes through the [`Platform`] trait, implemented by
+//! the reference kernel (real page tables, `mov cr3`, `invlpg`) and by the
+//! `myos-sim` crate (a simulated MMU on the host).
+//!
+//! Modules, bottom up:
+//! - [`addr`]: typed physical/virtual addresses, frames and pages;
+//! - [`layout`]: every address constant of the virtual and physical layout;
+//! - [`error`]: the [`MmError`] type every fallible call returns;
+//! - [`platform`]: the hardware boundary;
+//! - [`frames`]: the physical frame allocator with per-frame reference counts;
+//! - [`paging`]: page-table entries, flags and address spaces.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+pub mod addr;
+pub mod error;
+pub mod frames;
+pub mod layout;
+pub mod paging;
+pub mod platform;
+
+pub use addr::{Frame, Page, PhysAddr, VirtAddr};
+pub use error::MmError;
+pub use platform::Platform;

@@ -1,0 +1,1 @@
+//! Simulated i386 machine.

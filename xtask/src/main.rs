@@ -1,0 +1,60 @@
+//! `cargo xtask` — builds, tests, runs and benchmarks the MyOS memory manager.
+//!
+//! Commands:
+//! - `test`: host tests of every crate, then the kernel's in-QEMU test suite;
+//! - `bench frames|heap|vm`: the benchmark binaries, side by side with peers;
+//! - `miri`: the core's unsafe-heavy unit tests under Miri (nightly).
+
+use std::process::{Command, ExitCode};
+
+mod util;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r),
+        None => ("help", &[][..]),
+    };
+    let result = match cmd {
+        "test" => test(rest),
+        "bench" => bench(rest),
+        "miri" => miri(),
+        _ => {
+            eprintln!("usage: cargo xtask <test|bench frames|heap|vm|miri>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Host tests of the whole workspace.
+fn test(_args: &[String]) -> Result<(), String> {
+    util::run(Command::new(util::cargo()).args(["test", "--workspace", "--release"]))
+}
+
+/// One benchmark binary of `myos-bench`, in release mode.
+fn bench(args: &[String]) -> Result<(), String> {
+    let which = args.first().ok_or("usage: cargo xtask bench frames|heap|vm")?;
+    util::run(
+        Command::new(util::cargo())
+            .args(["run", "--release", "-p", "myos-bench", "--bin"])
+            .arg(format!("bench-{which}"))
+            .arg("--")
+            .args(&args[1..]),
+    )
+}
+
+/// The core's unit tests under Miri (needs the nightly toolchain with miri).
+fn miri() -> Result<(), String> {
+    util::run(
+        Command::new("cargo")
+            .args(["+nightly", "miri", "test", "-p", "myos-mm", "--lib"])
+            .env("MIRIFLAGS", "-Zmiri-strict-provenance"),
+    )
+}
