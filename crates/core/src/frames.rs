@@ -21,3 +21,637 @@ pub struct MemoryRegion {
     /// Usable or reserved.
     pub kind: RegionKind,
 }
+
+use core::ptr::NonNull;
+
+use crate::addr::{Frame, PhysAddr};
+use crate::error::MmError;
+use crate::layout::{DIRECT_ZONE_END, LOW_ZONE_END, PAGE_SHIFT, PAGE_SIZE, PHYS_END};
+use crate::platform::Platform;
+
+/// A physical memory zone. As an allocation request, a zone means "this zone
+/// or a lower one", tried from the named zone downwards (as Linux's
+/// `GFP_HIGHMEM` / `GFP_KERNEL` / `GFP_DMA`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Zone {
+    /// Below 16 MiB: reachable by ISA DMA.
+    Low = 0,
+    /// Below 768 MiB: reachable through the kernel's direct map. Page tables
+    /// and anything the kernel dereferences directly come from here.
+    Direct = 1,
+    /// Anywhere, above the direct map first (user pages, page cache).
+    High = 2,
+}
+
+impl Zone {
+    /// All zones, lowest first.
+    pub const ALL: [Zone; 3] = [Zone::Low, Zone::Direct, Zone::High];
+
+    /// The zone a frame belongs to.
+    pub const fn of(frame: Frame) -> Zone {
+        let addr = frame.start().as_u32() as u64;
+        if addr < LOW_ZONE_END {
+            Zone::Low
+        } else if addr < DIRECT_ZONE_END {
+            Zone::Direct
+        } else {
+            Zone::High
+        }
+    }
+
+    /// First and one-past-last frame number of the zone.
+    const fn frame_bounds(self) -> (u32, u32) {
+        const LOW: u32 = (LOW_ZONE_END >> PAGE_SHIFT) as u32;
+        const DIRECT: u32 = (DIRECT_ZONE_END >> PAGE_SHIFT) as u32;
+        const END: u64 = PHYS_END >> PAGE_SHIFT;
+        match self {
+            Zone::Low => (0, LOW),
+            Zone::Direct => (LOW, DIRECT),
+            Zone::High => (DIRECT, END as u32),
+        }
+    }
+}
+
+/// Frame counts, in frames. `total == free + used + metadata`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FrameStats {
+    /// Usable RAM frames the allocator manages (memory-map holes and reserved
+    /// ranges excluded).
+    pub total: u32,
+    /// Frames ready to be handed out.
+    pub free: u32,
+    /// Frames handed out (reference count at least 1).
+    pub used: u32,
+    /// Frames holding the allocator's own metadata.
+    pub metadata: u32,
+    /// Free frames per zone (`Zone as usize` indexes it).
+    pub free_per_zone: [u32; 3],
+}
+
+/// The operations paging and address spaces need from a frame allocator.
+///
+/// [`FrameAllocator`] implements it; so does `&spin::Mutex<FrameAllocator>`
+/// (each call takes the lock briefly, so a kernel can let the heap and the
+/// address spaces allocate frames under their own locks), and a failing
+/// wrapper used for out-of-memory injection.
+pub trait FrameSource {
+    /// One frame from `zone` or below, with reference count 1.
+    fn alloc(&mut self, zone: Zone) -> Result<Frame, MmError>;
+    /// `count` physically contiguous frames, the first aligned to
+    /// `2^align_log2` frames, each with reference count 1.
+    fn alloc_contiguous(&mut self, count: u32, align_log2: u32, zone: Zone) -> Result<Frame, MmError>;
+    /// Adds a reference to an allocated frame.
+    fn share(&mut self, frame: Frame) -> Result<(), MmError>;
+    /// Drops a reference; returns `true` when that was the last one and the
+    /// frame went back to the pool.
+    fn release(&mut self, frame: Frame) -> Result<bool, MmError>;
+    /// The frame's reference count (0 for a free frame).
+    fn refcount(&self, frame: Frame) -> Result<u16, MmError>;
+}
+
+/// Reference-count value of a frame that is never handed out.
+const RESERVED: u16 = u16::MAX;
+/// Largest reference count of an allocated frame.
+pub const MAX_REFCOUNT: u16 = u16::MAX - 1;
+
+/// One zone's free-frame index: a three-level bitmap (bit set = free), so
+/// finding a free frame reads three words whatever the zone's size.
+struct ZoneBitmap {
+    /// First frame number of the zone.
+    base: u32,
+    /// Frames covered (`base..base + len`).
+    len: u32,
+    /// Level 0: one bit per frame.
+    l0: NonNull<u64>,
+    /// Level 1: bit `i` set when `l0[i] != 0`.
+    l1: NonNull<u64>,
+    /// Level 2: bit `i` set when `l1[i] != 0`.
+    l2: NonNull<u64>,
+    /// Free frames in the zone.
+    free: u32,
+}
+
+const fn words(bits: u32) -> u32 {
+    bits.div_ceil(64)
+}
+
+impl ZoneBitmap {
+    const fn words_needed(len: u32) -> u32 {
+        let n0 = words(len);
+        let n1 = words(n0);
+        n0 + n1 + words(n1)
+    }
+
+    fn n0(&self) -> usize {
+        words(self.len) as usize
+    }
+    fn n1(&self) -> usize {
+        words(words(self.len)) as usize
+    }
+    fn n2(&self) -> usize {
+        words(words(words(self.len))) as usize
+    }
+
+    fn l0(&self) -> &[u64] {
+        // SAFETY: `l0` points at `n0` words of metadata owned by the
+        // allocator (set up in `FrameAllocator::new`), borrowed with `self`.
+        unsafe { core::slice::from_raw_parts(self.l0.as_ptr(), self.n0()) }
+    }
+
+    /// Marks zone-relative frame `i` free.
+    fn set_free(&mut self, i: u32) {
+        let (w, b) = ((i / 64) as usize, i % 64);
+        // SAFETY: `i < len`, so `w < n0`, `w / 64 < n1` and `w / 4096 < n2`;
+        // all three arrays are owned by the allocator, which `&mut self` borrows.
+        unsafe {
+            let l0 = self.l0.as_ptr().add(w);
+            let was_empty = *l0 == 0;
+            debug_assert!(*l0 & (1 << b) == 0);
+            *l0 |= 1 << b;
+            if was_empty {
+                let l1 = self.l1.as_ptr().add(w / 64);
+                let l1_empty = *l1 == 0;
+                *l1 |= 1 << (w % 64);
+                if l1_empty {
+                    *self.l2.as_ptr().add(w / 4096) |= 1 << ((w / 64) % 64);
+                }
+            }
+        }
+        self.free += 1;
+    }
+
+    /// Marks zone-relative frame `i` used.
+    fn set_used(&mut self, i: u32) {
+        let (w, b) = ((i / 64) as usize, i % 64);
+        // SAFETY: as in `set_free`.
+        unsafe {
+            let l0 = self.l0.as_ptr().add(w);
+            debug_assert!(*l0 & (1 << b) != 0);
+            *l0 &= !(1 << b);
+            if *l0 == 0 {
+                let l1 = self.l1.as_ptr().add(w / 64);
+                *l1 &= !(1 << (w % 64));
+                if *l1 == 0 {
+                    *self.l2.as_ptr().add(w / 4096) &= !(1 << ((w / 64) % 64));
+                }
+            }
+        }
+        self.free -= 1;
+    }
+
+    fn is_free(&self, i: u32) -> bool {
+        self.l0()[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    /// The lowest free zone-relative frame, found through the summaries.
+    fn first_free(&self) -> Option<u32> {
+        if self.free == 0 {
+            return None;
+        }
+        // SAFETY: indices come from set summary bits, which only exist for
+        // words inside the arrays (see `set_free`).
+        unsafe {
+            for w2 in 0..self.n2() {
+                let s2 = *self.l2.as_ptr().add(w2);
+                if s2 != 0 {
+                    let w1 = w2 * 64 + s2.trailing_zeros() as usize;
+                    let w0 = w1 * 64 + (*self.l1.as_ptr().add(w1)).trailing_zeros() as usize;
+                    let bit = (*self.l0.as_ptr().add(w0)).trailing_zeros();
+                    return Some(w0 as u32 * 64 + bit);
+                }
+            }
+        }
+        None
+    }
+
+    /// The lowest free zone-relative frame at or after `from`.
+    fn next_free(&self, from: u32) -> Option<u32> {
+        if from >= self.len {
+            return None;
+        }
+        let l0 = self.l0();
+        let mut w = (from / 64) as usize;
+        let first = l0[w] & (!0u64 << (from % 64));
+        if first != 0 {
+            return Some(w as u32 * 64 + first.trailing_zeros());
+        }
+        // SAFETY: `l1` has `n1` words, borrowed with `self`.
+        let l1 = unsafe { core::slice::from_raw_parts(self.l1.as_ptr(), self.n1()) };
+        w += 1;
+        while w < l0.len() {
+            // Skip runs of empty level-0 words through level 1.
+            let s1 = l1[w / 64] & (!0u64 << (w % 64));
+            if s1 == 0 {
+                w = (w / 64 + 1) * 64;
+                continue;
+            }
+            w = (w / 64) * 64 + s1.trailing_zeros() as usize;
+            return Some(w as u32 * 64 + l0[w].trailing_zeros());
+        }
+        None
+    }
+
+    /// The first used frame in `from..to`, if any.
+    fn first_used_in(&self, from: u32, to: u32) -> Option<u32> {
+        let l0 = self.l0();
+        let mut i = from;
+        while i < to {
+            let w = (i / 64) as usize;
+            let lo = i % 64;
+            let hi = (to - (w as u32) * 64).min(64);
+            let span = if hi - lo == 64 { !0u64 } else { ((1u64 << (hi - lo)) - 1) << lo };
+            let used = !l0[w] & span;
+            if used != 0 {
+                return Some(w as u32 * 64 + used.trailing_zeros());
+            }
+            i = (w as u32 + 1) * 64;
+        }
+        None
+    }
+
+    /// Lowest zone-relative start of `count` free frames whose absolute frame
+    /// number is a multiple of `align`.
+    fn find_run(&self, count: u32, align: u32) -> Option<u32> {
+        if count > self.free {
+            return None;
+        }
+        let align_rel = |i: u32| -> Option<u32> {
+            let abs = (self.base + i).checked_next_multiple_of(align)?;
+            Some(abs - self.base)
+        };
+        let mut start = align_rel(self.next_free(0)?)?;
+        loop {
+            let end = start.checked_add(count)?;
+            if end > self.len {
+                return None;
+            }
+            match self.first_used_in(start, end) {
+                None => return Some(start),
+                Some(used) => start = align_rel(self.next_free(used + 1)?)?,
+            }
+        }
+    }
+}
+
+/// The physical frame allocator.
+///
+/// Built from the memory map; its metadata lives in RAM it takes from the
+/// map itself (like Linux's `mem_map`): a 16-bit reference count per frame
+/// and a three-level free bitmap per zone, about 2.13 bytes per frame.
+/// Single-frame allocation and free are O(1) in the size of RAM; contiguous
+/// runs are found by a word-at-a-time scan.
+///
+/// A frame's reference count is 0 while free, 1..=[`MAX_REFCOUNT`] while
+/// allocated (one per owner: each mapping of a shared or copy-on-write frame
+/// holds one) and a reserved marker for frames never handed out. Frame 0 is an
+/// ordinary frame.
+pub struct FrameAllocator {
+    /// One reference count per frame below `limit`.
+    refs: NonNull<u16>,
+    /// One past the highest frame number with metadata.
+    limit: u32,
+    zones: [ZoneBitmap; 3],
+    total: u32,
+    metadata: (Frame, u32),
+    /// Out-of-memory injection: fail every allocation once this reaches 0.
+    fail_after: Option<u32>,
+}
+
+// SAFETY: the allocator exclusively owns its metadata frames; moving it to
+// another thread moves that ownership (no thread-local state is involved).
+unsafe impl Send for FrameAllocator {}
+
+impl FrameAllocator {
+    /// Builds the allocator from a memory map, placing its metadata in usable
+    /// RAM below the direct-map limit (above 16 MiB when possible, to keep
+    /// ISA-DMA memory free).
+    ///
+    /// A frame is usable when a [`RegionKind::Usable`] region covers it
+    /// whole and no [`RegionKind::Reserved`] region touches it. Fails with
+    /// `OutOfMemory` when the map has no room for the metadata and with
+    /// `InvalidArgument` for a region whose end is before its start.
+    ///
+    /// # Safety
+    ///
+    /// The usable regions must be RAM that nobody else uses, and the
+    /// allocator must not outlive `platform` (it keeps pointers obtained from
+    /// [`Platform::frame_ptr`]).
+    pub unsafe fn new<P: Platform + ?Sized>(platform: &P, map: &[MemoryRegion]) -> Result<Self, MmError> {
+        if map.iter().any(|r| r.end < r.start) {
+            return Err(MmError::InvalidArgument);
+        }
+        let limit = map
+            .iter()
+            .filter(|r| r.kind == RegionKind::Usable)
+            .map(|r| (r.end.min(PHYS_END) >> PAGE_SHIFT) as u32)
+            .max()
+            .unwrap_or(0);
+        let zone_len = |z: Zone| {
+            let (lo, hi) = z.frame_bounds();
+            hi.min(limit).saturating_sub(lo)
+        };
+        let ref_words = (limit as usize * 2).div_ceil(8);
+        let bitmap_words: usize = Zone::ALL.iter().map(|&z| ZoneBitmap::words_needed(zone_len(z)) as usize).sum();
+        let meta_bytes = (ref_words + bitmap_words) * 8;
+        let meta_frames = meta_bytes.div_ceil(PAGE_SIZE) as u32;
+        if meta_frames == 0 {
+            return Err(MmError::OutOfMemory);
+        }
+        let meta = find_metadata_home(map, meta_frames).ok_or(MmError::OutOfMemory)?;
+        let base = platform.frame_ptr(meta).cast::<u64>();
+        // SAFETY: `meta..meta + meta_frames` is usable RAM below the direct
+        // limit (checked by `find_metadata_home`), so the platform contract
+        // makes it one valid, writable, contiguous range that nobody else uses.
+        unsafe { base.as_ptr().write_bytes(0, meta_bytes / 8) };
+
+        let refs = base.cast::<u16>();
+        let mut next = ref_words;
+        let mut carve = |len: u32| {
+            let n0 = words(len) as usize;
+            let n1 = words(words(len)) as usize;
+            // SAFETY: the words carved here are within the `meta_bytes`
+            // region computed above (the sum of `words_needed`).
+            let (l0, l1, l2) = unsafe { (base.add(next), base.add(next + n0), base.add(next + n0 + n1)) };
+            next += ZoneBitmap::words_needed(len) as usize;
+            (l0, l1, l2)
+        };
+        let mut zone = |z: Zone| {
+            let len = zone_len(z);
+            let (l0, l1, l2) = carve(len);
+            ZoneBitmap { base: z.frame_bounds().0, len, l0, l1, l2, free: 0 }
+        };
+        let zones = [zone(Zone::Low), zone(Zone::Direct), zone(Zone::High)];
+        let mut fa = FrameAllocator { refs, limit, zones, total: 0, metadata: (meta, meta_frames), fail_after: None };
+
+        // Everything starts reserved; usable frames are then freed, unless a
+        // reserved region or the metadata covers them.
+        fa.refs_mut().fill(RESERVED);
+        for r in map.iter().filter(|r| r.kind == RegionKind::Usable) {
+            let (lo, hi) = inner_frames(r);
+            for f in lo..hi {
+                if fa.refs_mut()[f as usize] == RESERVED && !touches_reserved(map, f) {
+                    fa.refs_mut()[f as usize] = 0;
+                    fa.total += 1;
+                }
+            }
+        }
+        for f in meta.number()..meta.number() + meta_frames {
+            fa.refs_mut()[f as usize] = RESERVED;
+        }
+        for f in 0..limit {
+            if fa.refs()[f as usize] == 0 {
+                let (z, i) = fa.locate(f);
+                fa.zones[z].set_free(i);
+            }
+        }
+        Ok(fa)
+    }
+
+    fn refs(&self) -> &[u16] {
+        // SAFETY: `refs` points at `limit` counters owned by the allocator.
+        unsafe { core::slice::from_raw_parts(self.refs.as_ptr(), self.limit as usize) }
+    }
+
+    fn refs_mut(&mut self) -> &mut [u16] {
+        // SAFETY: as in `refs`, borrowed mutably with `self`.
+        unsafe { core::slice::from_raw_parts_mut(self.refs.as_ptr(), self.limit as usize) }
+    }
+
+    /// Zone index and zone-relative index of frame number `f` (< limit).
+    fn locate(&self, f: u32) -> (usize, u32) {
+        let z = Zone::of(PhysAddr::new(f << PAGE_SHIFT).frame()) as usize;
+        (z, f - self.zones[z].base)
+    }
+
+    /// Counts of total, free and used frames.
+    pub fn stats(&self) -> FrameStats {
+        let free_per_zone = [self.zones[0].free, self.zones[1].free, self.zones[2].free];
+        let free = free_per_zone.iter().sum::<u32>();
+        FrameStats { total: self.total + self.metadata.1, free, used: self.total - free, metadata: self.metadata.1, free_per_zone }
+    }
+
+    /// Bytes of metadata per managed frame (reference counts and bitmaps),
+    /// over every frame number up to the highest usable one.
+    pub fn metadata_bytes(&self) -> usize {
+        self.metadata.1 as usize * PAGE_SIZE
+    }
+
+    /// One past the highest frame number the allocator knows.
+    pub fn frame_limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// The frames holding the allocator's metadata (first frame, count).
+    pub fn metadata_frames(&self) -> (Frame, u32) {
+        self.metadata
+    }
+
+    /// Makes every allocation fail with `OutOfMemory` after `n` more
+    /// successful ones (`None` turns injection off). For out-of-memory tests.
+    pub fn fail_after(&mut self, n: Option<u32>) {
+        self.fail_after = n;
+    }
+
+    fn take_budget(&mut self) -> Result<(), MmError> {
+        match &mut self.fail_after {
+            Some(0) => Err(MmError::OutOfMemory),
+            Some(n) => {
+                *n -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn zone_order(zone: Zone) -> &'static [usize] {
+        match zone {
+            Zone::High => &[2, 1, 0],
+            Zone::Direct => &[1, 0],
+            Zone::Low => &[0],
+        }
+    }
+
+    /// Claims a specific free frame (e.g. one a C caller names by address).
+    pub fn claim(&mut self, frame: Frame) -> Result<(), MmError> {
+        match self.refcount(frame)? {
+            0 => {
+                self.take_budget()?;
+                let (z, i) = self.locate(frame.number());
+                self.zones[z].set_used(i);
+                self.refs_mut()[frame.number() as usize] = 1;
+                Ok(())
+            }
+            _ => Err(MmError::AlreadyMapped),
+        }
+    }
+
+    /// Checks every invariant: each counter agrees with its free bit, every
+    /// summary bit with the words below it, and the free counts with the
+    /// bitmaps. For tests and debugging; O(frames).
+    pub fn validate(&self) -> Result<(), &'static str> {
+        let mut free = 0;
+        for f in 0..self.limit {
+            let (z, i) = self.locate(f);
+            let bit = self.zones[z].is_free(i);
+            if bit != (self.refs()[f as usize] == 0) {
+                return Err("free bit disagrees with reference count");
+            }
+            free += bit as u32;
+        }
+        for zone in &self.zones {
+            // SAFETY: `l1`/`l2` hold `n1`/`n2` words owned by the allocator.
+            let (l1, l2) = unsafe {
+                (
+                    core::slice::from_raw_parts(zone.l1.as_ptr(), zone.n1()),
+                    core::slice::from_raw_parts(zone.l2.as_ptr(), zone.n2()),
+                )
+            };
+            for (w, &word) in zone.l0().iter().enumerate() {
+                if (l1[w / 64] >> (w % 64)) & 1 != (word != 0) as u64 {
+                    return Err("level-1 summary out of date");
+                }
+            }
+            for (w, &word) in l1.iter().enumerate() {
+                if (l2[w / 64] >> (w % 64)) & 1 != (word != 0) as u64 {
+                    return Err("level-2 summary out of date");
+                }
+            }
+            let counted: u32 = zone.l0().iter().map(|w| w.count_ones()).sum();
+            if counted != zone.free {
+                return Err("zone free count out of date");
+            }
+        }
+        if free != self.stats().free {
+            return Err("free count out of date");
+        }
+        Ok(())
+    }
+
+    /// True when the allocator manages `frame` (usable RAM, not metadata).
+    pub fn manages(&self, frame: Frame) -> bool {
+        frame.number() < self.limit && self.refs()[frame.number() as usize] != RESERVED
+    }
+}
+
+impl FrameSource for FrameAllocator {
+    fn alloc(&mut self, zone: Zone) -> Result<Frame, MmError> {
+        for &z in Self::zone_order(zone) {
+            if let Some(i) = self.zones[z].first_free() {
+                self.take_budget()?;
+                self.zones[z].set_used(i);
+                let f = self.zones[z].base + i;
+                self.refs_mut()[f as usize] = 1;
+                return Ok(PhysAddr::new(f << PAGE_SHIFT).frame());
+            }
+        }
+        Err(MmError::OutOfMemory)
+    }
+
+    fn alloc_contiguous(&mut self, count: u32, align_log2: u32, zone: Zone) -> Result<Frame, MmError> {
+        if count == 0 || align_log2 > 20 {
+            return Err(MmError::InvalidArgument);
+        }
+        let align = 1u32 << align_log2;
+        for &z in Self::zone_order(zone) {
+            if let Some(i) = self.zones[z].find_run(count, align) {
+                self.take_budget()?;
+                let base = self.zones[z].base + i;
+                for k in 0..count {
+                    self.zones[z].set_used(i + k);
+                    self.refs_mut()[(base + k) as usize] = 1;
+                }
+                return Ok(PhysAddr::new(base << PAGE_SHIFT).frame());
+            }
+        }
+        Err(MmError::OutOfMemory)
+    }
+
+    fn share(&mut self, frame: Frame) -> Result<(), MmError> {
+        match self.refcount(frame)? {
+            0 => Err(MmError::FrameNotAllocated),
+            MAX_REFCOUNT => Err(MmError::RefcountOverflow),
+            n => {
+                self.refs_mut()[frame.number() as usize] = n + 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn release(&mut self, frame: Frame) -> Result<bool, MmError> {
+        match self.refcount(frame)? {
+            0 => Err(MmError::FrameNotAllocated),
+            1 => {
+                self.refs_mut()[frame.number() as usize] = 0;
+                let (z, i) = self.locate(frame.number());
+                self.zones[z].set_free(i);
+                Ok(true)
+            }
+            n => {
+                self.refs_mut()[frame.number() as usize] = n - 1;
+                Ok(false)
+            }
+        }
+    }
+
+    fn refcount(&self, frame: Frame) -> Result<u16, MmError> {
+        if frame.number() >= self.limit {
+            return Err(MmError::OutOfRange);
+        }
+        match self.refs()[frame.number() as usize] {
+            RESERVED => Err(MmError::FrameReserved),
+            n => Ok(n),
+        }
+    }
+}
+
+impl FrameSource for &spin::Mutex<FrameAllocator> {
+    fn alloc(&mut self, zone: Zone) -> Result<Frame, MmError> {
+        self.lock().alloc(zone)
+    }
+    fn alloc_contiguous(&mut self, count: u32, align_log2: u32, zone: Zone) -> Result<Frame, MmError> {
+        self.lock().alloc_contiguous(count, align_log2, zone)
+    }
+    fn share(&mut self, frame: Frame) -> Result<(), MmError> {
+        self.lock().share(frame)
+    }
+    fn release(&mut self, frame: Frame) -> Result<bool, MmError> {
+        self.lock().release(frame)
+    }
+    fn refcount(&self, frame: Frame) -> Result<u16, MmError> {
+        self.lock().refcount(frame)
+    }
+}
+
+/// Frames wholly inside a usable region (start rounded up, end down).
+fn inner_frames(r: &MemoryRegion) -> (u32, u32) {
+    let lo = r.start.min(PHYS_END).div_ceil(PAGE_SIZE as u64) as u32;
+    let hi = (r.end.min(PHYS_END) >> PAGE_SHIFT) as u32;
+    (lo, hi.max(lo))
+}
+
+/// True when a reserved region touches frame number `f`.
+fn touches_reserved(map: &[MemoryRegion], f: u32) -> bool {
+    let (lo, hi) = ((f as u64) << PAGE_SHIFT, ((f as u64) + 1) << PAGE_SHIFT);
+    map.iter().any(|r| r.kind == RegionKind::Reserved && r.start < hi && r.end > lo)
+}
+
+/// The lowest run of `count` usable frames below the direct-map limit,
+/// preferring one above the low zone.
+fn find_metadata_home(map: &[MemoryRegion], count: u32) -> Option<Frame> {
+    let direct_end = (DIRECT_ZONE_END >> PAGE_SHIFT) as u32;
+    let low_end = (LOW_ZONE_END >> PAGE_SHIFT) as u32;
+    let search = |floor: u32| {
+        map.iter().filter(|r| r.kind == RegionKind::Usable).find_map(|r| {
+            let (lo, hi) = inner_frames(r);
+            let (mut start, hi) = (lo.max(floor), hi.min(direct_end));
+            while start.checked_add(count)? <= hi {
+                match (start..start + count).rev().find(|&f| touches_reserved(map, f)) {
+                    None => return Frame::from_number(start).ok(),
+                    Some(f) => start = f + 1,
+                }
+            }
+            None
+        })
+    };
+    search(low_end).or_else(|| search(0))
+}
