@@ -1,0 +1,505 @@
+//! Address spaces: a page directory, its page tables, and the operations on them.
+//!
+//! Every address space shares the kernel half (`KERNEL_BASE..4 GiB`): its
+//! page-directory entries are copied from the kernel space when the space is
+//! created, and they point at the same page tables, which are allocated once
+//! (the direct map uses 4 MiB pages, the heap and kmap windows have their
+//! tables preallocated) and never copied or freed. The user half has its own
+//! page tables, allocated on demand and freed again when unmapping leaves
+//! them empty.
+//!
+//! Ownership rule: a present entry that points at a frame managed by the
+//! frame allocator holds one reference to it. [`AddressSpace::map`] takes
+//! over a reference the caller owns; [`AddressSpace::unmap`] hands it back;
+//! [`AddressSpace::destroy`] drops the references of whatever is still mapped.
+
+use core::ptr::NonNull;
+
+use super::entry::{PageTableEntry, PteFlags};
+use crate::addr::{Frame, Page, PhysAddr, VirtAddr};
+use crate::error::MmError;
+use crate::frames::{FrameSource, Zone};
+use crate::layout::{
+    is_direct_map, DIRECT_MAP_START, DIRECT_ZONE_END, ENTRIES, HEAP_START, KERNEL_BASE, KERNEL_PD_INDEX, KMAP_END,
+    TABLE_SPAN,
+};
+use crate::platform::Platform;
+
+/// A TLB invalidation that is owed after a change to a page-table entry.
+///
+/// Dropping it without calling [`flush`](Flush::flush) or
+/// [`ignore`](Flush::ignore) is a warning (`#[must_use]`): a forgotten
+/// `invlpg` leaves a stale translation behind.
+#[must_use = "the TLB may still hold the old translation: call .flush(platform) or .ignore()"]
+#[derive(Debug)]
+pub struct Flush {
+    page: Page,
+    dir: Frame,
+}
+
+impl Flush {
+    /// Invalidates the page's TLB entry when the change can be cached: the
+    /// page is in the (shared) kernel half, or its address space is loaded.
+    pub fn flush<P: Platform + ?Sized>(self, platform: &P) {
+        if self.page.start().as_u32() >= KERNEL_BASE || platform.root() == self.dir {
+            platform.flush(self.page);
+        }
+    }
+
+    /// Skips the invalidation: the caller flushes the whole TLB later, or
+    /// knows the address space is not loaded anywhere.
+    pub fn ignore(self) {}
+
+    /// The page whose translation changed.
+    pub fn page(&self) -> Page {
+        self.page
+    }
+}
+
+/// A page table or directory in memory: 1024 entries read and written with
+/// volatile accesses (the MMU sets Accessed and Dirty bits behind our back).
+#[derive(Clone, Copy)]
+struct Table(NonNull<u32>);
+
+impl Table {
+    fn of<P: Platform + ?Sized>(platform: &P, frame: Frame) -> Table {
+        Table(platform.frame_ptr(frame).cast())
+    }
+    fn get(self, i: usize) -> PageTableEntry {
+        assert!(i < ENTRIES);
+        // SAFETY: the table is a direct-mapped frame of 1024 entries (page
+        // tables are allocated from `Zone::Direct`), valid per the platform
+        // contract; `i` is in bounds.
+        PageTableEntry::from_raw(unsafe { self.0.as_ptr().add(i).read_volatile() })
+    }
+    fn set(self, i: usize, e: PageTableEntry) {
+        assert!(i < ENTRIES);
+        // SAFETY: as in `get`; the address space owning the table is borrowed
+        // mutably by every caller, so no other writer exists in the core.
+        unsafe { self.0.as_ptr().add(i).write_volatile(e.raw()) }
+    }
+    fn entry_ptr(self, i: usize) -> NonNull<PageTableEntry> {
+        assert!(i < ENTRIES);
+        // SAFETY: in bounds of the table (checked above).
+        unsafe { self.0.add(i).cast() }
+    }
+    fn live_entries(self) -> u16 {
+        (0..ENTRIES).filter(|&i| !self.get(i).is_unused()).count() as u16
+    }
+}
+
+/// Flags of a user-half page-directory entry: the page-table entries decide.
+const USER_PDE: PteFlags = PteFlags::PRESENT.union(PteFlags::WRITABLE).union(PteFlags::USER);
+/// Flags of a kernel-half page-directory entry.
+const KERNEL_PDE: PteFlags = PteFlags::PRESENT.union(PteFlags::WRITABLE);
+/// Flags of a direct-map entry: a global, writable 4 MiB kernel page.
+const DIRECT_PDE: PteFlags = KERNEL_PDE.union(PteFlags::HUGE).union(PteFlags::GLOBAL);
+/// First and one-past-last directory index whose kernel tables are preallocated.
+const KERNEL_TABLES: (usize, usize) = ((HEAP_START >> 22) as usize, (KMAP_END >> 22) as usize);
+
+/// One address space: a page directory and the user page tables it owns.
+///
+/// Not `Clone`: the space owns its frames, and [`destroy`](Self::destroy)
+/// gives them back.
+#[derive(Debug)]
+pub struct AddressSpace {
+    /// The page directory (what CR3 holds while this space runs).
+    dir: Frame,
+    /// A frame of `u16` counters: live entries per user page table. A hint
+    /// that is confirmed by a scan before a table is freed, so entries
+    /// written behind the core's back (the C API's `page_t *`) are safe.
+    counts: Frame,
+    /// True for the kernel space, which owns the shared kernel tables.
+    kernel: bool,
+}
+
+impl AddressSpace {
+    /// Creates the kernel address space: the direct map of physical memory
+    /// up to `ram_end` (at most 768 MiB, with global 4 MiB pages) and the
+    /// preallocated, shared page tables of the heap and kmap windows.
+    pub fn new_kernel<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+        platform: &P,
+        frames: &mut F,
+        ram_end: PhysAddr,
+    ) -> Result<Self, MmError> {
+        let space = Self::alloc_directory(platform, frames, true)?;
+        let dir = Table::of(platform, space.dir);
+        let direct_end = (ram_end.as_u32() as u64).min(DIRECT_ZONE_END).div_ceil(TABLE_SPAN as u64) as usize;
+        for i in 0..direct_end {
+            let phys = Frame::from_start(PhysAddr::new((i as u32) * TABLE_SPAN))?;
+            dir.set(KERNEL_PD_INDEX + i, PageTableEntry::new(phys, DIRECT_PDE));
+        }
+        for i in KERNEL_TABLES.0..KERNEL_TABLES.1 {
+            match new_table(platform, frames) {
+                Ok(t) => dir.set(i, PageTableEntry::new(t, KERNEL_PDE)),
+                Err(e) => {
+                    // SAFETY: the space was never shared with another address space.
+                    unsafe { space.destroy_kernel(platform, frames) };
+                    return Err(e);
+                }
+            }
+        }
+        Ok(space)
+    }
+
+    /// Creates a user address space whose kernel half is `kernel`'s.
+    pub fn new_user<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+        platform: &P,
+        frames: &mut F,
+        kernel: &AddressSpace,
+    ) -> Result<Self, MmError> {
+        let space = Self::alloc_directory(platform, frames, false)?;
+        let (src, dst) = (Table::of(platform, kernel.dir), Table::of(platform, space.dir));
+        for i in KERNEL_PD_INDEX..ENTRIES {
+            dst.set(i, src.get(i));
+        }
+        Ok(space)
+    }
+
+    fn alloc_directory<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+        platform: &P,
+        frames: &mut F,
+        kernel: bool,
+    ) -> Result<Self, MmError> {
+        let dir = new_table(platform, frames)?;
+        match new_table(platform, frames) {
+            Ok(counts) => Ok(AddressSpace { dir, counts, kernel }),
+            Err(e) => {
+                release_owned(frames, dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// The page directory's frame (the value CR3 holds while this space runs).
+    pub fn directory(&self) -> Frame {
+        self.dir
+    }
+
+    /// True for the kernel space.
+    pub fn is_kernel(&self) -> bool {
+        self.kernel
+    }
+
+    /// True when this space is loaded in CR3.
+    pub fn is_active<P: Platform + ?Sized>(&self, platform: &P) -> bool {
+        platform.root() == self.dir
+    }
+
+    /// Loads this space into CR3 (`switch_page_directory`).
+    pub fn activate<P: Platform + ?Sized>(&self, platform: &P) {
+        // SAFETY: every space's kernel half is the kernel space's, so the
+        // code and data the caller runs on stay mapped across the switch.
+        unsafe { platform.set_root(self.dir) }
+    }
+
+    /// The entry mapping `page`, if its page table exists. Direct-map pages
+    /// (4 MiB entries) have no page-table entry and give `None`.
+    pub fn entry<P: Platform + ?Sized>(&self, platform: &P, page: Page) -> Option<PageTableEntry> {
+        let va = page.start();
+        let pde = Table::of(platform, self.dir).get(va.pd_index());
+        if !pde.is_present() || pde.flags().contains(PteFlags::HUGE) {
+            return None;
+        }
+        Some(Table::of(platform, pde.frame()).get(va.pt_index()))
+    }
+
+    /// The physical address `va` translates to (`get_physical_address`), or
+    /// `None` when it is not mapped. Follows 4 MiB entries too.
+    pub fn translate<P: Platform + ?Sized>(&self, platform: &P, va: VirtAddr) -> Option<PhysAddr> {
+        let pde = Table::of(platform, self.dir).get(va.pd_index());
+        if !pde.is_present() {
+            return None;
+        }
+        if pde.flags().contains(PteFlags::HUGE) {
+            return Some(PhysAddr::new((pde.raw() & !(TABLE_SPAN - 1)) | (va.as_u32() & (TABLE_SPAN - 1))));
+        }
+        let pte = Table::of(platform, pde.frame()).get(va.pt_index());
+        pte.is_present().then(|| PhysAddr::new(pte.frame().start().as_u32() | va.page_offset()))
+    }
+
+    /// A pointer to the entry mapping `va` (`get_page`). With `make`, a
+    /// missing user page table is created; without it, `Ok(None)` is
+    /// returned when there is no table. Direct-map addresses give
+    /// `FixedMapping`, the unused top 4 MiB gives `OutOfRange`.
+    ///
+    /// The pointer stays valid until the table is freed: by `unmap` of its
+    /// last entry, or `destroy`.
+    pub fn get_page<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+        &mut self,
+        platform: &P,
+        frames: &mut F,
+        va: VirtAddr,
+        make: bool,
+    ) -> Result<Option<NonNull<PageTableEntry>>, MmError> {
+        match self.table_for(platform, frames, va, make)? {
+            Some(t) => Ok(Some(t.entry_ptr(va.pt_index()))),
+            None => Ok(None),
+        }
+    }
+
+    fn table_for<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+        &mut self,
+        platform: &P,
+        frames: &mut F,
+        va: VirtAddr,
+        make: bool,
+    ) -> Result<Option<Table>, MmError> {
+        if is_direct_map(va.as_u32()) {
+            return Err(MmError::FixedMapping);
+        }
+        let dir = Table::of(platform, self.dir);
+        let pde = dir.get(va.pd_index());
+        if pde.is_present() {
+            return Ok(Some(Table::of(platform, pde.frame())));
+        }
+        if va.as_u32() >= KERNEL_BASE {
+            // Kernel tables are preallocated; what has none is not mappable.
+            return Err(MmError::OutOfRange);
+        }
+        if !make {
+            return Ok(None);
+        }
+        let t = new_table(platform, frames)?;
+        dir.set(va.pd_index(), PageTableEntry::new(t, USER_PDE));
+        self.set_count(platform, va.pd_index(), 0);
+        Ok(Some(Table::of(platform, t)))
+    }
+
+    /// Maps `page` to `frame` with `flags` (`PRESENT` is implied), creating
+    /// the page table if needed. The mapping takes over one reference to
+    /// `frame` that the caller owns. Fails with `AlreadyMapped` if the page
+    /// is mapped, `FixedMapping` in the direct map, `InvalidArgument` for
+    /// flags that don't belong in a page-table entry (`HUGE`).
+    pub fn map<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+        &mut self,
+        platform: &P,
+        frames: &mut F,
+        page: Page,
+        frame: Frame,
+        flags: PteFlags,
+    ) -> Result<Flush, MmError> {
+        let (old, flush) = self.set_mapping(platform, frames, page, frame, flags, false)?;
+        debug_assert!(old.is_none());
+        Ok(flush)
+    }
+
+    /// Like [`map`](Self::map), but replaces an existing mapping and returns
+    /// the frame it pointed at (whose reference now belongs to the caller).
+    pub fn remap<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+        &mut self,
+        platform: &P,
+        frames: &mut F,
+        page: Page,
+        frame: Frame,
+        flags: PteFlags,
+    ) -> Result<(Option<Frame>, Flush), MmError> {
+        self.set_mapping(platform, frames, page, frame, flags, true)
+    }
+
+    fn set_mapping<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+        &mut self,
+        platform: &P,
+        frames: &mut F,
+        page: Page,
+        frame: Frame,
+        flags: PteFlags,
+        replace: bool,
+    ) -> Result<(Option<Frame>, Flush), MmError> {
+        if flags.contains(PteFlags::HUGE) {
+            return Err(MmError::InvalidArgument);
+        }
+        let va = page.start();
+        let table = self.table_for(platform, frames, va, true)?.ok_or(MmError::OutOfRange)?;
+        let old = table.get(va.pt_index());
+        if old.is_present() && !replace {
+            return Err(MmError::AlreadyMapped);
+        }
+        table.set(va.pt_index(), PageTableEntry::new(frame, flags | PteFlags::PRESENT));
+        if old.is_unused() && va.as_u32() < KERNEL_BASE {
+            let n = self.count(platform, va.pd_index());
+            self.set_count(platform, va.pd_index(), n.saturating_add(1));
+        }
+        let old = old.is_present().then(|| old.frame());
+        Ok((old, Flush { page, dir: self.dir }))
+    }
+
+    /// Changes the flags of a mapped page, keeping its frame.
+    pub fn protect<P: Platform + ?Sized>(&mut self, platform: &P, page: Page, flags: PteFlags) -> Result<Flush, MmError> {
+        if flags.contains(PteFlags::HUGE) {
+            return Err(MmError::InvalidArgument);
+        }
+        let table = self.present_table(platform, page)?;
+        let i = page.start().pt_index();
+        let e = table.get(i);
+        if !e.is_present() {
+            return Err(MmError::NotMapped);
+        }
+        table.set(i, e.with_flags(flags | PteFlags::PRESENT));
+        Ok(Flush { page, dir: self.dir })
+    }
+
+    /// Unmaps `page` and returns its frame, whose reference now belongs to
+    /// the caller. A user page table left empty is freed.
+    pub fn unmap<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+        &mut self,
+        platform: &P,
+        frames: &mut F,
+        page: Page,
+    ) -> Result<(Frame, Flush), MmError> {
+        let va = page.start();
+        let table = self.present_table(platform, page)?;
+        let e = table.get(va.pt_index());
+        if !e.is_present() {
+            return Err(MmError::NotMapped);
+        }
+        table.set(va.pt_index(), PageTableEntry::EMPTY);
+        if va.as_u32() < KERNEL_BASE {
+            self.forget_entry(platform, frames, va.pd_index(), table);
+        }
+        Ok((e.frame(), Flush { page, dir: self.dir }))
+    }
+
+    fn present_table<P: Platform + ?Sized>(&self, platform: &P, page: Page) -> Result<Table, MmError> {
+        let va = page.start();
+        if is_direct_map(va.as_u32()) {
+            return Err(MmError::FixedMapping);
+        }
+        let pde = Table::of(platform, self.dir).get(va.pd_index());
+        if !pde.is_present() {
+            return Err(MmError::NotMapped);
+        }
+        Ok(Table::of(platform, pde.frame()))
+    }
+
+    /// Notes that one entry of user table `pdi` was cleared; frees the table
+    /// when a scan confirms it is empty.
+    fn forget_entry<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+        &mut self,
+        platform: &P,
+        frames: &mut F,
+        pdi: usize,
+        table: Table,
+    ) {
+        let n = self.count(platform, pdi).saturating_sub(1);
+        if n > 0 {
+            self.set_count(platform, pdi, n);
+            return;
+        }
+        match table.live_entries() {
+            0 => {
+                let dir = Table::of(platform, self.dir);
+                let t = dir.get(pdi).frame();
+                dir.set(pdi, PageTableEntry::EMPTY);
+                release_owned(frames, t);
+            }
+            live => self.set_count(platform, pdi, live),
+        }
+    }
+
+    fn count<P: Platform + ?Sized>(&self, platform: &P, pdi: usize) -> u16 {
+        let mut b = [0u8; 2];
+        platform.read_frame(self.counts, pdi * 2, &mut b);
+        u16::from_ne_bytes(b)
+    }
+
+    fn set_count<P: Platform + ?Sized>(&self, platform: &P, pdi: usize, n: u16) {
+        platform.write_frame(self.counts, pdi * 2, &n.to_ne_bytes());
+    }
+
+    /// Frees the address space: drops the reference of every frame still
+    /// mapped in the user half, frees the user page tables and the directory.
+    /// The shared kernel tables are never freed here (even for the kernel
+    /// space, whose tables other spaces share); see
+    /// [`destroy_kernel`](Self::destroy_kernel).
+    ///
+    /// The space must not be loaded in CR3.
+    pub fn destroy<P: Platform + ?Sized, F: FrameSource + ?Sized>(self, platform: &P, frames: &mut F) {
+        debug_assert!(!self.is_active(platform), "destroying the loaded address space");
+        let dir = Table::of(platform, self.dir);
+        for pdi in 0..KERNEL_PD_INDEX {
+            let pde = dir.get(pdi);
+            if pde.is_present() {
+                release_table(platform, frames, pde.frame());
+            }
+        }
+        release_owned(frames, self.counts);
+        release_owned(frames, self.dir);
+    }
+
+    /// Frees the kernel space including the shared kernel tables and the
+    /// frames mapped in them.
+    ///
+    /// # Safety
+    ///
+    /// No other address space may exist (they share the kernel tables), and
+    /// the space must not be loaded in CR3.
+    pub unsafe fn destroy_kernel<P: Platform + ?Sized, F: FrameSource + ?Sized>(self, platform: &P, frames: &mut F) {
+        let dir = Table::of(platform, self.dir);
+        for pdi in KERNEL_TABLES.0..KERNEL_TABLES.1 {
+            let pde = dir.get(pdi);
+            if pde.is_present() {
+                release_table(platform, frames, pde.frame());
+            }
+        }
+        self.destroy(platform, frames);
+    }
+
+    /// Calls `f` for every present 4 KiB mapping in the user half, in address
+    /// order (used by fork and by tests).
+    pub fn for_each_user_mapping<P: Platform + ?Sized>(&self, platform: &P, mut f: impl FnMut(Page, PageTableEntry)) {
+        let dir = Table::of(platform, self.dir);
+        for pdi in 0..KERNEL_PD_INDEX {
+            let pde = dir.get(pdi);
+            if !pde.is_present() {
+                continue;
+            }
+            let t = Table::of(platform, pde.frame());
+            for pti in 0..ENTRIES {
+                let e = t.get(pti);
+                if e.is_present() {
+                    let page = VirtAddr::new(((pdi << 22) | (pti << 12)) as u32).page();
+                    f(page, e);
+                }
+            }
+        }
+    }
+
+    /// Number of user page tables this space owns (for accounting tests).
+    pub fn user_table_count<P: Platform + ?Sized>(&self, platform: &P) -> usize {
+        let dir = Table::of(platform, self.dir);
+        (0..KERNEL_PD_INDEX).filter(|&i| dir.get(i).is_present()).count()
+    }
+}
+
+/// A zeroed page table (or directory) from the direct-mapped zone.
+fn new_table<P: Platform + ?Sized, F: FrameSource + ?Sized>(platform: &P, frames: &mut F) -> Result<Frame, MmError> {
+    let t = frames.alloc(Zone::Direct)?;
+    platform.zero_frame(t);
+    Ok(t)
+}
+
+/// Drops the references held by a page table's entries, then the table.
+fn release_table<P: Platform + ?Sized, F: FrameSource + ?Sized>(platform: &P, frames: &mut F, table: Frame) {
+    let t = Table::of(platform, table);
+    for i in 0..ENTRIES {
+        let e = t.get(i);
+        if e.is_present() {
+            // Frames the allocator doesn't manage (device memory mapped by
+            // address) carry no reference; anything else is a core bug.
+            match frames.release(e.frame()) {
+                Ok(_) | Err(MmError::FrameReserved) | Err(MmError::OutOfRange) => {}
+                Err(err) => debug_assert!(false, "releasing {:?}: {err}", e.frame()),
+            }
+        }
+    }
+    release_owned(frames, table);
+}
+
+/// Releases a frame the paging code allocated itself.
+fn release_owned<F: FrameSource + ?Sized>(frames: &mut F, frame: Frame) {
+    let r = frames.release(frame);
+    debug_assert_eq!(r, Ok(true), "page-table frame {frame:?} had other owners");
+}
+
+const _: () = assert!(DIRECT_MAP_START == KERNEL_BASE);
