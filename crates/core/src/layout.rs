@@ -87,12 +87,12 @@ pub const fn is_direct_map(va: u32) -> bool {
 }
 
 const _: () = assert!(PAGE_SIZE == 4096);
-const _: () = assert!(KERNEL_BASE % TABLE_SPAN == 0);
+const _: () = assert!(KERNEL_BASE.is_multiple_of(TABLE_SPAN));
 const _: () = assert!(KERNEL_PD_INDEX == 768);
-const _: () = assert!(USER_MMAP_MIN % TABLE_SPAN == 0 && USER_MMAP_MIN < USER_END);
+const _: () = assert!(USER_MMAP_MIN.is_multiple_of(TABLE_SPAN) && USER_MMAP_MIN < USER_END);
 const _: () = assert!(DIRECT_MAP_END == HEAP_START);
-const _: () = assert!(HEAP_START % TABLE_SPAN == 0 && HEAP_END % TABLE_SPAN == 0);
+const _: () = assert!(HEAP_START.is_multiple_of(TABLE_SPAN) && HEAP_END.is_multiple_of(TABLE_SPAN));
 const _: () = assert!(HEAP_END == KMAP_START && KMAP_END > KMAP_START);
-const _: () = assert!(KMAP_START % TABLE_SPAN == 0 && KMAP_END - KMAP_START == TABLE_SPAN);
+const _: () = assert!(KMAP_START.is_multiple_of(TABLE_SPAN) && KMAP_END - KMAP_START == TABLE_SPAN);
 const _: () = assert!(DIRECT_ZONE_END == DIRECT_MAP_SIZE as u64 && LOW_ZONE_END < DIRECT_ZONE_END);
 const _: () = assert!(KERNEL_LOAD_PHYS as u64 + (1 << 20) <= LOW_ZONE_END);
