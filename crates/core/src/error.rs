@@ -20,6 +20,8 @@ pub enum MmError {
     InvalidArgument,
     /// The frame is free: freeing or sharing it again is a bug in the caller.
     FrameNotAllocated,
+    /// The frame is already allocated (claiming a specific frame).
+    FrameInUse,
     /// The frame is reserved (kernel image, firmware, a memory-map hole) and
     /// never handed out or freed.
     FrameReserved,
@@ -78,6 +80,7 @@ impl MmError {
             | MmError::OutOfRange
             | MmError::InvalidArgument
             | MmError::FrameNotAllocated
+            | MmError::FrameInUse
             | MmError::FrameReserved
             | MmError::NotMapped
             | MmError::BadPointer
@@ -99,6 +102,7 @@ impl MmError {
             MmError::OutOfRange => "address or frame out of range",
             MmError::InvalidArgument => "invalid argument",
             MmError::FrameNotAllocated => "frame is not allocated",
+            MmError::FrameInUse => "frame is already allocated",
             MmError::FrameReserved => "frame is reserved",
             MmError::RefcountOverflow => "frame reference count overflow",
             MmError::AlreadyMapped => "page already mapped",

@@ -481,7 +481,7 @@ impl FrameAllocator {
                 self.refs_mut()[frame.number() as usize] = 1;
                 Ok(())
             }
-            _ => Err(MmError::AlreadyMapped),
+            _ => Err(MmError::FrameInUse),
         }
     }
 
