@@ -99,7 +99,12 @@ pub trait FrameSource {
     fn alloc(&mut self, zone: Zone) -> Result<Frame, MmError>;
     /// `count` physically contiguous frames, the first aligned to
     /// `2^align_log2` frames, each with reference count 1.
-    fn alloc_contiguous(&mut self, count: u32, align_log2: u32, zone: Zone) -> Result<Frame, MmError>;
+    fn alloc_contiguous(
+        &mut self,
+        count: u32,
+        align_log2: u32,
+        zone: Zone,
+    ) -> Result<Frame, MmError>;
     /// Adds a reference to an allocated frame.
     fn share(&mut self, frame: Frame) -> Result<(), MmError>;
     /// Drops a reference; returns `true` when that was the last one and the
@@ -259,7 +264,11 @@ impl ZoneBitmap {
             let w = (i / 64) as usize;
             let lo = i % 64;
             let hi = (to - (w as u32) * 64).min(64);
-            let span = if hi - lo == 64 { !0u64 } else { ((1u64 << (hi - lo)) - 1) << lo };
+            let span = if hi - lo == 64 {
+                !0u64
+            } else {
+                ((1u64 << (hi - lo)) - 1) << lo
+            };
             let used = !l0[w] & span;
             if used != 0 {
                 return Some(w as u32 * 64 + used.trailing_zeros());
@@ -311,6 +320,7 @@ pub struct FrameAllocator {
     /// One past the highest frame number with metadata.
     limit: u32,
     zones: [ZoneBitmap; 3],
+    /// Usable frames, the metadata frames included.
     total: u32,
     metadata: (Frame, u32),
     /// Out-of-memory injection: fail every allocation once this reaches 0.
@@ -336,7 +346,10 @@ impl FrameAllocator {
     /// The usable regions must be RAM that nobody else uses, and the
     /// allocator must not outlive `platform` (it keeps pointers obtained from
     /// [`Platform::frame_ptr`]).
-    pub unsafe fn new<P: Platform + ?Sized>(platform: &P, map: &[MemoryRegion]) -> Result<Self, MmError> {
+    pub unsafe fn new<P: Platform + ?Sized>(
+        platform: &P,
+        map: &[MemoryRegion],
+    ) -> Result<Self, MmError> {
         if map.iter().any(|r| r.end < r.start) {
             return Err(MmError::InvalidArgument);
         }
@@ -351,7 +364,10 @@ impl FrameAllocator {
             hi.min(limit).saturating_sub(lo)
         };
         let ref_words = (limit as usize * 2).div_ceil(8);
-        let bitmap_words: usize = Zone::ALL.iter().map(|&z| ZoneBitmap::words_needed(zone_len(z)) as usize).sum();
+        let bitmap_words: usize = Zone::ALL
+            .iter()
+            .map(|&z| ZoneBitmap::words_needed(zone_len(z)) as usize)
+            .sum();
         let meta_bytes = (ref_words + bitmap_words) * 8;
         let meta_frames = meta_bytes.div_ceil(PAGE_SIZE) as u32;
         if meta_frames == 0 {
@@ -371,17 +387,37 @@ impl FrameAllocator {
             let n1 = words(words(len)) as usize;
             // SAFETY: the words carved here are within the `meta_bytes`
             // region computed above (the sum of `words_needed`).
-            let (l0, l1, l2) = unsafe { (base.add(next), base.add(next + n0), base.add(next + n0 + n1)) };
+            let (l0, l1, l2) = unsafe {
+                (
+                    base.add(next),
+                    base.add(next + n0),
+                    base.add(next + n0 + n1),
+                )
+            };
             next += ZoneBitmap::words_needed(len) as usize;
             (l0, l1, l2)
         };
         let mut zone = |z: Zone| {
             let len = zone_len(z);
             let (l0, l1, l2) = carve(len);
-            ZoneBitmap { base: z.frame_bounds().0, len, l0, l1, l2, free: 0 }
+            ZoneBitmap {
+                base: z.frame_bounds().0,
+                len,
+                l0,
+                l1,
+                l2,
+                free: 0,
+            }
         };
         let zones = [zone(Zone::Low), zone(Zone::Direct), zone(Zone::High)];
-        let mut fa = FrameAllocator { refs, limit, zones, total: 0, metadata: (meta, meta_frames), fail_after: None };
+        let mut fa = FrameAllocator {
+            refs,
+            limit,
+            zones,
+            total: 0,
+            metadata: (meta, meta_frames),
+            fail_after: None,
+        };
 
         // Everything starts reserved; usable frames are then freed, unless a
         // reserved region or the metadata covers them.
@@ -427,11 +463,17 @@ impl FrameAllocator {
     pub fn stats(&self) -> FrameStats {
         let free_per_zone = [self.zones[0].free, self.zones[1].free, self.zones[2].free];
         let free = free_per_zone.iter().sum::<u32>();
-        FrameStats { total: self.total + self.metadata.1, free, used: self.total - free, metadata: self.metadata.1, free_per_zone }
+        FrameStats {
+            total: self.total,
+            free,
+            used: self.total - free - self.metadata.1,
+            metadata: self.metadata.1,
+            free_per_zone,
+        }
     }
 
-    /// Bytes of metadata per managed frame (reference counts and bitmaps),
-    /// over every frame number up to the highest usable one.
+    /// Bytes of RAM holding the allocator's metadata (reference counts and
+    /// bitmaps for every frame number below [`frame_limit`](Self::frame_limit)).
     pub fn metadata_bytes(&self) -> usize {
         self.metadata.1 as usize * PAGE_SIZE
     }
@@ -547,7 +589,12 @@ impl FrameSource for FrameAllocator {
         Err(MmError::OutOfMemory)
     }
 
-    fn alloc_contiguous(&mut self, count: u32, align_log2: u32, zone: Zone) -> Result<Frame, MmError> {
+    fn alloc_contiguous(
+        &mut self,
+        count: u32,
+        align_log2: u32,
+        zone: Zone,
+    ) -> Result<Frame, MmError> {
         if count == 0 || align_log2 > 20 {
             return Err(MmError::InvalidArgument);
         }
@@ -608,7 +655,12 @@ impl FrameSource for &spin::Mutex<FrameAllocator> {
     fn alloc(&mut self, zone: Zone) -> Result<Frame, MmError> {
         self.lock().alloc(zone)
     }
-    fn alloc_contiguous(&mut self, count: u32, align_log2: u32, zone: Zone) -> Result<Frame, MmError> {
+    fn alloc_contiguous(
+        &mut self,
+        count: u32,
+        align_log2: u32,
+        zone: Zone,
+    ) -> Result<Frame, MmError> {
         self.lock().alloc_contiguous(count, align_log2, zone)
     }
     fn share(&mut self, frame: Frame) -> Result<(), MmError> {
@@ -632,26 +684,36 @@ fn inner_frames(r: &MemoryRegion) -> (u32, u32) {
 /// True when a reserved region touches frame number `f`.
 fn touches_reserved(map: &[MemoryRegion], f: u32) -> bool {
     let (lo, hi) = ((f as u64) << PAGE_SHIFT, ((f as u64) + 1) << PAGE_SHIFT);
-    map.iter().any(|r| r.kind == RegionKind::Reserved && r.start < hi && r.end > lo)
+    map.iter()
+        .any(|r| r.kind == RegionKind::Reserved && r.start < hi && r.end > lo)
 }
 
 /// The lowest run of `count` usable frames below the direct-map limit,
-/// preferring one above the low zone.
+/// preferring one above the low zone, then one above 1 MiB.
 fn find_metadata_home(map: &[MemoryRegion], count: u32) -> Option<Frame> {
     let direct_end = (DIRECT_ZONE_END >> PAGE_SHIFT) as u32;
     let low_end = (LOW_ZONE_END >> PAGE_SHIFT) as u32;
     let search = |floor: u32| {
-        map.iter().filter(|r| r.kind == RegionKind::Usable).find_map(|r| {
-            let (lo, hi) = inner_frames(r);
-            let (mut start, hi) = (lo.max(floor), hi.min(direct_end));
-            while start.checked_add(count)? <= hi {
-                match (start..start + count).rev().find(|&f| touches_reserved(map, f)) {
-                    None => return Frame::from_number(start).ok(),
-                    Some(f) => start = f + 1,
+        map.iter()
+            .filter(|r| r.kind == RegionKind::Usable)
+            .find_map(|r| {
+                let (lo, hi) = inner_frames(r);
+                let (mut start, hi) = (lo.max(floor), hi.min(direct_end));
+                while start.checked_add(count)? <= hi {
+                    match (start..start + count)
+                        .rev()
+                        .find(|&f| touches_reserved(map, f))
+                    {
+                        None => return Frame::from_number(start).ok(),
+                        Some(f) => start = f + 1,
+                    }
                 }
-            }
-            None
-        })
+                None
+            })
     };
-    search(low_end).or_else(|| search(0))
+    // Above the ISA-DMA zone if possible, else above the first megabyte
+    // (where real-mode leftovers and the BIOS data live), else anywhere.
+    search(low_end)
+        .or_else(|| search(0x100))
+        .or_else(|| search(0))
 }
