@@ -400,12 +400,10 @@ proptest! {
                     prop_assert_eq!(fa.release(frame(f)), Ok(last));
                     if last { model.remove(&f); }
                 }
-                Op::ReleaseBogus(n) => {
-                    if !model.contains_key(&n) {
-                        let before = fa.stats();
-                        prop_assert!(fa.release(frame(n)).is_err());
-                        prop_assert_eq!(fa.stats(), before);
-                    }
+                Op::ReleaseBogus(n) if !model.contains_key(&n) => {
+                    let before = fa.stats();
+                    prop_assert!(fa.release(frame(n)).is_err());
+                    prop_assert_eq!(fa.stats(), before);
                 }
                 _ => {}
             }
