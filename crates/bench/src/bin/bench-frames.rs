@@ -58,9 +58,8 @@ impl Pair {
     fn new(ram: u64) -> Pair {
         let m = Box::new(SimMachine::new(ram).expect("machine"));
         let map = m.memory_map().to_vec();
-        // SAFETY: `ours` is dropped before `_m`: fields drop in declaration
-        // order... so `_m` is declared first but boxed: the RAM lives until
-        // the Pair is gone and `ours` is never used after that.
+        // SAFETY: the machine is boxed in the same `Pair` as the allocator,
+        // so its RAM outlives every use of `ours` (which has no destructor).
         let ours = unsafe { FrameAllocator::new(&*m, &map) }.expect("allocator");
         let mut peer = Box::new(BitAlloc1M::DEFAULT);
         for r in map.iter().filter(|r| r.kind == RegionKind::Usable) {
