@@ -115,7 +115,9 @@ impl PhysAddr {
     /// A physical address from a 64-bit value (e.g. a multiboot memory-map
     /// entry); fails above 4 GiB.
     pub fn try_from_u64(addr: u64) -> Result<Self, MmError> {
-        u32::try_from(addr).map(Self).map_err(|_| MmError::OutOfRange)
+        u32::try_from(addr)
+            .map(Self)
+            .map_err(|_| MmError::OutOfRange)
     }
     /// The frame containing this address.
     #[inline]
@@ -239,8 +241,14 @@ mod tests {
 
     #[test]
     fn checked_constructors_reject_misaligned_and_out_of_range() {
-        assert_eq!(Frame::from_start(PhysAddr::new(0x1001)), Err(MmError::Misaligned));
-        assert_eq!(Page::from_start(VirtAddr::new(0xFFF)), Err(MmError::Misaligned));
+        assert_eq!(
+            Frame::from_start(PhysAddr::new(0x1001)),
+            Err(MmError::Misaligned)
+        );
+        assert_eq!(
+            Page::from_start(VirtAddr::new(0xFFF)),
+            Err(MmError::Misaligned)
+        );
         assert_eq!(Frame::from_number(FRAME_COUNT_4G), Err(MmError::OutOfRange));
         assert_eq!(Page::from_number(u32::MAX), Err(MmError::OutOfRange));
         assert_eq!(PhysAddr::try_from_u64(1 << 32), Err(MmError::OutOfRange));
@@ -256,7 +264,12 @@ mod tests {
         assert_eq!(va.align_down(4096).as_u32(), 0xC010_2000);
         assert_eq!(va.checked_align_up(4096).unwrap().as_u32(), 0xC010_3000);
         assert_eq!(VirtAddr::new(0xFFFF_F001).checked_align_up(4096), None);
-        assert_eq!(Frame::from_number(FRAME_COUNT_4G - 1).unwrap().checked_add(1), None);
+        assert_eq!(
+            Frame::from_number(FRAME_COUNT_4G - 1)
+                .unwrap()
+                .checked_add(1),
+            None
+        );
         assert_eq!(Page::from_number(5).unwrap().start().as_u32(), 0x5000);
     }
 }

@@ -87,3 +87,35 @@ pub unsafe trait Platform {
         unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), p.add(offset), buf.len()) }
     }
 }
+
+// SAFETY: a shared reference forwards to a platform that keeps the promises.
+unsafe impl<T: Platform + ?Sized> Platform for &T {
+    fn frame_ptr(&self, frame: Frame) -> NonNull<[u8; PAGE_SIZE]> {
+        (**self).frame_ptr(frame)
+    }
+    fn root(&self) -> Frame {
+        (**self).root()
+    }
+    unsafe fn set_root(&self, root: Frame) {
+        // SAFETY: forwarded; the caller upholds `set_root`'s contract.
+        unsafe { (**self).set_root(root) }
+    }
+    fn flush(&self, page: Page) {
+        (**self).flush(page)
+    }
+    fn flush_all(&self) {
+        (**self).flush_all()
+    }
+    fn zero_frame(&self, frame: Frame) {
+        (**self).zero_frame(frame)
+    }
+    fn copy_frame(&self, dst: Frame, src: Frame) {
+        (**self).copy_frame(dst, src)
+    }
+    fn read_frame(&self, frame: Frame, offset: usize, buf: &mut [u8]) {
+        (**self).read_frame(frame, offset, buf)
+    }
+    fn write_frame(&self, frame: Frame, offset: usize, buf: &[u8]) {
+        (**self).write_frame(frame, offset, buf)
+    }
+}

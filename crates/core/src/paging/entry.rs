@@ -136,7 +136,10 @@ mod tests {
         ];
         for (flag, bit) in pins {
             assert_eq!(flag.bits(), 1 << bit, "{flag:?}");
-            assert_eq!(PageTableEntry::new(Frame::from_number(0).unwrap(), flag).raw(), 1 << bit);
+            assert_eq!(
+                PageTableEntry::new(Frame::from_number(0).unwrap(), flag).raw(),
+                1 << bit
+            );
         }
         assert_eq!(PteFlags::all().bits(), 0xFFF);
         let e = PageTableEntry::new(Frame::from_number(0xABCDE).unwrap(), PteFlags::PRESENT);

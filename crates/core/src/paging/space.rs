@@ -20,8 +20,8 @@ use crate::addr::{Frame, Page, PhysAddr, VirtAddr};
 use crate::error::MmError;
 use crate::frames::{FrameSource, Zone};
 use crate::layout::{
-    is_direct_map, DIRECT_MAP_START, DIRECT_ZONE_END, ENTRIES, HEAP_START, KERNEL_BASE, KERNEL_PD_INDEX, KMAP_END,
-    TABLE_SPAN,
+    is_direct_map, DIRECT_MAP_START, DIRECT_ZONE_END, ENTRIES, HEAP_START, KERNEL_BASE,
+    KERNEL_PD_INDEX, KMAP_END, TABLE_SPAN,
 };
 use crate::platform::Platform;
 
@@ -89,7 +89,9 @@ impl Table {
 }
 
 /// Flags of a user-half page-directory entry: the page-table entries decide.
-const USER_PDE: PteFlags = PteFlags::PRESENT.union(PteFlags::WRITABLE).union(PteFlags::USER);
+const USER_PDE: PteFlags = PteFlags::PRESENT
+    .union(PteFlags::WRITABLE)
+    .union(PteFlags::USER);
 /// Flags of a kernel-half page-directory entry.
 const KERNEL_PDE: PteFlags = PteFlags::PRESENT.union(PteFlags::WRITABLE);
 /// Flags of a direct-map entry: a global, writable 4 MiB kernel page.
@@ -124,7 +126,9 @@ impl AddressSpace {
     ) -> Result<Self, MmError> {
         let space = Self::alloc_directory(platform, frames, true)?;
         let dir = Table::of(platform, space.dir);
-        let direct_end = (ram_end.as_u32() as u64).min(DIRECT_ZONE_END).div_ceil(TABLE_SPAN as u64) as usize;
+        let direct_end = (ram_end.as_u32() as u64)
+            .min(DIRECT_ZONE_END)
+            .div_ceil(TABLE_SPAN as u64) as usize;
         for i in 0..direct_end {
             let phys = Frame::from_start(PhysAddr::new((i as u32) * TABLE_SPAN))?;
             dir.set(KERNEL_PD_INDEX + i, PageTableEntry::new(phys, DIRECT_PDE));
@@ -149,7 +153,10 @@ impl AddressSpace {
         kernel: &AddressSpace,
     ) -> Result<Self, MmError> {
         let space = Self::alloc_directory(platform, frames, false)?;
-        let (src, dst) = (Table::of(platform, kernel.dir), Table::of(platform, space.dir));
+        let (src, dst) = (
+            Table::of(platform, kernel.dir),
+            Table::of(platform, space.dir),
+        );
         for i in KERNEL_PD_INDEX..ENTRIES {
             dst.set(i, src.get(i));
         }
@@ -163,7 +170,11 @@ impl AddressSpace {
     ) -> Result<Self, MmError> {
         let dir = new_table(platform, frames)?;
         match new_table(platform, frames) {
-            Ok(counts) => Ok(AddressSpace { dir, counts, kernel }),
+            Ok(counts) => Ok(AddressSpace {
+                dir,
+                counts,
+                kernel,
+            }),
             Err(e) => {
                 release_owned(frames, dir);
                 Err(e)
@@ -212,10 +223,13 @@ impl AddressSpace {
             return None;
         }
         if pde.flags().contains(PteFlags::HUGE) {
-            return Some(PhysAddr::new((pde.raw() & !(TABLE_SPAN - 1)) | (va.as_u32() & (TABLE_SPAN - 1))));
+            return Some(PhysAddr::new(
+                (pde.raw() & !(TABLE_SPAN - 1)) | (va.as_u32() & (TABLE_SPAN - 1)),
+            ));
         }
         let pte = Table::of(platform, pde.frame()).get(va.pt_index());
-        pte.is_present().then(|| PhysAddr::new(pte.frame().start().as_u32() | va.page_offset()))
+        pte.is_present()
+            .then(|| PhysAddr::new(pte.frame().start().as_u32() | va.page_offset()))
     }
 
     /// A pointer to the entry mapping `va` (`get_page`). With `make`, a
@@ -310,22 +324,38 @@ impl AddressSpace {
             return Err(MmError::InvalidArgument);
         }
         let va = page.start();
-        let table = self.table_for(platform, frames, va, true)?.ok_or(MmError::OutOfRange)?;
+        let table = self
+            .table_for(platform, frames, va, true)?
+            .ok_or(MmError::OutOfRange)?;
         let old = table.get(va.pt_index());
         if old.is_present() && !replace {
             return Err(MmError::AlreadyMapped);
         }
-        table.set(va.pt_index(), PageTableEntry::new(frame, flags | PteFlags::PRESENT));
+        table.set(
+            va.pt_index(),
+            PageTableEntry::new(frame, flags | PteFlags::PRESENT),
+        );
         if old.is_unused() && va.as_u32() < KERNEL_BASE {
             let n = self.count(platform, va.pd_index());
             self.set_count(platform, va.pd_index(), n.saturating_add(1));
         }
         let old = old.is_present().then(|| old.frame());
-        Ok((old, Flush { page, dir: self.dir }))
+        Ok((
+            old,
+            Flush {
+                page,
+                dir: self.dir,
+            },
+        ))
     }
 
     /// Changes the flags of a mapped page, keeping its frame.
-    pub fn protect<P: Platform + ?Sized>(&mut self, platform: &P, page: Page, flags: PteFlags) -> Result<Flush, MmError> {
+    pub fn protect<P: Platform + ?Sized>(
+        &mut self,
+        platform: &P,
+        page: Page,
+        flags: PteFlags,
+    ) -> Result<Flush, MmError> {
         if flags.contains(PteFlags::HUGE) {
             return Err(MmError::InvalidArgument);
         }
@@ -336,7 +366,10 @@ impl AddressSpace {
             return Err(MmError::NotMapped);
         }
         table.set(i, e.with_flags(flags | PteFlags::PRESENT));
-        Ok(Flush { page, dir: self.dir })
+        Ok(Flush {
+            page,
+            dir: self.dir,
+        })
     }
 
     /// Unmaps `page` and returns its frame, whose reference now belongs to
@@ -357,10 +390,20 @@ impl AddressSpace {
         if va.as_u32() < KERNEL_BASE {
             self.forget_entry(platform, frames, va.pd_index(), table);
         }
-        Ok((e.frame(), Flush { page, dir: self.dir }))
+        Ok((
+            e.frame(),
+            Flush {
+                page,
+                dir: self.dir,
+            },
+        ))
     }
 
-    fn present_table<P: Platform + ?Sized>(&self, platform: &P, page: Page) -> Result<Table, MmError> {
+    fn present_table<P: Platform + ?Sized>(
+        &self,
+        platform: &P,
+        page: Page,
+    ) -> Result<Table, MmError> {
         let va = page.start();
         if is_direct_map(va.as_u32()) {
             return Err(MmError::FixedMapping);
@@ -414,8 +457,15 @@ impl AddressSpace {
     /// [`destroy_kernel`](Self::destroy_kernel).
     ///
     /// The space must not be loaded in CR3.
-    pub fn destroy<P: Platform + ?Sized, F: FrameSource + ?Sized>(self, platform: &P, frames: &mut F) {
-        debug_assert!(!self.is_active(platform), "destroying the loaded address space");
+    pub fn destroy<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+        self,
+        platform: &P,
+        frames: &mut F,
+    ) {
+        debug_assert!(
+            !self.is_active(platform),
+            "destroying the loaded address space"
+        );
         let dir = Table::of(platform, self.dir);
         for pdi in 0..KERNEL_PD_INDEX {
             let pde = dir.get(pdi);
@@ -434,7 +484,11 @@ impl AddressSpace {
     ///
     /// No other address space may exist (they share the kernel tables), and
     /// the space must not be loaded in CR3.
-    pub unsafe fn destroy_kernel<P: Platform + ?Sized, F: FrameSource + ?Sized>(self, platform: &P, frames: &mut F) {
+    pub unsafe fn destroy_kernel<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+        self,
+        platform: &P,
+        frames: &mut F,
+    ) {
         let dir = Table::of(platform, self.dir);
         for pdi in KERNEL_TABLES.0..KERNEL_TABLES.1 {
             let pde = dir.get(pdi);
@@ -447,7 +501,11 @@ impl AddressSpace {
 
     /// Calls `f` for every present 4 KiB mapping in the user half, in address
     /// order (used by fork and by tests).
-    pub fn for_each_user_mapping<P: Platform + ?Sized>(&self, platform: &P, mut f: impl FnMut(Page, PageTableEntry)) {
+    pub fn for_each_user_mapping<P: Platform + ?Sized>(
+        &self,
+        platform: &P,
+        mut f: impl FnMut(Page, PageTableEntry),
+    ) {
         let dir = Table::of(platform, self.dir);
         for pdi in 0..KERNEL_PD_INDEX {
             let pde = dir.get(pdi);
@@ -468,19 +526,28 @@ impl AddressSpace {
     /// Number of user page tables this space owns (for accounting tests).
     pub fn user_table_count<P: Platform + ?Sized>(&self, platform: &P) -> usize {
         let dir = Table::of(platform, self.dir);
-        (0..KERNEL_PD_INDEX).filter(|&i| dir.get(i).is_present()).count()
+        (0..KERNEL_PD_INDEX)
+            .filter(|&i| dir.get(i).is_present())
+            .count()
     }
 }
 
 /// A zeroed page table (or directory) from the direct-mapped zone.
-fn new_table<P: Platform + ?Sized, F: FrameSource + ?Sized>(platform: &P, frames: &mut F) -> Result<Frame, MmError> {
+fn new_table<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+    platform: &P,
+    frames: &mut F,
+) -> Result<Frame, MmError> {
     let t = frames.alloc(Zone::Direct)?;
     platform.zero_frame(t);
     Ok(t)
 }
 
 /// Drops the references held by a page table's entries, then the table.
-fn release_table<P: Platform + ?Sized, F: FrameSource + ?Sized>(platform: &P, frames: &mut F, table: Frame) {
+fn release_table<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+    platform: &P,
+    frames: &mut F,
+    table: Frame,
+) {
     let t = Table::of(platform, table);
     for i in 0..ENTRIES {
         let e = t.get(i);
