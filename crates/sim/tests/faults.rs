@@ -34,7 +34,17 @@ fn fault(m: &SimMachine, va: u32, access: Access, mode: Mode) -> PageFault {
 #[test]
 fn sim_bits_are_the_sdm_bits() {
     assert_eq!(
-        [bits::P, bits::RW, bits::US, bits::PWT, bits::PCD, bits::A, bits::D, bits::PS, bits::G],
+        [
+            bits::P,
+            bits::RW,
+            bits::US,
+            bits::PWT,
+            bits::PCD,
+            bits::A,
+            bits::D,
+            bits::PS,
+            bits::G
+        ],
         [0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40, 0x80, 0x100]
     );
     assert_eq!(bits::PDE_4M_RESERVED, 0x003F_E000);
@@ -67,13 +77,26 @@ fn not_present_pde_every_access_kind() {
     for va in [0x0080_0000, 0x0080_0FFF, 0x00C1_2345] {
         for (access, mode) in ALL_ACCESSES {
             let f = fault(&m, va, access, mode);
-            assert_eq!(f, PageFault::new(va, code_bits(access, mode)), "{va:#x} {access:?} {mode:?}");
+            assert_eq!(
+                f,
+                PageFault::new(va, code_bits(access, mode)),
+                "{va:#x} {access:?} {mode:?}"
+            );
         }
     }
     // Through the byte API too.
-    assert_eq!(m.read_u8(0x0080_0001, U), Err(PageFault::new(0x0080_0001, ERR_USER)));
-    assert_eq!(m.write_u8(0x0080_0001, 1, S), Err(PageFault::new(0x0080_0001, ERR_WRITE)));
-    assert_eq!(m.fetch(0x0080_0001, U), Err(PageFault::new(0x0080_0001, ERR_FETCH | ERR_USER)));
+    assert_eq!(
+        m.read_u8(0x0080_0001, U),
+        Err(PageFault::new(0x0080_0001, ERR_USER))
+    );
+    assert_eq!(
+        m.write_u8(0x0080_0001, 1, S),
+        Err(PageFault::new(0x0080_0001, ERR_WRITE))
+    );
+    assert_eq!(
+        m.fetch(0x0080_0001, U),
+        Err(PageFault::new(0x0080_0001, ERR_FETCH | ERR_USER))
+    );
 }
 
 #[test]
@@ -81,11 +104,18 @@ fn user_write_to_read_only_pte() {
     let m = machine();
     map4k(&m, PT0, 0x3000, DATA, P | RW | US, P | US);
     assert_eq!(m.write_u8(0x3004, 7, U), Err(PageFault::new(0x3004, 0x7)));
-    assert_eq!(m.write_u8(0x3004, 7, U).unwrap_err().error_code, ERR_PRESENT | ERR_WRITE | ERR_USER);
+    assert_eq!(
+        m.write_u8(0x3004, 7, U).unwrap_err().error_code,
+        ERR_PRESENT | ERR_WRITE | ERR_USER
+    );
     // Reads and fetches are fine (no NX without PAE: a fetch needs only read).
     assert_eq!(m.read_u8(0x3004, U), Ok(0));
     assert_eq!(m.fetch(0x3004, U), Ok(0));
-    assert_eq!(m.read_phys_u32(u64::from(DATA)).unwrap(), 0, "nothing was written");
+    assert_eq!(
+        m.read_phys_u32(u64::from(DATA)).unwrap(),
+        0,
+        "nothing was written"
+    );
 }
 
 #[test]
@@ -104,7 +134,10 @@ fn supervisor_write_to_read_only_faults_with_wp_and_succeeds_without() {
     map4k(&m, PT0, 0x3000, DATA, P | RW, P);
     map4k(&m, PT0, 0x4000, DATA + 0x1000, P, P | RW);
     for va in [0x3010, 0x4010] {
-        assert_eq!(m.write_u32(va, 0xAA55, S), Err(PageFault::new(va, ERR_PRESENT | ERR_WRITE)));
+        assert_eq!(
+            m.write_u32(va, 0xAA55, S),
+            Err(PageFault::new(va, ERR_PRESENT | ERR_WRITE))
+        );
     }
     m.set_wp(false);
     m.write_u32(0x3010, 0xAA55, S).unwrap();
@@ -134,9 +167,18 @@ fn supervisor_write_to_read_only_with_wp_off_via_builder() {
 fn user_access_to_supervisor_pte() {
     let m = machine();
     map4k(&m, PT0, 0x6000, DATA, P | RW | US, P | RW);
-    assert_eq!(fault(&m, 0x6123, Access::Read, U), PageFault::new(0x6123, 0x5));
-    assert_eq!(fault(&m, 0x6123, Access::Write, U), PageFault::new(0x6123, 0x7));
-    assert_eq!(fault(&m, 0x6123, Access::Fetch, U), PageFault::new(0x6123, 0x15));
+    assert_eq!(
+        fault(&m, 0x6123, Access::Read, U),
+        PageFault::new(0x6123, 0x5)
+    );
+    assert_eq!(
+        fault(&m, 0x6123, Access::Write, U),
+        PageFault::new(0x6123, 0x7)
+    );
+    assert_eq!(
+        fault(&m, 0x6123, Access::Fetch, U),
+        PageFault::new(0x6123, 0x15)
+    );
     assert_eq!(m.translate(0x6123, Access::Write, S), Ok(DATA + 0x123));
     assert_eq!(m.translate(0x6123, Access::Fetch, S), Ok(DATA + 0x123));
 }
@@ -145,8 +187,14 @@ fn user_access_to_supervisor_pte() {
 fn user_access_to_supervisor_pde() {
     let m = machine();
     map4k(&m, PT0, 0x6000, DATA, P | RW, P | RW | US);
-    assert_eq!(fault(&m, 0x6FFF, Access::Read, U), PageFault::new(0x6FFF, 0x5));
-    assert_eq!(fault(&m, 0x6FFF, Access::Write, U), PageFault::new(0x6FFF, 0x7));
+    assert_eq!(
+        fault(&m, 0x6FFF, Access::Read, U),
+        PageFault::new(0x6FFF, 0x5)
+    );
+    assert_eq!(
+        fault(&m, 0x6FFF, Access::Write, U),
+        PageFault::new(0x6FFF, 0x7)
+    );
     assert_eq!(m.translate(0x6FFF, Access::Read, S), Ok(DATA + 0xFFF));
 }
 
@@ -155,9 +203,18 @@ fn four_mib_page_rights() {
     let m = machine();
     set_pde(&m, PD, 0x0040_0000, 0x0080_0000 | P | PS); // supervisor, read-only
     set_pde(&m, PD, 0x0080_0000, 0x00C0_0000 | P | US | PS); // user, read-only
-    assert_eq!(fault(&m, 0x0040_0010, Access::Read, U), PageFault::new(0x0040_0010, 0x5));
-    assert_eq!(fault(&m, 0x0040_0010, Access::Write, S), PageFault::new(0x0040_0010, 0x3));
-    assert_eq!(fault(&m, 0x0080_0010, Access::Write, U), PageFault::new(0x0080_0010, 0x7));
+    assert_eq!(
+        fault(&m, 0x0040_0010, Access::Read, U),
+        PageFault::new(0x0040_0010, 0x5)
+    );
+    assert_eq!(
+        fault(&m, 0x0040_0010, Access::Write, S),
+        PageFault::new(0x0040_0010, 0x3)
+    );
+    assert_eq!(
+        fault(&m, 0x0080_0010, Access::Write, U),
+        PageFault::new(0x0080_0010, 0x7)
+    );
     assert_eq!(m.translate(0x0080_0010, Access::Fetch, U), Ok(0x00C0_0010));
 }
 
@@ -172,7 +229,10 @@ fn reserved_bits_in_a_4mib_pde() {
             let f = fault(&m, va, access, mode);
             assert_eq!(f, PageFault::new(va, code), "bit {bit} {access:?} {mode:?}");
             assert!(f.is_reserved() && f.is_protection());
-            assert_eq!(f.error_code, ERR_RESERVED | ERR_PRESENT | code_bits(access, mode));
+            assert_eq!(
+                f.error_code,
+                ERR_RESERVED | ERR_PRESENT | code_bits(access, mode)
+            );
         }
         assert_eq!(pde(&m, PD, va) & A, 0, "no A bit on a reserved-bit fault");
     }
@@ -182,7 +242,12 @@ fn reserved_bits_in_a_4mib_pde() {
 fn bits_outside_the_reserved_range_do_not_fault() {
     let m = machine();
     // Bit 12 is PAT in a 4 MiB PDE, bits 9..11 are for software.
-    set_pde(&m, PD, 0x0040_0000, 0x0080_0000 | 0x1000 | 0xE00 | P | RW | US | PS);
+    set_pde(
+        &m,
+        PD,
+        0x0040_0000,
+        0x0080_0000 | 0x1000 | 0xE00 | P | RW | US | PS,
+    );
     assert_eq!(m.translate(0x0040_0004, Access::Read, U), Ok(0x0080_0004));
 }
 

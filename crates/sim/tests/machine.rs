@@ -34,7 +34,10 @@ fn pc_map_of_new() {
     // A machine of 1 MiB or less has no extended memory.
     assert_eq!(
         pc_memory_map(512 << 10),
-        [region(0, 512 << 10, RegionKind::Usable), region(0x9_F000, 0x10_0000, RegionKind::Reserved)]
+        [
+            region(0, 512 << 10, RegionKind::Usable),
+            region(0x9_F000, 0x10_0000, RegionKind::Reserved)
+        ]
     );
     assert_eq!(SimMachine::new(1 << 20).unwrap().memory_map().len(), 2);
 }
@@ -49,7 +52,11 @@ fn custom_map() {
     ];
     let m = SimMachine::with_map(4 << 20, &map).unwrap();
     assert_eq!(m.memory_map(), &map);
-    let b = SimMachine::builder(4 << 20).memory_map(&map[..1]).tlb_entries(8).build().unwrap();
+    let b = SimMachine::builder(4 << 20)
+        .memory_map(&map[..1])
+        .tlb_entries(8)
+        .build()
+        .unwrap();
     assert_eq!(b.memory_map(), &map[..1]);
     assert_eq!(b.tlb_capacity(), 8);
 }
@@ -57,20 +64,44 @@ fn custom_map() {
 #[test]
 fn bad_constructor_arguments_are_errors() {
     assert_eq!(SimMachine::new(0).unwrap_err(), SimError::ZeroRam);
-    assert_eq!(SimMachine::new(MAX_RAM + 4096).unwrap_err(), SimError::RamTooLarge(MAX_RAM + 4096));
-    assert_eq!(SimMachine::new(u64::MAX).unwrap_err(), SimError::RamTooLarge(u64::MAX));
-    assert_eq!(SimMachine::new(4097).unwrap_err(), SimError::RamNotPageMultiple(4097));
-    assert_eq!(SimMachine::new(0xFFF).unwrap_err(), SimError::RamNotPageMultiple(0xFFF));
+    assert_eq!(
+        SimMachine::new(MAX_RAM + 4096).unwrap_err(),
+        SimError::RamTooLarge(MAX_RAM + 4096)
+    );
+    assert_eq!(
+        SimMachine::new(u64::MAX).unwrap_err(),
+        SimError::RamTooLarge(u64::MAX)
+    );
+    assert_eq!(
+        SimMachine::new(4097).unwrap_err(),
+        SimError::RamNotPageMultiple(4097)
+    );
+    assert_eq!(
+        SimMachine::new(0xFFF).unwrap_err(),
+        SimError::RamNotPageMultiple(0xFFF)
+    );
     let beyond = region(0x10_0000, 0x50_1000, RegionKind::Usable);
-    assert_eq!(SimMachine::with_map(4 << 20, &[beyond]).unwrap_err(), SimError::UsableOutsideRam(beyond));
+    assert_eq!(
+        SimMachine::with_map(4 << 20, &[beyond]).unwrap_err(),
+        SimError::UsableOutsideRam(beyond)
+    );
     let empty = region(0x1000, 0x1000, RegionKind::Reserved);
-    assert_eq!(SimMachine::with_map(4 << 20, &[empty]).unwrap_err(), SimError::EmptyRegion(empty));
+    assert_eq!(
+        SimMachine::with_map(4 << 20, &[empty]).unwrap_err(),
+        SimError::EmptyRegion(empty)
+    );
     let inverted = region(0x2000, 0x1000, RegionKind::Usable);
     assert_eq!(
-        SimMachine::builder(4 << 20).memory_map(&[inverted]).build().unwrap_err(),
+        SimMachine::builder(4 << 20)
+            .memory_map(&[inverted])
+            .build()
+            .unwrap_err(),
         SimError::EmptyRegion(inverted)
     );
-    assert_eq!(SimError::RamTooLarge(1 << 33).to_string(), "RAM size 0x200000000 is above 4 GiB");
+    assert_eq!(
+        SimError::RamTooLarge(1 << 33).to_string(),
+        "RAM size 0x200000000 is above 4 GiB"
+    );
 }
 
 #[test]
@@ -79,7 +110,10 @@ fn physical_access_outside_ram_is_an_error() {
     let mut buf = [0u8; 8];
     assert_eq!(
         m.read_phys((1 << 20) - 4, &mut buf),
-        Err(SimError::PhysOutOfRange { addr: (1 << 20) - 4, len: 8 })
+        Err(SimError::PhysOutOfRange {
+            addr: (1 << 20) - 4,
+            len: 8
+        })
     );
     assert!(m.write_phys(u64::MAX, &[1]).is_err());
     assert!(m.read_phys_u32(1 << 20).is_err());
@@ -100,7 +134,10 @@ fn ram_starts_zeroed() {
 #[test]
 fn a_4_gib_machine_is_cheap_and_reaches_its_last_frame() {
     let m = SimMachine::new(MAX_RAM).unwrap();
-    assert_eq!(m.memory_map().last(), Some(&region(0x10_0000, MAX_RAM, RegionKind::Usable)));
+    assert_eq!(
+        m.memory_map().last(),
+        Some(&region(0x10_0000, MAX_RAM, RegionKind::Usable))
+    );
     let top = MAX_RAM - PAGE_SIZE as u64;
     m.write_phys_u32(top + 0xFFC, 0x600D_F00D).unwrap();
     assert_eq!(m.read_phys_u32(top + 0xFFC), Ok(0x600D_F00D));
@@ -112,7 +149,8 @@ fn a_4_gib_machine_is_cheap_and_reaches_its_last_frame() {
     assert_eq!(unsafe { (*p.as_ptr())[0xFFC] }, 0x0D);
     // The MMU reaches it too: a 4 MiB page mapping the top of RAM.
     let pd = 0x10_0000u64;
-    m.write_phys_u32(pd + 4 * 1023, 0xFFC0_0000 | P | RW | PS).unwrap();
+    m.write_phys_u32(pd + 4 * 1023, 0xFFC0_0000 | P | RW | PS)
+        .unwrap();
     m.set_cr3(pd as u32);
     assert_eq!(m.read_u32(0xFFFF_FFFC, S), Ok(0x600D_F00D));
     m.write_u8(0xFFFF_F000, 0x5A, S).unwrap();
@@ -219,7 +257,10 @@ fn run_with_faults_reports_unhandled_and_too_many_faults() {
             true
         },
     );
-    assert_eq!(r, Err(FaultError::TooManyFaults(PageFault::new(0x1234, 0x4))));
+    assert_eq!(
+        r,
+        Err(FaultError::TooManyFaults(PageFault::new(0x1234, 0x4)))
+    );
     assert_eq!(r.unwrap_err().fault().cr2, 0x1234);
     assert_eq!(calls, 2);
     assert_eq!(m.run_with_faults(0, |_| Ok(7), |_| unreachable!()), Ok(7));
@@ -251,6 +292,8 @@ fn machines_are_used_from_several_threads() {
         assert_eq!(m.read_u32(0x1000 * (i + 1) + 4 * 999, U), Ok(999 ^ i));
     }
     // And each test owning its machine moves it freely.
-    let owned = std::thread::spawn(|| SimMachine::new(1 << 20).unwrap()).join().unwrap();
+    let owned = std::thread::spawn(|| SimMachine::new(1 << 20).unwrap())
+        .join()
+        .unwrap();
     assert_eq!(owned.ram_bytes(), 1 << 20);
 }

@@ -67,9 +67,16 @@ fn downgrade_without_flush_keeps_write_access_through_a_dirty_entry() {
     map4k(&m, PT0, 0x5000, OLD, P | RW | US, P | RW | US);
     m.write_u8(0x5000, 0x33, U).unwrap(); // cached dirty + writable
     set_pte(&m, PT0, 0x5000, OLD | P | US | A | D); // read-only now, no flush
-    assert_eq!(m.write_u8(0x5001, 0x44, U), Ok(()), "stale write permission");
+    assert_eq!(
+        m.write_u8(0x5001, 0x44, U),
+        Ok(()),
+        "stale write permission"
+    );
     m.invlpg(0x5000);
-    assert_eq!(m.write_u8(0x5002, 0x55, U), Err(PageFault::new(0x5002, 0x7)));
+    assert_eq!(
+        m.write_u8(0x5002, 0x55, U),
+        Err(PageFault::new(0x5002, 0x7))
+    );
     assert_eq!(m.read_phys_u32(u64::from(OLD)).unwrap(), 0x1111_4433);
 }
 
@@ -108,7 +115,11 @@ fn a_dirty_bit_cleared_without_flush_is_not_set_again() {
     m.write_u8(0x5000, 1, U).unwrap();
     set_pte(&m, PT0, 0x5000, OLD | P | RW | US | A); // clear D, forget the flush
     m.write_u8(0x5000, 2, U).unwrap();
-    assert_eq!(pte(&m, PT0, 0x5000) & D, 0, "the TLB still believed the page dirty");
+    assert_eq!(
+        pte(&m, PT0, 0x5000) & D,
+        0,
+        "the TLB still believed the page dirty"
+    );
     m.invlpg(0x5000);
     m.write_u8(0x5000, 3, U).unwrap();
     assert_eq!(pte(&m, PT0, 0x5000) & D, D);
@@ -120,9 +131,20 @@ fn a_stale_read_only_entry_gives_a_spurious_fault_that_drops_it() {
     map4k(&m, PT0, 0x5000, OLD, P | RW | US, P | US);
     m.read_u8(0x5000, U).unwrap(); // cached read-only
     set_pte(&m, PT0, 0x5000, OLD | P | RW | US | A); // upgrade, no flush
-    assert_eq!(m.write_u8(0x5000, 7, U), Err(PageFault::new(0x5000, 0x7)), "spurious");
-    assert!(m.tlb_peek(0x5000).is_none(), "the fault invalidated the entry");
-    assert_eq!(m.write_u8(0x5000, 7, U), Ok(()), "the retry walks and succeeds");
+    assert_eq!(
+        m.write_u8(0x5000, 7, U),
+        Err(PageFault::new(0x5000, 0x7)),
+        "spurious"
+    );
+    assert!(
+        m.tlb_peek(0x5000).is_none(),
+        "the fault invalidated the entry"
+    );
+    assert_eq!(
+        m.write_u8(0x5000, 7, U),
+        Ok(()),
+        "the retry walks and succeeds"
+    );
 }
 
 #[test]
@@ -139,12 +161,20 @@ fn cr3_load_drops_non_global_and_keeps_global_entries() {
     set_pte(&m, PT0, 0x6000, NEW | P | RW | US);
     // SAFETY: the sim has no code to run; any root is acceptable.
     unsafe { m.set_root(m.root()) };
-    assert_eq!(m.read_u8(0x5000, S), Ok(0x11), "global entry survives CR3 load");
+    assert_eq!(
+        m.read_u8(0x5000, S),
+        Ok(0x11),
+        "global entry survives CR3 load"
+    );
     assert_eq!(m.read_u8(0x6000, S), Ok(0x22), "non-global entry dropped");
     m.flush_all();
     assert_eq!(m.read_u8(0x5000, S), Ok(0x11), "and survives flush_all");
     m.invlpg(0x5000);
-    assert_eq!(m.read_u8(0x5000, S), Ok(0x22), "invlpg drops a global entry");
+    assert_eq!(
+        m.read_u8(0x5000, S),
+        Ok(0x22),
+        "invlpg drops a global entry"
+    );
     let s = m.stats();
     assert_eq!((s.cr3_loads, s.flush_alls, s.invlpgs), (1, 1, 1));
 }
@@ -187,7 +217,11 @@ fn global_4m_pages_survive_cr3_loads_and_invlpg_anywhere_drops_them() {
     assert_eq!(m.read_u8(0xC000_1234, S), Ok(0xAB));
     set_pde(&m, PD, 0xC000_0000, 0x00C0_0000 | P | RW | PS | G);
     m.set_cr3(PD);
-    assert_eq!(m.read_u8(0xC000_1234, S), Ok(0xAB), "global 4 MiB entry kept");
+    assert_eq!(
+        m.read_u8(0xC000_1234, S),
+        Ok(0xAB),
+        "global 4 MiB entry kept"
+    );
     m.invlpg(0xC03F_F000); // last page of the 4 MiB page
     assert_eq!(m.read_u8(0xC000_1234, S), Ok(0xCD));
 }
@@ -216,7 +250,10 @@ fn frame(pa: u32) -> myos_mm::Frame {
 
 #[test]
 fn fifo_eviction_at_capacity() {
-    let m = SimMachine::builder(16 << 20).tlb_entries(4).build().unwrap();
+    let m = SimMachine::builder(16 << 20)
+        .tlb_entries(4)
+        .build()
+        .unwrap();
     assert_eq!(m.tlb_capacity(), 4);
     assert_eq!(machine().tlb_capacity(), DEFAULT_TLB_ENTRIES);
     m.set_cr3(PD);
@@ -250,7 +287,10 @@ fn fifo_eviction_at_capacity() {
 
 #[test]
 fn a_zero_entry_tlb_walks_every_time() {
-    let m = SimMachine::builder(16 << 20).tlb_entries(0).build().unwrap();
+    let m = SimMachine::builder(16 << 20)
+        .tlb_entries(0)
+        .build()
+        .unwrap();
     m.set_cr3(PD);
     fill_frame(&m, NEW, 0x22);
     map4k(&m, PT0, 0x5000, OLD, P | RW | US, P | RW | US);

@@ -15,7 +15,10 @@ fn translates_a_4k_page() {
     assert_eq!(m.translate(0x5FFF, Access::Fetch, U), Ok(DATA + 0x3FFF));
     // Data goes to that frame and nowhere else.
     m.write_u32(0x5010, 0x1122_3344, U).unwrap();
-    assert_eq!(m.read_phys_u32(u64::from(DATA) + 0x3010).unwrap(), 0x1122_3344);
+    assert_eq!(
+        m.read_phys_u32(u64::from(DATA) + 0x3010).unwrap(),
+        0x1122_3344
+    );
     m.write_phys(u64::from(DATA) + 0x3020, b"hello").unwrap();
     let mut buf = [0u8; 5];
     m.read_bytes(0x5020, &mut buf, U).unwrap();
@@ -36,7 +39,9 @@ fn translates_a_4m_page() {
     assert_eq!(m.translate(0x007F_FFFF, Access::Read, U), Ok(0x00BF_FFFF));
     m.write_u32(0x0051_2344, 0xCAFE_F00D, U).unwrap();
     assert_eq!(m.read_phys_u32(0x0091_2344).unwrap(), 0xCAFE_F00D);
-    let e = m.tlb_peek(0x0060_0000).expect("one entry covers the whole 4 MiB page");
+    let e = m
+        .tlb_peek(0x0060_0000)
+        .expect("one entry covers the whole 4 MiB page");
     assert!(e.large && e.user && e.writable);
     assert_eq!(e.phys, 0x00A0_0000);
     assert_eq!(m.tlb_len(), 1);
@@ -50,7 +55,10 @@ fn pse_off_walks_a_ps_pde_as_a_page_table() {
     // 0x0080_0000 is now a page table; its entry 3 maps page 0x0040_3000.
     set_pte(&m, 0x0080_0000, 0x0040_3000, DATA | P | RW | US);
     assert_eq!(m.translate(0x0040_3456, Access::Read, U), Ok(DATA + 0x456));
-    assert_eq!(m.read_u8(0x0040_4000, U), Err(PageFault::new(0x0040_4000, 0x4)));
+    assert_eq!(
+        m.read_u8(0x0040_4000, U),
+        Err(PageFault::new(0x0040_4000, 0x4))
+    );
     // Turning PSE on changes the meaning (and flushes the TLB).
     m.set_pse(true);
     assert_eq!(m.translate(0x0040_3456, Access::Read, U), Ok(0x0080_3456));
@@ -64,7 +72,11 @@ fn accessed_and_dirty_bits_4k() {
     assert_eq!(pde(&m, PD, 0x5000), PT0 | P | RW | US | A);
     assert_eq!(pte(&m, PT0, 0x5000), DATA | P | RW | US | A);
     m.write_u8(0x5000, 1, U).unwrap();
-    assert_eq!(pde(&m, PD, 0x5000), PT0 | P | RW | US | A, "D is never set in a PDE of a table");
+    assert_eq!(
+        pde(&m, PD, 0x5000),
+        PT0 | P | RW | US | A,
+        "D is never set in a PDE of a table"
+    );
     assert_eq!(pte(&m, PT0, 0x5000), DATA | P | RW | US | A | D);
     // A write as the first access sets both at once; fetches set A only.
     map4k(&m, PT0, 0x6000, DATA, P | RW | US, P | RW | US);
@@ -95,7 +107,14 @@ fn accessed_and_dirty_bits_4m() {
 #[test]
 fn a_and_d_already_set_are_left_alone() {
     let m = machine();
-    map4k(&m, PT0, 0x5000, DATA, P | RW | US | A, P | RW | US | A | D | G);
+    map4k(
+        &m,
+        PT0,
+        0x5000,
+        DATA,
+        P | RW | US | A,
+        P | RW | US | A | D | G,
+    );
     m.write_u8(0x5000, 1, U).unwrap();
     assert_eq!(pte(&m, PT0, 0x5000), DATA | P | RW | US | A | D | G);
     assert_eq!(pde(&m, PD, 0x5000), PT0 | P | RW | US | A);
@@ -106,7 +125,7 @@ fn u32_access_across_a_page_boundary() {
     let m = machine();
     // Pages 5 and 6 map to frames that are not adjacent, in reverse order.
     map4k(&m, PT0, 0x5000, DATA + 0x7000, P | RW | US, P | RW | US);
-    set_pte(&m, PT0, 0x6000, DATA + 0x2000 | P | RW | US);
+    set_pte(&m, PT0, 0x6000, (DATA + 0x2000) | P | RW | US);
     m.write_u32(0x5FFE, 0xA1B2_C3D4, U).unwrap();
     let mut lo = [0u8; 2];
     let mut hi = [0u8; 2];
@@ -122,10 +141,13 @@ fn u32_access_faulting_on_the_second_page_is_all_or_nothing() {
     let m = machine();
     map4k(&m, PT0, 0x5000, DATA, P | RW | US, P | RW | US);
     set_pte(&m, PT0, 0x6000, (DATA + 0x1000) | P | US); // read-only
-    // Second page not present: CR2 is its first byte.
+                                                        // Second page not present: CR2 is its first byte.
     assert_eq!(m.read_u32(0x6FFD, U), Err(PageFault::new(0x7000, 0x4)));
     // Second page read-only: nothing is written on the first page.
-    assert_eq!(m.write_u32(0x5FFE, 0xFFFF_FFFF, U), Err(PageFault::new(0x6000, 0x7)));
+    assert_eq!(
+        m.write_u32(0x5FFE, 0xFFFF_FFFF, U),
+        Err(PageFault::new(0x6000, 0x7))
+    );
     assert_eq!(m.read_phys_u32(u64::from(DATA) + 0xFFC).unwrap(), 0);
     // First page faulting is reported at the access address.
     set_pte(&m, PT0, 0x5000, 0);
@@ -169,16 +191,25 @@ fn write_bytes_fault_midway_reports_the_page_and_keeps_earlier_bytes() {
     map4k(&m, PT0, 0x6000, DATA + 0x1000, P | RW | US, P | RW | US);
     // 0x7000 is not mapped.
     let data = [0xEEu8; 0x2100];
-    assert_eq!(m.write_bytes(0x5F00, &data, U), Err(PageFault::new(0x7000, ERR_USER_WRITE)));
+    assert_eq!(
+        m.write_bytes(0x5F00, &data, U),
+        Err(PageFault::new(0x7000, ERR_USER_WRITE))
+    );
     let mut first = [0u8; 0x100];
     m.read_phys(u64::from(DATA) + 0xF00, &mut first).unwrap();
     assert_eq!(first, [0xEE; 0x100], "the first page's bytes were written");
     let mut second = [0u8; 0x1000];
     m.read_phys(u64::from(DATA) + 0x1000, &mut second).unwrap();
-    assert_eq!(second, [0xEE; 0x1000], "the second page's bytes were written");
+    assert_eq!(
+        second, [0xEE; 0x1000],
+        "the second page's bytes were written"
+    );
     // read_bytes: the buffer holds the bytes before the fault, the rest untouched.
     let mut buf = [0x11u8; 0x1200];
-    assert_eq!(m.read_bytes(0x6F00, &mut buf, U), Err(PageFault::new(0x7000, 0x4)));
+    assert_eq!(
+        m.read_bytes(0x6F00, &mut buf, U),
+        Err(PageFault::new(0x7000, 0x4))
+    );
     assert_eq!(&buf[..0x100], &[0xEE; 0x100][..]);
     assert!(buf[0x100..].iter().all(|&b| b == 0x11));
 }
