@@ -12,7 +12,8 @@
 //! - [`error`]: the [`MmError`] type every fallible call returns;
 //! - [`platform`]: the hardware boundary;
 //! - [`frames`]: the physical frame allocator with per-frame reference counts;
-//! - [`paging`]: page-table entries, flags and address spaces.
+//! - [`paging`]: page-table entries, flags and address spaces;
+//! - [`heap`]: the kernel heap (`kmalloc`/`kfree`), TLSF-class with integrity checks.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -21,6 +22,7 @@ extern crate alloc;
 pub mod addr;
 pub mod error;
 pub mod frames;
+pub mod heap;
 pub mod layout;
 pub mod paging;
 pub mod platform;

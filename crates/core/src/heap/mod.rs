@@ -1,0 +1,1074 @@
+//! The kernel heap: `create_heap`, the `kmalloc` family, `kfree` and the
+//! heap statistics, as a [`Heap`] over a [`HeapBackend`].
+//!
+//! # Algorithm
+//!
+//! TLSF-class segregated fits with boundary tags:
+//!
+//! - The mapped heap `[start, top)` is cut into *blocks* that tile it exactly,
+//!   followed by an 8-byte *end sentinel* (a permanently allocated block of
+//!   size 0) at `top - 8`, so no merge ever reads past the heap; the first
+//!   block never has a free predecessor, so no merge reads before it.
+//! - Every block starts with an 8-byte header: `tag` (size | `FREE` |
+//!   `PREV_FREE`) and `check`, a hash of the tag and the block's offset
+//!   mixed with a magic number. A free block also holds two free-list links
+//!   (32-bit offsets) and a *footer* (its size) in its last word, so the block
+//!   after it finds it in O(1). Free neighbours are always merged: a free block
+//!   never touches another free block.
+//! - Free blocks sit in 416 segregated lists: exact lists for blocks below
+//!   256 bytes (8-byte steps: the small-object fast path is one list pop), then
+//!   16 lists per power of two. A two-level bitmap finds the first non-empty
+//!   list at or above a size in O(1); `alloc` tries the head of the request's
+//!   own list first, then the first non-empty list above it (whose blocks all
+//!   fit). Allocation and free are O(1); growth and shrinking add one
+//!   backend call.
+//! - Sizes are multiples of 8 bytes; the smallest block is 24 bytes (16
+//!   usable); an allocated block costs its 8-byte header.
+//!
+//! # Integrity checks
+//!
+//! `free` and `realloc` check, before changing anything: the pointer lies in
+//! the mapped heap and is 8-byte aligned; its header's `check` matches; the
+//! block is allocated; the next block's header (the one an overflow of this
+//! block would clobber) and, if free, the previous block's footer and header
+//! are intact. Failures are reported as [`MmError::BadPointer`] (foreign or
+//! interior pointer), [`MmError::DoubleFree`] or [`MmError::HeapCorrupted`]
+//! and leave the heap untouched. A header that fails its check is classified
+//! by a walk over the heap (the error path only): a pointer inside a block is
+//! `BadPointer`, a damaged header at the pointer or before it is
+//! `HeapCorrupted`. A freed block keeps a valid `FREE` header (also when it is
+//! merged into its predecessor), so freeing it again is `DoubleFree` until its
+//! memory is reused.
+//!
+//! # Memory accounting
+//!
+//! The heap's size is `top - start` (mapped bytes). *Free* bytes are the sum
+//! of the sizes of the free blocks, headers included (a free block of `n`
+//! bytes can satisfy requests of up to `n - 8` bytes). *Used* bytes are
+//! everything else: allocated blocks in full (header, payload, rounding) and
+//! the 8-byte end sentinel, so `free + used == size` always.
+//!
+//! # Special requests
+//!
+//! - `alloc(0, _)` returns a unique minimum-size block (16 usable bytes) that
+//!   must be freed like any other, as `malloc(0)` does in glibc. A `NULL`
+//!   return would be indistinguishable from running out of memory.
+//! - Aligned requests (`align > 8`, e.g. page-aligned) split the padding in
+//!   front of the block off as a free block, so it is not wasted.
+//! - Physical requests return memory whose bytes are physically contiguous
+//!   (usable for DMA); see [`Heap::alloc_physical`].
+//! - A size whose rounding overflows 32 bits fails with
+//!   [`MmError::InvalidArgument`], a request that cannot fit below `max`
+//!   with [`MmError::OutOfMemory`]; neither changes anything.
+//!
+//! # Growth and shrinking
+//!
+//! When no free block fits, the heap maps just enough pages at its top
+//! (merging them with a free last block), up to `max`. After a free leaves a
+//! free block at the top, whole pages at the top are returned to the backend
+//! when at least [`SHRINK_THRESHOLD`] bytes can go, or when the heap is
+//! completely free; the heap never shrinks below its initial size.
+//! [`Heap::trim`] returns every releasable page.
+
+mod backend;
+mod locked;
+#[cfg(test)]
+mod tests;
+
+pub use backend::{ArenaBackend, HeapBackend, HeapFlags, ARENA_PHYS_BASE};
+pub use locked::LockedHeap;
+
+use core::ptr::NonNull;
+
+use crate::addr::PhysAddr;
+use crate::error::MmError;
+use crate::layout::PAGE_SIZE;
+
+/// Alignment of every block and of every returned pointer.
+pub const GRANULE: usize = 8;
+/// Bytes of header in front of every block's payload.
+pub const HEADER: usize = 8;
+/// Smallest block (header + two links + footer, rounded to [`GRANULE`]).
+pub const MIN_BLOCK: usize = 24;
+/// Size of the end sentinel at `top - 8`.
+const SENTINEL: usize = 8;
+/// Free tail bytes that trigger giving pages back after a free.
+pub const SHRINK_THRESHOLD: usize = 4 * PAGE_SIZE;
+/// Largest heap span (`max - start`): block metadata is 32 bits wide.
+pub const MAX_SPAN: usize = 0xFFFF_F000;
+
+const FREE: u32 = 1;
+const PREV_FREE: u32 = 2;
+const FLAGS: u32 = 7;
+const MAGIC: u32 = 0x6B48_6561;
+const NIL: u32 = u32::MAX;
+
+const SMALL_LIMIT: usize = 256;
+const SMALL_BINS: usize = SMALL_LIMIT / GRANULE;
+const SL_BITS: u32 = 4;
+const SL_COUNT: usize = 1 << SL_BITS;
+const FL_MIN: u32 = SMALL_LIMIT.trailing_zeros();
+const BINS: usize = SMALL_BINS + (32 - FL_MIN as usize) * SL_COUNT;
+const WORDS: usize = BINS.div_ceil(64);
+
+const _: () = assert!(MIN_BLOCK >= HEADER + 8 + 4 && MIN_BLOCK.is_multiple_of(GRANULE));
+const _: () = assert!(SMALL_LIMIT.is_power_of_two() && BINS == 416 && WORDS <= 32);
+const _: () = assert!(PAGE_SIZE.is_multiple_of(GRANULE) && MAX_SPAN.is_multiple_of(PAGE_SIZE));
+
+/// The check word stored beside a tag at block offset `off`.
+#[inline(always)]
+const fn check_of(off: usize, tag: u32) -> u32 {
+    ((off as u32) ^ MAGIC).wrapping_mul(0x9E37_79B1) ^ tag
+}
+
+/// Size of the block a tag describes.
+#[inline(always)]
+const fn size_of_tag(tag: u32) -> usize {
+    (tag & !FLAGS) as usize
+}
+
+/// The free list that holds blocks of `size` bytes (`MIN_BLOCK <= size < 2^32`).
+#[inline(always)]
+const fn bin_of(size: usize) -> usize {
+    if size < SMALL_LIMIT {
+        size / GRANULE
+    } else {
+        let fl = usize::BITS - 1 - size.leading_zeros();
+        let sl = (size >> (fl - SL_BITS)) & (SL_COUNT - 1);
+        SMALL_BINS + (fl - FL_MIN) as usize * SL_COUNT + sl
+    }
+}
+
+#[inline(always)]
+const fn align_up(x: usize, align: usize) -> usize {
+    (x + align - 1) & !(align - 1)
+}
+
+/// Statistics of a heap, all exact (see the module docs for "free" and
+/// "used"). `free_bytes + used_bytes == heap_bytes`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Sum of the sizes of the free blocks, headers included.
+    pub free_bytes: usize,
+    /// Mapped bytes that are not free: allocated blocks in full, plus the
+    /// 8-byte end sentinel.
+    pub used_bytes: usize,
+    /// Mapped bytes (`top - start`).
+    pub heap_bytes: usize,
+    /// Blocks, allocated and free (the sentinel is not counted).
+    pub total_blocks: usize,
+    /// Free blocks.
+    pub free_blocks: usize,
+    /// Size of the largest free block, header included (0 if none); the
+    /// largest request it can serve is 8 bytes less.
+    pub largest_free: usize,
+}
+
+/// A kernel heap over `[start, max)`, backed by `B`. See the module docs.
+pub struct Heap<B: HeapBackend> {
+    backend: B,
+    /// Pointer to `start`, with provenance over `[start, max)`.
+    base: NonNull<u8>,
+    start: usize,
+    /// Mapped bytes: the heap is `[start, start + len)`.
+    len: usize,
+    /// Initial size: the heap never shrinks below it.
+    min_len: usize,
+    /// The heap never grows beyond `start + max_len`.
+    max_len: usize,
+    flags: HeapFlags,
+    free_bytes: usize,
+    free_blocks: usize,
+    total_blocks: usize,
+    /// Bit `w` set when `words[w] != 0`.
+    summary: u32,
+    /// Bit `b` set when list `b` is non-empty.
+    words: [u64; WORDS],
+    /// Offset of the first block of each free list, or `NIL`.
+    heads: [u32; BINS],
+}
+
+// SAFETY: the heap owns the memory behind `base` exclusively (backend
+// contract); it moves between threads together with its backend.
+unsafe impl<B: HeapBackend + Send> Send for Heap<B> {}
+
+impl<B: HeapBackend> core::fmt::Debug for Heap<B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Heap")
+            .field("start", &format_args!("{:#x}", self.start))
+            .field("top", &format_args!("{:#x}", self.start + self.len))
+            .field("max", &format_args!("{:#x}", self.start + self.max_len))
+            .field("flags", &self.flags)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: HeapBackend> Heap<B> {
+    /// `create_heap(start, initial_end, max, supervisor, readonly)`: a heap
+    /// over `[start, max)` whose first `[start, initial_end)` is mapped now.
+    ///
+    /// `max` is an address (the heap's exclusive upper bound), as in the
+    /// kernel design the API comes from. All three addresses must be
+    /// page-aligned ([`MmError::Misaligned`]), with
+    /// `0 < start < initial_end <= max` ([`MmError::InvalidArgument`]) and
+    /// `max - start <= MAX_SPAN` ([`MmError::OutOfRange`]). Backend errors
+    /// are returned as they are.
+    pub fn new(
+        mut backend: B,
+        start: usize,
+        initial_end: usize,
+        max: usize,
+        flags: HeapFlags,
+    ) -> Result<Self, MmError> {
+        if !start.is_multiple_of(PAGE_SIZE)
+            || !initial_end.is_multiple_of(PAGE_SIZE)
+            || !max.is_multiple_of(PAGE_SIZE)
+        {
+            return Err(MmError::Misaligned);
+        }
+        if start == 0 || initial_end <= start || max < initial_end {
+            return Err(MmError::InvalidArgument);
+        }
+        if max - start > MAX_SPAN {
+            return Err(MmError::OutOfRange);
+        }
+        let base = NonNull::new(backend.pointer(start)).ok_or(MmError::InvalidArgument)?;
+        let len = initial_end - start;
+        backend.map(start, len / PAGE_SIZE, false, flags)?;
+        let mut heap = Self {
+            backend,
+            base,
+            start,
+            len,
+            min_len: len,
+            max_len: max - start,
+            flags,
+            free_bytes: 0,
+            free_blocks: 0,
+            total_blocks: 0,
+            summary: 0,
+            words: [0; WORDS],
+            heads: [NIL; BINS],
+        };
+        let size = len - SENTINEL;
+        heap.set_free(0, size, 0);
+        heap.insert(0, size);
+        heap.set_tag(size, PREV_FREE);
+        heap.free_bytes = size;
+        heap.free_blocks = 1;
+        heap.total_blocks = 1;
+        Ok(heap)
+    }
+
+    /// The backend (e.g. to inspect mapped pages in tests).
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The mapping flags given at creation.
+    pub fn flags(&self) -> HeapFlags {
+        self.flags
+    }
+
+    /// First address of the heap.
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    /// End of the mapped heap (exclusive).
+    pub fn top(&self) -> usize {
+        self.start + self.len
+    }
+
+    /// Exclusive upper bound the heap may grow to.
+    pub fn max(&self) -> usize {
+        self.start + self.max_len
+    }
+
+    // ----- raw access ------------------------------------------------------
+
+    /// Reads the word at heap offset `off`.
+    ///
+    /// Every caller passes a 4-aligned offset with `off + 4 <= len` (block
+    /// headers, links and footers of blocks that tile the mapped heap, or
+    /// offsets range-checked first); this is the heap's central invariant.
+    #[inline(always)]
+    fn rd(&self, off: usize) -> u32 {
+        debug_assert!(off.is_multiple_of(4) && off + 4 <= self.len);
+        // SAFETY: by the invariant above the word lies in the mapped heap,
+        // which the backend keeps valid for the heap's exclusive use; `base`
+        // is page-aligned so the read is aligned.
+        unsafe { self.base.as_ptr().add(off).cast::<u32>().read() }
+    }
+
+    /// Writes the word at heap offset `off` (same invariant as [`Self::rd`]).
+    #[inline(always)]
+    fn wr(&mut self, off: usize, val: u32) {
+        debug_assert!(off.is_multiple_of(4) && off + 4 <= self.len);
+        // SAFETY: as in `rd`; `&mut self` gives exclusive access.
+        unsafe { self.base.as_ptr().add(off).cast::<u32>().write(val) }
+    }
+
+    #[inline(always)]
+    fn ptr_at(&self, off: usize) -> NonNull<u8> {
+        // SAFETY: `off <= len` (a payload inside the mapped heap) and `base`
+        // is non-null, so the result is a non-null in-bounds pointer.
+        unsafe { self.base.add(off) }
+    }
+
+    /// Writes a block header with a fresh check word.
+    #[inline(always)]
+    fn set_tag(&mut self, off: usize, tag: u32) {
+        self.wr(off, tag);
+        self.wr(off + 4, check_of(off, tag));
+    }
+
+    /// Reads the tag at `off` if its check word matches.
+    #[inline(always)]
+    fn tag(&self, off: usize) -> Option<u32> {
+        let tag = self.rd(off);
+        (self.rd(off + 4) == check_of(off, tag)).then_some(tag)
+    }
+
+    /// Writes the header and footer of a free block.
+    #[inline(always)]
+    fn set_free(&mut self, off: usize, size: usize, extra: u32) {
+        self.set_tag(off, size as u32 | FREE | extra);
+        self.wr(off + size - 4, size as u32);
+    }
+
+    // ----- free lists --------------------------------------------------------
+
+    #[inline(always)]
+    fn insert(&mut self, off: usize, size: usize) {
+        let b = bin_of(size);
+        let head = self.heads[b];
+        self.wr(off + 8, head);
+        self.wr(off + 12, NIL);
+        if head != NIL {
+            self.wr(head as usize + 12, off as u32);
+        } else {
+            self.words[b / 64] |= 1 << (b % 64);
+            self.summary |= 1 << (b / 64);
+        }
+        self.heads[b] = off as u32;
+    }
+
+    #[inline(always)]
+    fn unlink(&mut self, off: usize, size: usize) {
+        let next = self.rd(off + 8);
+        let prev = self.rd(off + 12);
+        if prev != NIL {
+            self.wr(prev as usize + 8, next);
+        } else {
+            let b = bin_of(size);
+            self.heads[b] = next;
+            if next == NIL {
+                self.words[b / 64] &= !(1 << (b % 64));
+                if self.words[b / 64] == 0 {
+                    self.summary &= !(1 << (b / 64));
+                }
+            }
+        }
+        if next != NIL {
+            self.wr(next as usize + 12, prev);
+        }
+    }
+
+    /// The first non-empty list at index `b` or above.
+    #[inline(always)]
+    fn first_bin_from(&self, b: usize) -> Option<usize> {
+        let w = b / 64;
+        if w >= WORDS {
+            return None;
+        }
+        let bits = self.words[w] & (u64::MAX << (b % 64));
+        if bits != 0 {
+            return Some(w * 64 + bits.trailing_zeros() as usize);
+        }
+        let rest = self.summary & (u32::MAX << (w + 1));
+        if rest == 0 {
+            return None;
+        }
+        let w = rest.trailing_zeros() as usize;
+        Some(w * 64 + self.words[w].trailing_zeros() as usize)
+    }
+
+    /// A free block of at least `need` bytes (`need < 2^32`), not unlinked.
+    #[inline(always)]
+    fn find(&self, need: usize) -> Option<(usize, usize)> {
+        let b = bin_of(need);
+        let head = self.heads[b];
+        if head != NIL {
+            let size = size_of_tag(self.rd(head as usize));
+            if size >= need {
+                return Some((head as usize, size));
+            }
+        }
+        let b = self.first_bin_from(b + 1)?;
+        let off = self.heads[b] as usize;
+        Some((off, size_of_tag(self.rd(off))))
+    }
+
+    // ----- allocation ----------------------------------------------------------
+
+    /// Block size for a request of `size` bytes.
+    #[inline(always)]
+    fn block_size(&self, size: usize) -> Result<usize, MmError> {
+        let rounded = match size.checked_add(HEADER + GRANULE - 1) {
+            Some(v) if v <= u32::MAX as usize => v & !(GRANULE - 1),
+            _ => return Err(MmError::InvalidArgument),
+        };
+        let bsize = if rounded < MIN_BLOCK {
+            MIN_BLOCK
+        } else {
+            rounded
+        };
+        if bsize > self.max_len - SENTINEL {
+            return Err(MmError::OutOfMemory);
+        }
+        Ok(bsize)
+    }
+
+    /// `kmalloc`: `size` bytes aligned to `align` (a power of two; at least 8
+    /// is always given). Errors: [`MmError::InvalidArgument`] for a bad
+    /// alignment or a size that overflows when rounded,
+    /// [`MmError::OutOfMemory`] when the heap cannot grow enough (or a backend
+    /// error). Nothing changes on error.
+    #[inline]
+    pub fn alloc(&mut self, size: usize, align: usize) -> Result<NonNull<u8>, MmError> {
+        let bsize = self.block_size(size)?;
+        if align <= GRANULE {
+            if !align.is_power_of_two() {
+                return Err(MmError::InvalidArgument);
+            }
+            let (off, bs) = match self.find(bsize) {
+                Some(found) => found,
+                None => {
+                    self.grow(bsize, false)?;
+                    self.find(bsize).ok_or(MmError::OutOfMemory)?
+                }
+            };
+            self.unlink(off, bs);
+            self.take(off, bs, off + HEADER, bsize);
+            return Ok(self.ptr_at(off + HEADER));
+        }
+        self.alloc_aligned_slow(bsize, align, false).map(|(p, _)| p)
+    }
+
+    /// `kmalloc_aligned`: `size` bytes on a page boundary.
+    pub fn alloc_page_aligned(&mut self, size: usize) -> Result<NonNull<u8>, MmError> {
+        self.alloc(size, PAGE_SIZE)
+    }
+
+    /// `kmalloc_physical` / `kmalloc_aligned_physical`: `size` bytes (8-byte
+    /// or page-aligned) whose memory is physically contiguous, with the
+    /// physical address of the first byte.
+    ///
+    /// A candidate block is placed as usual and its pages' physical addresses
+    /// are checked; if they are not contiguous, the heap grows at its top by a
+    /// physically contiguous run (`map(.., contiguous = true)`) and the block
+    /// is carved from the new pages. The returned memory is freed with
+    /// [`Heap::free`].
+    pub fn alloc_physical(
+        &mut self,
+        size: usize,
+        page_aligned: bool,
+    ) -> Result<(NonNull<u8>, PhysAddr), MmError> {
+        let bsize = self.block_size(size)?;
+        let align = if page_aligned { PAGE_SIZE } else { GRANULE };
+        let (p, phys) = self.alloc_aligned_slow(bsize, align, true)?;
+        Ok((p, phys.ok_or(MmError::NotMapped)?))
+    }
+
+    /// The general path: alignment above 8 and/or physical contiguity.
+    fn alloc_aligned_slow(
+        &mut self,
+        bsize: usize,
+        align: usize,
+        physical: bool,
+    ) -> Result<(NonNull<u8>, Option<PhysAddr>), MmError> {
+        if !align.is_power_of_two() {
+            return Err(MmError::InvalidArgument);
+        }
+        let span = self.max_len - SENTINEL;
+        let extra = if align > GRANULE {
+            align + MIN_BLOCK
+        } else {
+            0
+        };
+        let need = match bsize.checked_add(extra) {
+            Some(n) if n <= span => n,
+            _ => return Err(MmError::OutOfMemory),
+        };
+        let payload = bsize - HEADER;
+        if let Some((off, size)) = self.find(need) {
+            if let Some(p) = self.place(off, size, 0, align, bsize) {
+                let phys = if physical {
+                    self.phys_contiguous(p, payload)
+                } else {
+                    None
+                };
+                if !physical || phys.is_some() {
+                    self.unlink(off, size);
+                    self.take(off, size, p, bsize);
+                    return Ok((self.ptr_at(p), phys));
+                }
+            }
+        }
+        // Grow: for a physical request, by a contiguous run that will hold the
+        // whole payload (it starts at the old top).
+        let old_len = self.len;
+        let grow_need = if physical {
+            need + PAGE_SIZE + MIN_BLOCK
+        } else {
+            need
+        };
+        if grow_need > span {
+            return Err(MmError::OutOfMemory);
+        }
+        self.grow(grow_need, physical)?;
+        let min_p = if physical { old_len } else { 0 };
+        let last = self.last_free().ok_or(MmError::HeapCorrupted)?;
+        let (off, size) = last;
+        let p = self
+            .place(off, size, min_p, align, bsize)
+            .ok_or(MmError::OutOfMemory)?;
+        let phys = if physical {
+            Some(
+                self.phys_contiguous(p, payload)
+                    .ok_or(MmError::HeapCorrupted)?,
+            )
+        } else {
+            None
+        };
+        self.unlink(off, size);
+        self.take(off, size, p, bsize);
+        Ok((self.ptr_at(p), phys))
+    }
+
+    /// Where a block of `bsize` bytes whose payload is `align`-aligned and at
+    /// offset `>= min_p` goes inside the free block `[off, off + size)`: the
+    /// payload offset, or `None` if it does not fit. The gap in front is 0 or
+    /// at least `MIN_BLOCK` (it becomes a free block).
+    #[inline]
+    fn place(
+        &self,
+        off: usize,
+        size: usize,
+        min_p: usize,
+        align: usize,
+        bsize: usize,
+    ) -> Option<usize> {
+        // Alignment is relative to the heap start, which is page-aligned; for
+        // larger alignments use the absolute address.
+        let abs = self.start;
+        let want = (off + HEADER).max(min_p);
+        let up = |x: usize| Some(x.checked_add(abs)?.checked_add(align - 1)? & !(align - 1));
+        let mut p = up(want)? - abs;
+        let gap = p - HEADER - off;
+        if gap != 0 && gap < MIN_BLOCK {
+            p = up((off + HEADER + MIN_BLOCK).max(want))? - abs;
+        }
+        (p - HEADER - off + bsize <= size).then_some(p)
+    }
+
+    /// The physical address of `[p, p + len)` (heap offsets) if it is
+    /// physically contiguous.
+    fn phys_contiguous(&self, p: usize, len: usize) -> Option<PhysAddr> {
+        let addr = self.start + p;
+        let first = self.backend.phys(addr)?;
+        let last = addr + len.max(1) - 1;
+        let mut page = (addr & !(PAGE_SIZE - 1)) + PAGE_SIZE;
+        while page <= last {
+            let expect = first.as_usize() + (page - addr);
+            if self.backend.phys(page).map(PhysAddr::as_usize) != Some(expect) {
+                return None;
+            }
+            page += PAGE_SIZE;
+        }
+        Some(first)
+    }
+
+    /// Turns the (unlinked) free block `[off, off + size)` into an allocated
+    /// block of `bsize` bytes with payload at `p`; the gap in front and the
+    /// tail (if at least `MIN_BLOCK`) go back to the free lists.
+    #[inline(always)]
+    fn take(&mut self, off: usize, size: usize, p: usize, mut bsize: usize) {
+        let b = p - HEADER;
+        let gap = b - off;
+        let mut prev_flag = 0;
+        if gap != 0 {
+            self.set_free(off, gap, 0);
+            self.insert(off, gap);
+            self.total_blocks += 1;
+            self.free_blocks += 1;
+            prev_flag = PREV_FREE;
+        }
+        let rest = size - gap - bsize;
+        if rest >= MIN_BLOCK {
+            let r = b + bsize;
+            self.set_free(r, rest, 0);
+            self.insert(r, rest);
+            self.total_blocks += 1;
+        } else {
+            bsize += rest;
+            self.free_blocks -= 1;
+            let n = b + bsize;
+            let ntag = self.rd(n);
+            self.set_tag(n, ntag & !PREV_FREE);
+        }
+        self.set_tag(b, bsize as u32 | prev_flag);
+        self.free_bytes -= bsize;
+    }
+
+    /// The last block if it is free: `(offset, size)`.
+    fn last_free(&self) -> Option<(usize, usize)> {
+        let s = self.len - SENTINEL;
+        if self.rd(s) & PREV_FREE == 0 {
+            return None;
+        }
+        let size = self.rd(s - 4) as usize;
+        Some((s - size, size))
+    }
+
+    /// Maps pages at the top so that the last block becomes a free block of at
+    /// least `need` bytes. Nothing changes on error.
+    fn grow(&mut self, need: usize, contiguous: bool) -> Result<(), MmError> {
+        let last = self.last_free();
+        let have = if contiguous {
+            0
+        } else {
+            last.map_or(0, |(_, s)| s)
+        };
+        let want = self
+            .len
+            .checked_add(need.saturating_sub(have))
+            .ok_or(MmError::OutOfMemory)?;
+        let new_len = align_up(want.max(self.len + 1), PAGE_SIZE);
+        if new_len > self.max_len {
+            return Err(MmError::OutOfMemory);
+        }
+        let pages = (new_len - self.len) / PAGE_SIZE;
+        self.backend
+            .map(self.start + self.len, pages, contiguous, self.flags)?;
+        let old_sentinel = self.len - SENTINEL;
+        self.len = new_len;
+        let (off, size) = match last {
+            Some((off, size)) => {
+                self.unlink(off, size);
+                (off, size + (new_len - SENTINEL - old_sentinel))
+            }
+            None => {
+                self.free_blocks += 1;
+                self.total_blocks += 1;
+                (old_sentinel, new_len - SENTINEL - old_sentinel)
+            }
+        };
+        self.set_free(off, size, 0);
+        self.insert(off, size);
+        self.set_tag(new_len - SENTINEL, PREV_FREE);
+        self.free_bytes += pages * PAGE_SIZE;
+        Ok(())
+    }
+
+    /// Gives whole free pages at the top back to the backend: all of them
+    /// when `all`, else only past the threshold (or when the heap is empty).
+    fn shrink(&mut self, all: bool) {
+        let Some((off, size)) = self.last_free() else {
+            return;
+        };
+        let mut new_len = align_up(off + SENTINEL, PAGE_SIZE);
+        let left = new_len - SENTINEL - off;
+        if left != 0 && left < MIN_BLOCK {
+            new_len += PAGE_SIZE;
+        }
+        let new_len = new_len.max(self.min_len);
+        if new_len >= self.len {
+            return;
+        }
+        let release = self.len - new_len;
+        if !all && release < SHRINK_THRESHOLD && off != 0 {
+            return;
+        }
+        self.unlink(off, size);
+        let left = new_len - SENTINEL - off;
+        if left == 0 {
+            self.free_blocks -= 1;
+            self.total_blocks -= 1;
+            self.set_tag(new_len - SENTINEL, 0);
+        } else {
+            self.set_free(off, left, 0);
+            self.insert(off, left);
+            self.set_tag(new_len - SENTINEL, PREV_FREE);
+        }
+        self.free_bytes -= release;
+        self.len = new_len;
+        self.backend
+            .unmap(self.start + new_len, release / PAGE_SIZE);
+    }
+
+    /// Returns every whole free page at the top of the heap (above its
+    /// initial size) to the backend.
+    pub fn trim(&mut self) {
+        self.shrink(true);
+    }
+
+    // ----- free ----------------------------------------------------------------
+
+    /// Checks that `ptr` is a live block of this heap whose neighbours are
+    /// intact; returns `(offset, tag)` of its header.
+    #[inline(always)]
+    fn check_live(&self, ptr: NonNull<u8>) -> Result<(usize, u32), MmError> {
+        let off = ptr
+            .as_ptr()
+            .addr()
+            .wrapping_sub(self.start)
+            .wrapping_sub(HEADER);
+        if off >= self.len - SENTINEL || !off.is_multiple_of(GRANULE) {
+            return Err(MmError::BadPointer);
+        }
+        let Some(tag) = self.tag(off) else {
+            return Err(self.classify(off));
+        };
+        if tag & FREE != 0 {
+            return Err(MmError::DoubleFree);
+        }
+        let size = size_of_tag(tag);
+        let next = off + size;
+        if size < MIN_BLOCK || next > self.len - SENTINEL {
+            return Err(MmError::HeapCorrupted);
+        }
+        match self.tag(next) {
+            Some(ntag) if ntag & PREV_FREE == 0 => {
+                if ntag & FREE != 0 {
+                    let nsize = size_of_tag(ntag);
+                    if nsize < MIN_BLOCK
+                        || next + nsize > self.len - SENTINEL
+                        || self.rd(next + nsize - 4) as usize != nsize
+                    {
+                        return Err(MmError::HeapCorrupted);
+                    }
+                }
+            }
+            _ => return Err(MmError::HeapCorrupted),
+        }
+        if tag & PREV_FREE != 0 {
+            let psize = if off >= MIN_BLOCK {
+                self.rd(off - 4) as usize
+            } else {
+                0
+            };
+            if psize < MIN_BLOCK || psize > off || !psize.is_multiple_of(GRANULE) {
+                return Err(MmError::HeapCorrupted);
+            }
+            match self.tag(off - psize) {
+                Some(ptag) if ptag & (FREE | PREV_FREE) == FREE && size_of_tag(ptag) == psize => {}
+                _ => return Err(MmError::HeapCorrupted),
+            }
+        }
+        Ok((off, tag))
+    }
+
+    /// Why the header at `off` fails its check (error path only): walks the
+    /// blocks from the start.
+    #[cold]
+    fn classify(&self, off: usize) -> MmError {
+        let end = self.len - SENTINEL;
+        let mut cur = 0;
+        while cur < end {
+            let Some(tag) = self.tag(cur) else {
+                return MmError::HeapCorrupted;
+            };
+            let size = size_of_tag(tag);
+            if size < MIN_BLOCK || size > end - cur {
+                return MmError::HeapCorrupted;
+            }
+            if off > cur && off < cur + size {
+                return MmError::BadPointer;
+            }
+            if off == cur {
+                return MmError::HeapCorrupted;
+            }
+            cur += size;
+        }
+        MmError::BadPointer
+    }
+
+    /// `kfree`: frees a block returned by this heap. Errors (the heap is left
+    /// unchanged): [`MmError::BadPointer`] for a pointer outside the heap, or
+    /// not at the start of a block; [`MmError::DoubleFree`] for a block that
+    /// is already free; [`MmError::HeapCorrupted`] when this block's header or
+    /// a neighbour's header or footer is damaged.
+    #[inline]
+    pub fn free(&mut self, ptr: NonNull<u8>) -> Result<(), MmError> {
+        let (off, tag) = self.check_live(ptr)?;
+        self.release(off, size_of_tag(tag), tag & PREV_FREE != 0);
+        Ok(())
+    }
+
+    /// Frees the checked, allocated block `[off, off + size)`: merges it with
+    /// free neighbours and puts the result in its list.
+    #[inline(always)]
+    fn release(&mut self, off: usize, size: usize, prev_free: bool) {
+        self.free_bytes += size;
+        // Mark the block itself free, so a second free of it is reported even
+        // when it is merged into its predecessor below.
+        self.set_tag(off, size as u32 | FREE);
+        let mut start = off;
+        let mut total = size;
+        if prev_free {
+            let psize = self.rd(off - 4) as usize;
+            start = off - psize;
+            total += psize;
+            self.unlink(start, psize);
+            self.free_blocks -= 1;
+            self.total_blocks -= 1;
+        }
+        let next = off + size;
+        let ntag = self.rd(next);
+        if ntag & FREE != 0 {
+            let nsize = size_of_tag(ntag);
+            self.unlink(next, nsize);
+            total += nsize;
+            self.free_blocks -= 1;
+            self.total_blocks -= 1;
+        } else {
+            self.set_tag(next, ntag | PREV_FREE);
+        }
+        self.set_free(start, total, 0);
+        self.insert(start, total);
+        self.free_blocks += 1;
+        if start + total == self.len - SENTINEL && self.len > self.min_len {
+            self.shrink(false);
+        }
+    }
+
+    /// The usable size of a live block: at least what was asked for (the
+    /// rounding slack included). Pointer errors are those of [`Heap::free`].
+    pub fn usable_size(&self, ptr: NonNull<u8>) -> Result<usize, MmError> {
+        let (_, tag) = self.check_live(ptr)?;
+        Ok(size_of_tag(tag) - HEADER)
+    }
+
+    /// Resizes a block to `new_size` bytes, in place when possible (shrinking,
+    /// or growing into a free successor), else by allocating a new block with
+    /// alignment `align`, copying the payload and freeing the old block.
+    /// Pointer errors are those of [`Heap::free`], allocation errors those of
+    /// [`Heap::alloc`]; on error the old block is untouched.
+    pub fn realloc(
+        &mut self,
+        ptr: NonNull<u8>,
+        new_size: usize,
+        align: usize,
+    ) -> Result<NonNull<u8>, MmError> {
+        let (off, tag) = self.check_live(ptr)?;
+        let size = size_of_tag(tag);
+        let bsize = self.block_size(new_size)?;
+        let next = off + size;
+        if bsize <= size {
+            self.split_tail(off, size, bsize, tag & PREV_FREE);
+            return Ok(ptr);
+        }
+        let ntag = self.rd(next);
+        if ntag & FREE != 0 && size + size_of_tag(ntag) >= bsize {
+            let nsize = size_of_tag(ntag);
+            self.unlink(next, nsize);
+            self.free_blocks -= 1;
+            self.total_blocks -= 1;
+            self.free_bytes -= nsize;
+            let whole = size + nsize;
+            // The block now ends where the free successor ended, and the
+            // block after that has PREV_FREE set: clear it, then split.
+            let after = off + whole;
+            let atag = self.rd(after);
+            self.set_tag(after, atag & !PREV_FREE);
+            self.set_tag(off, whole as u32 | (tag & PREV_FREE));
+            self.split_tail(off, whole, bsize, tag & PREV_FREE);
+            return Ok(ptr);
+        }
+        let new = self.alloc(new_size, align)?;
+        // SAFETY: both payloads are live blocks of this heap, distinct (the old
+        // one is still allocated), and the old payload has `size - HEADER`
+        // bytes, fewer than the new one's.
+        unsafe { core::ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), size - HEADER) };
+        // The old block was checked above and nothing touched its header.
+        let (off, tag) = self.check_live(ptr)?;
+        self.release(off, size_of_tag(tag), tag & PREV_FREE != 0);
+        Ok(new)
+    }
+
+    /// Shrinks the allocated block `[off, off + size)` to `keep` bytes if the
+    /// tail is big enough to be a block, merging it with a free successor.
+    fn split_tail(&mut self, off: usize, size: usize, keep: usize, prev_flag: u32) {
+        let rest = size - keep;
+        if rest < MIN_BLOCK {
+            return;
+        }
+        self.set_tag(off, keep as u32 | prev_flag);
+        let r = off + keep;
+        let next = off + size;
+        let ntag = self.rd(next);
+        let mut total = rest;
+        if ntag & FREE != 0 {
+            let nsize = size_of_tag(ntag);
+            self.unlink(next, nsize);
+            total += nsize;
+        } else {
+            self.set_tag(next, ntag | PREV_FREE);
+            self.free_blocks += 1;
+            self.total_blocks += 1;
+        }
+        self.set_free(r, total, 0);
+        self.insert(r, total);
+        self.free_bytes += rest;
+        if r + total == self.len - SENTINEL && self.len > self.min_len {
+            self.shrink(false);
+        }
+    }
+
+    // ----- statistics and validation --------------------------------------------
+
+    /// Free bytes (`get_free_memory`), O(1).
+    pub fn free_bytes(&self) -> usize {
+        self.free_bytes
+    }
+
+    /// Used bytes (`get_used_memory`), O(1).
+    pub fn used_bytes(&self) -> usize {
+        self.len - self.free_bytes
+    }
+
+    /// All statistics (`get_heap_stats`): O(1) except `largest_free`, which
+    /// scans the highest non-empty free list only.
+    pub fn stats(&self) -> HeapStats {
+        HeapStats {
+            free_bytes: self.free_bytes,
+            used_bytes: self.len - self.free_bytes,
+            heap_bytes: self.len,
+            total_blocks: self.total_blocks,
+            free_blocks: self.free_blocks,
+            largest_free: self.largest_free(),
+        }
+    }
+
+    fn largest_free(&self) -> usize {
+        if self.summary == 0 {
+            return 0;
+        }
+        let w = 31 - self.summary.leading_zeros() as usize;
+        let b = w * 64 + 63 - self.words[w].leading_zeros() as usize;
+        let mut cur = self.heads[b];
+        let mut best = 0;
+        while cur != NIL {
+            best = best.max(size_of_tag(self.rd(cur as usize)));
+            cur = self.rd(cur as usize + 8);
+        }
+        best
+    }
+
+    /// Walks the whole heap and checks every invariant: blocks tile the
+    /// mapped heap up to the sentinel, every header's check word, sizes and
+    /// alignment, `PREV_FREE` flags, footers, no two adjacent free blocks,
+    /// every free block in the right list exactly once with consistent links,
+    /// the bitmaps, the statistics, and that the backend maps every page.
+    /// Returns [`MmError::HeapCorrupted`] on the first violation.
+    pub fn validate(&self) -> Result<(), MmError> {
+        let bad = Err(MmError::HeapCorrupted);
+        if !self.len.is_multiple_of(PAGE_SIZE) || self.len < self.min_len || self.len > self.max_len
+        {
+            return bad;
+        }
+        let mut page = 0;
+        while page < self.len {
+            if self.backend.phys(self.start + page).is_none() {
+                return bad;
+            }
+            page += PAGE_SIZE;
+        }
+        let end = self.len - SENTINEL;
+        let (mut cur, mut prev_free) = (0, false);
+        let (mut blocks, mut frees, mut free_bytes) = (0, 0, 0);
+        while cur < end {
+            let Some(tag) = self.tag(cur) else { return bad };
+            let size = size_of_tag(tag);
+            if size < MIN_BLOCK || size > end - cur || (tag & PREV_FREE != 0) != prev_free {
+                return bad;
+            }
+            let free = tag & FREE != 0;
+            if free {
+                if prev_free || self.rd(cur + size - 4) as usize != size {
+                    return bad;
+                }
+                // The block must be in its own list.
+                let mut x = self.heads[bin_of(size)];
+                let mut steps = 0;
+                while x != NIL && x as usize != cur {
+                    x = self.rd(x as usize + 8);
+                    steps += 1;
+                    if steps > self.len / MIN_BLOCK {
+                        return bad;
+                    }
+                }
+                if x == NIL {
+                    return bad;
+                }
+                frees += 1;
+                free_bytes += size;
+            }
+            blocks += 1;
+            prev_free = free;
+            cur += size;
+        }
+        match self.tag(end) {
+            Some(t) if t & !PREV_FREE == 0 && (t & PREV_FREE != 0) == prev_free => {}
+            _ => return bad,
+        }
+        // Lists: links, bins and bitmaps; their total length is the number of
+        // free blocks found by the walk (so no list holds a stray block).
+        let mut listed = 0;
+        for b in 0..BINS {
+            let nonempty = self.heads[b] != NIL;
+            if nonempty != (self.words[b / 64] & (1 << (b % 64)) != 0) {
+                return bad;
+            }
+            let (mut x, mut prev) = (self.heads[b], NIL);
+            while x != NIL {
+                let xo = x as usize;
+                if xo >= end || !xo.is_multiple_of(GRANULE) || self.rd(xo + 12) != prev {
+                    return bad;
+                }
+                match self.tag(xo) {
+                    Some(t) if t & FREE != 0 && bin_of(size_of_tag(t)) == b => {}
+                    _ => return bad,
+                }
+                listed += 1;
+                if listed > frees {
+                    return bad;
+                }
+                prev = x;
+                x = self.rd(xo + 8);
+            }
+        }
+        for w in 0..WORDS {
+            if (self.words[w] != 0) != (self.summary & (1 << w) != 0) {
+                return bad;
+            }
+        }
+        if listed != frees
+            || frees != self.free_blocks
+            || blocks != self.total_blocks
+            || free_bytes != self.free_bytes
+        {
+            return bad;
+        }
+        Ok(())
+    }
+}
+
+impl<B: HeapBackend> Drop for Heap<B> {
+    /// Unmaps the whole heap: every block dies with it.
+    fn drop(&mut self) {
+        self.backend.unmap(self.start, self.len / PAGE_SIZE);
+    }
+}

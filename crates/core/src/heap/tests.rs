@@ -1,0 +1,636 @@
+//! Unit tests of the heap: every error path, growth and shrinking, aligned
+//! and physical requests, statistics. Small enough for Miri.
+
+use alloc::alloc::{alloc, dealloc, Layout};
+use alloc::vec::Vec;
+use core::alloc::GlobalAlloc;
+use core::ptr::NonNull;
+
+use super::*;
+
+/// An owned, page-aligned host buffer.
+struct Arena {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+impl Arena {
+    fn new(pages: usize) -> Self {
+        let layout = Layout::from_size_align(pages * PAGE_SIZE, PAGE_SIZE).unwrap();
+        // SAFETY: the layout has a non-zero size.
+        let ptr = NonNull::new(unsafe { alloc(layout) }).unwrap();
+        Self { ptr, layout }
+    }
+
+    fn slice(&mut self) -> &mut [u8] {
+        // SAFETY: the buffer is `layout.size()` bytes owned by `self`; the
+        // heap only reads bytes it wrote first.
+        unsafe {
+            self.ptr.as_ptr().write_bytes(0, self.layout.size());
+            core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size())
+        }
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+const ARENA_PAGES: usize = 16;
+
+/// A heap over `arena`, initially `init` pages, at most `max` pages.
+fn heap(arena: &mut Arena, init: usize, max: usize) -> Heap<ArenaBackend<'_>> {
+    let backend = ArenaBackend::new(arena.slice());
+    let start = backend.start();
+    Heap::new(
+        backend,
+        start,
+        start + init * PAGE_SIZE,
+        start + max * PAGE_SIZE,
+        HeapFlags::KERNEL,
+    )
+    .unwrap()
+}
+
+fn fill(p: NonNull<u8>, len: usize, byte: u8) {
+    // SAFETY: callers pass a live block of at least `len` bytes.
+    unsafe { p.as_ptr().write_bytes(byte, len) }
+}
+
+fn intact(p: NonNull<u8>, len: usize, byte: u8) -> bool {
+    // SAFETY: callers pass a live block of at least `len` bytes.
+    unsafe {
+        core::slice::from_raw_parts(p.as_ptr(), len)
+            .iter()
+            .all(|&b| b == byte)
+    }
+}
+
+fn poke(p: NonNull<u8>, offset: isize, val: u8) -> u8 {
+    // SAFETY: tests poke heap metadata inside the mapped arena on purpose.
+    unsafe {
+        let q = p.as_ptr().offset(offset);
+        let old = q.read();
+        q.write(val);
+        old
+    }
+}
+
+#[test]
+fn fresh_heap_is_one_free_block() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let h = heap(&mut a, 1, 4);
+    let s = h.stats();
+    assert_eq!(s.heap_bytes, PAGE_SIZE);
+    assert_eq!(s.free_bytes, PAGE_SIZE - 8);
+    assert_eq!(s.used_bytes, 8);
+    assert_eq!(
+        (s.total_blocks, s.free_blocks, s.largest_free),
+        (1, 1, PAGE_SIZE - 8)
+    );
+    assert_eq!(h.flags(), HeapFlags::KERNEL);
+    assert_eq!(h.backend().mapped_pages(), 1);
+    h.validate().unwrap();
+}
+
+#[test]
+fn new_rejects_bad_ranges() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let b = ArenaBackend::new(a.slice());
+    let s = b.start();
+    let f = HeapFlags::default();
+    assert_eq!(
+        Heap::new(b, s + 8, s + PAGE_SIZE, s + 2 * PAGE_SIZE, f).err(),
+        Some(MmError::Misaligned)
+    );
+    let b = ArenaBackend::new(a.slice());
+    assert_eq!(
+        Heap::new(b, s, s, s + PAGE_SIZE, f).err(),
+        Some(MmError::InvalidArgument)
+    );
+    let b = ArenaBackend::new(a.slice());
+    assert_eq!(
+        Heap::new(b, s, s + 2 * PAGE_SIZE, s + PAGE_SIZE, f).err(),
+        Some(MmError::InvalidArgument)
+    );
+    let b = ArenaBackend::new(a.slice());
+    assert_eq!(
+        Heap::new(b, 0, PAGE_SIZE, 2 * PAGE_SIZE, f).err(),
+        Some(MmError::InvalidArgument)
+    );
+    let b = ArenaBackend::new(a.slice());
+    let e = Heap::new(b, s, s + PAGE_SIZE, s + MAX_SPAN + PAGE_SIZE, f).err();
+    assert_eq!(e, Some(MmError::OutOfRange));
+    // The backend refuses: its error is returned.
+    let mut b = ArenaBackend::new(a.slice());
+    b.set_page_limit(1);
+    assert_eq!(
+        Heap::new(b, s, s + 2 * PAGE_SIZE, s + 4 * PAGE_SIZE, f).err(),
+        Some(MmError::OutOfMemory)
+    );
+}
+
+#[test]
+fn alloc_write_free_roundtrip() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 2, 8);
+    let sizes = [1usize, 8, 16, 17, 24, 100, 255, 256, 1000, 3000];
+    let mut live = Vec::new();
+    for (i, &n) in sizes.iter().enumerate() {
+        let p = h.alloc(n, 8).unwrap();
+        assert_eq!(p.as_ptr().addr() % GRANULE, 0);
+        assert!(h.usable_size(p).unwrap() >= n);
+        fill(p, n, i as u8 + 1);
+        live.push((p, n, i as u8 + 1));
+        h.validate().unwrap();
+    }
+    assert_eq!(h.stats().total_blocks - h.stats().free_blocks, sizes.len());
+    for (k, &(p, n, b)) in live.iter().enumerate().rev() {
+        assert!(intact(p, n, b), "block {k} clobbered");
+        h.free(p).unwrap();
+        h.validate().unwrap();
+    }
+    let s = h.stats();
+    assert_eq!((s.total_blocks, s.free_blocks, s.used_bytes), (1, 1, 8));
+    assert_eq!(
+        s.heap_bytes,
+        2 * PAGE_SIZE,
+        "shrank back to the initial size"
+    );
+}
+
+#[test]
+fn zero_size_gives_distinct_minimum_blocks() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 1, 2);
+    let p = h.alloc(0, 1).unwrap();
+    let q = h.alloc(0, 1).unwrap();
+    assert_ne!(p, q);
+    assert_eq!(h.usable_size(p), Ok(MIN_BLOCK - HEADER));
+    h.free(p).unwrap();
+    h.free(q).unwrap();
+    h.validate().unwrap();
+}
+
+#[test]
+fn bad_sizes_and_alignments_change_nothing() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 1, 4);
+    let p = h.alloc(40, 8).unwrap();
+    let before = h.stats();
+    // Rounding 0xFFFF_FFF0 up (plus the header) still fits 32 bits: too big.
+    assert_eq!(h.alloc(0xFFFF_FFF0, 8), Err(MmError::OutOfMemory));
+    assert_eq!(h.alloc(0xFFFF_FFFC, 8), Err(MmError::InvalidArgument));
+    assert_eq!(h.alloc(usize::MAX, 8), Err(MmError::InvalidArgument));
+    assert_eq!(h.alloc(4 * PAGE_SIZE, 8), Err(MmError::OutOfMemory));
+    assert_eq!(h.alloc(3 * PAGE_SIZE, PAGE_SIZE), Err(MmError::OutOfMemory));
+    assert_eq!(h.alloc(16, 3), Err(MmError::InvalidArgument));
+    assert_eq!(h.alloc(16, 0), Err(MmError::InvalidArgument));
+    assert_eq!(h.alloc(16, 48), Err(MmError::InvalidArgument));
+    assert_eq!(
+        h.alloc_physical(0xFFFF_FFFC, true).err(),
+        Some(MmError::InvalidArgument)
+    );
+    assert_eq!(
+        h.alloc_physical(4 * PAGE_SIZE, false).err(),
+        Some(MmError::OutOfMemory)
+    );
+    assert_eq!(h.stats(), before);
+    assert_eq!(h.backend().mapped_pages(), 1);
+    h.validate().unwrap();
+    h.free(p).unwrap();
+}
+
+#[test]
+fn double_free_is_reported() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 1, 2);
+    let p = h.alloc(32, 8).unwrap();
+    let q = h.alloc(32, 8).unwrap();
+    let r = h.alloc(32, 8).unwrap();
+    h.free(q).unwrap();
+    let before = h.stats();
+    assert_eq!(h.free(q), Err(MmError::DoubleFree));
+    // `r` merges into the free `q`: its header stays marked free.
+    h.free(r).unwrap();
+    assert_eq!(h.free(r), Err(MmError::DoubleFree));
+    assert_eq!(h.free(q), Err(MmError::DoubleFree));
+    assert_ne!(h.stats(), before);
+    h.validate().unwrap();
+    h.free(p).unwrap();
+    assert_eq!(h.free(p), Err(MmError::DoubleFree));
+    h.validate().unwrap();
+}
+
+#[test]
+fn foreign_and_interior_pointers_are_refused() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 1, 2);
+    let p = h.alloc(64, 8).unwrap();
+    fill(p, 64, 0);
+    let before = h.stats();
+    let mut outside = 0u64;
+    assert_eq!(
+        h.free(NonNull::from(&mut outside).cast()),
+        Err(MmError::BadPointer)
+    );
+    // SAFETY: an offset inside the 64-byte block.
+    let interior = unsafe { p.add(16) };
+    // SAFETY: an offset inside the 64-byte block.
+    let odd = unsafe { p.add(3) };
+    // SAFETY: the block's header, inside the mapped heap.
+    let below = unsafe { p.sub(HEADER) };
+    assert_eq!(h.free(interior), Err(MmError::BadPointer));
+    assert_eq!(h.free(odd), Err(MmError::BadPointer));
+    assert_eq!(h.free(below), Err(MmError::BadPointer));
+    assert_eq!(h.realloc(interior, 8, 8), Err(MmError::BadPointer));
+    assert_eq!(h.usable_size(interior), Err(MmError::BadPointer));
+    // Past the mapped top (inside the arena, not mapped).
+    let beyond = h.ptr_at(PAGE_SIZE + 64);
+    assert_eq!(h.free(beyond), Err(MmError::BadPointer));
+    assert_eq!(h.stats(), before);
+    h.validate().unwrap();
+    h.free(p).unwrap();
+}
+
+#[test]
+fn overflow_into_next_header_is_detected() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 1, 2);
+    let p = h.alloc(24, 8).unwrap();
+    let q = h.alloc(24, 8).unwrap();
+    let size = h.usable_size(p).unwrap();
+    // One byte past `p`'s payload is `q`'s header.
+    let old = poke(p, size as isize, 0x41);
+    let before = h.stats();
+    assert_eq!(
+        h.free(p),
+        Err(MmError::HeapCorrupted),
+        "freeing the overflowing block"
+    );
+    assert_eq!(h.free(q), Err(MmError::HeapCorrupted), "freeing the victim");
+    assert_eq!(h.validate(), Err(MmError::HeapCorrupted));
+    assert_eq!(h.stats(), before, "nothing changed");
+    // Repairing the byte shows the heap was left intact.
+    poke(p, size as isize, old);
+    h.validate().unwrap();
+    h.free(p).unwrap();
+    h.free(q).unwrap();
+    h.validate().unwrap();
+}
+
+#[test]
+fn damaged_free_neighbour_is_detected() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 1, 2);
+    let p = h.alloc(24, 8).unwrap();
+    let q = h.alloc(24, 8).unwrap();
+    let r = h.alloc(24, 8).unwrap();
+    h.free(p).unwrap();
+    // The footer of the free `p` sits just before `q`'s header.
+    let old = poke(q, -(HEADER as isize) - 4, 0x99);
+    assert_eq!(h.free(q), Err(MmError::HeapCorrupted));
+    poke(q, -(HEADER as isize) - 4, old);
+    // A damaged header of the free successor `s` of `r`.
+    h.free(q).unwrap();
+    let rs = h.usable_size(r).unwrap();
+    let old = poke(r, rs as isize + 4, 0x12);
+    assert_eq!(h.free(r), Err(MmError::HeapCorrupted));
+    poke(r, rs as isize + 4, old);
+    h.free(r).unwrap();
+    h.validate().unwrap();
+}
+
+#[test]
+fn clobbered_own_header_is_corruption() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 1, 2);
+    let p = h.alloc(24, 8).unwrap();
+    let old = poke(p, -1, 0xEE);
+    assert_eq!(h.free(p), Err(MmError::HeapCorrupted));
+    poke(p, -1, old);
+    h.free(p).unwrap();
+}
+
+#[test]
+fn grows_up_to_max_and_shrinks_back() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 1, 12);
+    let mut live = Vec::new();
+    while let Ok(p) = h.alloc(1000, 8) {
+        fill(p, 1000, live.len() as u8);
+        live.push(p);
+        h.validate().unwrap();
+    }
+    assert_eq!(h.top(), h.max());
+    assert_eq!(h.backend().mapped_pages(), 12);
+    assert!(live.len() >= 11 * PAGE_SIZE / 1008);
+    let before = h.stats();
+    assert_eq!(h.alloc(PAGE_SIZE, 8), Err(MmError::OutOfMemory));
+    assert_eq!(h.stats(), before);
+    for (i, p) in live.iter().enumerate() {
+        assert!(intact(*p, 1000, i as u8));
+    }
+    // Free from the top: pages go back as the free tail passes the threshold.
+    while let Some(p) = live.pop() {
+        h.free(p).unwrap();
+        h.validate().unwrap();
+        assert!(h.stats().heap_bytes - h.stats().used_bytes < SHRINK_THRESHOLD + 2 * PAGE_SIZE);
+    }
+    assert_eq!(h.backend().mapped_pages(), 1);
+    assert_eq!(h.backend().bad_unmaps(), 0);
+    assert_eq!(h.stats().heap_bytes, PAGE_SIZE);
+}
+
+#[test]
+fn growth_failure_in_backend_changes_nothing() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let backend = {
+        let mut b = ArenaBackend::new(a.slice());
+        b.set_page_limit(2);
+        b
+    };
+    let s = backend.start();
+    let mut h = Heap::new(
+        backend,
+        s,
+        s + PAGE_SIZE,
+        s + 8 * PAGE_SIZE,
+        HeapFlags::KERNEL,
+    )
+    .unwrap();
+    let p = h.alloc(3000, 8).unwrap();
+    let q = h.alloc(3000, 8).unwrap();
+    let before = h.stats();
+    assert_eq!(h.alloc(3000, 8), Err(MmError::OutOfMemory));
+    assert_eq!(h.stats(), before);
+    h.validate().unwrap();
+    h.free(p).unwrap();
+    h.free(q).unwrap();
+    h.trim();
+    assert_eq!(h.backend().mapped_pages(), 1);
+}
+
+#[test]
+fn page_aligned_requests_keep_their_padding() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 1, 8);
+    let small = h.alloc(100, 8).unwrap();
+    let p = h.alloc_page_aligned(5000).unwrap();
+    assert_eq!(p.as_ptr().addr() % PAGE_SIZE, 0);
+    fill(p, 5000, 7);
+    // The padding between `small` and `p` is a free block, not waste.
+    let s = h.stats();
+    assert_eq!(
+        s.used_bytes,
+        8 + (h.usable_size(small).unwrap() + 8) + (h.usable_size(p).unwrap() + 8)
+    );
+    assert!(s.free_blocks >= 1);
+    h.validate().unwrap();
+    // That padding serves later requests.
+    let before_top = h.top();
+    let small_end = small.as_ptr().addr() + h.usable_size(small).unwrap();
+    let gap = p.as_ptr().addr() - HEADER - small_end;
+    assert!(gap >= MIN_BLOCK);
+    let x = h.alloc(gap - HEADER, 8).unwrap();
+    assert!(x.as_ptr().addr() < p.as_ptr().addr());
+    assert_eq!(h.top(), before_top);
+    for align in [16, 64, 256, 1024, 8192] {
+        let q = h.alloc(40, align).unwrap();
+        assert_eq!(q.as_ptr().addr() % align, 0, "align {align}");
+        h.validate().unwrap();
+        h.free(q).unwrap();
+    }
+    assert!(intact(p, 5000, 7));
+    h.free(x).unwrap();
+    h.free(p).unwrap();
+    h.free(small).unwrap();
+    h.validate().unwrap();
+    assert_eq!(h.stats().total_blocks, 1);
+}
+
+#[test]
+fn physical_on_the_arena_is_the_arena_offset() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 1, 8);
+    let (p, phys) = h.alloc_physical(100, false).unwrap();
+    let off = p.as_ptr().addr() - h.start();
+    assert_eq!(phys.as_usize(), ARENA_PHYS_BASE as usize + off);
+    let (q, qphys) = h.alloc_physical(6000, true).unwrap();
+    assert_eq!(q.as_ptr().addr() % PAGE_SIZE, 0);
+    assert!(qphys.is_page_aligned());
+    h.validate().unwrap();
+    h.free(p).unwrap();
+    h.free(q).unwrap();
+}
+
+/// A backend whose pages are physically scattered unless mapped with
+/// `contiguous = true`.
+struct Scatter<'a> {
+    arena: ArenaBackend<'a>,
+    contiguous: [bool; ARENA_PAGES],
+    contiguous_maps: usize,
+}
+
+// SAFETY: delegates memory to the arena; `phys` is injective, and identity
+// (hence contiguous) on pages mapped with `contiguous`.
+unsafe impl HeapBackend for Scatter<'_> {
+    fn pointer(&self, addr: usize) -> *mut u8 {
+        self.arena.pointer(addr)
+    }
+    fn map(
+        &mut self,
+        addr: usize,
+        pages: usize,
+        contig: bool,
+        f: HeapFlags,
+    ) -> Result<(), MmError> {
+        self.arena.map(addr, pages, contig, f)?;
+        let first = (addr - self.arena.start()) / PAGE_SIZE;
+        self.contiguous[first..first + pages]
+            .iter_mut()
+            .for_each(|c| *c = contig);
+        self.contiguous_maps += contig as usize;
+        Ok(())
+    }
+    fn unmap(&mut self, addr: usize, pages: usize) {
+        self.arena.unmap(addr, pages)
+    }
+    fn phys(&self, addr: usize) -> Option<PhysAddr> {
+        self.arena.phys(addr)?;
+        let off = addr - self.arena.start();
+        let page = off / PAGE_SIZE;
+        let p = if self.contiguous[page] {
+            0x0100_0000 + off
+        } else {
+            0x0800_0000 + (ARENA_PAGES - page) * PAGE_SIZE + off % PAGE_SIZE
+        };
+        Some(PhysAddr::new(p as u32))
+    }
+}
+
+#[test]
+fn physical_requests_are_contiguous_on_scattered_pages() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let arena = ArenaBackend::new(a.slice());
+    let s = arena.start();
+    let backend = Scatter {
+        arena,
+        contiguous: [false; ARENA_PAGES],
+        contiguous_maps: 0,
+    };
+    let mut h = Heap::new(
+        backend,
+        s,
+        s + 4 * PAGE_SIZE,
+        s + ARENA_PAGES * PAGE_SIZE,
+        HeapFlags::KERNEL,
+    )
+    .unwrap();
+    // Fits in one page: served from the scattered pages.
+    let (p, pp) = h.alloc_physical(200, false).unwrap();
+    assert_eq!(h.backend().contiguous_maps, 0);
+    assert_eq!(h.backend().phys(p.as_ptr().addr()), Some(pp));
+    // Spans pages: the heap grows by a contiguous run.
+    let (q, qp) = h.alloc_physical(2 * PAGE_SIZE + 100, false).unwrap();
+    assert_eq!(h.backend().contiguous_maps, 1);
+    let qa = q.as_ptr().addr();
+    for off in (0..2 * PAGE_SIZE + 100).step_by(512) {
+        assert_eq!(
+            h.backend().phys(qa + off).unwrap().as_usize(),
+            qp.as_usize() + off
+        );
+    }
+    let (r, rp) = h.alloc_physical(PAGE_SIZE, true).unwrap();
+    assert_eq!(r.as_ptr().addr() % PAGE_SIZE, 0);
+    assert_eq!(
+        h.backend()
+            .phys(r.as_ptr().addr() + PAGE_SIZE - 1)
+            .unwrap()
+            .as_usize(),
+        rp.as_usize() + PAGE_SIZE - 1
+    );
+    h.validate().unwrap();
+    for x in [p, q, r] {
+        h.free(x).unwrap();
+        h.validate().unwrap();
+    }
+    h.trim();
+    assert_eq!(h.stats().heap_bytes, 4 * PAGE_SIZE);
+}
+
+#[test]
+fn realloc_in_place_and_moving() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 2, 8);
+    let p = h.alloc(100, 8).unwrap();
+    fill(p, 100, 3);
+    // Shrink in place.
+    let p2 = h.realloc(p, 40, 8).unwrap();
+    assert_eq!(p2, p);
+    assert!(intact(p, 40, 3));
+    h.validate().unwrap();
+    // Grow in place into the free successor.
+    let p3 = h.realloc(p, 500, 8).unwrap();
+    assert_eq!(p3, p);
+    assert!(intact(p, 40, 3));
+    h.validate().unwrap();
+    // Blocked by a live successor: moves, keeps the contents.
+    let blocker = h.alloc(16, 8).unwrap();
+    let used = h.usable_size(p).unwrap();
+    fill(p, used, 5);
+    let p4 = h.realloc(p, 3000, 8).unwrap();
+    assert_ne!(p4, p);
+    assert!(intact(p4, used, 5));
+    assert_eq!(h.free(p), Err(MmError::DoubleFree));
+    h.validate().unwrap();
+    // Too large: error, old block untouched.
+    assert_eq!(h.realloc(p4, 100 * PAGE_SIZE, 8), Err(MmError::OutOfMemory));
+    assert!(intact(p4, used, 5));
+    h.free(p4).unwrap();
+    h.free(blocker).unwrap();
+    h.validate().unwrap();
+    assert_eq!(h.stats().total_blocks, 1);
+}
+
+#[test]
+fn stats_track_blocks_and_largest_free() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 2, 2);
+    let blocks: Vec<_> = (0..6).map(|_| h.alloc(200, 8).unwrap()).collect();
+    h.free(blocks[1]).unwrap();
+    h.free(blocks[3]).unwrap();
+    let s = h.stats();
+    assert_eq!((s.total_blocks, s.free_blocks), (7, 3));
+    let tail = 2 * PAGE_SIZE - 8 - 6 * 208;
+    assert_eq!(s.largest_free, tail);
+    assert_eq!(s.free_bytes, tail + 2 * 208);
+    assert_eq!(s.free_bytes + s.used_bytes, s.heap_bytes);
+    h.free(blocks[2]).unwrap();
+    assert_eq!(h.stats().free_blocks, 2);
+    h.validate().unwrap();
+}
+
+#[test]
+fn validate_catches_a_broken_free_list() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 1, 1);
+    let p = h.alloc(24, 8).unwrap();
+    let q = h.alloc(24, 8).unwrap();
+    h.free(p).unwrap();
+    // The free `p`'s `next` link (just after its header) is clobbered.
+    let old = poke(p, 1, 0x55);
+    assert_eq!(h.validate(), Err(MmError::HeapCorrupted));
+    poke(p, 1, old);
+    h.validate().unwrap();
+    h.free(q).unwrap();
+}
+
+#[test]
+fn locked_heap_as_global_alloc() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let locked = LockedHeap::empty();
+    let layout = Layout::from_size_align(64, 16).unwrap();
+    // SAFETY: GlobalAlloc calls with a valid layout; the pointers are used
+    // only while the heap lives.
+    unsafe {
+        assert!(locked.alloc(layout).is_null(), "no heap yet");
+        assert!(locked.init(heap(&mut a, 1, 4)).is_none());
+        let p = locked.alloc(layout);
+        assert!(!p.is_null() && p.addr().is_multiple_of(16));
+        p.write_bytes(9, 64);
+        let q = locked.realloc(p, layout, 5000);
+        assert!(!q.is_null());
+        assert_eq!(q.read(), 9);
+        locked.dealloc(q, Layout::from_size_align(5000, 16).unwrap());
+        locked.dealloc(q, layout); // refused (double free), ignored
+    }
+    let guard = locked.lock();
+    let h = guard.as_ref().unwrap();
+    h.validate().unwrap();
+    assert_eq!(h.stats().total_blocks, 1);
+}
+
+#[test]
+fn bins_cover_every_size() {
+    assert_eq!(bin_of(MIN_BLOCK), 3);
+    assert_eq!(bin_of(248), 31);
+    assert_eq!(bin_of(256), 32);
+    assert_eq!(bin_of(u32::MAX as usize & !7), BINS - 1);
+    let mut last = 0;
+    let mut size = MIN_BLOCK;
+    while size < (1 << 31) {
+        let b = bin_of(size);
+        assert!(b >= last && b < BINS);
+        last = b;
+        size += if cfg!(miri) {
+            (size / 3) & !7
+        } else {
+            (size / 64) & !7
+        }
+        .max(8);
+    }
+}
