@@ -1,0 +1,1008 @@
+//! `cargo xtask bench heap`: the kernel heap (`myos_mm::heap::Heap`, integrity
+//! checks on) against talc 5, rlsf 0.2, buddy_system_allocator 0.13 and
+//! linked_list_allocator 0.10, in one run.
+//!
+//! Every allocator gets its own page-aligned arena of the same size and
+//! replays the same pre-generated traces (no RNG in the timed loops). A
+//! harness-only baseline (an "allocator" that hands out fake pointers) gives
+//! the floor that is subtracted from ns/op. Per-operation latencies (p50,
+//! p99.9) are measured in a separate pass with `rdtsc` around each operation.
+//!
+//! Workloads:
+//! - `ra-200`, `ra-1000`, `ra-30000`: talc's random-actions protocol (1/7
+//!   realloc to `1..3*max`, 3/7 free when at least 300 are live, else alloc
+//!   of `generate_size(max)` with `generate_align()`);
+//! - `kernel`: 70% 16–256 B, 25% 257 B–4 KiB, 5% 4–64 KiB, 2% of
+//!   allocations page-aligned, balanced around 2000 live blocks;
+//! - `growth`: the heap starts at 64 KiB and must grow (through its backend
+//!   for ours, `extend`/`add_to_heap`/`append` for the peers) up to 16 MiB,
+//!   then everything is freed;
+//! - `efficiency`: talc's heap-efficiency protocol: live bytes / arena at the
+//!   first failed allocation or reallocation, averaged over rounds.
+//!
+//! Writes the heap section of `BENCHMARKS.md` and `docs/bench-heap.svg`.
+
+use std::alloc::Layout;
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::ptr::{self, NonNull};
+use std::time::Instant;
+
+use myos_mm::heap::{ArenaBackend, Heap, HeapFlags};
+
+const PAGE: usize = 4096;
+const ARENA: usize = 32 << 20;
+const GROWTH_START: usize = 64 << 10;
+const GROWTH_MAX: usize = 16 << 20;
+const EFF_ARENA: usize = 4 << 20;
+const EFF_ROUNDS: usize = 40;
+const TIMED_REPEATS: usize = 3;
+
+// ----- allocators under test ---------------------------------------------------
+
+/// What the harness needs from an allocator. `init` gets a page-aligned arena
+/// of `arena` bytes and must start with `initial` bytes of it.
+trait Contender {
+    const NAME: &'static str;
+    /// # Safety
+    /// `base..base + arena` is owned by the contender until it is dropped.
+    unsafe fn init(base: *mut u8, arena: usize, initial: usize) -> Self;
+    fn alloc(&mut self, size: usize, align: usize) -> *mut u8;
+    /// # Safety
+    /// `p` is live, from `alloc`/`realloc` with this size and alignment.
+    unsafe fn free(&mut self, p: *mut u8, size: usize, align: usize);
+    /// # Safety
+    /// As for `free`.
+    unsafe fn realloc(&mut self, p: *mut u8, size: usize, align: usize, new: usize) -> *mut u8;
+    /// Gives the allocator more of its arena after a failed allocation (only
+    /// in `growth`); false when there is none left or it grows by itself.
+    fn grow(&mut self, _need: usize) -> bool {
+        false
+    }
+}
+
+/// Moves a block the slow way (allocators without a realloc).
+///
+/// # Safety
+/// As for [`Contender::realloc`].
+unsafe fn move_block<C: Contender>(
+    c: &mut C,
+    p: *mut u8,
+    size: usize,
+    align: usize,
+    new: usize,
+) -> *mut u8 {
+    let q = c.alloc(new, align);
+    if !q.is_null() {
+        // SAFETY: distinct live blocks of at least min(size, new) bytes.
+        unsafe {
+            ptr::copy_nonoverlapping(p, q, size.min(new));
+            c.free(p, size, align);
+        }
+    }
+    q
+}
+
+fn layout(size: usize, align: usize) -> Layout {
+    Layout::from_size_align(size, align).expect("trace layouts are valid")
+}
+
+/// The harness alone: fake, never-dereferenced pointers.
+struct Floor(usize);
+
+impl Contender for Floor {
+    const NAME: &'static str = "floor";
+    unsafe fn init(_: *mut u8, _: usize, _: usize) -> Self {
+        Floor(PAGE)
+    }
+    fn alloc(&mut self, _size: usize, align: usize) -> *mut u8 {
+        self.0 = self.0.wrapping_add(64);
+        ptr::without_provenance_mut(black_box(self.0 | align))
+    }
+    unsafe fn free(&mut self, p: *mut u8, _: usize, _: usize) {
+        black_box(p);
+    }
+    unsafe fn realloc(&mut self, p: *mut u8, _: usize, _: usize, _: usize) -> *mut u8 {
+        black_box(p)
+    }
+}
+
+struct Ours(Heap<ArenaBackend<'static>>);
+
+impl Contender for Ours {
+    const NAME: &'static str = "myos-mm";
+    unsafe fn init(base: *mut u8, arena: usize, initial: usize) -> Self {
+        // SAFETY: the caller gives us the arena for our lifetime.
+        let mem = unsafe { std::slice::from_raw_parts_mut(base, arena) };
+        let backend = ArenaBackend::new(mem);
+        let s = backend.start();
+        Ours(Heap::new(backend, s, s + initial, s + arena, HeapFlags::KERNEL).expect("heap"))
+    }
+    #[inline]
+    fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
+        self.0
+            .alloc(size, align)
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+    #[inline]
+    unsafe fn free(&mut self, p: *mut u8, _: usize, _: usize) {
+        let r = self.0.free(NonNull::new(p).expect("live"));
+        debug_assert!(r.is_ok());
+    }
+    #[inline]
+    unsafe fn realloc(&mut self, p: *mut u8, _: usize, align: usize, new: usize) -> *mut u8 {
+        let p = NonNull::new(p).expect("live");
+        self.0
+            .realloc(p, new, align)
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+}
+
+struct Talc {
+    talc: talc::base::Talc<talc::source::Manual, talc::DefaultBinning>,
+    end: NonNull<u8>,
+    limit: *mut u8,
+}
+
+impl Contender for Talc {
+    const NAME: &'static str = "talc 5";
+    unsafe fn init(base: *mut u8, arena: usize, initial: usize) -> Self {
+        let mut talc = talc::base::Talc::new(talc::source::Manual);
+        // SAFETY: the arena is ours for the contender's lifetime.
+        let end = unsafe { talc.claim(base, initial) }.expect("claim");
+        // SAFETY: in bounds of the arena.
+        let limit = unsafe { base.add(arena) };
+        Talc { talc, end, limit }
+    }
+    #[inline]
+    fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
+        // SAFETY: sizes in the traces are non-zero.
+        unsafe { self.talc.allocate(layout(size, align)) }.map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+    #[inline]
+    unsafe fn free(&mut self, p: *mut u8, size: usize, align: usize) {
+        // SAFETY: caller contract.
+        unsafe { self.talc.deallocate(p, layout(size, align)) }
+    }
+    #[inline]
+    unsafe fn realloc(&mut self, p: *mut u8, size: usize, align: usize, new: usize) -> *mut u8 {
+        // SAFETY: caller contract.
+        unsafe {
+            if self.talc.try_realloc_in_place(p, layout(size, align), new) {
+                p
+            } else {
+                move_block(self, p, size, align, new)
+            }
+        }
+    }
+    fn grow(&mut self, need: usize) -> bool {
+        let cur = self.end.as_ptr();
+        let room = self.limit.addr() - cur.addr();
+        if room == 0 {
+            return false;
+        }
+        let by = ((need + 64).next_multiple_of(PAGE)).min(room);
+        // SAFETY: extends into the arena we own, right after the heap's end.
+        self.end = unsafe { self.talc.extend(self.end, cur.add(by)) };
+        true
+    }
+}
+
+type TlsfT =
+    rlsf::Tlsf<'static, usize, usize, { usize::BITS as usize - 12 }, { usize::BITS as usize }>;
+
+struct Rlsf {
+    tlsf: TlsfT,
+    end: *mut u8,
+    limit: *mut u8,
+}
+
+impl Contender for Rlsf {
+    const NAME: &'static str = "rlsf 0.2";
+    unsafe fn init(base: *mut u8, arena: usize, initial: usize) -> Self {
+        let mut tlsf = TlsfT::new();
+        let block = NonNull::slice_from_raw_parts(NonNull::new(base).expect("arena"), initial);
+        // SAFETY: the arena is ours for the contender's lifetime.
+        unsafe { tlsf.insert_free_block_ptr(block) };
+        // SAFETY: in bounds of the arena.
+        let (end, limit) = unsafe { (base.add(initial), base.add(arena)) };
+        Rlsf { tlsf, end, limit }
+    }
+    #[inline]
+    fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
+        self.tlsf
+            .allocate(layout(size, align))
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+    #[inline]
+    unsafe fn free(&mut self, p: *mut u8, _: usize, align: usize) {
+        // SAFETY: caller contract.
+        unsafe { self.tlsf.deallocate(NonNull::new_unchecked(p), align) }
+    }
+    #[inline]
+    unsafe fn realloc(&mut self, p: *mut u8, _: usize, align: usize, new: usize) -> *mut u8 {
+        // SAFETY: caller contract.
+        unsafe {
+            self.tlsf
+                .reallocate(NonNull::new_unchecked(p), layout(new, align))
+        }
+        .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+    fn grow(&mut self, need: usize) -> bool {
+        let room = self.limit.addr() - self.end.addr();
+        if room == 0 {
+            return false;
+        }
+        let by = ((need + 64).next_multiple_of(PAGE)).min(room);
+        let block = NonNull::slice_from_raw_parts(NonNull::new(self.end).expect("end"), by);
+        // SAFETY: the block starts at the pool's end and lies in our arena.
+        unsafe { self.tlsf.append_free_block_ptr(block) };
+        // SAFETY: in bounds of the arena.
+        self.end = unsafe { self.end.add(by) };
+        true
+    }
+}
+
+struct Buddy {
+    heap: buddy_system_allocator::Heap<32>,
+    end: usize,
+    limit: usize,
+}
+
+impl Contender for Buddy {
+    const NAME: &'static str = "buddy_system_allocator";
+    unsafe fn init(base: *mut u8, arena: usize, initial: usize) -> Self {
+        let mut heap = buddy_system_allocator::Heap::<32>::new();
+        // SAFETY: the arena is ours for the contender's lifetime.
+        unsafe { heap.init(base.addr(), initial) };
+        Buddy {
+            heap,
+            end: base.addr() + initial,
+            limit: base.addr() + arena,
+        }
+    }
+    #[inline]
+    fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
+        self.heap
+            .alloc(layout(size, align))
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+    #[inline]
+    unsafe fn free(&mut self, p: *mut u8, size: usize, align: usize) {
+        // SAFETY: caller contract.
+        unsafe {
+            self.heap
+                .dealloc(NonNull::new_unchecked(p), layout(size, align))
+        }
+    }
+    #[inline]
+    unsafe fn realloc(&mut self, p: *mut u8, size: usize, align: usize, new: usize) -> *mut u8 {
+        // SAFETY: caller contract.
+        unsafe { move_block(self, p, size, align, new) }
+    }
+    fn grow(&mut self, need: usize) -> bool {
+        let room = self.limit - self.end;
+        if room == 0 {
+            return false;
+        }
+        let by = ((need + 64).next_multiple_of(PAGE)).min(room);
+        // SAFETY: a fresh part of our arena.
+        unsafe { self.heap.add_to_heap(self.end, self.end + by) };
+        self.end += by;
+        true
+    }
+}
+
+struct LinkedList {
+    heap: linked_list_allocator::Heap,
+    limit: usize,
+}
+
+impl Contender for LinkedList {
+    const NAME: &'static str = "linked_list_allocator";
+    unsafe fn init(base: *mut u8, arena: usize, initial: usize) -> Self {
+        // SAFETY: the arena is ours for the contender's lifetime.
+        let heap = unsafe { linked_list_allocator::Heap::new(base, initial) };
+        LinkedList {
+            heap,
+            limit: base.addr() + arena,
+        }
+    }
+    #[inline]
+    fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
+        self.heap
+            .allocate_first_fit(layout(size, align))
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+    #[inline]
+    unsafe fn free(&mut self, p: *mut u8, size: usize, align: usize) {
+        // SAFETY: caller contract.
+        unsafe {
+            self.heap
+                .deallocate(NonNull::new_unchecked(p), layout(size, align))
+        }
+    }
+    #[inline]
+    unsafe fn realloc(&mut self, p: *mut u8, size: usize, align: usize, new: usize) -> *mut u8 {
+        // SAFETY: caller contract.
+        unsafe { move_block(self, p, size, align, new) }
+    }
+    fn grow(&mut self, need: usize) -> bool {
+        let room = self.limit - self.heap.top().addr();
+        if room == 0 {
+            return false;
+        }
+        let by = ((need + 64).next_multiple_of(PAGE)).min(room);
+        // SAFETY: the bytes after the heap's top are ours.
+        unsafe { self.heap.extend(by) };
+        true
+    }
+}
+
+// ----- traces --------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+enum Op {
+    Alloc { slot: u32, size: u32, align: u32 },
+    Free { slot: u32 },
+    Realloc { slot: u32, size: u32 },
+}
+
+struct Trace {
+    name: &'static str,
+    ops: Vec<Op>,
+    slots: usize,
+    initial: usize,
+    arena: usize,
+}
+
+/// wyrand: deterministic, only used while generating traces.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
+        let t = (self.0 as u128).wrapping_mul((self.0 ^ 0xe703_7ed1_a0b4_28db) as u128);
+        ((t >> 64) ^ t) as u64
+    }
+    /// Uniform in `lo..hi`.
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() % (hi - lo) as u64) as usize
+    }
+    /// talc's `generate_size`: biased towards small sizes.
+    fn talc_size(&mut self, max: usize) -> usize {
+        let cap = self.range(16, max);
+        self.range(4, cap)
+    }
+    /// talc's `generate_align`: 75% word, 19% 2 words, 4% 4 words, ...
+    fn talc_align(&mut self) -> usize {
+        8 << ((self.next() as u16).trailing_zeros() / 2)
+    }
+}
+
+/// Slot bookkeeping while generating a trace (the model of the live set).
+struct Live {
+    live: Vec<(u32, usize, usize)>,
+    free_slots: Vec<u32>,
+    slots: usize,
+    bytes: usize,
+}
+
+impl Live {
+    fn new() -> Self {
+        Live {
+            live: Vec::new(),
+            free_slots: Vec::new(),
+            slots: 0,
+            bytes: 0,
+        }
+    }
+    fn alloc(&mut self, ops: &mut Vec<Op>, size: usize, align: usize) {
+        let slot = self.free_slots.pop().unwrap_or_else(|| {
+            self.slots += 1;
+            self.slots as u32 - 1
+        });
+        self.live.push((slot, size, align));
+        self.bytes += size;
+        ops.push(Op::Alloc {
+            slot,
+            size: size as u32,
+            align: align as u32,
+        });
+    }
+    fn free(&mut self, ops: &mut Vec<Op>, idx: usize) {
+        let (slot, size, _) = self.live.swap_remove(idx);
+        self.bytes -= size;
+        self.free_slots.push(slot);
+        ops.push(Op::Free { slot });
+    }
+    fn realloc(&mut self, ops: &mut Vec<Op>, idx: usize, size: usize) {
+        let e = &mut self.live[idx];
+        self.bytes = self.bytes - e.1 + size;
+        e.1 = size;
+        ops.push(Op::Realloc {
+            slot: e.0,
+            size: size as u32,
+        });
+    }
+    fn free_all(&mut self, ops: &mut Vec<Op>) {
+        while !self.live.is_empty() {
+            self.free(ops, self.live.len() - 1);
+        }
+    }
+}
+
+fn random_actions(name: &'static str, max: usize, n: usize, seed: u64) -> Trace {
+    let mut rng = Rng(seed);
+    let mut ops = Vec::with_capacity(n + 1000);
+    let mut live = Live::new();
+    while ops.len() < n {
+        let action = rng.range(0, 7);
+        if action == 6 {
+            if !live.live.is_empty() {
+                let i = rng.range(0, live.live.len());
+                let size = rng.range(1, max * 3);
+                live.realloc(&mut ops, i, size);
+            }
+        } else if action < 3 || live.live.len() < 300 {
+            let (size, align) = (rng.talc_size(max), rng.talc_align());
+            live.alloc(&mut ops, size, align);
+        } else {
+            let i = rng.range(0, live.live.len());
+            live.free(&mut ops, i);
+        }
+    }
+    live.free_all(&mut ops);
+    Trace {
+        name,
+        ops,
+        slots: live.slots,
+        initial: ARENA,
+        arena: ARENA,
+    }
+}
+
+fn kernel_size(rng: &mut Rng) -> (usize, usize) {
+    let r = rng.range(0, 100);
+    let size = if r < 70 {
+        rng.range(16, 257)
+    } else if r < 95 {
+        rng.range(257, 4097)
+    } else {
+        rng.range(4097, 65537)
+    };
+    let align = if rng.range(0, 100) < 2 { PAGE } else { 8 };
+    (size, align)
+}
+
+fn kernel_mix(n: usize, seed: u64) -> Trace {
+    let mut rng = Rng(seed);
+    let mut ops = Vec::with_capacity(n + 3000);
+    let mut live = Live::new();
+    while ops.len() < n {
+        if live.live.len() < 2000 || rng.range(0, 2) == 0 {
+            let (size, align) = kernel_size(&mut rng);
+            live.alloc(&mut ops, size, align);
+        } else {
+            let i = rng.range(0, live.live.len());
+            live.free(&mut ops, i);
+        }
+    }
+    live.free_all(&mut ops);
+    Trace {
+        name: "kernel",
+        ops,
+        slots: live.slots,
+        initial: ARENA,
+        arena: ARENA,
+    }
+}
+
+/// Allocations (1 in 4 steps frees one) until the live bytes reach 3/4 of
+/// the maximum, then everything is freed; the heap starts at 64 KiB.
+fn growth(seed: u64) -> Trace {
+    let mut rng = Rng(seed);
+    let mut ops = Vec::new();
+    let mut live = Live::new();
+    while live.bytes < GROWTH_MAX / 4 * 3 {
+        if !live.live.is_empty() && rng.range(0, 4) == 0 {
+            let i = rng.range(0, live.live.len());
+            live.free(&mut ops, i);
+        } else {
+            let (size, align) = kernel_size(&mut rng);
+            live.alloc(&mut ops, size, align);
+        }
+    }
+    live.free_all(&mut ops);
+    Trace {
+        name: "growth",
+        ops,
+        slots: live.slots,
+        initial: GROWTH_START,
+        arena: GROWTH_MAX,
+    }
+}
+
+/// talc's heap-efficiency protocol, one round: stops (in the model) once the
+/// live bytes exceed the arena, so every allocator has failed before the end.
+fn efficiency_round(seed: u64) -> Trace {
+    let mut rng = Rng(seed);
+    let mut ops = Vec::new();
+    let mut live = Live::new();
+    while live.bytes <= EFF_ARENA {
+        match rng.range(0, 10) {
+            0..=4 => {
+                let (size, align) = (rng.talc_size(10_000), rng.talc_align());
+                live.alloc(&mut ops, size, align);
+            }
+            5 => {
+                if !live.live.is_empty() {
+                    let i = rng.range(0, live.live.len());
+                    live.free(&mut ops, i);
+                }
+            }
+            _ => {
+                if !live.live.is_empty() {
+                    let i = rng.range(0, live.live.len());
+                    let size = rng.range(1, 100_000);
+                    live.realloc(&mut ops, i, size);
+                }
+            }
+        }
+    }
+    Trace {
+        name: "efficiency",
+        ops,
+        slots: live.slots,
+        initial: EFF_ARENA,
+        arena: EFF_ARENA,
+    }
+}
+
+// ----- replay ----------------------------------------------------------------------
+
+/// A page-aligned arena, reused by every contender in turn.
+struct Arena(NonNull<u8>, Layout);
+
+impl Arena {
+    fn new(bytes: usize) -> Self {
+        let l = Layout::from_size_align(bytes, PAGE).expect("layout");
+        // SAFETY: non-zero size.
+        let p = NonNull::new(unsafe { std::alloc::alloc_zeroed(l) }).expect("arena");
+        Arena(p, l)
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.0.as_ptr(), self.1) }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    p: *mut u8,
+    size: usize,
+    align: usize,
+}
+
+const EMPTY: Slot = Slot {
+    p: ptr::null_mut(),
+    size: 0,
+    align: 0,
+};
+
+/// One operation; returns false when an allocation or reallocation failed.
+#[inline(always)]
+fn step<C: Contender>(c: &mut C, slots: &mut [Slot], op: Op) -> bool {
+    match op {
+        Op::Alloc { slot, size, align } => {
+            let (size, align) = (size as usize, align as usize);
+            let mut p = c.alloc(size, align);
+            while p.is_null() && c.grow(size + align) {
+                p = c.alloc(size, align);
+            }
+            slots[slot as usize] = Slot { p, size, align };
+            !p.is_null()
+        }
+        Op::Free { slot } => {
+            let s = std::mem::replace(&mut slots[slot as usize], EMPTY);
+            if !s.p.is_null() {
+                // SAFETY: the slot holds a live block with this layout.
+                unsafe { c.free(s.p, s.size, s.align) };
+            }
+            true
+        }
+        Op::Realloc { slot, size } => {
+            let s = &mut slots[slot as usize];
+            if s.p.is_null() {
+                return true;
+            }
+            // SAFETY: the slot holds a live block with this layout.
+            let q = unsafe { c.realloc(s.p, s.size, s.align, size as usize) };
+            if q.is_null() {
+                return false;
+            }
+            s.p = q;
+            s.size = size as usize;
+            true
+        }
+    }
+}
+
+/// Frees what is still live (after a failure).
+fn drain<C: Contender>(c: &mut C, slots: &mut [Slot]) {
+    for s in slots.iter_mut() {
+        if !s.p.is_null() {
+            // SAFETY: live block with this layout.
+            unsafe { c.free(s.p, s.size, s.align) };
+            *s = EMPTY;
+        }
+    }
+}
+
+/// Nanoseconds for the whole trace (best of `TIMED_REPEATS` fresh runs).
+fn timed<C: Contender>(arena: &Arena, t: &Trace) -> f64 {
+    let mut slots = vec![EMPTY; t.slots];
+    let mut best = f64::MAX;
+    for _ in 0..TIMED_REPEATS {
+        // SAFETY: the arena outlives the contender.
+        let mut c = unsafe { C::init(arena.0.as_ptr(), t.arena, t.initial) };
+        let start = Instant::now();
+        for &op in &t.ops {
+            black_box(step(&mut c, &mut slots, op));
+        }
+        let ns = start.elapsed().as_nanos() as f64;
+        drain(&mut c, &mut slots);
+        best = best.min(ns);
+    }
+    best
+}
+
+#[inline(always)]
+fn cycles() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: rdtsc has no preconditions.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        use std::sync::OnceLock;
+        static T0: OnceLock<Instant> = OnceLock::new();
+        T0.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    }
+}
+
+/// p50 and p99.9 of per-operation cycles.
+fn latencies<C: Contender>(arena: &Arena, t: &Trace) -> (u64, u64) {
+    let mut slots = vec![EMPTY; t.slots];
+    let mut lat = Vec::with_capacity(t.ops.len());
+    // SAFETY: the arena outlives the contender.
+    let mut c = unsafe { C::init(arena.0.as_ptr(), t.arena, t.initial) };
+    for &op in &t.ops {
+        let t0 = cycles();
+        black_box(step(&mut c, &mut slots, op));
+        lat.push(cycles().wrapping_sub(t0));
+    }
+    drain(&mut c, &mut slots);
+    lat.sort_unstable();
+    let at = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize];
+    (at(0.5), at(0.999))
+}
+
+/// talc's heap efficiency: mean over rounds of live bytes / arena at the
+/// first failure.
+fn efficiency<C: Contender>(arena: &Arena, rounds: &[Trace]) -> f64 {
+    let mut sum = 0.0;
+    for t in rounds {
+        let mut slots = vec![EMPTY; t.slots];
+        // SAFETY: the arena outlives the contender.
+        let mut c = unsafe { C::init(arena.0.as_ptr(), t.arena, t.initial) };
+        for &op in &t.ops {
+            if !step(&mut c, &mut slots, op) {
+                break;
+            }
+        }
+        let live: usize = slots
+            .iter()
+            .filter(|s| !s.p.is_null())
+            .map(|s| s.size)
+            .sum();
+        sum += live as f64 / t.arena as f64;
+        drain(&mut c, &mut slots);
+    }
+    100.0 * sum / rounds.len() as f64
+}
+
+struct Row {
+    name: &'static str,
+    ns: Vec<f64>,
+    p50: Vec<u64>,
+    p999: Vec<u64>,
+    eff: f64,
+}
+
+fn measure<C: Contender>(arena: &Arena, traces: &[Trace], eff: &[Trace], floor: &[f64]) -> Row {
+    eprintln!("  {}", C::NAME);
+    let mut row = Row {
+        name: C::NAME,
+        ns: vec![],
+        p50: vec![],
+        p999: vec![],
+        eff: 0.0,
+    };
+    for (t, fl) in traces.iter().zip(floor) {
+        let ns = timed::<C>(arena, t);
+        row.ns.push(((ns - fl) / t.ops.len() as f64).max(0.01));
+        let (p50, p999) = latencies::<C>(arena, t);
+        row.p50.push(p50);
+        row.p999.push(p999);
+    }
+    row.eff = efficiency::<C>(arena, eff);
+    row
+}
+
+fn geomean(v: &[f64]) -> f64 {
+    (v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64).exp()
+}
+
+// ----- report ------------------------------------------------------------------------
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "{cpu}, {cores} CPUs visible, {} {}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
+
+fn svg(rows: &[Row], workloads: &[&str]) -> String {
+    let colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b"];
+    let (w, h, left, top, bottom) = (900.0, 420.0, 70.0, 40.0, 70.0);
+    let plot_h = h - top - bottom;
+    let max = rows
+        .iter()
+        .flat_map(|r| r.ns.iter())
+        .fold(1.0f64, |a, &b| a.max(b));
+    let (lo, hi) = (0.0f64, max.log10().ceil().max(1.0));
+    let y = |v: f64| top + plot_h * (1.0 - (v.max(1.0).log10() - lo) / (hi - lo));
+    let group = (w - left - 20.0) / workloads.len() as f64;
+    let bar = group * 0.8 / rows.len() as f64;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="20" text-anchor="middle" font-size="15">Heap: ns/op above the harness floor (log scale, lower is better)</text>"#,
+        w / 2.0
+    );
+    for e in 0..=(hi as i32) {
+        let v = 10f64.powi(e);
+        let yy = y(v);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" y1="{yy:.1}" x2="{}" y2="{yy:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{v}</text>"##,
+            w - 20.0,
+            left - 6.0,
+            yy + 4.0
+        );
+    }
+    for (wi, wl) in workloads.iter().enumerate() {
+        let gx = left + group * wi as f64 + group * 0.1;
+        for (ri, r) in rows.iter().enumerate() {
+            let v = r.ns[wi];
+            let (x, yy) = (gx + bar * ri as f64, y(v));
+            let _ = writeln!(
+                s,
+                r#"<rect x="{x:.1}" y="{yy:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{}: {v:.1} ns/op</title></rect>"#,
+                bar * 0.95,
+                top + plot_h - yy,
+                colors[ri % colors.len()],
+                r.name
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{wl}</text>"#,
+            gx + group * 0.4,
+            top + plot_h + 18.0
+        );
+    }
+    for (ri, r) in rows.iter().enumerate() {
+        let x = left + 10.0 + 165.0 * ri as f64;
+        let yy = h - 22.0;
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{yy}">{}</text>"#,
+            yy - 10.0,
+            colors[ri % colors.len()],
+            x + 16.0,
+            r.name
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn main() {
+    let t0 = Instant::now();
+    eprintln!("generating traces...");
+    let traces = vec![
+        random_actions("ra-200", 200, 200_000, 1),
+        random_actions("ra-1000", 1000, 200_000, 2),
+        random_actions("ra-30000", 30_000, 100_000, 3),
+        kernel_mix(200_000, 4),
+        growth(5),
+    ];
+    let eff: Vec<Trace> = (0..EFF_ROUNDS as u64)
+        .map(|i| efficiency_round(100 + i))
+        .collect();
+    let names: Vec<&str> = traces.iter().map(|t| t.name).collect();
+    let arena = Arena::new(ARENA);
+
+    eprintln!("measuring the harness floor...");
+    let floor: Vec<f64> = traces.iter().map(|t| timed::<Floor>(&arena, t)).collect();
+    let floor_lat: Vec<(u64, u64)> = traces
+        .iter()
+        .map(|t| latencies::<Floor>(&arena, t))
+        .collect();
+    eprintln!("measuring...");
+    let rows = vec![
+        measure::<Ours>(&arena, &traces, &eff, &floor),
+        measure::<Talc>(&arena, &traces, &eff, &floor),
+        measure::<Rlsf>(&arena, &traces, &eff, &floor),
+        measure::<Buddy>(&arena, &traces, &eff, &floor),
+        measure::<LinkedList>(&arena, &traces, &eff, &floor),
+    ];
+
+    // ----- table -----
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| allocator | {} | geomean ns/op | efficiency % |",
+        names.join(" | ")
+    );
+    let _ = writeln!(md, "|---|{}---:|---:|", "---:|".repeat(names.len()));
+    for r in &rows {
+        let cells: Vec<String> = r.ns.iter().map(|v| format!("{v:.1}")).collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.1} | {:.1} |",
+            r.name,
+            cells.join(" | "),
+            geomean(&r.ns),
+            r.eff
+        );
+    }
+    let mut lat = String::new();
+    let _ = writeln!(
+        lat,
+        "| allocator | {} |",
+        names
+            .iter()
+            .map(|n| format!("{n} p50 / p99.9"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(lat, "|---|{}", "---:|".repeat(names.len()));
+    let floor_cells: Vec<String> = floor_lat
+        .iter()
+        .map(|(a, b)| format!("{a} / {b}"))
+        .collect();
+    let _ = writeln!(lat, "| (harness floor) | {} |", floor_cells.join(" | "));
+    for r in &rows {
+        let cells: Vec<String> = r
+            .p50
+            .iter()
+            .zip(&r.p999)
+            .map(|(a, b)| format!("{a} / {b}"))
+            .collect();
+        let _ = writeln!(lat, "| {} | {} |", r.name, cells.join(" | "));
+    }
+    let ours = &rows[0];
+    let mut ratios = String::new();
+    for r in &rows[1..] {
+        let per: Vec<String> = ours
+            .ns
+            .iter()
+            .zip(&r.ns)
+            .map(|(a, b)| format!("{:.2}", a / b))
+            .collect();
+        let _ = writeln!(
+            ratios,
+            "| {} | {} | {:.2} | {} | {:+.1} |",
+            r.name,
+            per.join(" | "),
+            geomean(&ours.ns) / geomean(&r.ns),
+            ours.p999
+                .iter()
+                .zip(&r.p999)
+                .filter(|(a, b)| a <= b)
+                .count(),
+            ours.eff - r.eff
+        );
+    }
+    let ratio_head = format!(
+        "| peer | {} | geomean ratio | workloads with p99.9 ≤ peer (of {}) | efficiency Δ (points) |\n|---|{}---:|---:|---:|\n",
+        names.iter().map(|n| format!("{n} ours/peer")).collect::<Vec<_>>().join(" | "),
+        names.len(),
+        "---:|".repeat(names.len())
+    );
+    println!(
+        "ns/op above the harness floor (floor: {})",
+        floor
+            .iter()
+            .zip(&traces)
+            .map(|(f, t)| format!("{:.1}", f / t.ops.len() as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("{md}");
+    println!("per-operation cycles (rdtsc, including ~the floor)\n{lat}");
+    println!("ours / peer\n{ratio_head}{ratios}");
+    let elapsed = t0.elapsed().as_secs_f64();
+    eprintln!("done in {elapsed:.1} s");
+
+    // ----- files -----
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let svg_path = root.join("docs/bench-heap.svg");
+    let _ = std::fs::create_dir_all(root.join("docs"));
+    if let Err(e) = std::fs::write(&svg_path, svg(&rows, &names)) {
+        eprintln!("cannot write {}: {e}", svg_path.display());
+    }
+    let floor_ns: Vec<String> = floor
+        .iter()
+        .zip(&traces)
+        .map(|(f, t)| format!("{:.1}", f / t.ops.len() as f64))
+        .collect();
+    let section = format!(
+        "{BEGIN}\n## Kernel heap — `cargo xtask bench heap`\n\n\
+Source: `crates/bench/src/bin/bench-heap.rs`. Machine: {machine}; release build; one run \
+({elapsed:.0} s). Every allocator replays the same pre-generated traces on its own page-aligned \
+arena of the same size (32 MiB; `growth` starts at 64 KiB and grows to 16 MiB; `efficiency` uses \
+4 MiB), each directly (no lock), ours with its integrity checks on. ns/op is the best of \
+{TIMED_REPEATS} runs of a trace minus the harness-only floor ({floor_ns} ns/op). Workloads: \
+talc's random-actions protocol with reallocation (`ra-<max size>`), a kernel mix (70% 16–256 B, \
+25% ≤ 4 KiB, 5% ≤ 64 KiB, 2% page-aligned, ~2000 live), `growth` (allocate to 3/4 of 16 MiB \
+from a 64 KiB heap, peers extended by the harness on failure, then free all) and talc's \
+heap-efficiency protocol (live bytes / arena at the first failure, mean of {EFF_ROUNDS} rounds).\n\n\
+### ns/op (lower is better)\n\n{md}\n\
+![ns/op per workload per allocator](docs/bench-heap.svg)\n\n\
+### Per-operation latency, cycles (p50 / p99.9)\n\n{lat}\n\
+### Ours relative to each peer\n\n{ratio_head}{ratios}\n{END}\n",
+        BEGIN = "<!-- heap:begin -->",
+        END = "<!-- heap:end -->",
+        machine = machine(),
+        floor_ns = floor_ns.join(" / "),
+    );
+    let bm = root.join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&bm).unwrap_or_else(|_| "# Benchmarks\n".into());
+    let new = match (
+        old.find("<!-- heap:begin -->"),
+        old.find("<!-- heap:end -->"),
+    ) {
+        (Some(a), Some(b)) if b > a => {
+            let end = b + "<!-- heap:end -->".len();
+            let rest = old[end..].strip_prefix('\n').unwrap_or(&old[end..]);
+            format!("{}{section}{rest}", &old[..a])
+        }
+        _ => format!("{}\n{section}", old.trim_end()),
+    };
+    if let Err(e) = std::fs::write(&bm, new) {
+        eprintln!("cannot write {}: {e}", bm.display());
+    }
+}
