@@ -3,10 +3,13 @@
 //! Commands:
 //! - `test`: host tests of every crate, then the kernel's in-QEMU test suite;
 //! - `bench frames|heap|vm`: the benchmark binaries, side by side with peers;
+//! - `run [--memory SIZE]`: boots the reference kernel's demo under QEMU;
+//! - `gdb`: boots it stopped, waiting for gdb;
 //! - `miri`: the core's unsafe-heavy unit tests under Miri (nightly).
 
 use std::process::{Command, ExitCode};
 
+mod qemu;
 mod util;
 
 fn main() -> ExitCode {
@@ -19,8 +22,12 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "bench" => bench(rest),
         "miri" => miri(),
+        "run" => qemu::run(rest),
+        "gdb" => qemu::gdb(rest),
         _ => {
-            eprintln!("usage: cargo xtask <test|bench frames|heap|vm|miri>");
+            eprintln!(
+                "usage: cargo xtask <test|run [--memory SIZE]|gdb|bench frames|heap|vm|miri>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -33,14 +40,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// Host tests of the whole workspace.
-fn test(_args: &[String]) -> Result<(), String> {
-    util::run(Command::new(util::cargo()).args(["test", "--workspace", "--release"]))
+/// Host tests of the whole workspace, then the kernel's in-QEMU suite
+/// (`--qemu-only` skips the host tests).
+fn test(args: &[String]) -> Result<(), String> {
+    if !args.iter().any(|a| a == "--qemu-only") {
+        util::run(Command::new(util::cargo()).args(["test", "--workspace", "--release"]))?;
+    }
+    qemu::kernel_tests()
 }
 
 /// One benchmark binary of `myos-bench`, in release mode.
 fn bench(args: &[String]) -> Result<(), String> {
-    let which = args.first().ok_or("usage: cargo xtask bench frames|heap|vm")?;
+    let which = args
+        .first()
+        .ok_or("usage: cargo xtask bench frames|heap|vm")?;
     util::run(
         Command::new(util::cargo())
             .args(["run", "--release", "-p", "myos-bench", "--bin"])

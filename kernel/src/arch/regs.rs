@@ -1,0 +1,36 @@
+//! Named bits of the control registers and EFLAGS.
+
+/// CR0 bits.
+pub mod cr0 {
+    /// MP: monitor coprocessor (`wait`/`fwait` honour TS).
+    pub const MP: u32 = 1 << 1;
+    /// EM: emulate the FPU (must be clear for SSE).
+    pub const EM: u32 = 1 << 2;
+    /// NE: native (exception 16) FPU error reporting.
+    pub const NE: u32 = 1 << 5;
+    /// WP: supervisor writes honour read-only pages (needed for COW from the kernel).
+    pub const WP: u32 = 1 << 16;
+    /// PG: paging enabled.
+    pub const PG: u32 = 1 << 31;
+}
+
+/// CR4 bits.
+pub mod cr4 {
+    /// PSE: 4 MiB pages in page-directory entries.
+    pub const PSE: u32 = 1 << 4;
+    /// PGE: global pages.
+    pub const PGE: u32 = 1 << 7;
+    /// OSFXSR: the OS uses `fxsave`/`fxrstor` (enables SSE).
+    pub const OSFXSR: u32 = 1 << 9;
+    /// OSXMMEXCPT: the OS handles SIMD exceptions (#XM).
+    pub const OSXMMEXCPT: u32 = 1 << 10;
+}
+
+/// EFLAGS bits.
+pub mod eflags {
+    /// Bit 1 is reserved and always set.
+    pub const RESERVED1: u32 = 1 << 1;
+    #[allow(dead_code)] // used by processes
+    /// IF: maskable interrupts enabled.
+    pub const IF: u32 = 1 << 9;
+}

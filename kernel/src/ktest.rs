@@ -1,0 +1,474 @@
+//! The in-kernel test runner: each test by name, pass or fail over the
+//! serial console, then the verdict through `isa-debug-exit`.
+//!
+//! The tests exercise the core on real (emulated) hardware: the frame
+//! allocator over the firmware's map (all of it, high memory through the
+//! kmap window included), paging with the real MMU and TLB, interrupts.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use myos_mm::frames::{FrameSource, Zone};
+use myos_mm::layout::{DIRECT_ZONE_END, HEAP_END, PAGE_SIZE};
+use myos_mm::paging::{AddressSpace, PteFlags};
+use myos_mm::{Frame, Page, Platform, VirtAddr};
+
+use crate::arch::pit;
+use crate::exit::{exit_qemu, ExitCode};
+use crate::mm::{self, Mm};
+use crate::println;
+
+/// A failed check: what went wrong.
+pub type TestResult = Result<(), &'static str>;
+
+/// Fails the test with `msg` unless `cond` holds.
+macro_rules! check {
+    ($cond:expr, $msg:expr) => {
+        if !$cond {
+            return Err($msg);
+        }
+    };
+}
+
+/// A kernel-half test address in the user half of the kernel space (no
+/// process runs there): mapped supervisor-only, page by page.
+const TEST_VA: u32 = 0x1000_0000;
+/// A second test address, in another page table.
+const TEST_VA2: u32 = 0x2040_0000;
+
+/// One kernel test.
+type KernelTest = fn(&Mm) -> TestResult;
+
+/// Every test, by name.
+const TESTS: &[(&str, KernelTest)] = &[
+    ("frames::alloc_share_release", frames_alloc_share_release),
+    ("frames::contiguous_aligned", frames_contiguous_aligned),
+    ("frames::all_ram_accounted", frames_all_ram_accounted),
+    (
+        "frames::high_memory_through_kmap",
+        frames_high_memory_through_kmap,
+    ),
+    (
+        "paging::map_write_translate_unmap",
+        paging_map_write_translate_unmap,
+    ),
+    ("paging::remap_shows_new_data", paging_remap_shows_new_data),
+    ("paging::protect_read_only", paging_protect_read_only),
+    ("paging::user_space_lifecycle", paging_user_space_lifecycle),
+    (
+        "paging::high_frame_through_mmu",
+        paging_high_frame_through_mmu,
+    ),
+    ("interrupts::timer_ticks", interrupts_timer_ticks),
+    (
+        "interrupts::breakpoint_recovers",
+        interrupts_breakpoint_recovers,
+    ),
+];
+
+/// Runs every test and exits QEMU with the verdict.
+pub fn run_all(mm: &Mm) -> ! {
+    println!("running {} kernel tests", TESTS.len());
+    let mut failed = 0;
+    for (name, test) in TESTS {
+        let before = mm::frame_stats();
+        let mut result = test(mm);
+        let after = mm::frame_stats();
+        if result.is_ok() && (after.free != before.free || after.used != before.used) {
+            result = Err("frames leaked (free/used counts differ from before the test)");
+        }
+        match result {
+            Ok(()) => println!("test {name} ... ok"),
+            Err(why) => {
+                failed += 1;
+                println!("test {name} ... FAILED: {why}");
+            }
+        }
+    }
+    if failed == 0 {
+        println!("test result: ok. {} passed; 0 failed", TESTS.len());
+        exit_qemu(ExitCode::Success)
+    } else {
+        println!(
+            "test result: FAILED. {} passed; {failed} failed",
+            TESTS.len() - failed
+        );
+        exit_qemu(ExitCode::Failure)
+    }
+}
+
+/// Writes `value` into the first word of `frame`.
+fn stamp(mm: &Mm, frame: Frame, value: u32) {
+    mm.platform.write_frame(frame, 0, &value.to_le_bytes());
+}
+
+/// Reads the first word of `frame`.
+fn read_stamp(mm: &Mm, frame: Frame) -> u32 {
+    let mut b = [0u8; 4];
+    mm.platform.read_frame(frame, 0, &mut b);
+    u32::from_le_bytes(b)
+}
+
+fn frames_alloc_share_release(mm: &Mm) -> TestResult {
+    let mut fa = mm.frames.lock();
+    let f = fa.alloc(Zone::Direct).map_err(|_| "alloc failed")?;
+    check!(fa.refcount(f) == Ok(1), "fresh frame refcount is not 1");
+    fa.share(f).map_err(|_| "share failed")?;
+    check!(fa.refcount(f) == Ok(2), "shared frame refcount is not 2");
+    check!(fa.release(f) == Ok(false), "first release freed the frame");
+    check!(
+        fa.release(f) == Ok(true),
+        "last release did not free the frame"
+    );
+    check!(fa.release(f).is_err(), "double free was not reported");
+    check!(fa.validate().is_ok(), "allocator invariants broken");
+    Ok(())
+}
+
+fn frames_contiguous_aligned(mm: &Mm) -> TestResult {
+    const COUNT: u32 = 16;
+    const ALIGN_LOG2: u32 = 4;
+    let mut fa = mm.frames.lock();
+    let first = fa
+        .alloc_contiguous(COUNT, ALIGN_LOG2, Zone::Low)
+        .map_err(|_| "no DMA run")?;
+    check!(
+        first.number() % (1 << ALIGN_LOG2) == 0,
+        "run is not aligned"
+    );
+    check!(
+        u64::from(first.start().as_u32()) < myos_mm::layout::LOW_ZONE_END,
+        "run is not in the low zone"
+    );
+    for i in 0..COUNT {
+        let f = first.checked_add(i).ok_or("run overflows")?;
+        check!(fa.release(f) == Ok(true), "run frame was not allocated");
+    }
+    Ok(())
+}
+
+/// Allocates every free frame (writing each one, so RAM above the direct map
+/// is really used), chains them through their first word, then frees them.
+fn frames_all_ram_accounted(mm: &Mm) -> TestResult {
+    let start = mm::frame_stats();
+    const END: u32 = u32::MAX;
+    let mut head = END;
+    let mut count = 0u32;
+    let mut high = 0u32;
+    loop {
+        let f = match mm.frames.lock().alloc(Zone::High) {
+            Ok(f) => f,
+            Err(_) => break,
+        };
+        if u64::from(f.start().as_u32()) >= DIRECT_ZONE_END {
+            high += 1;
+        }
+        stamp(mm, f, head);
+        head = f.number();
+        count += 1;
+    }
+    let exhausted = mm::frame_stats();
+    let mut freed = 0u32;
+    let mut chain_ok = true;
+    while head != END {
+        let f = Frame::from_number(head).map_err(|_| "chain corrupted")?;
+        let next = read_stamp(mm, f);
+        if mm.frames.lock().release(f) != Ok(true) {
+            chain_ok = false;
+        }
+        head = next;
+        freed += 1;
+        if freed > count {
+            return Err("chain longer than the allocations");
+        }
+    }
+    check!(
+        count == start.free,
+        "allocated a different number of frames than were free"
+    );
+    check!(exhausted.free == 0, "frames left free after exhaustion");
+    check!(
+        chain_ok && freed == count,
+        "frame contents did not survive (chain broken)"
+    );
+    let expect_high = mm.ram_end > DIRECT_ZONE_END;
+    check!(
+        (high > 0) == expect_high,
+        "high memory use does not match the RAM size"
+    );
+    println!(
+        "    {count} frames ({} MiB) allocated, written and freed; {high} above the direct map",
+        count / 256
+    );
+    Ok(())
+}
+
+fn frames_high_memory_through_kmap(mm: &Mm) -> TestResult {
+    let high = match mm.frames.lock().alloc(Zone::High) {
+        Ok(f) => f,
+        Err(_) => return Err("no frame"),
+    };
+    let direct = match mm.frames.lock().alloc(Zone::Direct) {
+        Ok(f) => f,
+        Err(_) => return Err("no direct frame"),
+    };
+    let p = &mm.platform;
+    let pattern = [0xA5u8; 64];
+    p.zero_frame(high);
+    p.write_frame(high, PAGE_SIZE - pattern.len(), &pattern);
+    p.copy_frame(direct, high);
+    let mut back = [0u8; 64];
+    p.read_frame(direct, PAGE_SIZE - back.len(), &mut back);
+    let mut head = [0xFFu8; 16];
+    p.read_frame(high, 0, &mut head);
+    let mut fa = mm.frames.lock();
+    let _ = fa.release(high);
+    let _ = fa.release(direct);
+    check!(
+        back == pattern,
+        "copy from a (possibly high) frame lost data"
+    );
+    check!(head == [0u8; 16], "zeroed frame is not zero");
+    Ok(())
+}
+
+/// Maps a fresh frame at `va` in the kernel space with `flags`.
+fn map_fresh(
+    mm: &Mm,
+    space: &mut AddressSpace,
+    va: u32,
+    flags: PteFlags,
+    zone: Zone,
+) -> Result<Frame, &'static str> {
+    let frame = mm.frames.lock().alloc(zone).map_err(|_| "out of frames")?;
+    mm.platform.zero_frame(frame);
+    let page = Page::from_start(VirtAddr::new(va)).map_err(|_| "misaligned")?;
+    space
+        .map(&mm.platform, &mut &mm.frames, page, frame, flags)
+        .map_err(|_| "map failed")?
+        .flush(&mm.platform);
+    Ok(frame)
+}
+
+/// Unmaps `va` in `space` and releases its frame.
+fn unmap_release(mm: &Mm, space: &mut AddressSpace, va: u32) -> TestResult {
+    let page = Page::from_start(VirtAddr::new(va)).map_err(|_| "misaligned")?;
+    let (frame, flush) = space
+        .unmap(&mm.platform, &mut &mm.frames, page)
+        .map_err(|_| "unmap failed")?;
+    flush.flush(&mm.platform);
+    mm.frames
+        .lock()
+        .release(frame)
+        .map_err(|_| "release failed")?;
+    Ok(())
+}
+
+fn paging_map_write_translate_unmap(mm: &Mm) -> TestResult {
+    let mut space = mm.kernel_space.lock();
+    let frame = map_fresh(mm, &mut space, TEST_VA, PteFlags::WRITABLE, Zone::Direct)?;
+    let ptr = TEST_VA as *mut u32;
+    // SAFETY: TEST_VA was just mapped writable to a frame we own.
+    unsafe { ptr.add(5).write_volatile(0xDEAD_BEEF) };
+    let mut b = [0u8; 4];
+    mm.platform.read_frame(frame, 20, &mut b);
+    let translated = space.translate(&mm.platform, VirtAddr::new(TEST_VA + 20));
+    check!(
+        u32::from_le_bytes(b) == 0xDEAD_BEEF,
+        "write through the mapping did not reach the frame"
+    );
+    check!(
+        translated.map(|p| p.as_u32()) == Some(frame.start().as_u32() + 20),
+        "translate disagrees with the MMU"
+    );
+    unmap_release(mm, &mut space, TEST_VA)?;
+    check!(
+        space
+            .translate(&mm.platform, VirtAddr::new(TEST_VA))
+            .is_none(),
+        "still mapped after unmap"
+    );
+    check!(
+        space.user_table_count(&mm.platform) == 0,
+        "empty page table not freed"
+    );
+    Ok(())
+}
+
+fn paging_remap_shows_new_data(mm: &Mm) -> TestResult {
+    let mut space = mm.kernel_space.lock();
+    let a = map_fresh(mm, &mut space, TEST_VA, PteFlags::WRITABLE, Zone::Direct)?;
+    stamp(mm, a, 0x1111_1111);
+    // SAFETY: TEST_VA is mapped to `a`; reading it fills the TLB.
+    let first = unsafe { (TEST_VA as *const u32).read_volatile() };
+    let b = mm
+        .frames
+        .lock()
+        .alloc(Zone::High)
+        .map_err(|_| "out of frames")?;
+    stamp(mm, b, 0x2222_2222);
+    let page = Page::from_start(VirtAddr::new(TEST_VA)).map_err(|_| "misaligned")?;
+    let (old, flush) = space
+        .remap(&mm.platform, &mut &mm.frames, page, b, PteFlags::WRITABLE)
+        .map_err(|_| "remap failed")?;
+    flush.flush(&mm.platform);
+    // SAFETY: TEST_VA is now mapped to `b`.
+    let second = unsafe { (TEST_VA as *const u32).read_volatile() };
+    if let Some(old) = old {
+        let _ = mm.frames.lock().release(old);
+    }
+    unmap_release(mm, &mut space, TEST_VA)?;
+    check!(first == 0x1111_1111, "first mapping read wrong data");
+    check!(
+        second == 0x2222_2222,
+        "stale TLB entry: remapped page shows the old frame"
+    );
+    Ok(())
+}
+
+fn paging_protect_read_only(mm: &Mm) -> TestResult {
+    let mut space = mm.kernel_space.lock();
+    map_fresh(mm, &mut space, TEST_VA, PteFlags::WRITABLE, Zone::Direct)?;
+    let page = Page::from_start(VirtAddr::new(TEST_VA)).map_err(|_| "misaligned")?;
+    space
+        .protect(&mm.platform, page, PteFlags::empty())
+        .map_err(|_| "protect failed")?
+        .flush(&mm.platform);
+    let entry = space.entry(&mm.platform, page).ok_or("entry vanished")?;
+    check!(
+        !entry.flags().contains(PteFlags::WRITABLE),
+        "protect left the page writable"
+    );
+    check!(entry.is_present(), "protect unmapped the page");
+    unmap_release(mm, &mut space, TEST_VA)
+}
+
+fn paging_user_space_lifecycle(mm: &Mm) -> TestResult {
+    let before = mm::frame_stats();
+    let kernel = mm.kernel_space.lock();
+    let mut user = AddressSpace::new_user(&mm.platform, &mut &mm.frames, &kernel)
+        .map_err(|_| "new_user failed")?;
+    let flags = PteFlags::WRITABLE | PteFlags::USER;
+    let a = map_fresh(mm, &mut user, TEST_VA, flags, Zone::High)?;
+    map_fresh(mm, &mut user, TEST_VA2, flags, Zone::Direct)?;
+    user.activate(&mm.platform);
+    // SAFETY: both pages are mapped writable in the active space.
+    unsafe {
+        (TEST_VA as *mut u32).write_volatile(0x5EED);
+        (TEST_VA2 as *mut u32).write_volatile(0xF00D);
+    }
+    kernel.activate(&mm.platform);
+    let seen = read_stamp(mm, a);
+    let tables = user.user_table_count(&mm.platform);
+    user.destroy(&mm.platform, &mut &mm.frames);
+    let after = mm::frame_stats();
+    check!(
+        seen == 0x5EED,
+        "write in the user space did not reach its frame"
+    );
+    check!(tables == 2, "expected two user page tables");
+    check!(
+        after.free == before.free,
+        "destroy did not give every frame back"
+    );
+    Ok(())
+}
+
+fn paging_high_frame_through_mmu(mm: &Mm) -> TestResult {
+    let mut space = mm.kernel_space.lock();
+    let frame = map_fresh(mm, &mut space, TEST_VA, PteFlags::WRITABLE, Zone::High)?;
+    // SAFETY: TEST_VA maps `frame`, writable.
+    unsafe { (TEST_VA as *mut u32).add(100).write_volatile(0xC0FF_EE00) };
+    let mut b = [0u8; 4];
+    mm.platform.read_frame(frame, 400, &mut b);
+    unmap_release(mm, &mut space, TEST_VA)?;
+    check!(
+        u32::from_le_bytes(b) == 0xC0FF_EE00,
+        "MMU write and kmap read disagree"
+    );
+    Ok(())
+}
+
+fn interrupts_timer_ticks(_mm: &Mm) -> TestResult {
+    const WAIT_TICKS: u32 = 3;
+    let start = pit::ticks();
+    while pit::ticks().wrapping_sub(start) < WAIT_TICKS {
+        // SAFETY: enabling interrupts only to halt until the next one; the
+        // handlers are installed and the kernel holds no lock here.
+        unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+    }
+    Ok(())
+}
+
+/// Breakpoints taken (counted by the trap handler, which then resumes).
+pub static BREAKPOINTS: AtomicU32 = AtomicU32::new(0);
+
+fn interrupts_breakpoint_recovers(_mm: &Mm) -> TestResult {
+    let before = BREAKPOINTS.load(Ordering::SeqCst);
+    // SAFETY: `int3` traps to the breakpoint handler, which counts and returns.
+    unsafe { core::arch::asm!("int3", options(nomem, nostack)) };
+    check!(
+        BREAKPOINTS.load(Ordering::SeqCst) == before + 1,
+        "breakpoint handler did not run once"
+    );
+    Ok(())
+}
+
+/// `test=oops`: a deliberate write to an unmapped kernel address. Must end in
+/// an oops and a failing exit status.
+pub fn deliberate_oops() -> ! {
+    let target = HEAP_END - PAGE_SIZE as u32;
+    println!("writing to unmapped kernel address {target:#010x} on purpose");
+    // SAFETY: not safe at all, on purpose: the write page-faults in kernel
+    // mode and the oops handler stops the machine.
+    unsafe { (target as *mut u32).write_volatile(0xBAD) };
+    println!("BUG: the write did not fault");
+    exit_qemu(ExitCode::Failure)
+}
+
+/// Stack of the overflow test: mapped page by page at this address of the
+/// kernel space's (otherwise empty) user half, the page below left unmapped.
+const OVERFLOW_STACK_TOP: u32 = 0x3000_0000;
+/// Pages of that stack.
+const OVERFLOW_STACK_PAGES: u32 = 4;
+
+/// `test=stack-overflow`: unbounded recursion on a stack with a guard page.
+/// Must end in the double-fault task's report and a failing exit status.
+pub fn deliberate_stack_overflow(mm: &Mm) -> ! {
+    {
+        let mut space = mm.kernel_space.lock();
+        for i in 1..=OVERFLOW_STACK_PAGES {
+            let va = OVERFLOW_STACK_TOP - i * PAGE_SIZE as u32;
+            if map_fresh(mm, &mut space, va, PteFlags::WRITABLE, Zone::Direct).is_err() {
+                println!("cannot map the test stack");
+                exit_qemu(ExitCode::Failure)
+            }
+        }
+    }
+    println!(
+        "recursing without bound on a {} KiB stack with a guard page",
+        OVERFLOW_STACK_PAGES * 4
+    );
+    // SAFETY: switches to the freshly mapped stack and recurses until the
+    // guard page faults; the double-fault task takes over and never returns.
+    unsafe {
+        core::arch::asm!(
+            "mov esp, {top}",
+            "xor ebp, ebp",
+            "sub esp, 12",
+            "push 0",
+            "call {recurse}",
+            top = in(reg) OVERFLOW_STACK_TOP,
+            recurse = sym recurse,
+            options(noreturn),
+        )
+    }
+}
+
+/// Recurses forever, keeping 256 bytes of each frame alive.
+#[allow(unconditional_recursion)] // the point of the test
+extern "C" fn recurse(depth: u32) -> u32 {
+    let mut buf = [0u8; 256];
+    buf[(depth as usize) % 256] = depth as u8;
+    let buf = core::hint::black_box(buf);
+    recurse(depth.wrapping_add(1)).wrapping_add(u32::from(buf[0]))
+}

@@ -1,0 +1,109 @@
+//! The MyOS reference kernel: boots on i386 (multiboot, `qemu-system-i386
+//! -kernel`), brings up the memory manager of `myos-mm` on the machine and
+//! runs ring-3 processes that use it, or the in-kernel test suite.
+//!
+//! Boot flow: [`boot`] (assembly: paging on, higher half, SSE) →
+//! [`kernel_main`]: serial console, GDT/TSS, IDT, PIC, timer, multiboot
+//! memory map → the mode chosen on the command line (`mode=demo` by default,
+//! `mode=test`, `test=oops` …).
+#![no_std]
+#![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod arch;
+mod boot;
+mod exit;
+mod heap;
+mod ktest;
+mod mem;
+mod mm;
+mod multiboot;
+mod platform;
+mod process;
+mod serial;
+mod text;
+mod trap;
+
+use core::panic::PanicInfo;
+
+use exit::{exit_qemu, ExitCode};
+use multiboot::Size;
+
+/// The Rust entry point, called by `higher_half` with the multiboot magic
+/// and the physical address of the multiboot information.
+extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
+    serial::init();
+    println!("MyOS reference kernel booting");
+    arch::gdt::init(
+        trap::double_fault_entry_addr(),
+        boot::double_fault_stack_top_addr(),
+        platform::read_cr3(),
+    );
+    arch::idt::init();
+    arch::pic::init();
+    arch::pit::init();
+    arch::pic::unmask(arch::pic::IRQ_TIMER);
+
+    let boot_info = match multiboot::parse(magic, info, boot::kernel_image_phys()) {
+        Ok(b) => b,
+        Err(e) => {
+            println!("boot failed: {e}");
+            exit_qemu(ExitCode::Failure)
+        }
+    };
+    println!("command line: {:?}", boot_info.cmdline());
+    print_memory_map(&boot_info);
+    let mm = match mm::init(boot_info.regions()) {
+        Ok(mm) => mm,
+        Err(e) => {
+            println!("memory manager initialisation failed: {e}");
+            exit_qemu(ExitCode::Failure)
+        }
+    };
+    let stats = mm::frame_stats();
+    println!(
+        "frames: {} usable ({}), {} free, {} for allocator metadata; kernel space at {:?}",
+        stats.total,
+        Size(u64::from(stats.total) * PAGE_BYTES),
+        stats.free,
+        stats.metadata,
+        mm.kernel_space.lock().directory()
+    );
+    match (boot_info.option("mode"), boot_info.option("test")) {
+        (_, Some("oops")) => ktest::deliberate_oops(),
+        (_, Some("stack-overflow")) => ktest::deliberate_stack_overflow(mm),
+        (Some("test"), _) => ktest::run_all(mm),
+        _ => {}
+    }
+    exit_qemu(ExitCode::Success)
+}
+
+/// Bytes per frame.
+const PAGE_BYTES: u64 = myos_mm::layout::PAGE_SIZE as u64;
+
+/// Prints the firmware memory map as a table.
+fn print_memory_map(boot: &multiboot::BootInfo) {
+    println!(
+        "physical memory map ({} usable):",
+        Size(boot.usable_bytes())
+    );
+    println!("  {:<12} {:<12} {:>11}  {}", "start", "end", "size", "type");
+    for e in boot.firmware() {
+        println!(
+            "  {:#012x} {:#012x} {:>11}  {}",
+            e.base,
+            e.base.saturating_add(e.length),
+            Size(e.length),
+            e.kind_name()
+        );
+    }
+}
+
+/// Prints the panic and stops QEMU with a failure status.
+#[panic_handler]
+fn panic(info: &PanicInfo<'_>) -> ! {
+    use core::fmt::Write;
+    let mut w = serial::emergency_writer();
+    let _ = writeln!(w, "\n*** KERNEL PANIC: {info}");
+    exit_qemu(ExitCode::Failure)
+}

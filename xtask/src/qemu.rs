@@ -1,0 +1,426 @@
+//! The reference kernel under QEMU: build it, boot it, judge the run.
+//!
+//! `cargo xtask run [--memory SIZE] [--release|--debug]` boots the demo and
+//! streams its report; `cargo xtask gdb` boots it stopped, waiting for gdb;
+//! [`kernel_tests`] is the in-QEMU half of `cargo xtask test`.
+//!
+//! The kernel reports through QEMU's `isa-debug-exit` device (port 0xf4):
+//! writing `code` makes QEMU exit with `(code << 1) | 1`. The kernel writes
+//! 0x10 for success (status 33) and 0x11 for failure (status 35); any other
+//! status (0 is a triple fault under `-no-reboot`) is a crash.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::util;
+
+/// The QEMU binary for i386.
+const QEMU: &str = "qemu-system-i386";
+/// The Debian package that provides it.
+const QEMU_PACKAGE: &str = "qemu-system-x86";
+/// `isa-debug-exit` code the kernel writes on success.
+const KERNEL_SUCCESS: i32 = 0x10;
+/// `isa-debug-exit` code the kernel writes on failure.
+const KERNEL_FAILURE: i32 = 0x11;
+/// How long one test boot may take before it is killed.
+const TEST_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long the demo may take.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// RAM sizes the test suite boots with: small, ordinary, and beyond the direct map.
+const TEST_MEMORY: [&str; 3] = ["32M", "128M", "3G"];
+
+/// How a QEMU run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The kernel wrote the success code.
+    Success,
+    /// The kernel wrote the failure code (a failed test, an oops, a panic).
+    Failure,
+    /// QEMU exited with a status the kernel never writes (e.g. 0 after a
+    /// triple fault with `-no-reboot`), or was killed by a signal.
+    Crashed(Option<i32>),
+    /// The run exceeded its time limit and was killed.
+    TimedOut(Duration),
+}
+
+impl Outcome {
+    /// Translates QEMU's exit status.
+    fn from_status(code: Option<i32>) -> Self {
+        match code {
+            Some(c) if c == (KERNEL_SUCCESS << 1) | 1 => Outcome::Success,
+            Some(c) if c == (KERNEL_FAILURE << 1) | 1 => Outcome::Failure,
+            other => Outcome::Crashed(other),
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Success => f.write_str("success"),
+            Outcome::Failure => f.write_str("failure reported by the kernel"),
+            Outcome::Crashed(Some(c)) => {
+                write!(f, "crash: QEMU exited with status {c} without the kernel reporting (triple fault?)")
+            }
+            Outcome::Crashed(None) => f.write_str("crash: QEMU was killed by a signal"),
+            Outcome::TimedOut(d) => {
+                write!(f, "TIMEOUT: no result after {} s, QEMU killed", d.as_secs())
+            }
+        }
+    }
+}
+
+/// A finished QEMU run: how it ended, what the serial console printed, how long.
+pub struct Run {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Everything the kernel printed.
+    pub output: String,
+    /// Wall-clock time from QEMU start to exit.
+    pub elapsed: Duration,
+}
+
+/// Options of one boot.
+pub struct Boot<'a> {
+    /// The kernel ELF.
+    pub kernel: &'a Path,
+    /// QEMU `-m` value (`32M`, `3G` …).
+    pub memory: &'a str,
+    /// The kernel command line.
+    pub cmdline: &'a str,
+    /// Kill QEMU after this long.
+    pub timeout: Duration,
+    /// Copy the console to our stdout as it arrives.
+    pub echo: bool,
+}
+
+/// The repository root (xtask lives one level below it).
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// Builds the kernel (release profile, with symbols) and returns its path.
+pub fn build_kernel() -> Result<PathBuf, String> {
+    let kernel_dir = repo_root().join("kernel");
+    let target_dir = kernel_dir.join("target");
+    util::run(
+        Command::new(util::cargo())
+            .current_dir(&kernel_dir)
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .args(["build", "--release"]),
+    )?;
+    let elf = target_dir.join("i686-unknown-linux-gnu/release/myos-kernel");
+    if elf.is_file() {
+        Ok(elf)
+    } else {
+        Err(format!("kernel build produced no {}", elf.display()))
+    }
+}
+
+/// True when `program` is found on `PATH`.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+/// True when running as root.
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Makes sure `qemu-system-i386` is installed: installs it with apt-get when
+/// running as root, else says exactly what to run.
+pub fn ensure_qemu() -> Result<(), String> {
+    if on_path(QEMU) {
+        return Ok(());
+    }
+    let how = format!("apt-get update && apt-get install -y {QEMU_PACKAGE}");
+    if !is_root() || !on_path("apt-get") {
+        return Err(format!(
+            "{QEMU} is not installed; install it with:\n    sudo sh -c '{how}'"
+        ));
+    }
+    eprintln!("xtask: {QEMU} is missing; installing {QEMU_PACKAGE} with apt-get");
+    util::run(
+        Command::new("apt-get")
+            .args(["update", "-qq"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    util::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", QEMU_PACKAGE])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    if on_path(QEMU) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{QEMU} still missing after installing {QEMU_PACKAGE}; run: {how}"
+        ))
+    }
+}
+
+/// The QEMU command line shared by every boot.
+fn qemu_command(kernel: &Path, memory: &str, cmdline: &str) -> Command {
+    let mut cmd = Command::new(QEMU);
+    cmd.arg("-kernel")
+        .arg(kernel)
+        .args(["-m", memory])
+        .args(["-append", cmdline])
+        .args(["-serial", "stdio", "-display", "none", "-monitor", "none"])
+        .args([
+            "-no-reboot",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ]);
+    cmd
+}
+
+/// Boots the kernel once and collects its console output.
+pub fn boot(b: &Boot<'_>) -> Result<Run, String> {
+    let mut cmd = qemu_command(b.kernel, b.memory, b.cmdline);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout pipe")?;
+    let mut stderr = child.stderr.take().ok_or("no stderr pipe")?;
+    let (tx, rx) = mpsc::channel::<String>();
+    let echo = b.echo;
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut lines = BufReader::new(stdout);
+        let mut line = Vec::new();
+        while let Ok(n) = lines.read_until(b'\n', &mut line) {
+            if n == 0 {
+                break;
+            }
+            let text = String::from_utf8_lossy(&line).replace('\r', "");
+            if echo {
+                print!("{text}");
+                let _ = std::io::stdout().flush();
+            }
+            all.push_str(&text);
+            line.clear();
+        }
+        let _ = tx.send(all);
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let outcome = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Outcome::from_status(status.code()),
+            Ok(None) if start.elapsed() > b.timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Outcome::TimedOut(b.timeout);
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("waiting for {QEMU}: {e}")),
+        }
+    };
+    let elapsed = start.elapsed();
+    let output = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+    let _ = reader.join();
+    let qemu_err = err_reader.join().unwrap_or_default();
+    if !qemu_err.trim().is_empty() && !matches!(outcome, Outcome::Success) {
+        eprintln!("qemu stderr: {}", qemu_err.trim());
+    }
+    Ok(Run {
+        outcome,
+        output,
+        elapsed,
+    })
+}
+
+/// Value of `--name VALUE` in `args`, if given.
+fn flag_value<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>, String> {
+    match args.iter().position(|a| a == name) {
+        Some(i) => args
+            .get(i + 1)
+            .map(|s| Some(s.as_str()))
+            .ok_or(format!("{name} needs a value")),
+        None => Ok(None),
+    }
+}
+
+/// Checks a `-m` size such as `128M`, `3G` or `512`.
+fn check_memory(size: &str) -> Result<(), String> {
+    let digits = size.trim_end_matches(['M', 'G', 'm', 'g']);
+    if !digits.is_empty()
+        && digits.len() + 1 >= size.len()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "bad --memory value {size:?} (use e.g. 32M, 128M, 3G)"
+        ))
+    }
+}
+
+/// `cargo xtask run [--memory SIZE] [--append ARGS]`: boots the demo.
+pub fn run(args: &[String]) -> Result<(), String> {
+    let memory = flag_value(args, "--memory")?.unwrap_or("128M");
+    check_memory(memory)?;
+    let extra = flag_value(args, "--append")?.unwrap_or("");
+    ensure_qemu()?;
+    let kernel = build_kernel()?;
+    let cmdline = format!("mode=demo {extra}");
+    eprintln!("xtask: booting {} with {memory} of RAM", kernel.display());
+    let run = boot(&Boot {
+        kernel: &kernel,
+        memory,
+        cmdline: cmdline.trim(),
+        timeout: RUN_TIMEOUT,
+        echo: true,
+    })?;
+    eprintln!(
+        "xtask: QEMU finished in {:.2} s: {}",
+        run.elapsed.as_secs_f64(),
+        run.outcome
+    );
+    match run.outcome {
+        Outcome::Success => Ok(()),
+        other => Err(format!("demo did not succeed: {other}")),
+    }
+}
+
+/// `cargo xtask gdb [--memory SIZE]`: boots the demo stopped at the first
+/// instruction, with a gdb server on localhost:1234.
+pub fn gdb(args: &[String]) -> Result<(), String> {
+    let memory = flag_value(args, "--memory")?.unwrap_or("128M");
+    check_memory(memory)?;
+    ensure_qemu()?;
+    let kernel = build_kernel()?;
+    println!("QEMU is waiting for gdb on localhost:1234. In another terminal run:\n");
+    println!(
+        "    gdb -ex 'set architecture i386' -ex 'symbol-file {}' -ex 'target remote localhost:1234' -ex 'break kernel_main' -ex continue\n",
+        kernel.display()
+    );
+    let mut cmd = qemu_command(&kernel, memory, "mode=demo");
+    cmd.args(["-s", "-S"]);
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
+    println!("QEMU exited: {}", Outcome::from_status(status.code()));
+    Ok(())
+}
+
+/// One expectation of the in-QEMU suite.
+struct Case {
+    /// Shown in the summary.
+    name: String,
+    memory: &'static str,
+    cmdline: &'static str,
+    /// The outcome the case needs.
+    expect: Outcome,
+    /// Text the console must contain.
+    must_print: &'static [&'static str],
+}
+
+/// The in-QEMU half of `cargo xtask test`: the kernel's test suite at each
+/// RAM size, the demo, and the deliberate-crash boots.
+pub fn kernel_tests() -> Result<(), String> {
+    ensure_qemu()?;
+    let kernel = build_kernel()?;
+    let mut cases: Vec<Case> = TEST_MEMORY
+        .iter()
+        .map(|&memory| Case {
+            name: format!("kernel test suite, {memory}"),
+            memory,
+            cmdline: "mode=test",
+            expect: Outcome::Success,
+            must_print: &["test result: ok"],
+        })
+        .collect();
+    cases.push(Case {
+        name: "oops on a kernel-mode page fault".into(),
+        memory: "32M",
+        cmdline: "test=oops",
+        expect: Outcome::Failure,
+        must_print: &[
+            "KERNEL OOPS",
+            "#PF page fault",
+            "address 0x",
+            "supervisor write, page not present",
+            "eip",
+        ],
+    });
+    cases.push(Case {
+        name: "double fault on a kernel stack overflow".into(),
+        memory: "32M",
+        cmdline: "test=stack-overflow",
+        expect: Outcome::Failure,
+        must_print: &["KERNEL OOPS: #DF double fault", "kernel stack overflow"],
+    });
+    let mut failed = Vec::new();
+    for case in &cases {
+        eprintln!(
+            "xtask: qemu [{}] -m {} -append {:?}",
+            case.name, case.memory, case.cmdline
+        );
+        let run = boot(&Boot {
+            kernel: &kernel,
+            memory: case.memory,
+            cmdline: case.cmdline,
+            timeout: TEST_TIMEOUT,
+            echo: false,
+        })?;
+        let missing: Vec<&str> = case
+            .must_print
+            .iter()
+            .copied()
+            .filter(|t| !run.output.contains(t))
+            .collect();
+        for line in run
+            .output
+            .lines()
+            .filter(|l| l.starts_with("test ") || l.contains("OOPS") || l.contains("PANIC"))
+        {
+            eprintln!("    {line}");
+        }
+        if run.outcome == case.expect && missing.is_empty() {
+            eprintln!(
+                "xtask: PASS [{}] in {:.2} s",
+                case.name,
+                run.elapsed.as_secs_f64()
+            );
+        } else {
+            eprintln!(
+                "xtask: FAIL [{}]: {} (expected {}), missing output {missing:?}",
+                case.name, run.outcome, case.expect
+            );
+            eprintln!(
+                "---- console ----\n{}\n-----------------",
+                run.output.trim_end()
+            );
+            failed.push(case.name.clone());
+        }
+    }
+    if failed.is_empty() {
+        eprintln!("xtask: all {} QEMU boots behaved", cases.len());
+        Ok(())
+    } else {
+        Err(format!("QEMU boots failed: {}", failed.join(", ")))
+    }
+}
