@@ -46,6 +46,11 @@ pub enum MmError {
     /// A heap header or boundary tag failed its integrity check (an overflow
     /// from a neighbouring block, or a wild write).
     HeapCorrupted,
+    /// A user pointer does not point at accessible user memory (a fault
+    /// `copy_to_user`/`copy_from_user` could not resolve).
+    BadAddress,
+    /// Part of the range is not mapped by any region (`mprotect`, `msync`).
+    NoRegion,
 }
 
 /// errno-style codes used by the C API (Linux i386 values).
@@ -91,6 +96,8 @@ impl MmError {
             MmError::BadFileDescriptor => EBADF,
             MmError::AccessDenied => EACCES,
             MmError::HeapCorrupted => EFAULT,
+            MmError::BadAddress => EFAULT,
+            MmError::NoRegion => ENOMEM,
         }
     }
 
@@ -113,6 +120,8 @@ impl MmError {
             MmError::BadPointer => "pointer not allocated by this heap",
             MmError::DoubleFree => "block already freed",
             MmError::HeapCorrupted => "heap metadata corrupted",
+            MmError::BadAddress => "bad user address",
+            MmError::NoRegion => "range not mapped",
         }
     }
 }

@@ -13,7 +13,9 @@
 //! - [`platform`]: the hardware boundary;
 //! - [`frames`]: the physical frame allocator with per-frame reference counts;
 //! - [`paging`]: page-table entries, flags and address spaces;
-//! - [`heap`]: the kernel heap (`kmalloc`/`kfree`), TLSF-class with integrity checks.
+//! - [`heap`]: the kernel heap (`kmalloc`/`kfree`), TLSF-class with integrity checks;
+//! - [`vm`]: user address spaces: regions, mmap/munmap/mprotect, fork, and the
+//!   page-fault handler (demand paging, copy-on-write, file mappings, stack growth).
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -26,6 +28,7 @@ pub mod heap;
 pub mod layout;
 pub mod paging;
 pub mod platform;
+pub mod vm;
 
 pub use addr::{Frame, Page, PhysAddr, VirtAddr};
 pub use error::MmError;

@@ -1,0 +1,152 @@
+//! Address spaces of user processes: regions, `mmap`/`munmap`/`mprotect`,
+//! `fork`, and the page-fault handler (demand paging, copy-on-write, file
+//! page-in, stack growth).
+//!
+//! # Model
+//!
+//! A [`VmSpace`] is one process's view of user memory. It owns a
+//! [`paging::AddressSpace`](crate::paging::AddressSpace) (the page tables; the
+//! kernel half is shared) and a tree of *regions* (Linux's VMAs, SerenityOS's
+//! `Region`), keyed by start address, that split and merge. Each region has:
+//!
+//! - a page-aligned range inside `USER_MMAP_MIN..USER_END`;
+//! - a protection ([`Prot`]). i386 without PAE has no NX bit: a readable page
+//!   is executable, so `PROT_EXEC` is recorded (and reported) but means
+//!   "readable"; `PROT_WRITE` alone also means readable (x86 has no
+//!   write-only pages). `PROT_NONE` pages may stay resident: their entries
+//!   become supervisor-only and read-only, so any user access faults;
+//! - shared or private;
+//! - a backing: anonymous (demand-zero), a shared anonymous object, or a file
+//!   object at a page-aligned offset (see [`file`]).
+//!
+//! Mapping is lazy: `mmap` only records the region; the page-fault handler
+//! ([`VmSpace::handle_fault`]) brings pages in when they are touched.
+//!
+//! # Who owns a frame
+//!
+//! Every present page-table entry holds one reference to its frame (the
+//! paging layer's rule). Private pages are owned only through those entries:
+//! after [`VmSpace::fork`] both spaces map the same frame read-only with its
+//! reference count at 2, and a write fault copies it — or, when the count has
+//! dropped back to 1, simply makes it writable again (copy-on-write lives in
+//! the region's "private and writable" plus the frame's reference count, never
+//! in spare PTE bits). Shared memory is owned by a backing *object* (shared
+//! anonymous memory, or a file's page cache) that holds one reference per
+//! page; each mapping of such a page holds one more. An object lives as long
+//! as some region maps it, so shared anonymous memory survives `fork` and
+//! stays shared.
+//!
+//! # Files
+//!
+//! A file mapping resolves its descriptor through a [`FdTable`] to an
+//! [`OpenFile`] (a [`File`] plus its open mode). Every mapping of one file —
+//! shared or private, in any process — uses the file's page cache (one
+//! object per file, found through [`File::page_cache`]), so shared mappings
+//! are coherent with each other. Writes through a shared mapping land in the
+//! cache and reach the file on `msync`, `munmap` and exit (process
+//! destruction); a private mapping reads the cache and copies a page on its
+//! first write, so its writes never reach the file. Pages wholly past the end
+//! of the file raise `SIGBUS`; the tail of the last page is zero-filled.
+//!
+//! # Driving it from a syscall layer
+//!
+//! ```text
+//! sys_mmap(addr, len, prot, flags, fd, off) => proc.vm.mmap(&proc.fds, VirtAddr::new(addr), len, prot, flags, fd, off)
+//! sys_munmap(addr, len)                     => proc.vm.munmap(VirtAddr::new(addr), len)
+//! sys_mprotect(addr, len, prot)             => proc.vm.mprotect(VirtAddr::new(addr), len, prot)
+//! sys_fork()                                => child.vm = proc.vm.fork()?
+//! exit                                      => drop(proc.vm) (or proc.vm.destroy())
+//! #PF (CR2, error code)                     => match proc.vm.handle_fault(PageFault::new(cr2, code)) { .. }
+//! read(fd, buf, n)                          => proc.vm.copy_to_user(VirtAddr::new(buf), &data)
+//! ```
+//! Errors are [`MmError`](crate::MmError)s; [`MmError::errno`](crate::MmError::errno)
+//! gives the code to return (`-errno`).
+
+pub mod fault;
+pub mod file;
+mod object;
+mod region;
+mod space;
+
+pub use fault::{
+    ErrorCode, FaultKind, FaultOutcome, FaultStats, PageFault, SegvCause, Signal, ERR_FETCH,
+    ERR_PRESENT, ERR_RESERVED, ERR_USER, ERR_WRITE,
+};
+pub use file::{FdTable, File, MemFile, MemFs, OpenFile, OpenMode, PageCache};
+pub use space::{BackingKind, MapRequest, MapSource, RegionInfo, VmSpace};
+
+use bitflags::bitflags;
+
+use crate::error::MmError;
+
+/// `PROT_NONE`: no access.
+pub const PROT_NONE: u32 = 0x0;
+/// `PROT_READ`: readable.
+pub const PROT_READ: u32 = 0x1;
+/// `PROT_WRITE`: writable (implies readable on x86).
+pub const PROT_WRITE: u32 = 0x2;
+/// `PROT_EXEC`: executable (recorded; without NX it implies readable).
+pub const PROT_EXEC: u32 = 0x4;
+
+/// `MAP_SHARED`: writes are shared with other mappings and reach the file.
+pub const MAP_SHARED: u32 = 0x01;
+/// `MAP_PRIVATE`: copy-on-write; writes stay private to the process.
+pub const MAP_PRIVATE: u32 = 0x02;
+/// `MAP_FIXED`: place the mapping exactly at `addr`, replacing what was there.
+pub const MAP_FIXED: u32 = 0x10;
+/// `MAP_ANONYMOUS`: not backed by a file (`fd` must be -1, `offset` 0).
+pub const MAP_ANONYMOUS: u32 = 0x20;
+
+/// Gap kept free below a growable stack region: the stack never grows to
+/// within this many bytes of the region below it, and `mmap` never places a
+/// mapping in a stack's growth reserve or its gap (1 MiB, as Linux's
+/// `stack_guard_gap`).
+pub const STACK_GUARD_GAP: u32 = 1 << 20;
+
+bitflags! {
+    /// Protection of a region (`PROT_*`). The empty set is `PROT_NONE`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct Prot: u32 {
+        /// `PROT_READ`: user code may read.
+        const READ = PROT_READ;
+        /// `PROT_WRITE`: user code may write (and therefore read: no
+        /// write-only pages on x86).
+        const WRITE = PROT_WRITE;
+        /// `PROT_EXEC`: user code may execute. Without PAE there is no NX
+        /// bit, so this is recorded but grants exactly what `READ` grants,
+        /// and every readable page is executable.
+        const EXEC = PROT_EXEC;
+    }
+}
+
+impl Prot {
+    /// Parses the spec's `prot` argument; unknown bits are `InvalidArgument`.
+    pub fn from_raw(raw: u32) -> Result<Prot, MmError> {
+        Prot::from_bits(raw).ok_or(MmError::InvalidArgument)
+    }
+
+    /// True when user code may read (or execute): any protection but `PROT_NONE`.
+    pub fn readable(self) -> bool {
+        !self.is_empty()
+    }
+
+    /// True when user code may write.
+    pub fn writable(self) -> bool {
+        self.contains(Prot::WRITE)
+    }
+}
+
+bitflags! {
+    /// The spec's `flags` argument of `mmap` (`MAP_*`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct MapFlags: u32 {
+        /// `MAP_SHARED`.
+        const SHARED = MAP_SHARED;
+        /// `MAP_PRIVATE`.
+        const PRIVATE = MAP_PRIVATE;
+        /// `MAP_FIXED`.
+        const FIXED = MAP_FIXED;
+        /// `MAP_ANONYMOUS`.
+        const ANONYMOUS = MAP_ANONYMOUS;
+    }
+}

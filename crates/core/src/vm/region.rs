@@ -1,0 +1,422 @@
+//! The region tree of an address space, with an index of free gaps.
+//!
+//! Regions are kept in a `BTreeMap` keyed by their first page number; they
+//! never overlap. Free space is indexed twice — by start (to test a hint and
+//! to find a gap's neighbours) and by (length, start) (to find a gap that
+//! fits) — so lookup, placement, insertion and removal are all O(log n) in
+//! the number of regions (Linux gets the same from its augmented VMA tree).
+//!
+//! All numbers here are page numbers; a region is `start..end`.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use super::object::VmObject;
+use super::{Prot, STACK_GUARD_GAP};
+use crate::layout::{PAGE_SHIFT, USER_END, USER_MMAP_MIN};
+
+/// First page `mmap` may use.
+pub(crate) const MIN_PAGE: u32 = USER_MMAP_MIN >> PAGE_SHIFT;
+/// One past the last user page.
+pub(crate) const END_PAGE: u32 = USER_END >> PAGE_SHIFT;
+/// The stack guard gap in pages.
+pub(crate) const GUARD_PAGES: u32 = STACK_GUARD_GAP >> PAGE_SHIFT;
+
+/// What backs a region's pages.
+#[derive(Clone)]
+pub(crate) enum Backing {
+    /// Private anonymous memory: demand-zero pages owned by the page tables.
+    Anonymous,
+    /// A shared anonymous object or a file's page cache.
+    Object {
+        /// The object.
+        object: Arc<VmObject>,
+        /// Page index within the object of the region's first page.
+        offset: u32,
+        /// The file was opened for writing (a shared mapping may become
+        /// writable); always true for anonymous objects.
+        may_write: bool,
+    },
+}
+
+/// One region (VMA).
+#[derive(Clone)]
+pub(crate) struct Region {
+    /// One past the last page.
+    pub end: u32,
+    /// Protection.
+    pub prot: Prot,
+    /// Shared (writes visible to other mappings) or private (copy-on-write).
+    pub shared: bool,
+    /// What backs it.
+    pub backing: Backing,
+    /// For a growable stack: the lowest page it may grow down to.
+    pub stack_limit: Option<u32>,
+}
+
+impl Region {
+    /// The object and the object page index of page `page` (whose region
+    /// starts at `start`), for object-backed regions.
+    pub(crate) fn object_index(&self, start: u32, page: u32) -> Option<(&Arc<VmObject>, u32)> {
+        match &self.backing {
+            Backing::Object { object, offset, .. } => Some((object, offset + (page - start))),
+            Backing::Anonymous => None,
+        }
+    }
+
+    /// The region's part from `at` on (for a split at `at`, `start < at < end`).
+    fn tail(&self, start: u32, at: u32) -> Region {
+        let mut r = self.clone();
+        if let Backing::Object { offset, .. } = &mut r.backing {
+            *offset += at - start;
+        }
+        r
+    }
+
+    /// True when `next` (starting at `self_end`) continues this region
+    /// seamlessly, so the two can be one region.
+    fn mergeable(&self, start: u32, next: &Region) -> bool {
+        if self.prot != next.prot
+            || self.shared != next.shared
+            || self.stack_limit != next.stack_limit
+        {
+            return false;
+        }
+        match (&self.backing, &next.backing) {
+            (Backing::Anonymous, Backing::Anonymous) => true,
+            (
+                Backing::Object {
+                    object: a,
+                    offset: ao,
+                    may_write: aw,
+                },
+                Backing::Object {
+                    object: b,
+                    offset: bo,
+                    may_write: bw,
+                },
+            ) => Arc::ptr_eq(a, b) && aw == bw && ao + (self.end - start) == *bo,
+            _ => false,
+        }
+    }
+
+    /// Where the free space below this region ends, given that the region
+    /// before it ends at `prev_end`: a stack reserves its growth range and
+    /// the guard gap below it.
+    fn reserved_start(&self, start: u32, prev_end: u32) -> u32 {
+        match self.stack_limit {
+            Some(limit) => limit.saturating_sub(GUARD_PAGES).max(prev_end).min(start),
+            None => start,
+        }
+    }
+}
+
+/// The regions of one address space and the free gaps between them.
+#[derive(Clone)]
+pub(crate) struct RegionTree {
+    regions: BTreeMap<u32, Region>,
+    /// Free gaps: start -> end.
+    gaps: BTreeMap<u32, u32>,
+    /// Free gaps by (length, start).
+    by_len: BTreeSet<(u32, u32)>,
+}
+
+impl RegionTree {
+    /// An empty tree: all of `MIN_PAGE..END_PAGE` is free.
+    pub(crate) fn new() -> Self {
+        let mut t = RegionTree {
+            regions: BTreeMap::new(),
+            gaps: BTreeMap::new(),
+            by_len: BTreeSet::new(),
+        };
+        t.add_gap(MIN_PAGE, END_PAGE);
+        t
+    }
+
+    /// Number of regions.
+    pub(crate) fn len(&self) -> usize {
+        self.regions.len()
+    }
+
+    /// The region containing `page`: (start, region).
+    pub(crate) fn find(&self, page: u32) -> Option<(u32, &Region)> {
+        let (&s, r) = self.regions.range(..=page).next_back()?;
+        (page < r.end).then_some((s, r))
+    }
+
+    /// The region starting at `start`.
+    pub(crate) fn get(&self, start: u32) -> Option<&Region> {
+        self.regions.get(&start)
+    }
+
+    /// The first region starting above `page`.
+    pub(crate) fn next_above(&self, page: u32) -> Option<(u32, &Region)> {
+        self.regions.range(page + 1..).next().map(|(&s, r)| (s, r))
+    }
+
+    /// The last region starting below `page`.
+    pub(crate) fn prev_below(&self, page: u32) -> Option<(u32, &Region)> {
+        self.regions.range(..page).next_back().map(|(&s, r)| (s, r))
+    }
+
+    /// Regions starting in `lo..hi`, in order.
+    pub(crate) fn range(&self, lo: u32, hi: u32) -> impl Iterator<Item = (u32, &Region)> {
+        self.regions.range(lo..hi).map(|(&s, r)| (s, r))
+    }
+
+    /// All regions in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &Region)> {
+        self.regions.iter().map(|(&s, r)| (s, r))
+    }
+
+    /// Mutable access to the region starting at `start`.
+    pub(crate) fn get_mut(&mut self, start: u32) -> Option<&mut Region> {
+        self.regions.get_mut(&start)
+    }
+
+    /// True when `lo..hi` is wholly free (not in a region, a stack reserve
+    /// or a guard gap).
+    pub(crate) fn is_free(&self, lo: u32, hi: u32) -> bool {
+        match self.gaps.range(..=lo).next_back() {
+            Some((_, &end)) => hi <= end,
+            None => false,
+        }
+    }
+
+    /// The lowest-addressed among the smallest free gaps of at least `pages`
+    /// pages (best fit): its start.
+    pub(crate) fn find_free(&self, pages: u32) -> Option<u32> {
+        self.by_len
+            .range((pages, 0)..)
+            .next()
+            .map(|&(_, start)| start)
+    }
+
+    /// Splits the region straddling `at` (if any) into `..at` and `at..`.
+    pub(crate) fn split_at(&mut self, at: u32) {
+        let Some((s, r)) = self.find(at) else { return };
+        if s == at {
+            return;
+        }
+        let tail = r.tail(s, at);
+        if let Some(r) = self.regions.get_mut(&s) {
+            r.end = at;
+        }
+        self.regions.insert(at, tail);
+    }
+
+    /// Inserts a region at `start` (the range must hold no region), and
+    /// updates the gaps.
+    pub(crate) fn insert(&mut self, start: u32, region: Region) {
+        let end = region.end;
+        debug_assert!(self.range(start, end).next().is_none() && self.find(start).is_none());
+        self.regions.insert(start, region);
+        self.refresh_gaps(start, end);
+    }
+
+    /// Removes every region starting in `lo..hi` (split first so none
+    /// straddles the bounds) and returns them; updates the gaps.
+    pub(crate) fn remove_range(&mut self, lo: u32, hi: u32) -> Vec<(u32, Region)> {
+        let keys: Vec<u32> = self.regions.range(lo..hi).map(|(&s, _)| s).collect();
+        let out: Vec<(u32, Region)> = keys
+            .into_iter()
+            .filter_map(|s| self.regions.remove(&s).map(|r| (s, r)))
+            .collect();
+        if !out.is_empty() {
+            self.refresh_gaps(lo, hi);
+        }
+        out
+    }
+
+    /// Removes every region (for teardown).
+    pub(crate) fn take_all(&mut self) -> BTreeMap<u32, Region> {
+        let all = core::mem::take(&mut self.regions);
+        self.gaps.clear();
+        self.by_len.clear();
+        self.add_gap(MIN_PAGE, END_PAGE);
+        all
+    }
+
+    /// Moves the start of the region at `old` down to `new` (stack growth;
+    /// `new..old` must be free of regions). The gaps don't change: a stack's
+    /// reserve already covers its growth range.
+    pub(crate) fn extend_down(&mut self, old: u32, new: u32) {
+        if let Some(r) = self.regions.remove(&old) {
+            self.regions.insert(new, r);
+        }
+    }
+
+    /// Merges the region at `start` with its neighbours where seamless.
+    /// Returns the start of the merged region. Regions absorbed share the
+    /// survivor's object, so dropping them never drops an object's last hold.
+    pub(crate) fn merge_around(&mut self, start: u32) -> u32 {
+        let mut start = start;
+        if let Some((ps, prev)) = self.prev_below(start) {
+            if prev.end == start {
+                if let Some(cur) = self.regions.get(&start) {
+                    if prev.mergeable(ps, cur) {
+                        let cur = self.regions.remove(&start).map(|c| c.end);
+                        if let (Some(end), Some(p)) = (cur, self.regions.get_mut(&ps)) {
+                            p.end = end;
+                        }
+                        start = ps;
+                    }
+                }
+            }
+        }
+        let Some(cur) = self.regions.get(&start) else {
+            return start;
+        };
+        let end = cur.end;
+        if let Some(next) = self.regions.get(&end) {
+            if cur.mergeable(start, next) {
+                let next_end = next.end;
+                self.regions.remove(&end);
+                if let Some(c) = self.regions.get_mut(&start) {
+                    c.end = next_end;
+                }
+            }
+        }
+        start
+    }
+
+    fn add_gap(&mut self, lo: u32, hi: u32) {
+        if lo < hi {
+            self.gaps.insert(lo, hi);
+            self.by_len.insert((hi - lo, lo));
+        }
+    }
+
+    /// Recomputes the free gaps around `lo..hi` after regions changed there:
+    /// from the end of the last region before `lo` to the reserved start of
+    /// the first region at or after `hi`. O((k + 1) log n) for k regions in
+    /// the window.
+    fn refresh_gaps(&mut self, lo: u32, hi: u32) {
+        let from = self
+            .regions
+            .range(..lo)
+            .next_back()
+            .map_or(MIN_PAGE, |(_, r)| r.end.max(MIN_PAGE));
+        let right = self.regions.range(hi..).next().map(|(&s, _)| s);
+        let to = right.unwrap_or(END_PAGE);
+        let stale: Vec<(u32, u32)> = self.gaps.range(from..to).map(|(&s, &e)| (s, e)).collect();
+        for (s, e) in stale {
+            self.gaps.remove(&s);
+            self.by_len.remove(&(e - s, s));
+        }
+        let mut prev_end = from;
+        let mut fresh: Vec<(u32, u32)> = Vec::new();
+        let chain = self
+            .regions
+            .range(lo..to)
+            .chain(right.and_then(|s| self.regions.get_key_value(&s)));
+        for (&s, r) in chain {
+            let gap_end = r.reserved_start(s, prev_end);
+            if gap_end > prev_end {
+                fresh.push((prev_end, gap_end));
+            }
+            prev_end = prev_end.max(r.end);
+        }
+        if right.is_none() && END_PAGE > prev_end {
+            fresh.push((prev_end, END_PAGE));
+        }
+        for (s, e) in fresh {
+            self.add_gap(s, e);
+        }
+    }
+
+    /// Checks the gap index against a scan of the regions (tests).
+    #[cfg(test)]
+    pub(crate) fn check(&self) {
+        let mut expect = Vec::new();
+        let mut prev_end = MIN_PAGE;
+        for (&s, r) in &self.regions {
+            assert!(s < r.end && s >= prev_end, "regions overlap or are empty");
+            let gap_end = r.reserved_start(s, prev_end);
+            if gap_end > prev_end {
+                expect.push((prev_end, gap_end));
+            }
+            prev_end = r.end;
+        }
+        if END_PAGE > prev_end {
+            expect.push((prev_end, END_PAGE));
+        }
+        let got: Vec<(u32, u32)> = self.gaps.iter().map(|(&s, &e)| (s, e)).collect();
+        assert_eq!(got, expect);
+        assert_eq!(self.by_len.len(), self.gaps.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn anon(end: u32, prot: Prot) -> Region {
+        Region {
+            end,
+            prot,
+            shared: false,
+            backing: Backing::Anonymous,
+            stack_limit: None,
+        }
+    }
+
+    #[test]
+    fn gaps_follow_inserts_splits_and_removals() {
+        let mut t = RegionTree::new();
+        t.check();
+        assert_eq!(t.find_free(10), Some(MIN_PAGE));
+        t.insert(MIN_PAGE, anon(MIN_PAGE + 10, Prot::READ));
+        t.insert(MIN_PAGE + 20, anon(MIN_PAGE + 25, Prot::READ));
+        t.check();
+        assert_eq!(
+            t.find_free(10),
+            Some(MIN_PAGE + 10),
+            "best fit: the 10-page hole"
+        );
+        assert_eq!(t.find_free(11), Some(MIN_PAGE + 25));
+        assert!(t.is_free(MIN_PAGE + 10, MIN_PAGE + 20));
+        assert!(!t.is_free(MIN_PAGE + 10, MIN_PAGE + 21));
+        t.split_at(MIN_PAGE + 5);
+        assert_eq!(t.len(), 3);
+        t.split_at(MIN_PAGE + 22);
+        let gone = t.remove_range(MIN_PAGE + 5, MIN_PAGE + 22);
+        assert_eq!(gone.len(), 2);
+        t.check();
+        assert!(t.find(MIN_PAGE + 21).is_none());
+        assert!(t.find(MIN_PAGE + 22).is_some());
+        assert!(t.find(MIN_PAGE + 4).is_some());
+    }
+
+    #[test]
+    fn merge_joins_seamless_neighbours_only() {
+        let mut t = RegionTree::new();
+        t.insert(MIN_PAGE, anon(MIN_PAGE + 4, Prot::READ));
+        t.insert(MIN_PAGE + 4, anon(MIN_PAGE + 8, Prot::READ));
+        t.insert(MIN_PAGE + 8, anon(MIN_PAGE + 12, Prot::WRITE));
+        assert_eq!(t.merge_around(MIN_PAGE + 4), MIN_PAGE);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.get(MIN_PAGE).unwrap().end, MIN_PAGE + 8);
+        t.check();
+    }
+
+    #[test]
+    fn stack_reserve_is_not_free() {
+        let mut t = RegionTree::new();
+        let top = END_PAGE;
+        let limit = top - 256;
+        t.insert(
+            top - 4,
+            Region {
+                stack_limit: Some(limit),
+                ..anon(top, Prot::READ | Prot::WRITE)
+            },
+        );
+        t.check();
+        assert!(!t.is_free(limit - 1, limit));
+        assert!(t.is_free(limit - GUARD_PAGES - 1, limit - GUARD_PAGES));
+        t.extend_down(top - 4, top - 10);
+        t.check();
+    }
+}
