@@ -1,0 +1,350 @@
+//! Property test: random sequences of mmap / munmap / mprotect / fork /
+//! access / copy_to_user / exit, run on the simulated machine against a
+//! plain model of every process's pages (contents and permissions). After
+//! every sequence all spaces are destroyed and every frame is back.
+
+mod vm_support;
+
+use std::collections::BTreeMap;
+
+use myos_mm::vm::*;
+use myos_mm::{MmError, VirtAddr};
+use proptest::prelude::*;
+use vm_support::*;
+
+/// The window the test maps in (MAP_FIXED), spanning a page-table boundary.
+const BASE: u32 = 0x1000_0000 - 8 * PAGE;
+const WINDOW: u32 = 24;
+const MAX_PROCS: usize = 4;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Mmap {
+        p: usize,
+        start: u32,
+        len: u32,
+        prot: u32,
+        shared: bool,
+    },
+    Munmap {
+        p: usize,
+        start: u32,
+        len: u32,
+    },
+    Mprotect {
+        p: usize,
+        start: u32,
+        len: u32,
+        prot: u32,
+    },
+    Fork {
+        p: usize,
+    },
+    Write {
+        p: usize,
+        page: u32,
+        value: u32,
+    },
+    Read {
+        p: usize,
+        page: u32,
+    },
+    CopyIn {
+        p: usize,
+        page: u32,
+        value: u32,
+    },
+    CopyOut {
+        p: usize,
+        page: u32,
+    },
+    Exit {
+        p: usize,
+    },
+}
+
+fn prot() -> impl Strategy<Value = u32> {
+    prop_oneof![
+        Just(PROT_NONE),
+        Just(PROT_READ),
+        Just(PROT_READ | PROT_WRITE),
+        Just(PROT_EXEC),
+        Just(PROT_WRITE)
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let p = 0..MAX_PROCS;
+    let page = 0..WINDOW;
+    let len = 1..8u32;
+    prop_oneof![
+        3 => (p.clone(), page.clone(), len.clone(), prot(), any::<bool>())
+            .prop_map(|(p, start, len, prot, shared)| Op::Mmap { p, start, len, prot, shared }),
+        1 => (p.clone(), page.clone(), len.clone()).prop_map(|(p, start, len)| Op::Munmap { p, start, len }),
+        2 => (p.clone(), page.clone(), len, prot()).prop_map(|(p, start, len, prot)| Op::Mprotect { p, start, len, prot }),
+        1 => p.clone().prop_map(|p| Op::Fork { p }),
+        4 => (p.clone(), page.clone(), any::<u32>()).prop_map(|(p, page, value)| Op::Write { p, page, value }),
+        4 => (p.clone(), page.clone()).prop_map(|(p, page)| Op::Read { p, page }),
+        1 => (p.clone(), page.clone(), any::<u32>()).prop_map(|(p, page, value)| Op::CopyIn { p, page, value }),
+        1 => (p.clone(), page).prop_map(|(p, page)| Op::CopyOut { p, page }),
+        1 => p.prop_map(|p| Op::Exit { p }),
+    ]
+}
+
+/// Where a modelled page's contents live.
+#[derive(Clone, Copy, Debug)]
+enum Cell {
+    /// A private value (copied on fork).
+    Private(u32),
+    /// Page `idx` of shared object `obj`.
+    Shared { obj: usize, idx: u32 },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct MPage {
+    prot: Prot,
+    cell: Cell,
+}
+
+#[derive(Default)]
+struct Model {
+    /// Shared objects' page values.
+    objects: Vec<Vec<u32>>,
+}
+
+impl Model {
+    fn value(&self, c: Cell) -> u32 {
+        match c {
+            Cell::Private(v) => v,
+            Cell::Shared { obj, idx } => self.objects[obj][idx as usize],
+        }
+    }
+}
+
+fn va(page: u32) -> VirtAddr {
+    VirtAddr::new(BASE + page * PAGE)
+}
+
+/// The outcome an access should have.
+fn expect_access(m: &BTreeMap<u32, MPage>, page: u32, write: bool) -> Result<(), SegvCause> {
+    match m.get(&page) {
+        None => Err(SegvCause::NoRegion),
+        Some(p) if p.prot.is_empty() || (write && !p.prot.contains(Prot::WRITE)) => {
+            Err(SegvCause::Protection)
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+fn run(ops: &[Op]) {
+    let w = World::new(16 * MIB);
+    let fds = FdTable::new();
+    let mut model = Model::default();
+    let mut procs: Vec<(Vm<'_>, BTreeMap<u32, MPage>)> = vec![(w.space(), BTreeMap::new())];
+    for op in ops {
+        if procs.is_empty() {
+            procs.push((w.space(), BTreeMap::new()));
+        }
+        let n = procs.len();
+        match *op {
+            Op::Mmap {
+                p,
+                start,
+                len,
+                prot,
+                shared,
+            } => {
+                let (vm, m) = &mut procs[p % n];
+                let len = len.min(WINDOW - start);
+                let flags =
+                    MAP_FIXED | MAP_ANONYMOUS | if shared { MAP_SHARED } else { MAP_PRIVATE };
+                assert_eq!(
+                    vm.mmap(&fds, va(start), len * PAGE, prot, flags, -1, 0),
+                    Ok(va(start))
+                );
+                let obj = shared.then(|| {
+                    model.objects.push(vec![0; len as usize]);
+                    model.objects.len() - 1
+                });
+                for i in 0..len {
+                    let cell = match obj {
+                        Some(obj) => Cell::Shared { obj, idx: i },
+                        None => Cell::Private(0),
+                    };
+                    m.insert(
+                        start + i,
+                        MPage {
+                            prot: Prot::from_bits(prot).unwrap(),
+                            cell,
+                        },
+                    );
+                }
+            }
+            Op::Munmap { p, start, len } => {
+                let (vm, m) = &mut procs[p % n];
+                vm.munmap(va(start), len * PAGE).unwrap();
+                for i in start..start + len {
+                    m.remove(&i);
+                }
+            }
+            Op::Mprotect {
+                p,
+                start,
+                len,
+                prot,
+            } => {
+                let (vm, m) = &mut procs[p % n];
+                let len = len.min(WINDOW - start);
+                let all = (start..start + len).all(|i| m.contains_key(&i));
+                let r = vm.mprotect(va(start), len * PAGE, prot);
+                if all {
+                    assert_eq!(r, Ok(()));
+                    for i in start..start + len {
+                        m.get_mut(&i).unwrap().prot = Prot::from_bits(prot).unwrap();
+                    }
+                } else {
+                    assert_eq!(r, Err(MmError::NoRegion));
+                }
+            }
+            Op::Fork { p } => {
+                if n < MAX_PROCS {
+                    let (vm, m) = &mut procs[p % n];
+                    let child = vm.fork().unwrap();
+                    let cm = m.clone();
+                    procs.push((child, cm));
+                }
+            }
+            Op::Write { p, page, value } | Op::CopyIn { p, page, value } => {
+                let kernel = matches!(op, Op::CopyIn { .. });
+                let (vm, m) = &mut procs[p % n];
+                let addr = va(page);
+                let expect = expect_access(m, page, true);
+                if kernel {
+                    let r = vm.copy_to_user(addr, &value.to_le_bytes());
+                    assert_eq!(r.is_ok(), expect.is_ok(), "{op:?}");
+                } else {
+                    let r = w.write_u32(vm, addr, value, U);
+                    match expect {
+                        Ok(()) => assert_eq!(r, Ok(())),
+                        Err(cause) => {
+                            assert_eq!(
+                                r,
+                                Err(FaultOutcome::Signal(Signal::Segv { addr, cause })),
+                                "{op:?}"
+                            )
+                        }
+                    }
+                }
+                if expect.is_ok() {
+                    match m.get_mut(&page).unwrap().cell {
+                        Cell::Private(ref mut v) => *v = value,
+                        Cell::Shared { obj, idx } => model.objects[obj][idx as usize] = value,
+                    }
+                }
+            }
+            Op::Read { p, page } | Op::CopyOut { p, page } => {
+                let kernel = matches!(op, Op::CopyOut { .. });
+                let (vm, m) = &mut procs[p % n];
+                let addr = va(page);
+                let expect = expect_access(m, page, false).map(|()| model.value(m[&page].cell));
+                if kernel {
+                    let mut b = [0u8; 4];
+                    let r = vm
+                        .copy_from_user(addr, &mut b)
+                        .map(|()| u32::from_le_bytes(b));
+                    assert_eq!(r.ok(), expect.ok(), "{op:?}");
+                } else {
+                    let r = w.read_u32(vm, addr, U);
+                    match expect {
+                        Ok(v) => assert_eq!(r, Ok(v), "{op:?}"),
+                        Err(cause) => {
+                            assert_eq!(
+                                r,
+                                Err(FaultOutcome::Signal(Signal::Segv { addr, cause })),
+                                "{op:?}"
+                            )
+                        }
+                    }
+                }
+            }
+            Op::Exit { p } => {
+                let (vm, _) = procs.remove(p % n);
+                vm.destroy();
+            }
+        }
+        // Region protections agree with the model, page by page.
+        for (vm, m) in &procs {
+            for page in 0..WINDOW {
+                assert_eq!(
+                    vm.region_at(va(page)).map(|r| r.prot),
+                    m.get(&page).map(|p| p.prot),
+                    "page {page}"
+                );
+            }
+        }
+        w.fa.lock().validate().unwrap();
+    }
+    // Every process still sees exactly its model, then exits.
+    for (vm, m) in &mut procs {
+        for (&page, p) in m.iter() {
+            if p.prot.is_empty() {
+                continue;
+            }
+            assert_eq!(w.read_u32(vm, va(page), U), Ok(model.value(p.cell)));
+        }
+    }
+    drop(procs);
+    w.finish();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn random_sequences_match_the_model_and_return_every_frame(ops in proptest::collection::vec(op(), 1..60)) {
+        run(&ops);
+    }
+}
+
+#[test]
+fn regression_fork_then_mprotect_then_write() {
+    run(&[
+        Op::Mmap {
+            p: 0,
+            start: 6,
+            len: 4,
+            prot: PROT_READ | PROT_WRITE,
+            shared: false,
+        },
+        Op::Write {
+            p: 0,
+            page: 7,
+            value: 1,
+        },
+        Op::Fork { p: 0 },
+        Op::Mprotect {
+            p: 0,
+            start: 7,
+            len: 1,
+            prot: PROT_READ,
+        },
+        Op::Mprotect {
+            p: 0,
+            start: 6,
+            len: 4,
+            prot: PROT_READ | PROT_WRITE,
+        },
+        Op::Write {
+            p: 0,
+            page: 7,
+            value: 2,
+        },
+        Op::Read { p: 1, page: 7 },
+        Op::Exit { p: 1 },
+        Op::Write {
+            p: 0,
+            page: 8,
+            value: 3,
+        },
+    ]);
+}
