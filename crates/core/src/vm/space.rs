@@ -201,6 +201,16 @@ impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
         self.space()
     }
 
+    /// The page tables, for raw page-level calls outside the regions (the C
+    /// API's `get_page`/`map_page`/`unmap_page` on a process directory, e.g.
+    /// the spec's example mapping at `0x1000`, below any region). Such
+    /// mappings are the caller's business: the fault handler, `munmap` and
+    /// `mprotect` only act inside regions, and exit releases their frames
+    /// like any other entry's. Don't change entries inside regions this way.
+    pub fn address_space_mut(&mut self) -> &mut AddressSpace {
+        self.space.as_mut().expect("VmSpace used after destroy")
+    }
+
     /// The page directory (what CR3 holds while the process runs).
     pub fn directory(&self) -> Frame {
         self.space().directory()
