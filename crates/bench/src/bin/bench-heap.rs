@@ -936,6 +936,45 @@ fn main() {
             ours.eff - r.eff
         );
     }
+    let talc = &rows[1];
+    let yes = |b: bool| if b { "met" } else { "**missed**" };
+    let g_talc = geomean(&ours.ns) / geomean(&talc.ns);
+    let slower: Vec<String> = rows[1..]
+        .iter()
+        .filter(|r| geomean(&r.ns) <= geomean(&ours.ns))
+        .map(|r| {
+            format!(
+                "{} ({:.1} vs our {:.1})",
+                r.name,
+                geomean(&r.ns),
+                geomean(&ours.ns)
+            )
+        })
+        .collect();
+    let p999_ok = ours
+        .p999
+        .iter()
+        .zip(&talc.p999)
+        .filter(|(a, b)| a <= b)
+        .count();
+    let goals = format!(
+        "- geomean ns/op ≤ 0.7× talc: {} (ours/talc = {g_talc:.2})\n\
+- faster than every peer (geomean): {}{}\n\
+- p99.9 ≤ talc's: {} ({p999_ok} of {} workloads)\n\
+- efficiency ≥ talc's: {} ({:.1}% vs {:.1}%)\n",
+        yes(g_talc <= 0.7),
+        yes(slower.is_empty()),
+        if slower.is_empty() {
+            String::new()
+        } else {
+            format!(": not faster than {}", slower.join(", "))
+        },
+        yes(p999_ok == names.len()),
+        names.len(),
+        yes(ours.eff >= talc.eff),
+        ours.eff,
+        talc.eff,
+    );
     let ratio_head = format!(
         "| peer | {} | geomean ratio | workloads with p99.9 ≤ peer (of {}) | efficiency Δ (points) |\n|---|{}---:|---:|---:|\n",
         names.iter().map(|n| format!("{n} ours/peer")).collect::<Vec<_>>().join(" | "),
@@ -954,6 +993,7 @@ fn main() {
     println!("{md}");
     println!("per-operation cycles (rdtsc, including ~the floor)\n{lat}");
     println!("ours / peer\n{ratio_head}{ratios}");
+    println!("goals\n{goals}");
     let elapsed = t0.elapsed().as_secs_f64();
     eprintln!("done in {elapsed:.1} s");
 
@@ -983,7 +1023,7 @@ heap-efficiency protocol (live bytes / arena at the first failure, mean of {EFF_
 ### ns/op (lower is better)\n\n{md}\n\
 ![ns/op per workload per allocator](docs/bench-heap.svg)\n\n\
 ### Per-operation latency, cycles (p50 / p99.9)\n\n{lat}\n\
-### Ours relative to each peer\n\n{ratio_head}{ratios}\n{END}\n",
+### Ours relative to each peer\n\n{ratio_head}{ratios}\n### Goals (issue 3)\n\n{goals}\n{END}\n",
         BEGIN = "<!-- heap:begin -->",
         END = "<!-- heap:end -->",
         machine = machine(),

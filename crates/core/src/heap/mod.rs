@@ -22,6 +22,13 @@
 //!   own list first, then the first non-empty list above it (whose blocks all
 //!   fit). Allocation and free are O(1); growth and shrinking add one
 //!   backend call.
+//! - Small-object fast path: a freed block under 256 bytes goes onto a
+//!   per-size *quick list* (singly linked, at most 32 per size, flagged
+//!   `QUICK` in its header) instead of being merged; an allocation of that
+//!   size pops it. Quick blocks count as free in the statistics. They are
+//!   merged for real (the lists are flushed) when no free block fits a
+//!   request (before growing), when nothing is allocated any more, and on
+//!   [`Heap::trim`].
 //! - Sizes are multiples of 8 bytes; the smallest block is 24 bytes (16
 //!   usable); an allocated block costs its 8-byte header.
 //!
@@ -29,9 +36,9 @@
 //!
 //! `free` and `realloc` check, before changing anything: the pointer lies in
 //! the mapped heap and is 8-byte aligned; its header's `check` matches; the
-//! block is allocated; the next block's header (the one an overflow of this
-//! block would clobber) and, if free, the previous block's footer and header
-//! are intact. Failures are reported as [`MmError::BadPointer`] (foreign or
+//! block is allocated (not free, not on a quick list); the next block's
+//! header (the one an overflow of this block would clobber) and, if free, the
+//! previous block's footer and header are intact. Failures are reported as [`MmError::BadPointer`] (foreign or
 //! interior pointer), [`MmError::DoubleFree`] or [`MmError::HeapCorrupted`]
 //! and leave the heap untouched. A header that fails its check is classified
 //! by a walk over the heap (the error path only): a pointer inside a block is
@@ -59,7 +66,10 @@
 //!   (usable for DMA); see [`Heap::alloc_physical`].
 //! - A size whose rounding overflows 32 bits fails with
 //!   [`MmError::InvalidArgument`], a request that cannot fit below `max`
-//!   with [`MmError::OutOfMemory`]; neither changes anything.
+//!   with [`MmError::OutOfMemory`]. Neither changes the heap's memory: its
+//!   size, free and used bytes and live blocks stay the same (an
+//!   out-of-memory request may have merged quick-listed free blocks first,
+//!   which lowers the block counts).
 //!
 //! # Growth and shrinking
 //!
@@ -99,7 +109,10 @@ pub const MAX_SPAN: usize = 0xFFFF_F000;
 
 const FREE: u32 = 1;
 const PREV_FREE: u32 = 2;
+const QUICK: u32 = 4;
 const FLAGS: u32 = 7;
+/// Longest quick list per size class.
+const QUICK_MAX: u8 = 32;
 const MAGIC: u32 = 0x6B48_6561;
 const NIL: u32 = u32::MAX;
 
@@ -186,6 +199,12 @@ pub struct Heap<B: HeapBackend> {
     words: [u64; WORDS],
     /// Offset of the first block of each free list, or `NIL`.
     heads: [u32; BINS],
+    /// Quick lists: freed small blocks, not merged yet, by size / 8.
+    quick: [u32; SMALL_BINS],
+    quick_len: [u8; SMALL_BINS],
+    /// Bit `c` set when `quick[c]` is non-empty.
+    quick_mask: u32,
+    quick_blocks: usize,
 }
 
 // SAFETY: the heap owns the memory behind `base` exclusively (backend
@@ -249,6 +268,10 @@ impl<B: HeapBackend> Heap<B> {
             summary: 0,
             words: [0; WORDS],
             heads: [NIL; BINS],
+            quick: [NIL; SMALL_BINS],
+            quick_len: [0; SMALL_BINS],
+            quick_mask: 0,
+            quick_blocks: 0,
         };
         let size = len - SENTINEL;
         heap.set_free(0, size, 0);
@@ -434,7 +457,8 @@ impl<B: HeapBackend> Heap<B> {
     /// is always given). Errors: [`MmError::InvalidArgument`] for a bad
     /// alignment or a size that overflows when rounded,
     /// [`MmError::OutOfMemory`] when the heap cannot grow enough (or a backend
-    /// error). Nothing changes on error.
+    /// error). Nothing changes on error (but see the module docs on quick
+    /// lists).
     #[inline]
     pub fn alloc(&mut self, size: usize, align: usize) -> Result<NonNull<u8>, MmError> {
         let bsize = self.block_size(size)?;
@@ -442,18 +466,91 @@ impl<B: HeapBackend> Heap<B> {
             if !align.is_power_of_two() {
                 return Err(MmError::InvalidArgument);
             }
+            if bsize < SMALL_LIMIT && self.quick[bsize / GRANULE] != NIL {
+                return self.pop_quick(bsize);
+            }
             let (off, bs) = match self.find(bsize) {
                 Some(found) => found,
-                None => {
-                    self.grow(bsize, false)?;
-                    self.find(bsize).ok_or(MmError::OutOfMemory)?
-                }
+                None => self.refill(bsize)?,
             };
             self.unlink(off, bs);
             self.take(off, bs, off + HEADER, bsize);
             return Ok(self.ptr_at(off + HEADER));
         }
+        if !align.is_power_of_two() {
+            return Err(MmError::InvalidArgument);
+        }
+        // Small alignments: the block found for the size alone often fits
+        // with the payload aligned (or with room for a gap block in front).
+        if let Some((off, bs)) = self.find(bsize) {
+            if let Some(p) = self.place(off, bs, 0, align, bsize) {
+                self.unlink(off, bs);
+                self.take(off, bs, p, bsize);
+                return Ok(self.ptr_at(p));
+            }
+        }
         self.alloc_aligned_slow(bsize, align, false).map(|(p, _)| p)
+    }
+
+    /// Takes the first block of the (non-empty) quick list for `bsize`.
+    #[inline(always)]
+    fn pop_quick(&mut self, bsize: usize) -> Result<NonNull<u8>, MmError> {
+        let c = bsize / GRANULE;
+        let off = self.quick[c] as usize;
+        let tag = self.rd(off);
+        let next = self.rd(off + 8);
+        let sane_next =
+            next == NIL || ((next as usize) < self.len - SENTINEL && next.is_multiple_of(8));
+        if self.rd(off + 4) != check_of(off, tag) || tag & (QUICK | FREE) != QUICK || !sane_next {
+            return Err(MmError::HeapCorrupted);
+        }
+        self.quick[c] = next;
+        self.quick_len[c] -= 1;
+        if next == NIL {
+            self.quick_mask &= !(1 << c);
+        }
+        self.quick_blocks -= 1;
+        self.free_blocks -= 1;
+        self.free_bytes -= bsize;
+        self.set_tag(off, tag & !QUICK);
+        Ok(self.ptr_at(off + HEADER))
+    }
+
+    /// No free block fits `need`: merges the quick lists and looks again,
+    /// then grows the heap.
+    #[cold]
+    fn refill(&mut self, need: usize) -> Result<(usize, usize), MmError> {
+        if self.quick_blocks != 0 {
+            self.flush_quick();
+            if let Some(found) = self.find(need) {
+                return Ok(found);
+            }
+        }
+        self.grow(need, false)?;
+        self.find(need).ok_or(MmError::OutOfMemory)
+    }
+
+    /// Frees every block of the quick lists for real (merging them).
+    fn flush_quick(&mut self) {
+        let mut mask = self.quick_mask;
+        while mask != 0 {
+            let c = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let mut q = self.quick[c];
+            while q != NIL {
+                let off = q as usize;
+                q = self.rd(off + 8);
+                let tag = self.rd(off);
+                let size = size_of_tag(tag);
+                self.free_bytes -= size;
+                self.free_blocks -= 1;
+                self.release(off, size, tag & PREV_FREE != 0);
+            }
+            self.quick[c] = NIL;
+            self.quick_len[c] = 0;
+        }
+        self.quick_mask = 0;
+        self.quick_blocks = 0;
     }
 
     /// `kmalloc_aligned`: `size` bytes on a page boundary.
@@ -516,6 +613,10 @@ impl<B: HeapBackend> Heap<B> {
                 }
             }
         }
+        if self.quick_blocks != 0 {
+            self.flush_quick();
+            return self.alloc_aligned_slow(bsize, align, physical);
+        }
         // Grow: for a physical request, by a contiguous run that will hold the
         // whole payload (it starts at the old top).
         let old_len = self.len;
@@ -551,7 +652,7 @@ impl<B: HeapBackend> Heap<B> {
     /// offset `>= min_p` goes inside the free block `[off, off + size)`: the
     /// payload offset, or `None` if it does not fit. The gap in front is 0 or
     /// at least `MIN_BLOCK` (it becomes a free block).
-    #[inline]
+    #[inline(always)]
     fn place(
         &self,
         off: usize,
@@ -711,6 +812,7 @@ impl<B: HeapBackend> Heap<B> {
     /// Returns every whole free page at the top of the heap (above its
     /// initial size) to the backend.
     pub fn trim(&mut self) {
+        self.flush_quick();
         self.shrink(true);
     }
 
@@ -731,7 +833,7 @@ impl<B: HeapBackend> Heap<B> {
         let Some(tag) = self.tag(off) else {
             return Err(self.classify(off));
         };
-        if tag & FREE != 0 {
+        if tag & (FREE | QUICK) != 0 {
             return Err(MmError::DoubleFree);
         }
         let size = size_of_tag(tag);
@@ -743,10 +845,7 @@ impl<B: HeapBackend> Heap<B> {
             Some(ntag) if ntag & PREV_FREE == 0 => {
                 if ntag & FREE != 0 {
                     let nsize = size_of_tag(ntag);
-                    if nsize < MIN_BLOCK
-                        || next + nsize > self.len - SENTINEL
-                        || self.rd(next + nsize - 4) as usize != nsize
-                    {
+                    if nsize < MIN_BLOCK || nsize > self.len - SENTINEL - next {
                         return Err(MmError::HeapCorrupted);
                     }
                 }
@@ -803,8 +902,32 @@ impl<B: HeapBackend> Heap<B> {
     #[inline]
     pub fn free(&mut self, ptr: NonNull<u8>) -> Result<(), MmError> {
         let (off, tag) = self.check_live(ptr)?;
-        self.release(off, size_of_tag(tag), tag & PREV_FREE != 0);
+        let size = size_of_tag(tag);
+        if size < SMALL_LIMIT && self.quick_len[size / GRANULE] < QUICK_MAX {
+            // Fast path: onto the quick list, merged later.
+            let c = size / GRANULE;
+            self.set_tag(off, tag | QUICK);
+            self.wr(off + 8, self.quick[c]);
+            self.quick[c] = off as u32;
+            self.quick_len[c] += 1;
+            self.quick_mask |= 1 << c;
+            self.quick_blocks += 1;
+            self.free_blocks += 1;
+            self.free_bytes += size;
+        } else {
+            self.release(off, size, tag & PREV_FREE != 0);
+        }
+        self.after_free();
         Ok(())
+    }
+
+    /// When nothing is allocated any more, merges the quick lists (so the
+    /// heap is one free block and shrinks to its initial size).
+    #[inline(always)]
+    fn after_free(&mut self) {
+        if self.quick_blocks != 0 && self.free_blocks == self.total_blocks {
+            self.flush_quick();
+        }
     }
 
     /// Frees the checked, allocated block `[off, off + size)`: merges it with
@@ -812,12 +935,12 @@ impl<B: HeapBackend> Heap<B> {
     #[inline(always)]
     fn release(&mut self, off: usize, size: usize, prev_free: bool) {
         self.free_bytes += size;
-        // Mark the block itself free, so a second free of it is reported even
-        // when it is merged into its predecessor below.
-        self.set_tag(off, size as u32 | FREE);
         let mut start = off;
         let mut total = size;
         if prev_free {
+            // Mark the block itself free, so a second free of it is reported
+            // even though it is merged into its predecessor.
+            self.set_tag(off, size as u32 | FREE);
             let psize = self.rd(off - 4) as usize;
             start = off - psize;
             total += psize;
@@ -895,6 +1018,7 @@ impl<B: HeapBackend> Heap<B> {
         // The old block was checked above and nothing touched its header.
         let (off, tag) = self.check_live(ptr)?;
         self.release(off, size_of_tag(tag), tag & PREV_FREE != 0);
+        self.after_free();
         Ok(new)
     }
 
@@ -953,8 +1077,12 @@ impl<B: HeapBackend> Heap<B> {
     }
 
     fn largest_free(&self) -> usize {
+        let quick = match self.quick_mask {
+            0 => 0,
+            m => (31 - m.leading_zeros() as usize) * GRANULE,
+        };
         if self.summary == 0 {
-            return 0;
+            return quick;
         }
         let w = 31 - self.summary.leading_zeros() as usize;
         let b = w * 64 + 63 - self.words[w].leading_zeros() as usize;
@@ -964,7 +1092,7 @@ impl<B: HeapBackend> Heap<B> {
             best = best.max(size_of_tag(self.rd(cur as usize)));
             cur = self.rd(cur as usize + 8);
         }
-        best
+        best.max(quick)
     }
 
     /// Walks the whole heap and checks every invariant: blocks tile the
@@ -988,7 +1116,7 @@ impl<B: HeapBackend> Heap<B> {
         }
         let end = self.len - SENTINEL;
         let (mut cur, mut prev_free) = (0, false);
-        let (mut blocks, mut frees, mut free_bytes) = (0, 0, 0);
+        let (mut blocks, mut frees, mut free_bytes, mut quicks) = (0, 0, 0, 0);
         while cur < end {
             let Some(tag) = self.tag(cur) else { return bad };
             let size = size_of_tag(tag);
@@ -996,6 +1124,13 @@ impl<B: HeapBackend> Heap<B> {
                 return bad;
             }
             let free = tag & FREE != 0;
+            if tag & QUICK != 0 {
+                if free || size >= SMALL_LIMIT {
+                    return bad;
+                }
+                quicks += 1;
+                free_bytes += size;
+            }
             if free {
                 if prev_free || self.rd(cur + size - 4) as usize != size {
                     return bad;
@@ -1026,6 +1161,31 @@ impl<B: HeapBackend> Heap<B> {
         }
         // Lists: links, bins and bitmaps; their total length is the number of
         // free blocks found by the walk (so no list holds a stray block).
+        // Quick lists: every entry a quick block of its class, lengths and
+        // mask consistent; their total is the number of quick blocks walked.
+        let mut quick_listed = 0;
+        for c in 0..SMALL_BINS {
+            let (mut x, mut n) = (self.quick[c], 0usize);
+            while x != NIL {
+                let xo = x as usize;
+                if xo >= end || !xo.is_multiple_of(GRANULE) || quick_listed >= quicks {
+                    return bad;
+                }
+                match self.tag(xo) {
+                    Some(t) if t & (QUICK | FREE) == QUICK && size_of_tag(t) / GRANULE == c => {}
+                    _ => return bad,
+                }
+                n += 1;
+                quick_listed += 1;
+                x = self.rd(xo + 8);
+            }
+            if n != self.quick_len[c] as usize || (n != 0) != (self.quick_mask & (1 << c) != 0) {
+                return bad;
+            }
+        }
+        if quick_listed != quicks || quicks != self.quick_blocks {
+            return bad;
+        }
         let mut listed = 0;
         for b in 0..BINS {
             let nonempty = self.heads[b] != NIL;
@@ -1056,7 +1216,7 @@ impl<B: HeapBackend> Heap<B> {
             }
         }
         if listed != frees
-            || frees != self.free_blocks
+            || frees + quicks != self.free_blocks
             || blocks != self.total_blocks
             || free_bytes != self.free_bytes
         {

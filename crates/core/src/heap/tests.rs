@@ -286,9 +286,10 @@ fn overflow_into_next_header_is_detected() {
 fn damaged_free_neighbour_is_detected() {
     let mut a = Arena::new(ARENA_PAGES);
     let mut h = heap(&mut a, 1, 2);
-    let p = h.alloc(24, 8).unwrap();
-    let q = h.alloc(24, 8).unwrap();
-    let r = h.alloc(24, 8).unwrap();
+    // Blocks of 256 bytes and more are merged at once (no quick list).
+    let p = h.alloc(300, 8).unwrap();
+    let q = h.alloc(300, 8).unwrap();
+    let r = h.alloc(300, 8).unwrap();
     h.free(p).unwrap();
     // The footer of the free `p` sits just before `q`'s header.
     let old = poke(q, -(HEADER as isize) - 4, 0x99);
@@ -560,14 +561,14 @@ fn realloc_in_place_and_moving() {
 fn stats_track_blocks_and_largest_free() {
     let mut a = Arena::new(ARENA_PAGES);
     let mut h = heap(&mut a, 2, 2);
-    let blocks: Vec<_> = (0..6).map(|_| h.alloc(200, 8).unwrap()).collect();
+    let blocks: Vec<_> = (0..6).map(|_| h.alloc(300, 8).unwrap()).collect();
     h.free(blocks[1]).unwrap();
     h.free(blocks[3]).unwrap();
     let s = h.stats();
     assert_eq!((s.total_blocks, s.free_blocks), (7, 3));
-    let tail = 2 * PAGE_SIZE - 8 - 6 * 208;
+    let tail = 2 * PAGE_SIZE - 8 - 6 * 312;
     assert_eq!(s.largest_free, tail);
-    assert_eq!(s.free_bytes, tail + 2 * 208);
+    assert_eq!(s.free_bytes, tail + 2 * 312);
     assert_eq!(s.free_bytes + s.used_bytes, s.heap_bytes);
     h.free(blocks[2]).unwrap();
     assert_eq!(h.stats().free_blocks, 2);
@@ -633,4 +634,52 @@ fn bins_cover_every_size() {
         }
         .max(8);
     }
+}
+
+#[test]
+fn quick_lists_reuse_small_blocks_and_merge_when_needed() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 1, 1);
+    let keep = h.alloc(16, 8).unwrap();
+    let p = h.alloc(100, 8).unwrap();
+    let q = h.alloc(100, 8).unwrap();
+    h.free(p).unwrap();
+    // A quick block counts as free, is refused a second time, and is reused
+    // for the same size first.
+    let s = h.stats();
+    assert_eq!((s.total_blocks, s.free_blocks), (4, 2));
+    assert_eq!(h.free(p), Err(MmError::DoubleFree));
+    assert_eq!(h.realloc(p, 10, 8), Err(MmError::DoubleFree));
+    h.validate().unwrap();
+    assert_eq!(h.alloc(100, 8).unwrap(), p);
+    // Fill the heap with small blocks, free every other one: they sit in the
+    // quick lists until a large request needs them merged.
+    let mut small = Vec::new();
+    while let Ok(x) = h.alloc(100, 8) {
+        small.push(x);
+    }
+    for x in small.iter().step_by(2) {
+        h.free(*x).unwrap();
+    }
+    h.validate().unwrap();
+    for x in small.iter().skip(1).step_by(2) {
+        h.free(*x).unwrap();
+    }
+    h.validate().unwrap();
+    let big = h.alloc(2000, 8).expect("quick blocks merged on demand");
+    h.validate().unwrap();
+    // A damaged quick link is caught when the block is reused.
+    h.free(q).unwrap();
+    let old = poke(q, 2, 0x77);
+    assert_eq!(h.alloc(100, 8), Err(MmError::HeapCorrupted));
+    assert_eq!(h.validate(), Err(MmError::HeapCorrupted));
+    poke(q, 2, old);
+    h.validate().unwrap();
+    h.free(big).unwrap();
+    h.free(p).unwrap();
+    h.free(keep).unwrap();
+    // Nothing allocated: everything merged into one block.
+    let s = h.stats();
+    assert_eq!((s.total_blocks, s.free_blocks, s.used_bytes), (1, 1, 8));
+    h.validate().unwrap();
 }
