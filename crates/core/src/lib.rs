@@ -13,6 +13,7 @@
 //! - [`platform`]: the hardware boundary;
 //! - [`frames`]: the physical frame allocator with per-frame reference counts;
 //! - [`paging`]: page-table entries, flags and address spaces;
+//! - [`system`]: the pieces assembled for one machine (what a kernel keeps in a static);
 //! - [`heap`]: the kernel heap (`kmalloc`/`kfree`), TLSF-class with integrity checks;
 //! - [`vm`]: user address spaces: regions, mmap/munmap/mprotect, fork, and the
 //!   page-fault handler (demand paging, copy-on-write, file mappings, stack growth).
@@ -28,6 +29,7 @@ pub mod heap;
 pub mod layout;
 pub mod paging;
 pub mod platform;
+pub mod system;
 pub mod vm;
 
 pub use addr::{Frame, Page, PhysAddr, VirtAddr};

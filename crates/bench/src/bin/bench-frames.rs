@@ -82,7 +82,7 @@ impl Pair {
             taken.push(f);
         }
         for f in taken {
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 self.ours.release(f).unwrap();
             } else {
                 self.peer

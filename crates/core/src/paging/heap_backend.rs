@@ -1,0 +1,158 @@
+//! [`PagedHeapBackend`]: heap pages from the frame allocator, mapped into an
+//! address space (the kernel heap's backend).
+
+use spin::Mutex;
+
+use super::entry::PteFlags;
+use super::space::AddressSpace;
+use crate::addr::{Page, PhysAddr, VirtAddr};
+use crate::error::MmError;
+use crate::frames::{FrameSource, Zone};
+use crate::heap::{HeapBackend, HeapFlags};
+use crate::layout::{KERNEL_BASE, PAGE_SIZE};
+use crate::platform::Platform;
+
+/// Backs a heap with frames from `F`, mapped at the heap's addresses in an
+/// address space (normally the kernel space, whose heap range has
+/// preallocated, shared page tables, so growing never allocates a table).
+///
+/// Heap pages come from any zone, high memory included: the heap reaches
+/// them through its own mapping, not the direct map. Contiguous requests
+/// (`kmalloc_physical`) get one physically contiguous run.
+pub struct PagedHeapBackend<'a, P: Platform + ?Sized, F: FrameSource> {
+    platform: &'a P,
+    space: &'a Mutex<AddressSpace>,
+    frames: F,
+}
+
+impl<'a, P: Platform + ?Sized, F: FrameSource> PagedHeapBackend<'a, P, F> {
+    /// A backend mapping into `space` with frames from `frames`.
+    ///
+    /// # Safety
+    ///
+    /// The addresses the heap maps must be usable as pointers by the code
+    /// that runs the heap: `space` is the address space the CPU uses (or the
+    /// heap lies in the kernel half every space shares). Only the kernel
+    /// meets this; on the host, use the backend's methods directly and never
+    /// build a `Heap` over it.
+    pub unsafe fn new(platform: &'a P, space: &'a Mutex<AddressSpace>, frames: F) -> Self {
+        Self {
+            platform,
+            space,
+            frames,
+        }
+    }
+
+    /// The frame source (e.g. to read its statistics in tests).
+    pub fn frames(&self) -> &F {
+        &self.frames
+    }
+
+    fn pte_flags(addr: usize, flags: HeapFlags) -> PteFlags {
+        let mut f = PteFlags::empty();
+        if !flags.readonly {
+            f |= PteFlags::WRITABLE;
+        }
+        if !flags.supervisor {
+            f |= PteFlags::USER;
+        }
+        if addr >= KERNEL_BASE as usize {
+            f |= PteFlags::GLOBAL;
+        }
+        f
+    }
+
+    /// Unmaps the first `done` pages at `first` and drops their frames.
+    fn undo(&mut self, first: Page, done: u32) {
+        let mut space = self.space.lock();
+        for k in 0..done {
+            let page = Page::from_number(first.number() + k).expect("page mapped before");
+            if let Ok((frame, flush)) = space.unmap(self.platform, &mut self.frames, page) {
+                flush.flush(self.platform);
+                let _ = self.frames.release(frame);
+            }
+        }
+    }
+}
+
+/// The first page of `[addr, addr + pages * 4096)`, checked to fit in 32 bits.
+fn first_page(addr: usize, pages: usize) -> Result<(Page, u32), MmError> {
+    let start = u32::try_from(addr).map_err(|_| MmError::OutOfRange)?;
+    let count = u32::try_from(pages).map_err(|_| MmError::OutOfRange)?;
+    let bytes = count
+        .checked_mul(PAGE_SIZE as u32)
+        .ok_or(MmError::OutOfRange)?;
+    start.checked_add(bytes - 1).ok_or(MmError::OutOfRange)?;
+    Ok((Page::from_start(VirtAddr::new(start))?, count))
+}
+
+// SAFETY: `map` maps fresh frames (owned by nothing else) at exactly the
+// requested pages, writable unless `readonly`; a contiguous request maps one
+// physically contiguous run in address order; `phys` reads the page tables;
+// the constructor's contract makes the mapped addresses valid pointers.
+unsafe impl<P: Platform + ?Sized, F: FrameSource> HeapBackend for PagedHeapBackend<'_, P, F> {
+    fn pointer(&self, addr: usize) -> *mut u8 {
+        core::ptr::with_exposed_provenance_mut(addr)
+    }
+
+    fn map(
+        &mut self,
+        addr: usize,
+        pages: usize,
+        contiguous: bool,
+        flags: HeapFlags,
+    ) -> Result<(), MmError> {
+        let (first, count) = first_page(addr, pages)?;
+        if count == 0 {
+            return Ok(());
+        }
+        let pte = Self::pte_flags(addr, flags);
+        let run = if contiguous {
+            Some(self.frames.alloc_contiguous(count, 0, Zone::High)?)
+        } else {
+            None
+        };
+        for k in 0..count {
+            let frame = match run {
+                Some(base) => base.checked_add(k).ok_or(MmError::OutOfRange),
+                None => self.frames.alloc(Zone::High),
+            };
+            let page = Page::from_number(first.number() + k)?;
+            let mapped = frame.and_then(|f| {
+                let r = self
+                    .space
+                    .lock()
+                    .map(self.platform, &mut self.frames, page, f, pte);
+                if r.is_err() && run.is_none() {
+                    let _ = self.frames.release(f);
+                }
+                r
+            });
+            match mapped {
+                Ok(flush) => flush.flush(self.platform),
+                Err(e) => {
+                    self.undo(first, k);
+                    if let Some(base) = run {
+                        // The part of the run that was never mapped.
+                        for j in k..count {
+                            let _ = base.checked_add(j).map(|f| self.frames.release(f));
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unmap(&mut self, addr: usize, pages: usize) {
+        if let Ok((first, count)) = first_page(addr, pages) {
+            self.undo(first, count);
+        }
+    }
+
+    fn phys(&self, addr: usize) -> Option<PhysAddr> {
+        let va = VirtAddr::new(u32::try_from(addr).ok()?);
+        self.space.lock().translate(self.platform, va)
+    }
+}
