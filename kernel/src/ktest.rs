@@ -5,6 +5,9 @@
 //! allocator over the firmware's map (all of it, high memory through the
 //! kmap window included), paging with the real MMU and TLB, interrupts.
 
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use myos_mm::frames::{FrameSource, Zone};
@@ -16,6 +19,7 @@ use crate::arch::pit;
 use crate::exit::{exit_qemu, ExitCode};
 use crate::mm::{self, Mm};
 use crate::println;
+use crate::process::{self, sig, WaitStatus};
 
 /// A failed check: what went wrong.
 pub type TestResult = Result<(), &'static str>;
@@ -58,7 +62,49 @@ const TESTS: &[(&str, KernelTest)] = &[
         "paging::high_frame_through_mmu",
         paging_high_frame_through_mmu,
     ),
+    ("heap::box_vec_btreemap", heap_box_vec_btreemap),
+    ("heap::grows_and_gives_back", heap_grows_and_gives_back),
+    ("heap::bad_free_refused", heap_bad_free_refused),
     ("interrupts::timer_ticks", interrupts_timer_ticks),
+    ("user::demand_paging", |_| {
+        user_program("demand", WaitStatus::exited(0))
+    }),
+    ("user::fork_cow", |_| {
+        user_program("cow", WaitStatus::exited(0))
+    }),
+    ("user::shared_anon_across_fork", |_| {
+        user_program("shared", WaitStatus::exited(0))
+    }),
+    ("user::file_mappings", |_| {
+        user_program("files", WaitStatus::exited(0))
+    }),
+    ("user::fork_of_fork_orphan", |_| {
+        user_program("forktree", WaitStatus::exited(0))
+    }),
+    ("user::preemption", |_| {
+        user_program("preempt", WaitStatus::exited(0))
+    }),
+    ("user::fpu_state_per_process", |_| {
+        user_program("fpu", WaitStatus::exited(0))
+    }),
+    ("user::stack_growth", |_| {
+        user_program("stack", WaitStatus::exited(0))
+    }),
+    ("user::bad_syscall_arguments", |_| {
+        user_program("badcalls", WaitStatus::exited(0))
+    }),
+    ("user::segv_write_read_only", |_| {
+        user_program("segv_readonly", WaitStatus::signaled(sig::SIGSEGV))
+    }),
+    ("user::segv_null", |_| {
+        user_program("segv_null", WaitStatus::signaled(sig::SIGSEGV))
+    }),
+    ("user::segv_after_munmap", |_| {
+        user_program("segv_unmapped", WaitStatus::signaled(sig::SIGSEGV))
+    }),
+    ("user::segv_kernel_address", |_| {
+        user_program("segv_kernel", WaitStatus::signaled(sig::SIGSEGV))
+    }),
     (
         "interrupts::breakpoint_recovers",
         interrupts_breakpoint_recovers,
@@ -67,14 +113,21 @@ const TESTS: &[(&str, KernelTest)] = &[
 
 /// Runs every test and exits QEMU with the verdict.
 pub fn run_all(mm: &Mm) -> ! {
+    crate::demo::init_processes();
     println!("running {} kernel tests", TESTS.len());
     let mut failed = 0;
     for (name, test) in TESTS {
+        mm::heap_trim();
+        let heap_before = mm::heap_stats();
         let before = mm::frame_stats();
         let mut result = test(mm);
+        mm::heap_trim();
         let after = mm::frame_stats();
         if result.is_ok() && (after.free != before.free || after.used != before.used) {
             result = Err("frames leaked (free/used counts differ from before the test)");
+        }
+        if result.is_ok() && mm::heap_stats().used_bytes != heap_before.used_bytes {
+            result = Err("heap bytes leaked");
         }
         match result {
             Ok(()) => println!("test {name} ... ok"),
@@ -98,18 +151,18 @@ pub fn run_all(mm: &Mm) -> ! {
 
 /// Writes `value` into the first word of `frame`.
 fn stamp(mm: &Mm, frame: Frame, value: u32) {
-    mm.platform.write_frame(frame, 0, &value.to_le_bytes());
+    mm.platform().write_frame(frame, 0, &value.to_le_bytes());
 }
 
 /// Reads the first word of `frame`.
 fn read_stamp(mm: &Mm, frame: Frame) -> u32 {
     let mut b = [0u8; 4];
-    mm.platform.read_frame(frame, 0, &mut b);
+    mm.platform().read_frame(frame, 0, &mut b);
     u32::from_le_bytes(b)
 }
 
 fn frames_alloc_share_release(mm: &Mm) -> TestResult {
-    let mut fa = mm.frames.lock();
+    let mut fa = mm.frames().lock();
     let f = fa.alloc(Zone::Direct).map_err(|_| "alloc failed")?;
     check!(fa.refcount(f) == Ok(1), "fresh frame refcount is not 1");
     fa.share(f).map_err(|_| "share failed")?;
@@ -127,7 +180,7 @@ fn frames_alloc_share_release(mm: &Mm) -> TestResult {
 fn frames_contiguous_aligned(mm: &Mm) -> TestResult {
     const COUNT: u32 = 16;
     const ALIGN_LOG2: u32 = 4;
-    let mut fa = mm.frames.lock();
+    let mut fa = mm.frames().lock();
     let first = fa
         .alloc_contiguous(COUNT, ALIGN_LOG2, Zone::Low)
         .map_err(|_| "no DMA run")?;
@@ -155,7 +208,7 @@ fn frames_all_ram_accounted(mm: &Mm) -> TestResult {
     let mut count = 0u32;
     let mut high = 0u32;
     loop {
-        let f = match mm.frames.lock().alloc(Zone::High) {
+        let f = match mm.frames().lock().alloc(Zone::High) {
             Ok(f) => f,
             Err(_) => break,
         };
@@ -172,7 +225,7 @@ fn frames_all_ram_accounted(mm: &Mm) -> TestResult {
     while head != END {
         let f = Frame::from_number(head).map_err(|_| "chain corrupted")?;
         let next = read_stamp(mm, f);
-        if mm.frames.lock().release(f) != Ok(true) {
+        if mm.frames().lock().release(f) != Ok(true) {
             chain_ok = false;
         }
         head = next;
@@ -190,7 +243,7 @@ fn frames_all_ram_accounted(mm: &Mm) -> TestResult {
         chain_ok && freed == count,
         "frame contents did not survive (chain broken)"
     );
-    let expect_high = mm.ram_end > DIRECT_ZONE_END;
+    let expect_high = mm::ram_end() > DIRECT_ZONE_END;
     check!(
         (high > 0) == expect_high,
         "high memory use does not match the RAM size"
@@ -203,15 +256,15 @@ fn frames_all_ram_accounted(mm: &Mm) -> TestResult {
 }
 
 fn frames_high_memory_through_kmap(mm: &Mm) -> TestResult {
-    let high = match mm.frames.lock().alloc(Zone::High) {
+    let high = match mm.frames().lock().alloc(Zone::High) {
         Ok(f) => f,
         Err(_) => return Err("no frame"),
     };
-    let direct = match mm.frames.lock().alloc(Zone::Direct) {
+    let direct = match mm.frames().lock().alloc(Zone::Direct) {
         Ok(f) => f,
         Err(_) => return Err("no direct frame"),
     };
-    let p = &mm.platform;
+    let p = mm.platform();
     let pattern = [0xA5u8; 64];
     p.zero_frame(high);
     p.write_frame(high, PAGE_SIZE - pattern.len(), &pattern);
@@ -220,7 +273,7 @@ fn frames_high_memory_through_kmap(mm: &Mm) -> TestResult {
     p.read_frame(direct, PAGE_SIZE - back.len(), &mut back);
     let mut head = [0xFFu8; 16];
     p.read_frame(high, 0, &mut head);
-    let mut fa = mm.frames.lock();
+    let mut fa = mm.frames().lock();
     let _ = fa.release(high);
     let _ = fa.release(direct);
     check!(
@@ -239,13 +292,17 @@ fn map_fresh(
     flags: PteFlags,
     zone: Zone,
 ) -> Result<Frame, &'static str> {
-    let frame = mm.frames.lock().alloc(zone).map_err(|_| "out of frames")?;
-    mm.platform.zero_frame(frame);
+    let frame = mm
+        .frames()
+        .lock()
+        .alloc(zone)
+        .map_err(|_| "out of frames")?;
+    mm.platform().zero_frame(frame);
     let page = Page::from_start(VirtAddr::new(va)).map_err(|_| "misaligned")?;
     space
-        .map(&mm.platform, &mut &mm.frames, page, frame, flags)
+        .map(mm.platform(), &mut mm.frames(), page, frame, flags)
         .map_err(|_| "map failed")?
-        .flush(&mm.platform);
+        .flush(mm.platform());
     Ok(frame)
 }
 
@@ -253,10 +310,10 @@ fn map_fresh(
 fn unmap_release(mm: &Mm, space: &mut AddressSpace, va: u32) -> TestResult {
     let page = Page::from_start(VirtAddr::new(va)).map_err(|_| "misaligned")?;
     let (frame, flush) = space
-        .unmap(&mm.platform, &mut &mm.frames, page)
+        .unmap(mm.platform(), &mut mm.frames(), page)
         .map_err(|_| "unmap failed")?;
-    flush.flush(&mm.platform);
-    mm.frames
+    flush.flush(mm.platform());
+    mm.frames()
         .lock()
         .release(frame)
         .map_err(|_| "release failed")?;
@@ -264,14 +321,14 @@ fn unmap_release(mm: &Mm, space: &mut AddressSpace, va: u32) -> TestResult {
 }
 
 fn paging_map_write_translate_unmap(mm: &Mm) -> TestResult {
-    let mut space = mm.kernel_space.lock();
+    let mut space = mm.kernel_space().lock();
     let frame = map_fresh(mm, &mut space, TEST_VA, PteFlags::WRITABLE, Zone::Direct)?;
     let ptr = TEST_VA as *mut u32;
     // SAFETY: TEST_VA was just mapped writable to a frame we own.
     unsafe { ptr.add(5).write_volatile(0xDEAD_BEEF) };
     let mut b = [0u8; 4];
-    mm.platform.read_frame(frame, 20, &mut b);
-    let translated = space.translate(&mm.platform, VirtAddr::new(TEST_VA + 20));
+    mm.platform().read_frame(frame, 20, &mut b);
+    let translated = space.translate(mm.platform(), VirtAddr::new(TEST_VA + 20));
     check!(
         u32::from_le_bytes(b) == 0xDEAD_BEEF,
         "write through the mapping did not reach the frame"
@@ -283,38 +340,38 @@ fn paging_map_write_translate_unmap(mm: &Mm) -> TestResult {
     unmap_release(mm, &mut space, TEST_VA)?;
     check!(
         space
-            .translate(&mm.platform, VirtAddr::new(TEST_VA))
+            .translate(mm.platform(), VirtAddr::new(TEST_VA))
             .is_none(),
         "still mapped after unmap"
     );
     check!(
-        space.user_table_count(&mm.platform) == 0,
+        space.user_table_count(mm.platform()) == 0,
         "empty page table not freed"
     );
     Ok(())
 }
 
 fn paging_remap_shows_new_data(mm: &Mm) -> TestResult {
-    let mut space = mm.kernel_space.lock();
+    let mut space = mm.kernel_space().lock();
     let a = map_fresh(mm, &mut space, TEST_VA, PteFlags::WRITABLE, Zone::Direct)?;
     stamp(mm, a, 0x1111_1111);
     // SAFETY: TEST_VA is mapped to `a`; reading it fills the TLB.
     let first = unsafe { (TEST_VA as *const u32).read_volatile() };
     let b = mm
-        .frames
+        .frames()
         .lock()
         .alloc(Zone::High)
         .map_err(|_| "out of frames")?;
     stamp(mm, b, 0x2222_2222);
     let page = Page::from_start(VirtAddr::new(TEST_VA)).map_err(|_| "misaligned")?;
     let (old, flush) = space
-        .remap(&mm.platform, &mut &mm.frames, page, b, PteFlags::WRITABLE)
+        .remap(mm.platform(), &mut mm.frames(), page, b, PteFlags::WRITABLE)
         .map_err(|_| "remap failed")?;
-    flush.flush(&mm.platform);
+    flush.flush(mm.platform());
     // SAFETY: TEST_VA is now mapped to `b`.
     let second = unsafe { (TEST_VA as *const u32).read_volatile() };
     if let Some(old) = old {
-        let _ = mm.frames.lock().release(old);
+        let _ = mm.frames().lock().release(old);
     }
     unmap_release(mm, &mut space, TEST_VA)?;
     check!(first == 0x1111_1111, "first mapping read wrong data");
@@ -326,14 +383,14 @@ fn paging_remap_shows_new_data(mm: &Mm) -> TestResult {
 }
 
 fn paging_protect_read_only(mm: &Mm) -> TestResult {
-    let mut space = mm.kernel_space.lock();
+    let mut space = mm.kernel_space().lock();
     map_fresh(mm, &mut space, TEST_VA, PteFlags::WRITABLE, Zone::Direct)?;
     let page = Page::from_start(VirtAddr::new(TEST_VA)).map_err(|_| "misaligned")?;
     space
-        .protect(&mm.platform, page, PteFlags::empty())
+        .protect(mm.platform(), page, PteFlags::empty())
         .map_err(|_| "protect failed")?
-        .flush(&mm.platform);
-    let entry = space.entry(&mm.platform, page).ok_or("entry vanished")?;
+        .flush(mm.platform());
+    let entry = space.entry(mm.platform(), page).ok_or("entry vanished")?;
     check!(
         !entry.flags().contains(PteFlags::WRITABLE),
         "protect left the page writable"
@@ -344,22 +401,22 @@ fn paging_protect_read_only(mm: &Mm) -> TestResult {
 
 fn paging_user_space_lifecycle(mm: &Mm) -> TestResult {
     let before = mm::frame_stats();
-    let kernel = mm.kernel_space.lock();
-    let mut user = AddressSpace::new_user(&mm.platform, &mut &mm.frames, &kernel)
+    let kernel = mm.kernel_space().lock();
+    let mut user = AddressSpace::new_user(mm.platform(), &mut mm.frames(), &kernel)
         .map_err(|_| "new_user failed")?;
     let flags = PteFlags::WRITABLE | PteFlags::USER;
     let a = map_fresh(mm, &mut user, TEST_VA, flags, Zone::High)?;
     map_fresh(mm, &mut user, TEST_VA2, flags, Zone::Direct)?;
-    user.activate(&mm.platform);
+    user.activate(mm.platform());
     // SAFETY: both pages are mapped writable in the active space.
     unsafe {
         (TEST_VA as *mut u32).write_volatile(0x5EED);
         (TEST_VA2 as *mut u32).write_volatile(0xF00D);
     }
-    kernel.activate(&mm.platform);
+    kernel.activate(mm.platform());
     let seen = read_stamp(mm, a);
-    let tables = user.user_table_count(&mm.platform);
-    user.destroy(&mm.platform, &mut &mm.frames);
+    let tables = user.user_table_count(mm.platform());
+    user.destroy(mm.platform(), &mut mm.frames());
     let after = mm::frame_stats();
     check!(
         seen == 0x5EED,
@@ -374,17 +431,112 @@ fn paging_user_space_lifecycle(mm: &Mm) -> TestResult {
 }
 
 fn paging_high_frame_through_mmu(mm: &Mm) -> TestResult {
-    let mut space = mm.kernel_space.lock();
+    let mut space = mm.kernel_space().lock();
     let frame = map_fresh(mm, &mut space, TEST_VA, PteFlags::WRITABLE, Zone::High)?;
     // SAFETY: TEST_VA maps `frame`, writable.
     unsafe { (TEST_VA as *mut u32).add(100).write_volatile(0xC0FF_EE00) };
     let mut b = [0u8; 4];
-    mm.platform.read_frame(frame, 400, &mut b);
+    mm.platform().read_frame(frame, 400, &mut b);
     unmap_release(mm, &mut space, TEST_VA)?;
     check!(
         u32::from_le_bytes(b) == 0xC0FF_EE00,
         "MMU write and kmap read disagree"
     );
+    Ok(())
+}
+
+fn heap_box_vec_btreemap(_mm: &Mm) -> TestResult {
+    let before = mm::heap_stats();
+    {
+        let b = Box::new(0x1234_5678u32);
+        let mut v: Vec<u64> = (0..1000).collect();
+        v.push(*b as u64);
+        let mut map = BTreeMap::new();
+        for i in 0..200u32 {
+            map.insert(i, alloc::format!("value {i}"));
+        }
+        check!(
+            v.iter().sum::<u64>() == 499_500 + 0x1234_5678,
+            "vector contents wrong"
+        );
+        check!(
+            map.get(&150).map(|s| s.as_str()) == Some("value 150"),
+            "map contents wrong"
+        );
+    }
+    check!(mm::heap_validate().is_ok(), "heap metadata corrupted");
+    check!(
+        mm::heap_stats().used_bytes == before.used_bytes,
+        "heap bytes leaked"
+    );
+    Ok(())
+}
+
+fn heap_grows_and_gives_back(_mm: &Mm) -> TestResult {
+    const BIG: usize = 4 << 20;
+    let before = mm::heap_stats();
+    let frames_before = mm::frame_stats();
+    let mut v: Vec<u8> = Vec::new();
+    check!(v.try_reserve_exact(BIG).is_ok(), "4 MiB allocation failed");
+    v.resize(BIG, 0x5A);
+    let grown = mm::heap_stats();
+    let frames_grown = mm::frame_stats();
+    check!(
+        v.iter().step_by(4096).all(|&b| b == 0x5A),
+        "heap memory lost data"
+    );
+
+    drop(v);
+    mm::heap_trim();
+    let after = mm::heap_stats();
+    check!(
+        grown.heap_bytes >= BIG && grown.heap_bytes > before.heap_bytes,
+        "heap did not grow"
+    );
+    let grown_pages = (grown.heap_bytes - before.heap_bytes) / PAGE_SIZE;
+    check!(
+        (frames_before.free - frames_grown.free) as usize == grown_pages,
+        "heap growth and frames taken disagree"
+    );
+    check!(
+        after.heap_bytes + BIG / 2 <= grown.heap_bytes,
+        "heap did not shrink"
+    );
+    Ok(())
+}
+
+fn heap_bad_free_refused(_mm: &Mm) -> TestResult {
+    let b = Box::new([7u8; 64]);
+    let p = Box::into_raw(b);
+    let ptr = core::ptr::NonNull::new(p.cast::<u8>()).ok_or("null box")?;
+    let inner = ptr.as_ptr().wrapping_add(8);
+    let second = mm::with_heap(|h| {
+        let first = h.free(ptr);
+        let second = h.free(ptr);
+        let bad = core::ptr::NonNull::new(inner).map(|q| h.free(q));
+        (first, second, bad)
+    });
+    let (first, second, bad) = second.ok_or("no heap")?;
+    check!(first.is_ok(), "first free refused");
+    check!(second.is_err(), "double free not reported");
+    check!(
+        matches!(bad, Some(Err(_))),
+        "free of an interior pointer not refused"
+    );
+    Ok(())
+}
+
+/// Runs the user program `name` to completion (its children too) and
+/// checks how it ended.
+fn user_program(name: &'static str, expect: WaitStatus) -> TestResult {
+    let pid = process::spawn(name).map_err(|_| "cannot start the program")?;
+    process::run_until_idle();
+    let result = process::family_result(pid).ok_or("no result")?;
+    process::clear_results();
+    if result.status != expect {
+        println!("    {name}: {} (expected {expect})", result.status);
+        return Err("unexpected exit status");
+    }
     Ok(())
 }
 
@@ -435,7 +587,7 @@ const OVERFLOW_STACK_PAGES: u32 = 4;
 /// Must end in the double-fault task's report and a failing exit status.
 pub fn deliberate_stack_overflow(mm: &Mm) -> ! {
     {
-        let mut space = mm.kernel_space.lock();
+        let mut space = mm.kernel_space().lock();
         for i in 1..=OVERFLOW_STACK_PAGES {
             let va = OVERFLOW_STACK_TOP - i * PAGE_SIZE as u32;
             if map_fresh(mm, &mut space, va, PteFlags::WRITABLE, Zone::Direct).is_err() {

@@ -10,16 +10,19 @@
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+extern crate alloc;
+
 mod arch;
 mod boot;
+mod demo;
 mod exit;
-mod heap;
 mod ktest;
 mod mem;
 mod mm;
 mod multiboot;
 mod platform;
 mod process;
+mod programs;
 mod serial;
 mod text;
 mod trap;
@@ -67,15 +70,21 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         Size(u64::from(stats.total) * PAGE_BYTES),
         stats.free,
         stats.metadata,
-        mm.kernel_space.lock().directory()
+        mm.kernel_space().lock().directory()
+    );
+    let heap = mm::heap_stats();
+    println!(
+        "kernel heap at {:#010x}: {} mapped, {} used",
+        myos_mm::layout::HEAP_START,
+        Size(heap.heap_bytes as u64),
+        Size(heap.used_bytes as u64)
     );
     match (boot_info.option("mode"), boot_info.option("test")) {
         (_, Some("oops")) => ktest::deliberate_oops(),
         (_, Some("stack-overflow")) => ktest::deliberate_stack_overflow(mm),
         (Some("test"), _) => ktest::run_all(mm),
-        _ => {}
+        _ => demo::run(),
     }
-    exit_qemu(ExitCode::Success)
 }
 
 /// Bytes per frame.

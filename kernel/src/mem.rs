@@ -101,3 +101,11 @@ pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 /// in this kernel, so it is never called.
 #[no_mangle]
 pub extern "C" fn rust_eh_personality() {}
+
+/// Called by landing pads in the precompiled `alloc` to continue unwinding.
+/// Panics abort in this kernel, so no unwind ever starts; reaching this is a
+/// bug, reported like a panic.
+#[no_mangle]
+pub extern "C" fn _Unwind_Resume() -> ! {
+    panic!("_Unwind_Resume called, but the kernel never unwinds")
+}

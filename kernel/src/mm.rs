@@ -1,29 +1,42 @@
-//! The kernel's one instance of the memory manager: the frame allocator
-//! built from the multiboot map and the kernel address space.
+//! The kernel's one instance of the memory manager: the core's [`System`]
+//! (frame allocator from the multiboot map, kernel address space) and the
+//! kernel heap as the global allocator.
 
 use myos_mm::frames::{FrameAllocator, FrameStats, MemoryRegion, RegionKind};
-use myos_mm::layout::PAGE_SIZE;
-use myos_mm::paging::AddressSpace;
-use myos_mm::{MmError, PhysAddr, Platform};
-use spin::{Mutex, Once};
+use myos_mm::heap::{Heap, HeapFlags, HeapStats, LockedHeap};
+use myos_mm::layout::{HEAP_END, HEAP_START, PAGE_SIZE};
+use myos_mm::paging::{AddressSpace, PagedHeapBackend};
+use myos_mm::system::System;
+use myos_mm::MmError;
+use spin::{Mutex, MutexGuard, Once};
 
 use crate::arch::gdt;
 use crate::platform::X86Platform;
 
-/// The memory manager's state.
-pub struct Mm {
-    /// The machine.
-    pub platform: X86Platform,
-    /// Physical frames.
-    pub frames: Mutex<FrameAllocator>,
-    /// The kernel address space (its kernel half is every space's).
-    pub kernel_space: Mutex<AddressSpace>,
-    /// One past the highest usable physical address.
-    pub ram_end: u64,
-}
+/// The machine (stateless; a static so the core can borrow it for `'static`).
+pub static PLATFORM: X86Platform = X86Platform;
+
+/// The memory manager of this machine.
+pub type Mm = System<X86Platform>;
+
+/// The frame source every address space uses.
+pub type Frames = &'static Mutex<FrameAllocator>;
+
+/// The heap backend: frames mapped into the kernel space's heap window.
+pub type KernelHeapBackend = PagedHeapBackend<'static, X86Platform, Frames>;
 
 /// The memory manager, set up once by [`init`].
 static MM: Once<Mm> = Once::new();
+
+/// One past the highest usable physical address.
+static RAM_END: Once<u64> = Once::new();
+
+/// The kernel heap, the global allocator (`Box`, `Vec`, `BTreeMap`).
+#[global_allocator]
+static HEAP: LockedHeap<KernelHeapBackend> = LockedHeap::empty();
+
+/// Bytes of the heap mapped at boot.
+const HEAP_INITIAL: usize = 16 * PAGE_SIZE;
 
 /// The memory manager. Panics before [`init`] (a kernel bug: nothing calls it
 /// that early).
@@ -32,37 +45,80 @@ pub fn get() -> &'static Mm {
         .unwrap_or_else(|| panic!("memory manager used before mm::init"))
 }
 
-/// Builds the frame allocator from `regions`, creates the kernel address
-/// space and switches to it.
+/// Builds the frame allocator from `regions` and the kernel address space,
+/// switches to it, and creates the kernel heap.
 pub fn init(regions: &[MemoryRegion]) -> Result<&'static Mm, MmError> {
-    let platform = X86Platform;
-    let ram_end = regions
-        .iter()
-        .filter(|r| r.kind == RegionKind::Usable)
-        .map(|r| r.end)
-        .max()
-        .unwrap_or(0);
+    RAM_END.call_once(|| {
+        regions
+            .iter()
+            .filter(|r| r.kind == RegionKind::Usable)
+            .map(|r| r.end)
+            .max()
+            .unwrap_or(0)
+    });
     // SAFETY: the regions come from the firmware map with the kernel image,
-    // the boot information and the modules reserved, so usable RAM is unused;
-    // the platform is a zero-sized value that lives as long as the allocator
-    // (both move into the `Once` below, which lives forever).
-    let mut frames = unsafe { FrameAllocator::new(&platform, regions)? };
-    let ram_end_addr =
-        PhysAddr::try_from_u64(ram_end.min(u64::from(u32::MAX) & !(PAGE_SIZE as u64 - 1)))?;
-    let space = AddressSpace::new_kernel(&platform, &mut frames, ram_end_addr)?;
-    space.activate(&platform);
+    // the boot information and the modules reserved, so usable RAM is unused.
+    let system = unsafe { System::new(&PLATFORM, regions)? };
+    let mm: &'static Mm = MM.call_once(|| system);
+    {
+        let space = mm.kernel_space().lock();
+        space.activate(&PLATFORM);
+        gdt::set_double_fault_cr3(space.directory().start().as_u32());
+    }
     crate::platform::enable_global_pages();
-    gdt::set_double_fault_cr3(space.directory().start().as_u32());
-    debug_assert_eq!(platform.root(), space.directory());
-    Ok(MM.call_once(|| Mm {
-        platform,
-        frames: Mutex::new(frames),
-        kernel_space: Mutex::new(space),
-        ram_end,
-    }))
+    // SAFETY: this is the machine the code runs on, and the heap lies in the
+    // kernel half that every address space shares.
+    let backend = unsafe { mm.heap_backend() };
+    let heap = Heap::new(
+        backend,
+        HEAP_START as usize,
+        HEAP_START as usize + HEAP_INITIAL,
+        HEAP_END as usize,
+        HeapFlags::KERNEL,
+    )?;
+    HEAP.init(heap);
+    Ok(mm)
+}
+
+/// One past the highest usable physical address.
+pub fn ram_end() -> u64 {
+    RAM_END.get().copied().unwrap_or(0)
+}
+
+/// The frame source for address spaces.
+pub fn frames() -> Frames {
+    get().frames()
+}
+
+/// The kernel address space, locked. Never allocate from the heap while
+/// holding it (the heap grows under this lock: heap → space → frames).
+pub fn kernel_space() -> MutexGuard<'static, AddressSpace> {
+    get().kernel_space().lock()
 }
 
 /// Frame counts now.
 pub fn frame_stats() -> FrameStats {
-    get().frames.lock().stats()
+    get().frames().lock().stats()
+}
+
+/// Heap statistics now.
+pub fn heap_stats() -> HeapStats {
+    HEAP.lock().as_ref().map(|h| h.stats()).unwrap_or_default()
+}
+
+/// Validates the heap's metadata.
+pub fn heap_validate() -> Result<(), MmError> {
+    HEAP.lock().as_ref().map_or(Ok(()), |h| h.validate())
+}
+
+/// Runs `f` on the heap itself (typed errors, direct frees).
+pub fn with_heap<R>(f: impl FnOnce(&mut Heap<KernelHeapBackend>) -> R) -> Option<R> {
+    HEAP.lock().as_mut().map(f)
+}
+
+/// Gives unused heap pages back (the heap keeps its initial size).
+pub fn heap_trim() {
+    if let Some(h) = HEAP.lock().as_mut() {
+        h.trim();
+    }
 }

@@ -353,6 +353,20 @@ pub fn kernel_tests() -> Result<(), String> {
             must_print: &["test result: ok"],
         })
         .collect();
+    for memory in ["32M", "3G"] {
+        cases.push(Case {
+            name: format!("demo, {memory}: every step behaves, memory back to baseline"),
+            memory,
+            cmdline: "mode=demo",
+            expect: Outcome::Success,
+            must_print: &[
+                "DEMO OK",
+                "steps: 8 run, 8 as expected",
+                "free frames:",
+                "heap in use:",
+            ],
+        });
+    }
     cases.push(Case {
         name: "oops on a kernel-mode page fault".into(),
         memory: "32M",

@@ -51,6 +51,16 @@ impl PageCache {
         }
     }
 
+    /// Forgets a cache object that no longer lives, so its (empty)
+    /// allocation goes back to the heap when the last mapping goes, not at
+    /// the next mapping of the file.
+    pub(crate) fn forget_dead(&self) {
+        let mut slot = self.object.lock();
+        if slot.strong_count() == 0 {
+            *slot = Weak::new();
+        }
+    }
+
     /// The cache object of `file`, created on first use.
     pub(crate) fn object(file: &Arc<dyn File>) -> Arc<VmObject> {
         let mut slot = file.page_cache().object.lock();

@@ -160,6 +160,9 @@ impl VmObject {
         let Some(obj) = Arc::into_inner(object) else {
             return;
         };
+        if let Source::File(file) = &obj.source {
+            file.page_cache().forget_dead();
+        }
         let _ = obj.writeback(platform, 0, u32::MAX);
         for (_, p) in obj.pages.into_inner() {
             let r = frames.release(p.frame);

@@ -1,0 +1,299 @@
+//! The demo: ring-3 programs that use the memory manager for real, with a
+//! readable report (memory map, memory bars, each step's page faults and
+//! outcome, a closing summary) and a verdict through `isa-debug-exit`.
+
+use myos_mm::vm::{FaultStats, MemFs};
+
+use crate::exit::{exit_qemu, ExitCode};
+use crate::multiboot::Size;
+use crate::process::{self, sig, WaitStatus};
+use crate::{mm, println};
+
+/// What a step's process must end with.
+#[derive(Clone, Copy)]
+enum Expect {
+    /// Normal exit with this code.
+    Exit(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+/// Which fault counter a step must drive (beyond the outcome).
+#[derive(Clone, Copy)]
+enum Needs {
+    Nothing,
+    DemandZero,
+    CopyOnWrite,
+    SharedAnon,
+    FilePages,
+}
+
+/// One demo step.
+struct Step {
+    title: &'static str,
+    program: &'static str,
+    expect: Expect,
+    needs: Needs,
+}
+
+const STEPS: &[Step] = &[
+    Step {
+        title: "anonymous mmap + touch (demand paging)",
+        program: "demand",
+        expect: Expect::Exit(0),
+        needs: Needs::DemandZero,
+    },
+    Step {
+        title: "fork + writes on both sides (COW)",
+        program: "cow",
+        expect: Expect::Exit(0),
+        needs: Needs::CopyOnWrite,
+    },
+    Step {
+        title: "MAP_SHARED anonymous across fork",
+        program: "shared",
+        expect: Expect::Exit(0),
+        needs: Needs::SharedAnon,
+    },
+    Step {
+        title: "private + shared file mappings",
+        program: "files",
+        expect: Expect::Exit(0),
+        needs: Needs::FilePages,
+    },
+    Step {
+        title: "write to a PROT_READ mapping",
+        program: "segv_readonly",
+        expect: Expect::Signal(sig::SIGSEGV),
+        needs: Needs::Nothing,
+    },
+    Step {
+        title: "NULL dereference",
+        program: "segv_null",
+        expect: Expect::Signal(sig::SIGSEGV),
+        needs: Needs::Nothing,
+    },
+    Step {
+        title: "touch after munmap",
+        program: "segv_unmapped",
+        expect: Expect::Signal(sig::SIGSEGV),
+        needs: Needs::Nothing,
+    },
+    Step {
+        title: "write to a kernel address",
+        program: "segv_kernel",
+        expect: Expect::Signal(sig::SIGSEGV),
+        needs: Needs::Nothing,
+    },
+];
+
+/// The file the `files` step maps.
+const DATA_FILE: &str = "data.txt";
+/// Its initial contents.
+const DATA_CONTENTS: &[u8] = b"hello from the file system of MyOS\n";
+
+/// Width of the memory bars in characters.
+const BAR_WIDTH: u64 = 50;
+
+/// Prints `label [#####.....] used / total`.
+fn bar(label: &str, used: u64, total: u64) {
+    let filled = if total == 0 {
+        0
+    } else {
+        (used * BAR_WIDTH).div_ceil(total).min(BAR_WIDTH)
+    };
+    let mut line = crate::text::StackString::<64>::new();
+    for i in 0..BAR_WIDTH {
+        let _ = core::fmt::Write::write_str(&mut line, if i < filled { "#" } else { "." });
+    }
+    println!(
+        "  {label:<14} [{}] {} of {}",
+        line.as_str(),
+        Size(used),
+        Size(total)
+    );
+}
+
+/// Prints the physical-memory and heap bars.
+fn memory_picture() {
+    const PAGE: u64 = myos_mm::layout::PAGE_SIZE as u64;
+    let f = mm::frame_stats();
+    let h = mm::heap_stats();
+    bar(
+        "physical RAM",
+        u64::from(f.total - f.free) * PAGE,
+        u64::from(f.total) * PAGE,
+    );
+    bar(
+        "  high memory",
+        u64::from(f.free_per_zone[2]) * PAGE,
+        u64::from(f.total) * PAGE,
+    );
+    bar("kernel heap", h.used_bytes as u64, h.heap_bytes as u64);
+}
+
+/// The page faults of a step, summarized.
+struct Faults(FaultStats);
+
+impl core::fmt::Display for Faults {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let s = &self.0;
+        write!(
+            f,
+            "demand-zero {:>3}  cow {:>2}  file {:>2}  shared {:>2}  stack {:>2}",
+            s.demand_zero,
+            s.cow_copy + s.cow_reuse,
+            s.file_page + s.write_notify,
+            s.shared_anon,
+            s.stack_growth
+        )
+    }
+}
+
+/// Runs the demo and exits QEMU: status 0 (through xtask) when every step
+/// behaved and memory returned to its baseline.
+pub fn run() -> ! {
+    init_processes();
+
+    println!();
+    println!("== memory before the demo ==");
+    memory_picture();
+    mm::heap_trim();
+    let frames_before = mm::frame_stats();
+    let heap_before = mm::heap_stats();
+    let start_ticks = crate::arch::pit::ticks();
+
+    println!();
+    println!("== demo: ring-3 processes using the memory manager ==");
+    let mut failures = 0;
+    let mut total = FaultStats::default();
+    for (i, step) in STEPS.iter().enumerate() {
+        println!("step {}: {} [{}]", i + 1, step.title, step.program);
+        let pid = match process::spawn(step.program) {
+            Ok(pid) => pid,
+            Err(e) => {
+                println!("  cannot start {}: {e}", step.program);
+                failures += 1;
+                continue;
+            }
+        };
+        process::run_until_idle();
+        let Some(result) = process::family_result(pid) else {
+            println!("  no result for pid {pid}");
+            failures += 1;
+            continue;
+        };
+        let ok_status = match step.expect {
+            Expect::Exit(code) => result.status == WaitStatus::exited(code),
+            Expect::Signal(s) => result.status == WaitStatus::signaled(s),
+        };
+        let fs_ = &result.faults;
+        let ok_faults = match step.needs {
+            Needs::Nothing => true,
+            Needs::DemandZero => fs_.demand_zero > 0,
+            Needs::CopyOnWrite => fs_.cow_copy + fs_.cow_reuse > 0,
+            Needs::SharedAnon => fs_.shared_anon > 0,
+            Needs::FilePages => fs_.file_page > 0 && file_check(),
+        };
+        let ok = ok_status && ok_faults;
+        if !ok {
+            failures += 1;
+        }
+        crate::process::add_fault_stats(&mut total, fs_);
+        println!(
+            "  -> {} ({} process{}); faults: {}  => {}",
+            result.status,
+            result.processes,
+            if result.processes == 1 { "" } else { "es" },
+            Faults(result.faults),
+            if ok { "as expected" } else { "UNEXPECTED" }
+        );
+    }
+    process::clear_results();
+    let elapsed_ms =
+        crate::arch::pit::ticks().wrapping_sub(start_ticks) * 1000 / crate::arch::pit::HZ;
+
+    mm::heap_trim();
+    let frames_after = mm::frame_stats();
+    let heap_after = mm::heap_stats();
+    println!();
+    println!("== memory after every demo process exited ==");
+    memory_picture();
+    let frames_back =
+        frames_after.free == frames_before.free && frames_after.used == frames_before.used;
+    let heap_back = heap_after.used_bytes == heap_before.used_bytes;
+    println!(
+        "  free frames: {} before, {} after ({})",
+        frames_before.free,
+        frames_after.free,
+        if frames_back {
+            "back to baseline"
+        } else {
+            "LEAK"
+        }
+    );
+    println!(
+        "  heap in use: {} before, {} after ({})",
+        heap_before.used_bytes,
+        heap_after.used_bytes,
+        if heap_back {
+            "back to baseline"
+        } else {
+            "LEAK"
+        }
+    );
+    if mm::heap_validate().is_err() {
+        println!("  heap validation FAILED");
+        failures += 1;
+    }
+    if !frames_back || !heap_back {
+        failures += 1;
+    }
+
+    println!();
+    println!("== summary ==");
+    println!(
+        "  steps: {} run, {} as expected",
+        STEPS.len(),
+        STEPS.len() - failures.min(STEPS.len())
+    );
+    println!("  page faults: {}", Faults(total));
+    println!(
+        "  segfaults: {} (each killed only its own process)",
+        total.sigsegv
+    );
+    println!("  demo time: {elapsed_ms} ms of kernel time");
+    if failures == 0 {
+        println!("DEMO OK: every step behaved and memory returned to its baseline");
+        exit_qemu(ExitCode::Success)
+    } else {
+        println!("DEMO FAILED: {failures} problem(s)");
+        exit_qemu(ExitCode::Failure)
+    }
+}
+
+/// Sets up processes with the demo's file system.
+pub fn init_processes() {
+    let fs = MemFs::new();
+    fs.create(DATA_FILE, DATA_CONTENTS);
+    process::init(fs);
+}
+
+/// After the `files` step: the shared write reached the file, the private
+/// one did not.
+fn file_check() -> bool {
+    let Some(data) = process::fs().and_then(|fs| fs.read(DATA_FILE)) else {
+        return false;
+    };
+    let ok = data.starts_with(b"Yello") && !data.contains(&b'J');
+    println!(
+        "  data.txt now begins {:?} ({})",
+        core::str::from_utf8(&data[..data.len().min(16)]).unwrap_or("?"),
+        if ok {
+            "shared write reached the file, private one did not"
+        } else {
+            "WRONG"
+        }
+    );
+    ok
+}
