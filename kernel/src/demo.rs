@@ -2,6 +2,7 @@
 //! readable report (memory map, memory bars, each step's page faults and
 //! outcome, a closing summary) and a verdict through `isa-debug-exit`.
 
+use myos_mm::frames::Zone;
 use myos_mm::vm::{FaultStats, MemFs};
 
 use crate::exit::{exit_qemu, ExitCode};
@@ -124,12 +125,13 @@ fn memory_picture() {
         u64::from(f.total - f.free) * PAGE,
         u64::from(f.total) * PAGE,
     );
-    bar(
-        "  high memory",
-        u64::from(f.free_per_zone[2]) * PAGE,
-        u64::from(f.total) * PAGE,
-    );
     bar("kernel heap", h.used_bytes as u64, h.heap_bytes as u64);
+    println!(
+        "  free frames by zone: low (<16 MiB) {}, direct (<768 MiB) {}, high {}",
+        f.free_per_zone[Zone::Low as usize],
+        f.free_per_zone[Zone::Direct as usize],
+        f.free_per_zone[Zone::High as usize]
+    );
 }
 
 /// The page faults of a step, summarized.
@@ -169,6 +171,8 @@ pub fn run() -> ! {
     let mut total = FaultStats::default();
     for (i, step) in STEPS.iter().enumerate() {
         println!("step {}: {} [{}]", i + 1, step.title, step.program);
+        let free_before = mm::frame_stats();
+        let _ = process::take_low_water();
         let pid = match process::spawn(step.program) {
             Ok(pid) => pid,
             Err(e) => {
@@ -196,6 +200,15 @@ pub fn run() -> ! {
             Needs::FilePages => fs_.file_page > 0 && file_check(),
         };
         let ok = ok_status && ok_faults;
+        if let Some((low, low_high)) = process::take_low_water() {
+            const KIB_PER_FRAME: u32 = (myos_mm::layout::PAGE_SIZE / 1024) as u32;
+            let high_before = free_before.free_per_zone[Zone::High as usize];
+            println!(
+                "  peak memory: {} KiB of frames in use ({} KiB of them above the direct map)",
+                free_before.free.saturating_sub(low) * KIB_PER_FRAME,
+                high_before.saturating_sub(low_high) * KIB_PER_FRAME
+            );
+        }
         if !ok {
             failures += 1;
         }

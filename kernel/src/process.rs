@@ -306,11 +306,45 @@ fn prepare_kstack(stack: &mut KernelStack, frame: &TrapFrame, fx: &FxArea) -> u3
     ctx_at as u32
 }
 
-/// A zeroed kernel stack on the heap.
+/// Written at the bottom of every kernel stack; checked after each switch
+/// back to the scheduler, so an overflow is reported (these stacks live on
+/// the heap, without a guard page).
+const KSTACK_CANARY: u64 = 0x5AFE_57AC_CA9A_12E5;
+
+/// A zeroed kernel stack on the heap, with its canary.
 fn new_kstack() -> Box<KernelStack> {
     let b = Box::<KernelStack>::new_zeroed();
     // SAFETY: an all-zero byte array is a valid `KernelStack`.
-    unsafe { b.assume_init() }
+    let mut stack = unsafe { b.assume_init() };
+    stack.0[..8].copy_from_slice(&KSTACK_CANARY.to_le_bytes());
+    stack
+}
+
+/// True while the canary at the bottom of `stack` is intact.
+fn canary_intact(stack: &KernelStack) -> bool {
+    stack.0[..8] == KSTACK_CANARY.to_le_bytes()
+}
+
+/// The fewest free frames seen while processes ran (all zones, high zone),
+/// since the last [`take_low_water`].
+static LOW_WATER: Mutex<Option<(u32, u32)>> = Mutex::new(None);
+
+/// Records the current free-frame counts into the low-water mark.
+fn sample_low_water() {
+    use myos_mm::frames::Zone;
+    let stats = mm::frame_stats();
+    let now = (stats.free, stats.free_per_zone[Zone::High as usize]);
+    let mut lw = LOW_WATER.lock();
+    *lw = Some(match *lw {
+        Some((f, h)) => (f.min(now.0), h.min(now.1)),
+        None => now,
+    });
+}
+
+/// The low-water mark of free frames `(all, high zone)` since the last
+/// call, and resets it.
+pub fn take_low_water() -> Option<(u32, u32)> {
+    LOW_WATER.lock().take()
 }
 
 /// Why a program could not be started.
@@ -546,7 +580,18 @@ pub fn run_until_idle() {
                 // stack is owned by the table and outlives the switch); the
                 // scheduler's context is saved in SCHEDULER_ESP.
                 unsafe { switch_context(SCHEDULER_ESP.as_ptr(), esp) };
-                TABLE.lock().current = None;
+                sample_low_water();
+                let mut t = TABLE.lock();
+                if let Some(p) = t
+                    .current
+                    .and_then(|pid| t.procs.iter().find(|p| p.pid == pid))
+                {
+                    if !canary_intact(&p.kstack) {
+                        panic!("kernel stack overflow in pid {} ({})", p.pid, p.name);
+                    }
+                }
+                t.current = None;
+                drop(t);
                 mm::kernel_space().activate(&PLATFORM);
             }
             None => {
@@ -731,6 +776,7 @@ fn with_current<R>(f: impl FnOnce(&mut Process) -> R) -> Option<R> {
 /// Handles `int 0x80`: number in eax, arguments in ebx, ecx, edx, esi,
 /// edi, ebp; the result (or `-errno`) goes back in eax.
 pub fn syscall(frame: &mut TrapFrame, fx: *mut u8) {
+    sample_low_water();
     let (a, b, c) = (frame.ebx, frame.ecx, frame.edx);
     let result = match frame.eax {
         nr::EXIT => exit_current(WaitStatus::exited(a as i32)),
