@@ -526,3 +526,32 @@ fn regions_report_and_merge() {
     drop(vm);
     w.finish();
 }
+
+#[test]
+fn raw_mappings_outside_regions_are_shared_by_fork_and_freed_at_exit() {
+    use myos_mm::frames::{FrameSource, Zone};
+    use myos_mm::paging::PteFlags;
+    let w = World::new(16 * MIB);
+    let mut p = w.space();
+    // The spec's example: a page mapped by hand at 0x1000, below any region.
+    let f = (&w.fa).alloc(Zone::High).unwrap();
+    let low = VirtAddr::new(0x1000);
+    p.address_space_mut()
+        .map(
+            &w.m,
+            &mut &w.fa,
+            low.page(),
+            f,
+            PteFlags::USER | PteFlags::WRITABLE,
+        )
+        .unwrap()
+        .ignore();
+    w.write_u32(&mut p, low, 5, U).unwrap();
+    let mut c = p.fork().unwrap();
+    w.write_u32(&mut c, low, 6, U).unwrap();
+    assert_eq!(w.read_u32(&mut p, low, U), Ok(6), "shared as it was");
+    assert_eq!((&w.fa).refcount(f), Ok(2));
+    drop(p);
+    drop(c);
+    w.finish();
+}

@@ -120,6 +120,10 @@ pub(crate) struct RegionTree {
     gaps: BTreeMap<u32, u32>,
     /// Free gaps by (length, start).
     by_len: BTreeSet<(u32, u32)>,
+    /// The region [`lookup`](Self::lookup) found last (Linux's `vmacache`):
+    /// consecutive faults usually hit the same region. Cleared by every
+    /// `&mut self` method, so it only ever copies a region that exists.
+    cache: Option<(u32, Region)>,
 }
 
 impl RegionTree {
@@ -129,6 +133,7 @@ impl RegionTree {
             regions: BTreeMap::new(),
             gaps: BTreeMap::new(),
             by_len: BTreeSet::new(),
+            cache: None,
         };
         t.add_gap(MIN_PAGE, END_PAGE);
         t
@@ -143,6 +148,19 @@ impl RegionTree {
     pub(crate) fn find(&self, page: u32) -> Option<(u32, &Region)> {
         let (&s, r) = self.regions.range(..=page).next_back()?;
         (page < r.end).then_some((s, r))
+    }
+
+    /// A copy of the region containing `page`, through the one-entry cache.
+    pub(crate) fn lookup(&mut self, page: u32) -> Option<(u32, Region)> {
+        if let Some((s, r)) = &self.cache {
+            if *s <= page && page < r.end {
+                return Some((*s, r.clone()));
+            }
+        }
+        let (s, r) = self.find(page)?;
+        let r = r.clone();
+        self.cache = Some((s, r.clone()));
+        Some((s, r))
     }
 
     /// The region starting at `start`.
@@ -172,6 +190,7 @@ impl RegionTree {
 
     /// Mutable access to the region starting at `start`.
     pub(crate) fn get_mut(&mut self, start: u32) -> Option<&mut Region> {
+        self.cache = None;
         self.regions.get_mut(&start)
     }
 
@@ -195,6 +214,7 @@ impl RegionTree {
 
     /// Splits the region straddling `at` (if any) into `..at` and `at..`.
     pub(crate) fn split_at(&mut self, at: u32) {
+        self.cache = None;
         let Some((s, r)) = self.find(at) else { return };
         if s == at {
             return;
@@ -209,6 +229,7 @@ impl RegionTree {
     /// Inserts a region at `start` (the range must hold no region), and
     /// updates the gaps.
     pub(crate) fn insert(&mut self, start: u32, region: Region) {
+        self.cache = None;
         let end = region.end;
         debug_assert!(self.range(start, end).next().is_none() && self.find(start).is_none());
         self.regions.insert(start, region);
@@ -218,6 +239,7 @@ impl RegionTree {
     /// Removes every region starting in `lo..hi` (split first so none
     /// straddles the bounds) and returns them; updates the gaps.
     pub(crate) fn remove_range(&mut self, lo: u32, hi: u32) -> Vec<(u32, Region)> {
+        self.cache = None;
         let keys: Vec<u32> = self.regions.range(lo..hi).map(|(&s, _)| s).collect();
         let out: Vec<(u32, Region)> = keys
             .into_iter()
@@ -231,6 +253,7 @@ impl RegionTree {
 
     /// Removes every region (for teardown).
     pub(crate) fn take_all(&mut self) -> BTreeMap<u32, Region> {
+        self.cache = None;
         let all = core::mem::take(&mut self.regions);
         self.gaps.clear();
         self.by_len.clear();
@@ -242,6 +265,7 @@ impl RegionTree {
     /// `new..old` must be free of regions). The gaps don't change: a stack's
     /// reserve already covers its growth range.
     pub(crate) fn extend_down(&mut self, old: u32, new: u32) {
+        self.cache = None;
         if let Some(r) = self.regions.remove(&old) {
             self.regions.insert(new, r);
         }
@@ -251,6 +275,7 @@ impl RegionTree {
     /// Returns the start of the merged region. Regions absorbed share the
     /// survivor's object, so dropping them never drops an object's last hold.
     pub(crate) fn merge_around(&mut self, start: u32) -> u32 {
+        self.cache = None;
         let mut start = start;
         if let Some((ps, prev)) = self.prev_below(start) {
             if prev.end == start {

@@ -654,15 +654,12 @@ impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
             });
         }
         let page = addr.page().number();
-        let (start, grew) = match self.regions.find(page) {
-            Some((s, _)) => (s, false),
+        let (start, region, grew) = match self.regions.lookup(page) {
+            Some((s, r)) => (s, r, false),
             None => match self.grow_stack(page) {
-                Some(s) => (s, true),
+                Some((s, r)) => (s, r, true),
                 None => return deny(SegvCause::NoRegion),
             },
-        };
-        let Some(region) = self.regions.get(start).cloned() else {
-            return deny(SegvCause::NoRegion);
         };
         let write = fault.access() == AccessKind::Write;
         if !region.prot.readable() || (write && !region.prot.writable()) {
@@ -698,7 +695,7 @@ impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
 
     /// Extends a growable stack down to `page` when `page` lies in its
     /// growth range and keeps the guard gap to the region below.
-    fn grow_stack(&mut self, page: u32) -> Option<u32> {
+    fn grow_stack(&mut self, page: u32) -> Option<(u32, Region)> {
         if page < MIN_PAGE {
             return None;
         }
@@ -713,7 +710,7 @@ impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
             }
         }
         self.regions.extend_down(s, page);
-        Some(page)
+        self.regions.lookup(page)
     }
 
     /// Maps `frame` (a reference the caller owns) at `page`. A not-present
@@ -855,7 +852,8 @@ impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
     /// with their reference counts raised (copy-on-write), shared pages stay
     /// shared (and writable where they were). The parent's TLB is flushed
     /// once at the end, not per page. The child gets the same regions and
-    /// zeroed fault counters.
+    /// zeroed fault counters. Raw mappings outside every region (see
+    /// [`address_space_mut`](Self::address_space_mut)) are shared as they are.
     ///
     /// On `OutOfMemory` the child is torn down and the parent keeps working
     /// (some of its pages may have become copy-on-write read-only, which
@@ -888,10 +886,9 @@ impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
                         cursor = Some((s, r.end, r.shared));
                         r.shared
                     }
-                    None => {
-                        debug_assert!(false, "mapped page {page:?} outside every region");
-                        continue;
-                    }
+                    // A raw mapping outside every region (made through
+                    // `address_space_mut`): the child shares it as it is.
+                    None => true,
                 },
             };
             let mut flags = e.flags() & (PteFlags::USER | PteFlags::WRITABLE);
@@ -902,16 +899,24 @@ impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
                     parent_changed = true;
                 }
             }
-            if let Err(err) = self.frames.share(e.frame()) {
-                if parent_changed && space.is_active(platform) {
-                    platform.flush_all();
+            // Frames the allocator doesn't manage (device memory mapped by
+            // address through `address_space_mut`) carry no reference.
+            let counted = match self.frames.share(e.frame()) {
+                Ok(()) => true,
+                Err(MmError::FrameReserved | MmError::OutOfRange) => false,
+                Err(err) => {
+                    if parent_changed && space.is_active(platform) {
+                        platform.flush_all();
+                    }
+                    return Err(err);
                 }
-                return Err(err);
-            }
+            };
             match child_space.map(platform, &mut self.frames, page, e.frame(), flags) {
                 Ok(flush) => flush.ignore(),
                 Err(err) => {
-                    drop_ref(&mut self.frames, e.frame());
+                    if counted {
+                        drop_ref(&mut self.frames, e.frame());
+                    }
                     if parent_changed && space.is_active(platform) {
                         platform.flush_all();
                     }

@@ -1,0 +1,466 @@
+//! `cargo xtask bench vm`: address spaces on the simulated machine.
+//!
+//! - A demand-zero fault's service time (the core's handler: region lookup,
+//!   frame allocation, zeroing, mapping) over the time to zero one 4 KiB
+//!   page; a copy-on-write fault's over the time to copy one page. Both
+//!   baselines use the same platform calls the handler uses, on as many
+//!   distinct frames as there are faults (same cache behaviour).
+//! - Region lookup, and mmap+munmap, with 100, 10,000 and 100,000 regions.
+//! - fork of a process with 16 MiB and 256 MiB touched.
+//!
+//! Each figure is the median of several timed rounds. Prints a table and
+//! writes the VM section of `BENCHMARKS.md` (between `<!-- vm:begin -->` and
+//! `<!-- vm:end -->`, appended if missing).
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::time::Instant;
+
+use myos_mm::frames::{FrameAllocator, FrameSource, Zone};
+use myos_mm::layout::{PAGE_SIZE, USER_MMAP_MIN};
+use myos_mm::paging::AddressSpace;
+use myos_mm::vm::{
+    FaultOutcome, FdTable, PageFault, VmSpace, ERR_PRESENT, ERR_USER, ERR_WRITE, MAP_ANONYMOUS,
+    MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE,
+};
+use myos_mm::{Frame, PhysAddr, Platform, VirtAddr};
+use myos_sim::SimMachine;
+use spin::Mutex;
+
+const MIB: u64 = 1 << 20;
+const PAGE: u32 = PAGE_SIZE as u32;
+const RW: u32 = PROT_READ | PROT_WRITE;
+const ANON: u32 = MAP_PRIVATE | MAP_ANONYMOUS;
+/// Timed rounds; the median is reported.
+const ROUNDS: usize = 9;
+
+type Vm<'a> = VmSpace<'a, SimMachine, &'a Mutex<FrameAllocator>>;
+
+/// A machine, its frame allocator and the kernel space.
+struct World {
+    m: Box<SimMachine>,
+    fa: Mutex<FrameAllocator>,
+    kernel: AddressSpace,
+}
+
+impl World {
+    fn new(ram: u64) -> World {
+        let m = Box::new(SimMachine::new(ram).expect("machine"));
+        let map = m.memory_map().to_vec();
+        // SAFETY: the machine is boxed in the same `World` as the allocator,
+        // so its RAM outlives every use of the allocator.
+        let mut fa = unsafe { FrameAllocator::new(&*m, &map) }.expect("allocator");
+        let kernel = AddressSpace::new_kernel(&*m, &mut fa, PhysAddr::new(ram.min(3 << 30) as u32))
+            .expect("kernel space");
+        kernel.activate(&*m);
+        World {
+            m,
+            fa: Mutex::new(fa),
+            kernel,
+        }
+    }
+
+    fn space(&self) -> Vm<'_> {
+        VmSpace::new(&*self.m, &self.fa, &self.kernel).expect("space")
+    }
+
+    fn used(&self) -> u32 {
+        self.fa.lock().stats().used
+    }
+}
+
+/// A small deterministic generator.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median over `ROUNDS` of ns per op: `setup` (untimed) returns the state,
+/// `timed` runs `ops` operations on it, `teardown` (untimed) cleans up; all
+/// three get the context `cx`.
+fn measure<C, S>(
+    ops: usize,
+    cx: &mut C,
+    mut setup: impl FnMut(&mut C) -> S,
+    mut timed: impl FnMut(&mut C, &mut S),
+    mut teardown: impl FnMut(&mut C, S),
+) -> f64 {
+    let mut v = Vec::new();
+    for round in 0..=ROUNDS {
+        let mut s = setup(cx);
+        let t = Instant::now();
+        timed(cx, &mut s);
+        let ns = t.elapsed().as_nanos() as f64 / ops as f64;
+        teardown(cx, s);
+        if round > 0 {
+            v.push(ns); // round 0 warms caches and the host's page tables
+        }
+    }
+    median(v)
+}
+
+fn resolved(o: FaultOutcome) {
+    assert!(matches!(o, FaultOutcome::Resolved(_)), "{o:?}");
+}
+
+/// ns per op of `f`, which performs `ops` operations.
+fn time(ops: u32, f: impl FnOnce()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_nanos() as f64 / f64::from(ops)
+}
+
+/// Demand-zero fault vs zeroing a page; COW fault vs copying a page.
+///
+/// Rounds interleave the fault and its baseline on the same frames (the
+/// allocator hands out the lowest free frames, so the baseline's frames are
+/// the ones the faults get), so both see the same cache and host state.
+fn faults(w: &World, pages: u32) -> [f64; 6] {
+    let fds = FdTable::new();
+    let mut vm = w.space();
+    vm.activate();
+    let base = VirtAddr::new(0x1000_0000);
+    let alloc = |n: u32| -> Vec<Frame> {
+        let mut fa = &w.fa;
+        (0..n)
+            .map(|_| fa.alloc(Zone::High).expect("frame"))
+            .collect()
+    };
+    let free = |frames: Vec<Frame>| {
+        let mut fa = &w.fa;
+        for f in frames {
+            fa.release(f).expect("release");
+        }
+    };
+    let (mut dz, mut zero) = (Vec::new(), Vec::new());
+    let zero_run = || {
+        let frames = alloc(pages);
+        let z = time(pages, || {
+            for &f in &frames {
+                w.m.zero_frame(f);
+            }
+        });
+        free(frames);
+        z
+    };
+    let fault_run = |vm: &mut Vm<'_>| {
+        vm.mmap(&fds, base, pages * PAGE, RW, ANON | MAP_FIXED, -1, 0)
+            .expect("mmap");
+        let d = time(pages, || {
+            for i in 0..pages {
+                let f = PageFault::new(base.as_u32() + i * PAGE, ERR_USER | ERR_WRITE);
+                resolved(vm.handle_fault(f));
+            }
+        });
+        vm.munmap(base, pages * PAGE).expect("munmap");
+        d
+    };
+    for round in 0..=2 * ROUNDS {
+        // Alternate which goes first, so neither always finds warmer caches.
+        let (z, d) = if round % 2 == 0 {
+            let z = zero_run();
+            (z, fault_run(&mut vm))
+        } else {
+            let d = fault_run(&mut vm);
+            (zero_run(), d)
+        };
+        if round > 0 {
+            dz.push(d);
+            zero.push(z);
+        }
+    }
+    // COW: the parent has every page touched; the child writes each. The
+    // baseline copies the parent's frames into fresh frames, as the faults do.
+    vm.mmap(&fds, base, pages * PAGE, RW, ANON | MAP_FIXED, -1, 0)
+        .expect("mmap");
+    for i in 0..pages {
+        let f = PageFault::new(base.as_u32() + i * PAGE, ERR_USER | ERR_WRITE);
+        resolved(vm.handle_fault(f));
+    }
+    let parent: Vec<Frame> = (0..pages)
+        .map(|i| {
+            let va = VirtAddr::new(base.as_u32() + i * PAGE);
+            vm.address_space()
+                .translate(&*w.m, va)
+                .expect("mapped")
+                .frame()
+        })
+        .collect();
+    let (mut cow, mut copy) = (Vec::new(), Vec::new());
+    let copy_run = || {
+        let dst = alloc(pages);
+        let c = time(pages, || {
+            for (&d, &s) in dst.iter().zip(&parent) {
+                w.m.copy_frame(d, s);
+            }
+        });
+        free(dst);
+        c
+    };
+    let cow_run = |vm: &mut Vm<'_>| {
+        let mut child = vm.fork().expect("fork");
+        child.activate();
+        let f = time(pages, || {
+            for i in 0..pages {
+                let f =
+                    PageFault::new(base.as_u32() + i * PAGE, ERR_USER | ERR_WRITE | ERR_PRESENT);
+                resolved(child.handle_fault(f));
+            }
+        });
+        vm.activate();
+        drop(child);
+        f
+    };
+    for round in 0..=2 * ROUNDS {
+        let (c, f) = if round % 2 == 0 {
+            let c = copy_run();
+            (c, cow_run(&mut vm))
+        } else {
+            let f = cow_run(&mut vm);
+            (copy_run(), f)
+        };
+        if round > 0 {
+            cow.push(f);
+            copy.push(c);
+        }
+    }
+    drop(vm);
+    let ratio = |a: &[f64], b: &[f64]| median(a.iter().zip(b).map(|(x, y)| x / y).collect());
+    let (r_dz, r_cow) = (ratio(&dz, &zero), ratio(&cow, &copy));
+    [
+        median(dz),
+        median(zero),
+        r_dz,
+        median(cow),
+        median(copy),
+        r_cow,
+    ]
+}
+
+/// Region lookup and mmap+munmap with `n` regions.
+fn regions(w: &World, n: u32) -> (f64, f64) {
+    let fds = FdTable::new();
+    let mut vm = w.space();
+    // n one-page regions separated by one-page holes (read-only, so a new
+    // read/write mapping never merges with them).
+    for i in 0..n {
+        let a = VirtAddr::new(USER_MMAP_MIN + 2 * i * PAGE);
+        vm.mmap(&fds, a, PAGE, PROT_READ, ANON | MAP_FIXED, -1, 0)
+            .expect("mmap");
+    }
+    assert_eq!(vm.region_count(), n as usize);
+    const OPS: usize = 100_000;
+    let mut rng = Lcg(7);
+    let probes: Vec<VirtAddr> = (0..OPS)
+        .map(|_| VirtAddr::new(USER_MMAP_MIN + (rng.next() as u32 % (2 * n)) * PAGE + 12))
+        .collect();
+    let lookup = measure(
+        OPS,
+        &mut vm,
+        |_| (),
+        |vm, _| {
+            let mut hits = 0usize;
+            for &a in &probes {
+                hits += vm.region_at(a).is_some() as usize;
+            }
+            black_box(hits);
+        },
+        |_, _| (),
+    );
+    // Two pages fit none of the n one-page holes: a linear gap scan would
+    // walk past all of them.
+    const MAPS: usize = 20_000;
+    let mm = measure(
+        MAPS,
+        &mut vm,
+        |_| (),
+        |vm, _| {
+            for _ in 0..MAPS {
+                let a = vm
+                    .mmap(&fds, VirtAddr::new(0), 2 * PAGE, RW, ANON, -1, 0)
+                    .expect("mmap");
+                vm.munmap(a, 2 * PAGE).expect("munmap");
+            }
+        },
+        |_, _| (),
+    );
+    drop(vm);
+    (lookup, mm)
+}
+
+/// fork of a process with `mib` MiB touched: ms per fork and frames the fork
+/// allocated (page tables only).
+fn fork(w: &World, mib: u32) -> (f64, u32, u32) {
+    let fds = FdTable::new();
+    let mut vm = w.space();
+    vm.activate();
+    let pages = mib * (1 << 20) / PAGE;
+    let base = vm
+        .mmap(&fds, VirtAddr::new(0), pages * PAGE, RW, ANON, -1, 0)
+        .expect("mmap");
+    let touch = |vm: &mut Vm<'_>| {
+        for i in 0..pages {
+            let f = PageFault::new(base.as_u32() + i * PAGE, ERR_USER | ERR_WRITE);
+            if vm
+                .address_space()
+                .entry(&*w.m, f.addr.page())
+                .is_none_or(|e| !e.flags().contains(myos_mm::paging::PteFlags::WRITABLE))
+            {
+                resolved(vm.handle_fault(f));
+            }
+        }
+    };
+    touch(&mut vm);
+    let mut alloc = 0;
+    let mut v = Vec::new();
+    for round in 0..=ROUNDS.min(5) {
+        // Make every page writable again (as after the child exited and the
+        // parent wrote), so each fork write-protects all of them.
+        touch(&mut vm);
+        let before = w.used();
+        let t = Instant::now();
+        let child = vm.fork().expect("fork");
+        let ns = t.elapsed().as_nanos() as f64;
+        alloc = w.used() - before;
+        drop(child);
+        if round > 0 {
+            v.push(ns / 1e6);
+        }
+    }
+    drop(vm);
+    (median(v), alloc, pages)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!(
+        "{cpu}, {cpus} CPUs visible, {} {}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
+
+fn fault_section(w: &World) -> String {
+    let mut out = String::new();
+    let fault_pages = 4096;
+    let [dz, zero, r_dz, cow, copy, r_cow] = faults(w, fault_pages);
+    let _ = writeln!(
+        out,
+        "### Page faults (ns per fault, {fault_pages} pages = 16 MiB per round)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| operation | ns | baseline | ns | ratio (goal ≤ 1.5) |"
+    );
+    let _ = writeln!(out, "|---|---:|---|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| demand-zero fault | {dz:.0} | zero one page | {zero:.0} | {r_dz:.2} |"
+    );
+    let _ = writeln!(
+        out,
+        "| COW fault | {cow:.0} | copy one page | {copy:.0} | {r_cow:.2} |"
+    );
+    out
+}
+
+fn region_section(w: &World) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\n### Regions (ns per operation)\n");
+    let _ = writeln!(out, "| regions | region lookup | mmap+munmap (2 pages) |");
+    let _ = writeln!(out, "|---:|---:|---:|");
+    let mut rows = Vec::new();
+    for n in [100u32, 10_000, 100_000] {
+        let (l, m) = regions(w, n);
+        let _ = writeln!(out, "| {n} | {l:.1} | {m:.1} |");
+        rows.push((l, m));
+    }
+    let _ = writeln!(
+        out,
+        "| 100,000 / 100 (goal ≤ 3) | {:.2} | {:.2} |",
+        rows[2].0 / rows[0].0,
+        rows[2].1 / rows[0].1
+    );
+    out
+}
+
+fn fork_section(w: &World) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\n### fork (copies page tables, no data page)\n");
+    let _ = writeln!(
+        out,
+        "| touched | pages | fork time | frames allocated by fork | ns per page |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|");
+    for mib in [16u32, 256] {
+        let (ms, alloc, pages) = fork(w, mib);
+        let _ = writeln!(
+            out,
+            "| {mib} MiB | {pages} | {ms:.2} ms | {alloc} | {:.1} |",
+            ms * 1e6 / f64::from(pages)
+        );
+    }
+    out
+}
+
+fn main() {
+    // `bench-vm faults|regions|fork` runs one part and leaves BENCHMARKS.md alone.
+    let only = std::env::args().nth(1);
+    let w = World::new(512 * MIB);
+    match only.as_deref() {
+        Some("faults") => return println!("{}", fault_section(&w)),
+        Some("regions") => return println!("{}", region_section(&w)),
+        Some("fork") => return println!("{}", fork_section(&w)),
+        _ => {}
+    }
+    let out = fault_section(&w) + &region_section(&w) + &fork_section(&w);
+    println!("{out}");
+
+    let section = format!(
+        "<!-- vm:begin -->\n## Address spaces — `cargo xtask bench vm`\n\n\
+         Source: `crates/bench/src/bin/bench-vm.rs`. Machine: {machine}; release build; \
+         simulated machine with 512 MiB RAM. Figures are medians of {ROUNDS} timed rounds \
+         after a warm-up round. Fault times are the core's handler called with the CPU's \
+         error code (region lookup, frame allocation, zeroing or copying, mapping, TLB \
+         flush); the baselines are the same platform calls (`zero_frame`, `copy_frame`) on as \
+         many distinct frames. Region rows: `n` one-page regions with one-page holes; lookups \
+         at random addresses; mmap+munmap of 2 pages, which fit none of the holes (a linear \
+         gap scan would visit all of them). fork rows: private anonymous memory, every page \
+         writable before the fork (so the fork write-protects each one).\n\n{out}\n<!-- vm:end -->\n",
+        machine = machine()
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let bm = root.join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&bm).unwrap_or_else(|_| "# Benchmarks\n".into());
+    let new = match (old.find("<!-- vm:begin -->"), old.find("<!-- vm:end -->")) {
+        (Some(a), Some(b)) if b > a => {
+            let end = b + "<!-- vm:end -->".len();
+            let rest = old[end..].strip_prefix('\n').unwrap_or(&old[end..]);
+            format!("{}{section}{rest}", &old[..a])
+        }
+        _ => format!("{}\n{section}", old.trim_end()),
+    };
+    match std::fs::write(&bm, new) {
+        Ok(()) => eprintln!("wrote the VM section of {}", bm.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", bm.display()),
+    }
+}
