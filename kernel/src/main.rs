@@ -82,6 +82,10 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
     match (boot_info.option("mode"), boot_info.option("test")) {
         (_, Some("oops")) => ktest::deliberate_oops(),
         (_, Some("stack-overflow")) => ktest::deliberate_stack_overflow(mm),
+        (_, Some("hang")) => {
+            println!("test=hang: halting without reporting (the host must time out)");
+            exit::halt_forever()
+        }
         (Some("test"), _) => ktest::run_all(mm),
         _ => demo::run(),
     }

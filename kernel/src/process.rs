@@ -674,7 +674,7 @@ fn exit_current(status: WaitStatus) -> ! {
 fn kill_current(frame: &TrapFrame, signal: i32, why: fmt::Arguments<'_>) -> ! {
     let (pid, name) = current_id();
     println!(
-        "  [pid {pid} {name}] {why} at eip {:#010x}: killed ({})",
+        "  [pid {pid} {name}] {why}, eip {:#010x} => {}",
         frame.eip,
         WaitStatus::signaled(signal)
     );
@@ -702,6 +702,7 @@ pub fn preempt(frame: &mut TrapFrame) {
 /// A page fault. Returns true when it was resolved (or the faulting process
 /// was killed, which does not return); false means a kernel bug.
 pub fn page_fault(frame: &mut TrapFrame, addr: u32) -> bool {
+    sample_low_water();
     let fault = PageFault::new(addr, frame.error);
     let outcome = {
         let mut t = TABLE.lock();

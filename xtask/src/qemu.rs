@@ -29,6 +29,8 @@ const KERNEL_FAILURE: i32 = 0x11;
 const TEST_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long the demo may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Time limit of the boot that checks the timeout itself.
+const HANG_TIMEOUT: Duration = Duration::from_secs(5);
 /// RAM sizes the test suite boots with: small, ordinary, and beyond the direct map.
 const TEST_MEMORY: [&str; 3] = ["32M", "128M", "3G"];
 
@@ -299,6 +301,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
         run.elapsed.as_secs_f64(),
         run.outcome
     );
+    if run.output.contains("KERNEL OOPS") || run.output.contains("KERNEL PANIC") {
+        symbolize(&kernel, &run.output);
+    }
     match run.outcome {
         Outcome::Success => Ok(()),
         other => Err(format!("demo did not succeed: {other}")),
@@ -332,6 +337,8 @@ struct Case {
     name: String,
     memory: &'static str,
     cmdline: &'static str,
+    /// Time limit of the boot.
+    timeout: Duration,
     /// The outcome the case needs.
     expect: Outcome,
     /// Text the console must contain.
@@ -349,6 +356,7 @@ pub fn kernel_tests() -> Result<(), String> {
             name: format!("kernel test suite, {memory}"),
             memory,
             cmdline: "mode=test",
+            timeout: TEST_TIMEOUT,
             expect: Outcome::Success,
             must_print: &["test result: ok"],
         })
@@ -358,6 +366,7 @@ pub fn kernel_tests() -> Result<(), String> {
             name: format!("demo, {memory}: every step behaves, memory back to baseline"),
             memory,
             cmdline: "mode=demo",
+            timeout: TEST_TIMEOUT,
             expect: Outcome::Success,
             must_print: &[
                 "DEMO OK",
@@ -371,6 +380,7 @@ pub fn kernel_tests() -> Result<(), String> {
         name: "oops on a kernel-mode page fault".into(),
         memory: "32M",
         cmdline: "test=oops",
+        timeout: TEST_TIMEOUT,
         expect: Outcome::Failure,
         must_print: &[
             "KERNEL OOPS",
@@ -384,8 +394,17 @@ pub fn kernel_tests() -> Result<(), String> {
         name: "double fault on a kernel stack overflow".into(),
         memory: "32M",
         cmdline: "test=stack-overflow",
+        timeout: TEST_TIMEOUT,
         expect: Outcome::Failure,
         must_print: &["KERNEL OOPS: #DF double fault", "kernel stack overflow"],
+    });
+    cases.push(Case {
+        name: "a hung kernel is killed and reported as a timeout".into(),
+        memory: "32M",
+        cmdline: "test=hang",
+        timeout: HANG_TIMEOUT,
+        expect: Outcome::TimedOut(HANG_TIMEOUT),
+        must_print: &["halting without reporting"],
     });
     let mut failed = Vec::new();
     for case in &cases {
@@ -397,7 +416,7 @@ pub fn kernel_tests() -> Result<(), String> {
             kernel: &kernel,
             memory: case.memory,
             cmdline: case.cmdline,
-            timeout: TEST_TIMEOUT,
+            timeout: case.timeout,
             echo: false,
         })?;
         let missing: Vec<&str> = case
@@ -412,6 +431,9 @@ pub fn kernel_tests() -> Result<(), String> {
             .filter(|l| l.starts_with("test ") || l.contains("OOPS") || l.contains("PANIC"))
         {
             eprintln!("    {line}");
+        }
+        if run.output.contains("KERNEL OOPS") || run.output.contains("KERNEL PANIC") {
+            symbolize(&kernel, &run.output);
         }
         if run.outcome == case.expect && missing.is_empty() {
             eprintln!(
@@ -436,5 +458,53 @@ pub fn kernel_tests() -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("QEMU boots failed: {}", failed.join(", ")))
+    }
+}
+
+/// Kernel addresses (`0xc…`) named on the oops lines of `output`: the EIP
+/// and the backtrace.
+fn oops_addresses(output: &str) -> Vec<String> {
+    let mut addrs = Vec::new();
+    for line in output.lines() {
+        let line = line.trim();
+        if !(line.starts_with("eip") || line.starts_with("backtrace:")) {
+            continue;
+        }
+        for word in line.split_whitespace() {
+            let hex = word.trim_start_matches("0x");
+            let kernel_text = word.starts_with("0xc") && hex.len() == 8;
+            if kernel_text
+                && hex.bytes().all(|b| b.is_ascii_hexdigit())
+                && !addrs.iter().any(|a| a == word)
+            {
+                addrs.push(word.to_string());
+            }
+        }
+    }
+    addrs
+}
+
+/// Prints function and source line for the addresses of an oops, with
+/// `addr2line` when it is installed (binutils); silent otherwise.
+pub fn symbolize(kernel: &Path, output: &str) {
+    let addrs = oops_addresses(output);
+    if addrs.is_empty() || !on_path("addr2line") {
+        return;
+    }
+    let Ok(out) = Command::new("addr2line")
+        .args(["-f", "-C", "-s", "-e"])
+        .arg(kernel)
+        .args(&addrs)
+        .output()
+    else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    eprintln!("    oops addresses:");
+    for (addr, pair) in addrs.iter().zip(lines.chunks(2)) {
+        let function = pair.first().copied().unwrap_or("?");
+        let place = pair.get(1).copied().unwrap_or("?");
+        eprintln!("      {addr}  {function}  ({place})");
     }
 }
