@@ -319,7 +319,7 @@ pub fn gdb(args: &[String]) -> Result<(), String> {
     let kernel = build_kernel()?;
     println!("QEMU is waiting for gdb on localhost:1234. In another terminal run:\n");
     println!(
-        "    gdb -ex 'set architecture i386' -ex 'symbol-file {}' -ex 'target remote localhost:1234' -ex 'break kernel_main' -ex continue\n",
+        "    gdb -ex 'set architecture i386' -ex 'file {}' -ex 'target remote localhost:1234' -ex 'break myos_kernel::kernel_main' -ex continue\n",
         kernel.display()
     );
     let mut cmd = qemu_command(&kernel, memory, "mode=demo");
