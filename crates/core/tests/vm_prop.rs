@@ -16,6 +16,18 @@ use vm_support::*;
 const BASE: u32 = 0x1000_0000 - 8 * PAGE;
 const WINDOW: u32 = 24;
 const MAX_PROCS: usize = 4;
+/// Pages of the mapped file.
+const FILE_PAGES: u32 = 8;
+
+/// The file's initial contents: `0x1000 + i` at the start of page `i`.
+fn file_data() -> Vec<u8> {
+    let mut d = vec![0u8; FILE_PAGES as usize * 4096];
+    for i in 0..FILE_PAGES {
+        let o = i as usize * 4096;
+        d[o..o + 4].copy_from_slice(&(0x1000 + i).to_le_bytes());
+    }
+    d
+}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -23,6 +35,15 @@ enum Op {
         p: usize,
         start: u32,
         len: u32,
+        prot: u32,
+        shared: bool,
+    },
+    /// Maps file pages `file_page..` (MAP_FIXED).
+    MmapFile {
+        p: usize,
+        start: u32,
+        len: u32,
+        file_page: u32,
         prot: u32,
         shared: bool,
     },
@@ -80,6 +101,9 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (p.clone(), page.clone(), len.clone(), prot(), any::<bool>())
             .prop_map(|(p, start, len, prot, shared)| Op::Mmap { p, start, len, prot, shared }),
+        2 => (p.clone(), page.clone(), len.clone(), 0..FILE_PAGES, prot(), any::<bool>()).prop_map(
+            |(p, start, len, file_page, prot, shared)| Op::MmapFile { p, start, len, file_page, prot, shared }
+        ),
         1 => (p.clone(), page.clone(), len.clone()).prop_map(|(p, start, len)| Op::Munmap { p, start, len }),
         2 => (p.clone(), page.clone(), len, prot()).prop_map(|(p, start, len, prot)| Op::Mprotect { p, start, len, prot }),
         1 => p.clone().prop_map(|p| Op::Fork { p }),
@@ -98,6 +122,8 @@ enum Cell {
     Private(u32),
     /// Page `idx` of shared object `obj`.
     Shared { obj: usize, idx: u32 },
+    /// A private file page not written yet: it shows the page cache.
+    FileView { idx: u32 },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -110,13 +136,29 @@ struct MPage {
 struct Model {
     /// Shared objects' page values.
     objects: Vec<Vec<u32>>,
+    /// The file's page values (its page cache).
+    file: Vec<u32>,
 }
 
 impl Model {
     fn value(&self, c: Cell) -> u32 {
         match c {
             Cell::Private(v) => v,
+            Cell::Shared {
+                obj: usize::MAX,
+                idx,
+            }
+            | Cell::FileView { idx } => self.file[idx as usize],
             Cell::Shared { obj, idx } => self.objects[obj][idx as usize],
+        }
+    }
+
+    /// The shared value `obj`/`idx` (`usize::MAX` is the file).
+    fn slot(&mut self, obj: usize, idx: u32) -> &mut u32 {
+        if obj == usize::MAX {
+            &mut self.file[idx as usize]
+        } else {
+            &mut self.objects[obj][idx as usize]
         }
     }
 }
@@ -138,8 +180,14 @@ fn expect_access(m: &BTreeMap<u32, MPage>, page: u32, write: bool) -> Result<(),
 
 fn run(ops: &[Op]) {
     let w = World::new(16 * MIB);
-    let fds = FdTable::new();
-    let mut model = Model::default();
+    let fs = MemFs::new();
+    fs.create("f", &file_data());
+    let mut fds = FdTable::new();
+    let fd = fds.insert(fs.open("f", OpenMode::ReadWrite).unwrap());
+    let mut model = Model {
+        objects: Vec::new(),
+        file: (0..FILE_PAGES).map(|i| 0x1000 + i).collect(),
+    };
     let mut procs: Vec<(Vm<'_>, BTreeMap<u32, MPage>)> = vec![(w.space(), BTreeMap::new())];
     for op in ops {
         if procs.is_empty() {
@@ -170,6 +218,46 @@ fn run(ops: &[Op]) {
                     let cell = match obj {
                         Some(obj) => Cell::Shared { obj, idx: i },
                         None => Cell::Private(0),
+                    };
+                    m.insert(
+                        start + i,
+                        MPage {
+                            prot: Prot::from_bits(prot).unwrap(),
+                            cell,
+                        },
+                    );
+                }
+            }
+            Op::MmapFile {
+                p,
+                start,
+                len,
+                file_page,
+                prot,
+                shared,
+            } => {
+                let (vm, m) = &mut procs[p % n];
+                let len = len.min(WINDOW - start).min(FILE_PAGES - file_page);
+                let flags = MAP_FIXED | if shared { MAP_SHARED } else { MAP_PRIVATE };
+                let r = vm.mmap(
+                    &fds,
+                    va(start),
+                    len * PAGE,
+                    prot,
+                    flags,
+                    fd,
+                    file_page * PAGE,
+                );
+                assert_eq!(r, Ok(va(start)));
+                for i in 0..len {
+                    let idx = file_page + i;
+                    let cell = if shared {
+                        Cell::Shared {
+                            obj: usize::MAX,
+                            idx,
+                        }
+                    } else {
+                        Cell::FileView { idx }
                     };
                     m.insert(
                         start + i,
@@ -236,9 +324,11 @@ fn run(ops: &[Op]) {
                     }
                 }
                 if expect.is_ok() {
-                    match m.get_mut(&page).unwrap().cell {
+                    let cell = &mut m.get_mut(&page).unwrap().cell;
+                    match *cell {
                         Cell::Private(ref mut v) => *v = value,
-                        Cell::Shared { obj, idx } => model.objects[obj][idx as usize] = value,
+                        Cell::Shared { obj, idx } => *model.slot(obj, idx) = value,
+                        Cell::FileView { .. } => *cell = Cell::Private(value),
                     }
                 }
             }
@@ -294,6 +384,13 @@ fn run(ops: &[Op]) {
         }
     }
     drop(procs);
+    // Shared writes reached the file (written back at exit); private ones didn't.
+    let data = fs.read("f").unwrap();
+    for i in 0..FILE_PAGES as usize {
+        let v = u32::from_le_bytes(data[i * 4096..i * 4096 + 4].try_into().unwrap());
+        assert_eq!(v, model.file[i], "file page {i}");
+    }
+    assert_eq!(data.len(), FILE_PAGES as usize * 4096);
     w.finish();
 }
 

@@ -61,6 +61,55 @@
 //! ```
 //! Errors are [`MmError`](crate::MmError)s; [`MmError::errno`](crate::MmError::errno)
 //! gives the code to return (`-errno`).
+//!
+//! # Example
+//!
+//! On the simulated machine (the kernel does the same with its own
+//! `Platform` and its locked `FrameAllocator`):
+//!
+//! ```
+//! use myos_mm::frames::FrameAllocator;
+//! use myos_mm::paging::AddressSpace;
+//! use myos_mm::vm::*;
+//! use myos_mm::{PhysAddr, VirtAddr};
+//! use myos_sim::{Mode, SimMachine};
+//!
+//! let m = SimMachine::new(16 << 20).unwrap();
+//! let map = m.memory_map().to_vec();
+//! // SAFETY: the allocator does not outlive the machine.
+//! let mut fa = unsafe { FrameAllocator::new(&m, &map) }.unwrap();
+//! let kernel = AddressSpace::new_kernel(&m, &mut fa, PhysAddr::new(16 << 20)).unwrap();
+//! let frames = spin::Mutex::new(fa);
+//!
+//! let mut vm = VmSpace::new(&m, &frames, &kernel).unwrap();
+//! let fds = FdTable::new();
+//! let a = vm
+//!     .mmap(&fds, VirtAddr::new(0), 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+//!     .unwrap();
+//! vm.activate();
+//! // A user write faults (the page is not there yet); the handler brings in
+//! // a zeroed page and the access is retried.
+//! let f = m.write_u32(a.as_u32(), 42, Mode::User).unwrap_err();
+//! let outcome = vm.handle_fault(PageFault::new(f.cr2, f.error_code));
+//! assert_eq!(outcome, FaultOutcome::Resolved(FaultKind::DemandZero));
+//! m.write_u32(a.as_u32(), 42, Mode::User).unwrap();
+//!
+//! // fork: the child sees the data, copy-on-write.
+//! let mut child = vm.fork().unwrap();
+//! let mut buf = [0u8; 4];
+//! child.copy_from_user(a, &mut buf).unwrap();
+//! assert_eq!(u32::from_le_bytes(buf), 42);
+//! child.copy_to_user(a, &7u32.to_le_bytes()).unwrap(); // breaks the sharing
+//! vm.copy_from_user(a, &mut buf).unwrap();
+//! assert_eq!(u32::from_le_bytes(buf), 42);
+//! assert_eq!(child.fault_stats().cow_copy, 1);
+//!
+//! // A user access outside every region: SIGSEGV for the process.
+//! let bad = PageFault::new(0x2000_0000, ERR_USER);
+//! assert!(matches!(vm.handle_fault(bad), FaultOutcome::Signal(Signal::Segv { .. })));
+//! drop(child); // exit: every frame goes back
+//! drop(vm);
+//! ```
 
 pub mod fault;
 pub mod file;
@@ -69,8 +118,8 @@ mod region;
 mod space;
 
 pub use fault::{
-    ErrorCode, FaultKind, FaultOutcome, FaultStats, PageFault, SegvCause, Signal, ERR_FETCH,
-    ERR_PRESENT, ERR_RESERVED, ERR_USER, ERR_WRITE,
+    AccessKind, ErrorCode, FaultKind, FaultOutcome, FaultStats, PageFault, SegvCause, Signal,
+    ERR_FETCH, ERR_PRESENT, ERR_RESERVED, ERR_USER, ERR_WRITE,
 };
 pub use file::{FdTable, File, MemFile, MemFs, OpenFile, OpenMode, PageCache};
 pub use space::{BackingKind, MapRequest, MapSource, RegionInfo, VmSpace};
