@@ -5,10 +5,12 @@
 //! - `bench frames|heap|vm`: the benchmark binaries, side by side with peers;
 //! - `run [--memory SIZE]`: boots the reference kernel's demo under QEMU;
 //! - `gdb`: boots it stopped, waiting for gdb;
+//! - `capi lib|test|kernel-obj FILE.c`: the C API's host library, C tests, kernel objects;
 //! - `miri`: the core's unsafe-heavy unit tests under Miri (nightly).
 
 use std::process::{Command, ExitCode};
 
+mod capi;
 mod qemu;
 mod util;
 
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
         "miri" => miri(),
         "run" => qemu::run(rest),
         "gdb" => qemu::gdb(rest),
+        "capi" => capi::main(rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <test|run [--memory SIZE]|gdb|bench frames|heap|vm|miri>"
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
 fn test(args: &[String]) -> Result<(), String> {
     if !args.iter().any(|a| a == "--qemu-only") {
         util::run(Command::new(util::cargo()).args(["test", "--workspace", "--release"]))?;
+        capi::host_tests()?;
     }
     qemu::kernel_tests()
 }

@@ -78,6 +78,8 @@ pub struct SimConfig {
     wp: bool,
     pse: bool,
     pge: bool,
+    #[cfg(feature = "memfd")]
+    shared_ram: bool,
 }
 
 impl SimConfig {
@@ -91,7 +93,16 @@ impl SimConfig {
             wp: true,
             pse: true,
             pge: true,
+            #[cfg(feature = "memfd")]
+            shared_ram: false,
         }
+    }
+    /// Puts RAM in a memfd (feature `memfd`), so that its frames can also be
+    /// mapped elsewhere in the host process: see [`SimMachine::ram_fd`].
+    #[cfg(feature = "memfd")]
+    pub fn shared_ram(mut self, on: bool) -> Self {
+        self.shared_ram = on;
+        self
     }
     /// Uses `map` instead of the PC memory map.
     pub fn memory_map(mut self, map: &[MemoryRegion]) -> Self {
@@ -144,6 +155,13 @@ impl SimConfig {
                 return Err(SimError::UsableOutsideRam(*r));
             }
         }
+        #[cfg(feature = "memfd")]
+        let ram = if self.shared_ram {
+            Ram::new_memfd(bytes)?
+        } else {
+            Ram::new(bytes)?
+        };
+        #[cfg(not(feature = "memfd"))]
         let ram = Ram::new(bytes)?;
         let cpu = Cpu {
             regs: Regs {
@@ -256,6 +274,15 @@ impl SimMachine {
     /// RAM size in bytes.
     pub fn ram_bytes(&self) -> u64 {
         self.ram.len()
+    }
+
+    /// The memfd holding RAM, for a machine built with
+    /// [`SimConfig::shared_ram`] (else `None`). Physical address `a` is file
+    /// offset `a`: mapping the file `MAP_SHARED` at offset `frame * 4096`
+    /// gives another host view of that frame, coherent with the machine's.
+    #[cfg(feature = "memfd")]
+    pub fn ram_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.ram.fd()
     }
 
     /// The physical memory map (what a boot loader would report).

@@ -19,6 +19,10 @@ const HOST_ALIGN: usize = 8;
 pub(crate) struct Ram {
     base: NonNull<u8>,
     layout: Layout,
+    /// The memfd behind a shared RAM (feature `memfd`); `None` for a plain
+    /// host allocation.
+    #[cfg(feature = "memfd")]
+    fd: Option<std::os::fd::OwnedFd>,
 }
 
 // SAFETY: `Ram` owns its allocation exclusively; the raw pointer is only a
@@ -40,7 +44,67 @@ impl Ram {
         // SAFETY: `layout` has a non-zero size (the caller rejects zero RAM).
         let p = unsafe { alloc::alloc_zeroed(layout) };
         let base = NonNull::new(p).ok_or(SimError::HostAllocFailed(bytes))?;
-        Ok(Self { base, layout })
+        Ok(Self {
+            base,
+            layout,
+            #[cfg(feature = "memfd")]
+            fd: None,
+        })
+    }
+
+    /// Allocates `bytes` of zeroed RAM in a memfd, mapped shared: the same
+    /// frames can be mapped again elsewhere in the host process (at offset =
+    /// physical address), which is how the C API's host library makes
+    /// simulated virtual addresses real host addresses. The file is sparse,
+    /// so untouched RAM costs nothing.
+    #[cfg(feature = "memfd")]
+    pub(crate) fn new_memfd(bytes: u64) -> Result<Self, SimError> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+        let fail = SimError::HostAllocFailed(bytes);
+        let size = usize::try_from(bytes).map_err(|_| fail)?;
+        let len = libc::off_t::try_from(bytes).map_err(|_| fail)?;
+        let layout = Layout::from_size_align(size, HOST_ALIGN).map_err(|_| fail)?;
+        // SAFETY: a NUL-terminated name and valid flags; the result is checked.
+        let raw = unsafe { libc::memfd_create(c"myos-sim-ram".as_ptr(), libc::MFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(fail);
+        }
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: plain syscall on the descriptor we own.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), len) } != 0 {
+            return Err(fail);
+        }
+        // SAFETY: a new shared mapping of the whole file at an address the
+        // kernel chooses; it overlaps nothing we own. Checked below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_NORESERVE,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(fail);
+        }
+        let base = NonNull::new(p.cast::<u8>()).ok_or(fail)?;
+        Ok(Self {
+            base,
+            layout,
+            fd: Some(fd),
+        })
+    }
+
+    /// The memfd behind a shared RAM: the byte at physical address `a` is at
+    /// file offset `a`.
+    #[cfg(feature = "memfd")]
+    pub(crate) fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.fd.as_ref().map(|f| f.as_fd())
     }
 
     /// Size in bytes.
@@ -106,6 +170,13 @@ impl Ram {
 
 impl Drop for Ram {
     fn drop(&mut self) {
+        #[cfg(feature = "memfd")]
+        if self.fd.is_some() {
+            // SAFETY: `base` is the start of our own mapping of exactly this
+            // size, unmapped once; the descriptor closes when `fd` drops.
+            unsafe { libc::munmap(self.base.as_ptr().cast(), self.layout.size()) };
+            return;
+        }
         // SAFETY: `base` came from `alloc_zeroed` with this very layout and
         // is freed exactly once.
         unsafe { alloc::dealloc(self.base.as_ptr(), self.layout) }
