@@ -555,3 +555,9 @@ fn raw_mappings_outside_regions_are_shared_by_fork_and_freed_at_exit() {
     drop(c);
     w.finish();
 }
+
+#[test]
+fn a_space_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Vm<'static>>();
+}

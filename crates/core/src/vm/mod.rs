@@ -17,7 +17,7 @@
 //!   become supervisor-only and read-only, so any user access faults;
 //! - shared or private;
 //! - a backing: anonymous (demand-zero), a shared anonymous object, or a file
-//!   object at a page-aligned offset (see [`file`]).
+//!   object at a page-aligned offset (see [`mod@file`]).
 //!
 //! Mapping is lazy: `mmap` only records the region; the page-fault handler
 //! ([`VmSpace::handle_fault`]) brings pages in when they are touched.
@@ -59,7 +59,15 @@
 //! #PF (CR2, error code)                     => match proc.vm.handle_fault(PageFault::new(cr2, code)) { .. }
 //! read(fd, buf, n)                          => proc.vm.copy_to_user(VirtAddr::new(buf), &data)
 //! ```
-//! Errors are [`MmError`](crate::MmError)s; [`MmError::errno`](crate::MmError::errno)
+//! A `VmSpace` is not locked internally: the kernel keeps each process's
+//! space behind that process's lock (it is `Send` when the platform is
+//! `Sync`). Backing objects (shared memory, page caches) lock themselves; the
+//! frame allocator is reached through `F` (e.g. `&spin::Mutex<FrameAllocator>`,
+//! locked per call and never held across other locks or heap allocations).
+//! A space being destroyed while loaded switches CR3 to the kernel's directory
+//! first.
+//!
+//! Errors are [`MmError`]s; [`errno`](crate::MmError::errno)
 //! gives the code to return (`-errno`).
 //!
 //! # Example
