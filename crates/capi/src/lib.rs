@@ -46,5 +46,5 @@ pub mod hosted;
 pub use console::register_console;
 pub use errno::{mm_errno, Failure};
 pub use heap::{register_kernel_heap, HeapOps};
-pub use state::{register, register_parts, Plat};
+pub use state::{is_registered, register, register_parts, Plat};
 pub use vm::{handle_page_fault, set_fault};
