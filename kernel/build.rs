@@ -19,6 +19,18 @@ fn main() {
     println!("cargo:rerun-if-changed=link.ld");
     println!("cargo:rerun-if-changed=build.rs");
 
+    // `cargo xtask run --c FILE.c` compiles FILE.c into one relocatable
+    // object (with the C runtime) and names it here: it is linked into the
+    // kernel, which calls its `int c_main(void)` in `mode=c`.
+    println!("cargo:rerun-if-env-changed=MYOS_KERNEL_C_OBJ");
+    println!("cargo::rustc-check-cfg=cfg(myos_c_main)");
+    if let Some(obj) = std::env::var_os("MYOS_KERNEL_C_OBJ").filter(|o| !o.is_empty()) {
+        let obj = PathBuf::from(obj);
+        println!("cargo:rerun-if-changed={}", obj.display());
+        println!("cargo:rustc-link-arg={}", obj.display());
+        println!("cargo:rustc-cfg=myos_c_main");
+    }
+
     let user = dir.join("../user");
     println!("cargo:rerun-if-changed={}", user.display());
     println!(

@@ -14,6 +14,7 @@ extern crate alloc;
 
 mod arch;
 mod boot;
+mod cprog;
 mod demo;
 mod exit;
 mod ktest;
@@ -87,6 +88,7 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
             exit::halt_forever()
         }
         (Some("test"), _) => ktest::run_all(mm),
+        (Some("c"), _) => cprog::run(),
         _ => demo::run(),
     }
 }

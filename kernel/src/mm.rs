@@ -111,6 +111,11 @@ pub fn heap_validate() -> Result<(), MmError> {
     HEAP.lock().as_ref().map_or(Ok(()), |h| h.validate())
 }
 
+/// The kernel heap, for the C API's `kmalloc` (it shares the global allocator).
+pub fn heap_ops() -> &'static dyn myos_capi::HeapOps {
+    &HEAP
+}
+
 /// Runs `f` on the heap itself (typed errors, direct frees).
 pub fn with_heap<R>(f: impl FnOnce(&mut Heap<KernelHeapBackend>) -> R) -> Option<R> {
     HEAP.lock().as_mut().map(f)

@@ -706,7 +706,10 @@ pub fn page_fault(frame: &mut TrapFrame, addr: u32) -> bool {
     let fault = PageFault::new(addr, frame.error);
     let outcome = {
         let mut t = TABLE.lock();
-        let Some(pid) = t.current else { return false };
+        let Some(pid) = t.current else {
+            drop(t);
+            return crate::cprog::page_fault(addr, frame.error);
+        };
         match find(&mut t, pid).vm.as_mut() {
             Some(vm) => vm.handle_fault(fault),
             None => return false,

@@ -3,7 +3,8 @@
 //! Commands:
 //! - `test`: host tests of every crate, then the kernel's in-QEMU test suite;
 //! - `bench frames|heap|vm`: the benchmark binaries, side by side with peers;
-//! - `run [--memory SIZE]`: boots the reference kernel's demo under QEMU;
+//! - `run [--memory SIZE] [--c FILE.c]`: boots the reference kernel's demo
+//!   under QEMU, or the C program `FILE.c` linked into the kernel;
 //! - `gdb`: boots it stopped, waiting for gdb;
 //! - `capi lib|test|kernel-obj FILE.c`: the C API's host library, C tests, kernel objects;
 //! - `miri`: the core's unsafe-heavy unit tests under Miri (nightly).
@@ -44,8 +45,15 @@ fn main() -> ExitCode {
 }
 
 /// Host tests of the whole workspace, then the kernel's in-QEMU suite
-/// (`--qemu-only` skips the host tests).
+/// (`--qemu-only` skips the host tests); `--c FILE.c` runs one C file in
+/// the kernel instead.
 fn test(args: &[String]) -> Result<(), String> {
+    if let Some(i) = args.iter().position(|a| a == "--c") {
+        let file = args
+            .get(i + 1)
+            .ok_or("usage: cargo xtask test --c FILE.c")?;
+        return qemu::test_c(std::path::Path::new(file));
+    }
     if !args.iter().any(|a| a == "--qemu-only") {
         util::run(Command::new(util::cargo()).args(["test", "--workspace", "--release"]))?;
         capi::host_tests()?;

@@ -109,12 +109,22 @@ fn repo_root() -> PathBuf {
 
 /// Builds the kernel (release profile, with symbols) and returns its path.
 pub fn build_kernel() -> Result<PathBuf, String> {
+    build_kernel_with(None)
+}
+
+/// Builds the kernel, linking the C object `c_obj` (which defines `c_main`)
+/// into it when given.
+pub fn build_kernel_with(c_obj: Option<&Path>) -> Result<PathBuf, String> {
     let kernel_dir = repo_root().join("kernel");
     let target_dir = kernel_dir.join("target");
     util::run(
         Command::new(util::cargo())
             .current_dir(&kernel_dir)
             .env("CARGO_TARGET_DIR", &target_dir)
+            .env(
+                "MYOS_KERNEL_C_OBJ",
+                c_obj.map(Path::as_os_str).unwrap_or_default(),
+            )
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .args(["build", "--release"]),
@@ -280,10 +290,14 @@ fn check_memory(size: &str) -> Result<(), String> {
     }
 }
 
-/// `cargo xtask run [--memory SIZE] [--append ARGS]`: boots the demo.
+/// `cargo xtask run [--memory SIZE] [--append ARGS] [--c FILE.c]`: boots
+/// the demo, or with `--c` the C program `FILE.c` linked into the kernel.
 pub fn run(args: &[String]) -> Result<(), String> {
     let memory = flag_value(args, "--memory")?.unwrap_or("128M");
     check_memory(memory)?;
+    if let Some(file) = flag_value(args, "--c")? {
+        return exit_with_c_status(c_program(Path::new(file), memory, true)?);
+    }
     let extra = flag_value(args, "--append")?.unwrap_or("");
     ensure_qemu()?;
     let kernel = build_kernel()?;
@@ -310,6 +324,64 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
 }
 
+/// Compiles `file` (defining `int c_main(void)`) with the C API's runtime,
+/// links it into the kernel, boots it in `mode=c` and returns `c_main`'s
+/// value.
+pub fn c_program(file: &Path, memory: &str, echo: bool) -> Result<i32, String> {
+    ensure_qemu()?;
+    let obj = crate::capi::kernel_object(file)?;
+    let kernel = build_kernel_with(Some(&obj))?;
+    eprintln!(
+        "xtask: booting {} with {} linked in",
+        kernel.display(),
+        file.display()
+    );
+    let run = boot(&Boot {
+        kernel: &kernel,
+        memory,
+        cmdline: "mode=c",
+        timeout: RUN_TIMEOUT,
+        echo,
+    })?;
+    if !echo {
+        eprint!("{}", run.output);
+    }
+    if run.output.contains("KERNEL OOPS") || run.output.contains("KERNEL PANIC") {
+        symbolize(&kernel, &run.output);
+    }
+    let ret = run.output.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("c_main returned ")?
+            .trim()
+            .parse::<i32>()
+            .ok()
+    });
+    match (ret, &run.outcome) {
+        (Some(value), Outcome::Success | Outcome::Failure) => Ok(value),
+        _ => Err(format!(
+            "{} did not finish in the kernel: {}",
+            file.display(),
+            run.outcome
+        )),
+    }
+}
+
+/// Ends xtask with `c_main`'s value as the exit status (0 = pass).
+fn exit_with_c_status(value: i32) -> Result<(), String> {
+    eprintln!("xtask: c_main returned {value}");
+    if value == 0 {
+        Ok(())
+    } else {
+        std::process::exit(value.clamp(1, 255))
+    }
+}
+
+/// `cargo xtask test --c FILE.c`: the kernel half of running a C file (the
+/// host half is the C API's).
+pub fn test_c(file: &Path) -> Result<(), String> {
+    exit_with_c_status(c_program(file, "128M", false)?)
+}
+
 /// `cargo xtask gdb [--memory SIZE]`: boots the demo stopped at the first
 /// instruction, with a gdb server on localhost:1234.
 pub fn gdb(args: &[String]) -> Result<(), String> {
@@ -329,6 +401,18 @@ pub fn gdb(args: &[String]) -> Result<(), String> {
         .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
     println!("QEMU exited: {}", Outcome::from_status(status.code()));
     Ok(())
+}
+
+/// The spec's examples as C files (`examples/c/*.c`), which the suite runs
+/// in the kernel.
+fn c_examples() -> Vec<PathBuf> {
+    let dir = repo_root().join("examples/c");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "c"));
+    files.sort();
+    files
 }
 
 /// One expectation of the in-QEMU suite.
@@ -453,8 +537,29 @@ pub fn kernel_tests() -> Result<(), String> {
             failed.push(case.name.clone());
         }
     }
+    let examples = c_examples();
+    for file in &examples {
+        eprintln!("xtask: qemu [C example {} through --c]", file.display());
+        match c_program(file, "32M", false) {
+            Ok(0) => eprintln!("xtask: PASS [C example {}]", file.display()),
+            Ok(v) => {
+                eprintln!(
+                    "xtask: FAIL [C example {}]: c_main returned {v}",
+                    file.display()
+                );
+                failed.push(file.display().to_string());
+            }
+            Err(e) => {
+                eprintln!("xtask: FAIL [C example {}]: {e}", file.display());
+                failed.push(file.display().to_string());
+            }
+        }
+    }
     if failed.is_empty() {
-        eprintln!("xtask: all {} QEMU boots behaved", cases.len());
+        eprintln!(
+            "xtask: all {} QEMU boots behaved",
+            cases.len() + examples.len()
+        );
         Ok(())
     } else {
         Err(format!("QEMU boots failed: {}", failed.join(", ")))
