@@ -93,6 +93,22 @@ const TESTS: &[(&str, KernelTest)] = &[
     ("user::bad_syscall_arguments", |_| {
         user_program("badcalls", WaitStatus::exited(0))
     }),
+    ("user::mprotect_read_only_then_writable", |_| {
+        user_program("mprotect", WaitStatus::exited(0))
+    }),
+    ("user::sigbus_past_end_of_file", |_| {
+        user_program("sigbus", WaitStatus::signaled(sig::SIGBUS))
+    }),
+    ("user::privileged_instruction_sigsegv", |_| {
+        user_program("privileged", WaitStatus::signaled(sig::SIGSEGV))
+    }),
+    ("user::invalid_instruction_sigill", |_| {
+        user_program("badinsn", WaitStatus::signaled(sig::SIGILL))
+    }),
+    (
+        "user::out_of_memory_kills_only_the_process",
+        user_out_of_memory,
+    ),
     ("user::segv_write_read_only", |_| {
         user_program("segv_readonly", WaitStatus::signaled(sig::SIGSEGV))
     }),
@@ -538,6 +554,20 @@ fn user_program(name: &'static str, expect: WaitStatus) -> TestResult {
         return Err("unexpected exit status");
     }
     Ok(())
+}
+
+/// Most RAM the out-of-memory test runs with (it touches every frame).
+const OOM_TEST_MAX_RAM: u64 = 256 << 20;
+
+fn user_out_of_memory(_mm: &Mm) -> TestResult {
+    if mm::ram_end() > OOM_TEST_MAX_RAM {
+        println!(
+            "    skipped: more than {} MiB of RAM",
+            OOM_TEST_MAX_RAM >> 20
+        );
+        return Ok(());
+    }
+    user_program("oom", WaitStatus::signaled(sig::SIGKILL))
 }
 
 fn interrupts_timer_ticks(_mm: &Mm) -> TestResult {

@@ -135,6 +135,9 @@ impl fmt::Display for WaitStatus {
             (Some(c), _) => write!(f, "exit {c}"),
             (_, Some(sig::SIGSEGV)) => f.write_str("killed by SIGSEGV"),
             (_, Some(sig::SIGBUS)) => f.write_str("killed by SIGBUS"),
+            (_, Some(sig::SIGILL)) => f.write_str("killed by SIGILL"),
+            (_, Some(sig::SIGFPE)) => f.write_str("killed by SIGFPE"),
+            (_, Some(sig::SIGKILL)) => f.write_str("killed by SIGKILL"),
             (_, Some(s)) => write!(f, "killed by signal {s}"),
             _ => f.write_str("?"),
         }
