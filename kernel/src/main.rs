@@ -99,7 +99,7 @@ const PAGE_BYTES: u64 = myos_mm::layout::PAGE_SIZE as u64;
 /// Prints the firmware memory map as a table.
 fn print_memory_map(boot: &multiboot::BootInfo) {
     println!(
-        "physical memory map ({} usable):",
+        "== physical memory map (multiboot; {} usable) ==",
         Size(boot.usable_bytes())
     );
     println!("  {:<12} {:<12} {:>11}  {}", "start", "end", "size", "type");
@@ -110,6 +110,16 @@ fn print_memory_map(boot: &multiboot::BootInfo) {
             e.base.saturating_add(e.length),
             Size(e.length),
             e.kind_name()
+        );
+    }
+    println!("  kept out of the frame allocator as well:");
+    for r in boot.reservations() {
+        println!(
+            "  {:#012x} {:#012x} {:>11}  {}",
+            r.start,
+            r.end,
+            Size(r.end - r.start),
+            r.what
         );
     }
 }

@@ -106,8 +106,24 @@ impl FirmwareEntry {
     }
 }
 
+/// A range the kernel reserves itself (beyond the firmware's holes).
+#[derive(Clone, Copy, Debug)]
+pub struct Reservation {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+    /// What lives there.
+    pub what: &'static str,
+}
+
+/// Most reservations kept for the report.
+const MAX_RESERVATIONS: usize = 8;
+
 /// What the kernel keeps from the boot information.
 pub struct BootInfo {
+    reservations: [Reservation; MAX_RESERVATIONS],
+    reservations_len: usize,
     /// The firmware's memory map, as reported.
     pub firmware: [FirmwareEntry; MAX_REGIONS],
     /// Number of valid entries in `firmware`.
@@ -132,6 +148,10 @@ impl BootInfo {
     /// The regions for the frame allocator.
     pub fn regions(&self) -> &[MemoryRegion] {
         &self.regions[..self.regions_len]
+    }
+    /// The kernel's own reservations (kernel image, boot information, …).
+    pub fn reservations(&self) -> &[Reservation] {
+        &self.reservations[..self.reservations_len]
     }
     /// The kernel command line.
     pub fn cmdline(&self) -> &str {
@@ -174,6 +194,12 @@ pub fn parse(magic: u32, info: u32, kernel_image: (u32, u32)) -> Result<BootInfo
         kind: RegionKind::Reserved,
     };
     let mut boot = BootInfo {
+        reservations: [Reservation {
+            start: 0,
+            end: 0,
+            what: "",
+        }; MAX_RESERVATIONS],
+        reservations_len: 0,
         firmware: [FirmwareEntry {
             base: 0,
             length: 0,
@@ -233,21 +259,19 @@ pub fn parse(magic: u32, info: u32, kernel_image: (u32, u32)) -> Result<BootInfo
 
     // Reservations: the kernel image, the information structure, the memory
     // map itself, the command line and every module (with its string).
-    let reserve = |b: &mut BootInfo, start: u32, len: u32| {
-        b.push_region(
-            u64::from(start),
-            u64::from(start) + u64::from(len),
-            RegionKind::Reserved,
-        );
+    let reserve = |b: &mut BootInfo, start: u32, len: u32, what: &'static str| {
+        let (start, end) = (u64::from(start), u64::from(start) + u64::from(len));
+        b.push_region(start, end, RegionKind::Reserved);
+        if len > 0 && b.reservations_len < MAX_RESERVATIONS {
+            b.reservations[b.reservations_len] = Reservation { start, end, what };
+            b.reservations_len += 1;
+        }
     };
-    reserve(
-        &mut boot,
-        kernel_image.0,
-        kernel_image.1.saturating_sub(kernel_image.0),
-    );
+    let image_len = kernel_image.1.saturating_sub(kernel_image.0);
+    reserve(&mut boot, kernel_image.0, image_len, "kernel image");
     debug_assert!(kernel_image.0 == KERNEL_LOAD_PHYS);
-    reserve(&mut boot, info, off::INFO_SIZE);
-    reserve(&mut boot, mmap_addr, mmap_len);
+    reserve(&mut boot, info, off::INFO_SIZE, "multiboot information");
+    reserve(&mut boot, mmap_addr, mmap_len, "multiboot memory map");
     if flags & INFO_CMDLINE != 0 {
         if let Some(cmdline) = field(off::CMDLINE) {
             let mut len = 0;
@@ -261,17 +285,17 @@ pub fn parse(magic: u32, info: u32, kernel_image: (u32, u32)) -> Result<BootInfo
                 }
             }
             boot.cmdline_len = len;
-            reserve(&mut boot, cmdline, len as u32 + 1);
+            reserve(&mut boot, cmdline, len as u32 + 1, "command line");
         }
     }
     if flags & INFO_MODS != 0 {
         let count = field(off::MODS_COUNT).unwrap_or(0).min(MAX_MODULES);
         let base = field(off::MODS_ADDR).unwrap_or(0);
-        reserve(&mut boot, base, count * off::MODULE_SIZE);
+        reserve(&mut boot, base, count * off::MODULE_SIZE, "module list");
         for i in 0..count {
             let m = base.saturating_add(i * off::MODULE_SIZE);
             if let (Some(start), Some(end)) = (read_u32(m), read_u32(m.saturating_add(4))) {
-                reserve(&mut boot, start, end.saturating_sub(start));
+                reserve(&mut boot, start, end.saturating_sub(start), "boot module");
             }
         }
     }

@@ -99,6 +99,12 @@ const ECHILD: i32 = 10;
 /// errno: function not implemented.
 const ENOSYS: i32 = 38;
 
+/// Wait status: bits of the terminating signal.
+const SIGNAL_MASK: i32 = 0x7F;
+/// Wait status: where the exit code sits, and its bits.
+const EXIT_CODE_SHIFT: u32 = 8;
+const EXIT_CODE_MASK: i32 = 0xFF;
+
 /// A wait status as POSIX encodes it: the exit code in bits 8..15, or the
 /// signal number in bits 0..6.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,15 +113,15 @@ pub struct WaitStatus(pub i32);
 impl WaitStatus {
     /// Normal exit with `code`.
     pub const fn exited(code: i32) -> Self {
-        WaitStatus((code & 0xFF) << 8)
+        WaitStatus((code & EXIT_CODE_MASK) << EXIT_CODE_SHIFT)
     }
     /// Killed by `signal`.
     pub const fn signaled(signal: i32) -> Self {
-        WaitStatus(signal & 0x7F)
+        WaitStatus(signal & SIGNAL_MASK)
     }
     /// The signal that killed the process, if any.
     pub const fn signal(self) -> Option<i32> {
-        match self.0 & 0x7F {
+        match self.0 & SIGNAL_MASK {
             0 => None,
             s => Some(s),
         }
@@ -123,7 +129,7 @@ impl WaitStatus {
     /// The exit code, if the process exited normally.
     pub const fn code(self) -> Option<i32> {
         match self.signal() {
-            None => Some((self.0 >> 8) & 0xFF),
+            None => Some((self.0 >> EXIT_CODE_SHIFT) & EXIT_CODE_MASK),
             Some(_) => None,
         }
     }
@@ -280,6 +286,9 @@ extern "C" {
     fn switch_context(save: *mut u32, next_esp: u32);
 }
 
+/// Alignment `fxsave` requires (the trap stub aligns the same way).
+const FXSAVE_ALIGN: usize = 16;
+
 /// Words of the context `switch_context` pops (edi, esi, ebx, ebp, return address).
 const CONTEXT_WORDS: usize = 5;
 /// Index of ebx in that context.
@@ -293,7 +302,7 @@ fn prepare_kstack(stack: &mut KernelStack, frame: &TrapFrame, fx: &FxArea) -> u3
     let base = stack.0.as_mut_ptr() as usize;
     let top = base + KSTACK_SIZE;
     let frame_at = top - TRAP_FRAME_SIZE;
-    let fx_at = (frame_at - FXSAVE_SIZE) & !0xF;
+    let fx_at = (frame_at - FXSAVE_SIZE) & !(FXSAVE_ALIGN - 1);
     let ctx_at = fx_at - CONTEXT_WORDS * 4;
     let mut ctx = [0u32; CONTEXT_WORDS];
     ctx[CONTEXT_EBX] = frame_at as u32;
