@@ -113,6 +113,9 @@ const QUICK: u32 = 4;
 const FLAGS: u32 = 7;
 /// Longest quick list per size class.
 const QUICK_MAX: u8 = 32;
+/// Largest request served by the quick lists (its block is below
+/// [`SMALL_LIMIT`]).
+const QUICK_REQUEST: usize = SMALL_LIMIT - HEADER - GRANULE;
 const MAGIC: u32 = 0x6B48_6561;
 const NIL: u32 = u32::MAX;
 
@@ -128,10 +131,35 @@ const _: () = assert!(MIN_BLOCK >= HEADER + 8 + 4 && MIN_BLOCK.is_multiple_of(GR
 const _: () = assert!(SMALL_LIMIT.is_power_of_two() && BINS == 416 && WORDS <= 32);
 const _: () = assert!(PAGE_SIZE.is_multiple_of(GRANULE) && MAX_SPAN.is_multiple_of(PAGE_SIZE));
 
-/// The check word stored beside a tag at block offset `off`.
+/// The per-heap key of the check words: mixed from the heap's start so a
+/// header copied from another heap fails its check, and never a multiple of
+/// 8, so a zeroed header (tag 0, check 0) never passes at any block offset.
 #[inline(always)]
-const fn check_of(off: usize, tag: u32) -> u32 {
-    ((off as u32) ^ MAGIC).wrapping_mul(0x9E37_79B1) ^ tag
+const fn key_of(start: usize) -> u32 {
+    (MAGIC ^ (start as u32).wrapping_mul(0x9E37_79B1).rotate_left(16)) | 5
+}
+
+/// The 8-byte header of the block at offset `off`, as one native word: the
+/// tag in its first 4 bytes, the check word `tag ^ off ^ key` in the next 4
+/// (so 32-bit reads at `off` see the tag on either endianness).
+#[inline(always)]
+const fn header_of(off: usize, tag: u32, key: u32) -> u64 {
+    let check = tag ^ (off as u32) ^ key;
+    if cfg!(target_endian = "little") {
+        tag as u64 | (check as u64) << 32
+    } else {
+        check as u64 | (tag as u64) << 32
+    }
+}
+
+/// The tag in a header word (see [`header_of`]).
+#[inline(always)]
+const fn tag_of_header(hdr: u64) -> u32 {
+    if cfg!(target_endian = "little") {
+        hdr as u32
+    } else {
+        (hdr >> 32) as u32
+    }
 }
 
 /// Size of the block a tag describes.
@@ -190,8 +218,13 @@ pub struct Heap<B: HeapBackend> {
     /// The heap never grows beyond `start + max_len`.
     max_len: usize,
     flags: HeapFlags,
+    /// Key of the header check words (see [`key_of`]).
+    key: u32,
+    /// Bytes in free blocks (quick-listed blocks not included).
     free_bytes: usize,
+    /// Free blocks (quick-listed blocks not included).
     free_blocks: usize,
+    /// All blocks, quick-listed ones included (not the sentinel).
     total_blocks: usize,
     /// Bit `w` set when `words[w] != 0`.
     summary: u32,
@@ -199,11 +232,12 @@ pub struct Heap<B: HeapBackend> {
     words: [u64; WORDS],
     /// Offset of the first block of each free list, or `NIL`.
     heads: [u32; BINS],
-    /// Quick lists: freed small blocks, not merged yet, by size / 8.
+    /// Quick lists: freed small blocks, not merged yet, by size / 8. Each
+    /// entry (and each block's link) is the *payload* offset of the next
+    /// block (`off + HEADER`), 0 for none.
     quick: [u32; SMALL_BINS],
     quick_len: [u8; SMALL_BINS],
-    /// Bit `c` set when `quick[c]` is non-empty.
-    quick_mask: u32,
+    /// Blocks on the quick lists.
     quick_blocks: usize,
 }
 
@@ -262,15 +296,15 @@ impl<B: HeapBackend> Heap<B> {
             min_len: len,
             max_len: max - start,
             flags,
+            key: key_of(start),
             free_bytes: 0,
             free_blocks: 0,
             total_blocks: 0,
             summary: 0,
             words: [0; WORDS],
             heads: [NIL; BINS],
-            quick: [NIL; SMALL_BINS],
+            quick: [0; SMALL_BINS],
             quick_len: [0; SMALL_BINS],
-            quick_mask: 0,
             quick_blocks: 0,
         };
         let size = len - SENTINEL;
@@ -332,6 +366,23 @@ impl<B: HeapBackend> Heap<B> {
         unsafe { self.base.as_ptr().add(off).cast::<u32>().write(val) }
     }
 
+    /// Reads the 8-byte header at heap offset `off` (8-aligned, with
+    /// `off + 8 <= len`: the invariant of [`Self::rd`]).
+    #[inline(always)]
+    fn rd_hdr(&self, off: usize) -> u64 {
+        debug_assert!(off.is_multiple_of(8) && off + 8 <= self.len);
+        // SAFETY: as in `rd`; `base` is page-aligned and `off` 8-aligned.
+        unsafe { self.base.as_ptr().add(off).cast::<u64>().read() }
+    }
+
+    /// Writes the 8-byte header at heap offset `off` (as [`Self::rd_hdr`]).
+    #[inline(always)]
+    fn wr_hdr(&mut self, off: usize, val: u64) {
+        debug_assert!(off.is_multiple_of(8) && off + 8 <= self.len);
+        // SAFETY: as in `rd_hdr`; `&mut self` gives exclusive access.
+        unsafe { self.base.as_ptr().add(off).cast::<u64>().write(val) }
+    }
+
     #[inline(always)]
     fn ptr_at(&self, off: usize) -> NonNull<u8> {
         // SAFETY: `off <= len` (a payload inside the mapped heap) and `base`
@@ -342,15 +393,15 @@ impl<B: HeapBackend> Heap<B> {
     /// Writes a block header with a fresh check word.
     #[inline(always)]
     fn set_tag(&mut self, off: usize, tag: u32) {
-        self.wr(off, tag);
-        self.wr(off + 4, check_of(off, tag));
+        self.wr_hdr(off, header_of(off, tag, self.key));
     }
 
     /// Reads the tag at `off` if its check word matches.
     #[inline(always)]
     fn tag(&self, off: usize) -> Option<u32> {
-        let tag = self.rd(off);
-        (self.rd(off + 4) == check_of(off, tag)).then_some(tag)
+        let hdr = self.rd_hdr(off);
+        let tag = tag_of_header(hdr);
+        (hdr == header_of(off, tag, self.key)).then_some(tag)
     }
 
     /// Writes the header and footer of a free block.
@@ -461,24 +512,52 @@ impl<B: HeapBackend> Heap<B> {
     /// lists).
     #[inline]
     pub fn alloc(&mut self, size: usize, align: usize) -> Result<NonNull<u8>, MmError> {
-        let bsize = self.block_size(size)?;
-        if align <= GRANULE {
-            if !align.is_power_of_two() {
-                return Err(MmError::InvalidArgument);
-            }
-            if bsize < SMALL_LIMIT && self.quick[bsize / GRANULE] != NIL {
-                return self.pop_quick(bsize);
-            }
-            let (off, bs) = match self.find(bsize) {
-                Some(found) => found,
-                None => self.refill(bsize)?,
+        // Small-object fast path: a small size with an alignment of at most 8
+        // (1, 2, 4 or 8: a power of two below 16) pops its quick list.
+        if size <= QUICK_REQUEST && align.wrapping_sub(1) < GRANULE && align & (align - 1) == 0 {
+            let bsize = if size + HEADER + GRANULE - 1 < MIN_BLOCK {
+                MIN_BLOCK
+            } else {
+                (size + HEADER + GRANULE - 1) & !(GRANULE - 1)
             };
-            self.unlink(off, bs);
-            self.take(off, bs, off + HEADER, bsize);
-            return Ok(self.ptr_at(off + HEADER));
+            let c = bsize / GRANULE;
+            let head = self.quick[c];
+            if head != 0 {
+                return self.pop_quick(c, head as usize);
+            }
+            return self.alloc_fit(bsize);
         }
+        self.alloc_general(size, align)
+    }
+
+    /// An 8-aligned block of `bsize` bytes from the free lists (growing the
+    /// heap if needed).
+    #[inline]
+    fn alloc_fit(&mut self, bsize: usize) -> Result<NonNull<u8>, MmError> {
+        let (off, bs) = match self.find(bsize) {
+            Some(found) => found,
+            None => self.refill(bsize)?,
+        };
+        self.unlink(off, bs);
+        self.take(off, bs, off + HEADER, bsize);
+        Ok(self.ptr_at(off + HEADER))
+    }
+
+    /// `alloc` for larger sizes and alignments.
+    fn alloc_general(&mut self, size: usize, align: usize) -> Result<NonNull<u8>, MmError> {
+        let bsize = self.block_size(size)?;
         if !align.is_power_of_two() {
             return Err(MmError::InvalidArgument);
+        }
+        if align <= GRANULE {
+            return self.alloc_fit(bsize);
+        }
+        // A small block with a larger alignment: one of the first blocks of
+        // its quick list serves if it happens to be aligned.
+        if bsize < SMALL_LIMIT && self.quick[bsize / GRANULE] != 0 {
+            if let Some(p) = self.pop_quick_aligned(bsize / GRANULE, align)? {
+                return Ok(p);
+            }
         }
         // Small alignments: the block found for the size alone often fits
         // with the payload aligned (or with room for a gap block in front).
@@ -492,28 +571,72 @@ impl<B: HeapBackend> Heap<B> {
         self.alloc_aligned_slow(bsize, align, false).map(|(p, _)| p)
     }
 
-    /// Takes the first block of the (non-empty) quick list for `bsize`.
+    /// Takes the block with payload offset `p`, the head of quick list `c`,
+    /// after checking its header and link.
     #[inline(always)]
-    fn pop_quick(&mut self, bsize: usize) -> Result<NonNull<u8>, MmError> {
-        let c = bsize / GRANULE;
-        let off = self.quick[c] as usize;
-        let tag = self.rd(off);
-        let next = self.rd(off + 8);
-        let sane_next =
-            next == NIL || ((next as usize) < self.len - SENTINEL && next.is_multiple_of(8));
-        if self.rd(off + 4) != check_of(off, tag) || tag & (QUICK | FREE) != QUICK || !sane_next {
+    fn pop_quick(&mut self, c: usize, p: usize) -> Result<NonNull<u8>, MmError> {
+        let off = p - HEADER;
+        let hdr = self.rd_hdr(off);
+        let tag = tag_of_header(hdr);
+        let next = self.rd(p);
+        let want = (c * GRANULE) as u32 | QUICK;
+        if hdr != header_of(off, tag, self.key)
+            || tag & !PREV_FREE != want
+            || next as usize > self.len - SENTINEL
+            || !next.is_multiple_of(GRANULE as u32)
+        {
             return Err(MmError::HeapCorrupted);
         }
         self.quick[c] = next;
         self.quick_len[c] -= 1;
-        if next == NIL {
-            self.quick_mask &= !(1 << c);
-        }
         self.quick_blocks -= 1;
-        self.free_blocks -= 1;
-        self.free_bytes -= bsize;
         self.set_tag(off, tag & !QUICK);
-        Ok(self.ptr_at(off + HEADER))
+        Ok(self.ptr_at(p))
+    }
+
+    /// Takes the first block with an `align`-aligned payload among the first
+    /// few blocks of quick list `c`, checking the headers and links it reads.
+    #[inline]
+    fn pop_quick_aligned(
+        &mut self,
+        c: usize,
+        align: usize,
+    ) -> Result<Option<NonNull<u8>>, MmError> {
+        const DEPTH: usize = 8;
+        let head = self.quick[c] as usize;
+        if (self.start + head) & (align - 1) == 0 {
+            return self.pop_quick(c, head).map(Some);
+        }
+        let mut prev = head;
+        for _ in 1..DEPTH {
+            let p = self.rd(prev) as usize;
+            if p == 0 {
+                break;
+            }
+            let off = p - HEADER;
+            if p > self.len - SENTINEL || !p.is_multiple_of(GRANULE) {
+                return Err(MmError::HeapCorrupted);
+            }
+            if (self.start + p) & (align - 1) == 0 {
+                let hdr = self.rd_hdr(off);
+                let tag = tag_of_header(hdr);
+                let next = self.rd(p);
+                if hdr != header_of(off, tag, self.key)
+                    || tag & !PREV_FREE != (c * GRANULE) as u32 | QUICK
+                    || next as usize > self.len - SENTINEL
+                    || !next.is_multiple_of(GRANULE as u32)
+                {
+                    return Err(MmError::HeapCorrupted);
+                }
+                self.wr(prev, next);
+                self.quick_len[c] -= 1;
+                self.quick_blocks -= 1;
+                self.set_tag(off, tag & !QUICK);
+                return Ok(Some(self.ptr_at(p)));
+            }
+            prev = p;
+        }
+        Ok(None)
     }
 
     /// No free block fits `need`: merges the quick lists and looks again,
@@ -531,26 +654,27 @@ impl<B: HeapBackend> Heap<B> {
     }
 
     /// Frees every block of the quick lists for real (merging them).
+    #[cold]
     fn flush_quick(&mut self) {
-        let mut mask = self.quick_mask;
-        while mask != 0 {
-            let c = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
+        for c in 0..SMALL_BINS {
             let mut q = self.quick[c];
-            while q != NIL {
-                let off = q as usize;
-                q = self.rd(off + 8);
-                let tag = self.rd(off);
-                let size = size_of_tag(tag);
-                self.free_bytes -= size;
-                self.free_blocks -= 1;
-                self.release(off, size, tag & PREV_FREE != 0);
+            while q != 0 {
+                let off = q as usize - HEADER;
+                q = self.rd(off + HEADER);
+                let tag = self.rd(off) & !QUICK;
+                self.release(off, size_of_tag(tag), tag & PREV_FREE != 0);
             }
-            self.quick[c] = NIL;
+            self.quick[c] = 0;
             self.quick_len[c] = 0;
         }
-        self.quick_mask = 0;
         self.quick_blocks = 0;
+    }
+
+    /// Bytes in quick-listed blocks.
+    fn quick_bytes(&self) -> usize {
+        (0..SMALL_BINS)
+            .map(|c| self.quick_len[c] as usize * c * GRANULE)
+            .sum()
     }
 
     /// `kmalloc_aligned`: `size` bytes on a page boundary.
@@ -822,35 +946,68 @@ impl<B: HeapBackend> Heap<B> {
     /// intact; returns `(offset, tag)` of its header.
     #[inline(always)]
     fn check_live(&self, ptr: NonNull<u8>) -> Result<(usize, u32), MmError> {
+        let (off, tag) = self.check_block(ptr)?;
+        self.check_merge(off, tag)?;
+        Ok((off, tag))
+    }
+
+    /// The checks every free makes (the quick path makes no others): `ptr`
+    /// is the payload of a live block of this heap, and the header after it
+    /// (which an overflow of the block would clobber first) is intact.
+    /// Returns `(offset, tag)` of its header.
+    #[inline(always)]
+    fn check_block(&self, ptr: NonNull<u8>) -> Result<(usize, u32), MmError> {
         let off = ptr
             .as_ptr()
             .addr()
             .wrapping_sub(self.start)
             .wrapping_sub(HEADER);
-        if off >= self.len - SENTINEL || !off.is_multiple_of(GRANULE) {
+        let limit = self.len - SENTINEL;
+        if off >= limit || !off.is_multiple_of(GRANULE) {
             return Err(MmError::BadPointer);
         }
-        let Some(tag) = self.tag(off) else {
-            return Err(self.classify(off));
-        };
-        if tag & (FREE | QUICK) != 0 {
-            return Err(MmError::DoubleFree);
-        }
+        let hdr = self.rd_hdr(off);
+        let tag = tag_of_header(hdr);
         let size = size_of_tag(tag);
         let next = off + size;
-        if size < MIN_BLOCK || next > self.len - SENTINEL {
+        if hdr != header_of(off, tag, self.key)
+            || tag & (FREE | QUICK) != 0
+            || size < MIN_BLOCK
+            || next > limit
+        {
+            return Err(self.block_error(off));
+        }
+        let nhdr = self.rd_hdr(next);
+        let ntag = tag_of_header(nhdr);
+        if nhdr != header_of(next, ntag, self.key) || ntag & PREV_FREE != 0 {
             return Err(MmError::HeapCorrupted);
         }
-        match self.tag(next) {
-            Some(ntag) if ntag & PREV_FREE == 0 => {
-                if ntag & FREE != 0 {
-                    let nsize = size_of_tag(ntag);
-                    if nsize < MIN_BLOCK || nsize > self.len - SENTINEL - next {
-                        return Err(MmError::HeapCorrupted);
-                    }
-                }
+        Ok((off, tag))
+    }
+
+    /// Why [`Self::check_block`] refused the block at `off` (error path).
+    #[cold]
+    #[inline(never)]
+    fn block_error(&self, off: usize) -> MmError {
+        match self.tag(off) {
+            None => self.classify(off),
+            Some(tag) if tag & (FREE | QUICK) != 0 => MmError::DoubleFree,
+            Some(_) => MmError::HeapCorrupted,
+        }
+    }
+
+    /// The extra checks before the checked block `[off, off + size)` is
+    /// merged with its neighbours: a free successor's size, and a free
+    /// predecessor's footer and header.
+    #[inline(always)]
+    fn check_merge(&self, off: usize, tag: u32) -> Result<(), MmError> {
+        let next = off + size_of_tag(tag);
+        let ntag = self.rd(next);
+        if ntag & FREE != 0 {
+            let nsize = size_of_tag(ntag);
+            if nsize < MIN_BLOCK || nsize > self.len - SENTINEL - next {
+                return Err(MmError::HeapCorrupted);
             }
-            _ => return Err(MmError::HeapCorrupted),
         }
         if tag & PREV_FREE != 0 {
             let psize = if off >= MIN_BLOCK {
@@ -866,7 +1023,7 @@ impl<B: HeapBackend> Heap<B> {
                 _ => return Err(MmError::HeapCorrupted),
             }
         }
-        Ok((off, tag))
+        Ok(())
     }
 
     /// Why the header at `off` fails its check (error path only): walks the
@@ -901,31 +1058,41 @@ impl<B: HeapBackend> Heap<B> {
     /// a neighbour's header or footer is damaged.
     #[inline]
     pub fn free(&mut self, ptr: NonNull<u8>) -> Result<(), MmError> {
-        let (off, tag) = self.check_live(ptr)?;
+        let (off, tag) = self.check_block(ptr)?;
         let size = size_of_tag(tag);
-        if size < SMALL_LIMIT && self.quick_len[size / GRANULE] < QUICK_MAX {
-            // Fast path: onto the quick list, merged later.
-            let c = size / GRANULE;
-            self.set_tag(off, tag | QUICK);
-            self.wr(off + 8, self.quick[c]);
-            self.quick[c] = off as u32;
-            self.quick_len[c] += 1;
-            self.quick_mask |= 1 << c;
-            self.quick_blocks += 1;
-            self.free_blocks += 1;
-            self.free_bytes += size;
-        } else {
-            self.release(off, size, tag & PREV_FREE != 0);
+        let c = size / GRANULE;
+        if size < SMALL_LIMIT && self.quick_len[c] < QUICK_MAX {
+            // Fast path: onto the quick list, merged later (no neighbour is
+            // touched, so none needs checking beyond `check_block`).
+            self.push_quick(off, tag, c);
+            return Ok(());
         }
+        self.check_merge(off, tag)?;
+        self.release(off, size, tag & PREV_FREE != 0);
         self.after_free();
         Ok(())
+    }
+
+    /// Puts the checked, allocated block at `off` (of size `c * 8`, below
+    /// [`SMALL_LIMIT`]) on quick list `c`, which has room.
+    #[inline(always)]
+    fn push_quick(&mut self, off: usize, tag: u32, c: usize) {
+        self.set_tag(off, tag | QUICK);
+        self.wr(off + HEADER, self.quick[c]);
+        self.quick[c] = (off + HEADER) as u32;
+        self.quick_len[c] += 1;
+        self.quick_blocks += 1;
+        if self.free_blocks + self.quick_blocks == self.total_blocks {
+            // Nothing is allocated any more.
+            self.flush_quick();
+        }
     }
 
     /// When nothing is allocated any more, merges the quick lists (so the
     /// heap is one free block and shrinks to its initial size).
     #[inline(always)]
     fn after_free(&mut self) {
-        if self.quick_blocks != 0 && self.free_blocks == self.total_blocks {
+        if self.quick_blocks != 0 && self.free_blocks + self.quick_blocks == self.total_blocks {
             self.flush_quick();
         }
     }
@@ -1015,10 +1182,17 @@ impl<B: HeapBackend> Heap<B> {
         // one is still allocated), and the old payload has `size - HEADER`
         // bytes, fewer than the new one's.
         unsafe { core::ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), size - HEADER) };
-        // The old block was checked above and nothing touched its header.
-        let (off, tag) = self.check_live(ptr)?;
-        self.release(off, size_of_tag(tag), tag & PREV_FREE != 0);
-        self.after_free();
+        // The old block and its neighbours were checked above; since then
+        // only the heap itself changed them (merging quick blocks may have
+        // set its `PREV_FREE`), so its header is re-read, not re-checked.
+        let tag = self.rd(off);
+        let c = size / GRANULE;
+        if size < SMALL_LIMIT && self.quick_len[c] < QUICK_MAX {
+            self.push_quick(off, tag, c);
+        } else {
+            self.release(off, size, tag & PREV_FREE != 0);
+            self.after_free();
+        }
         Ok(new)
     }
 
@@ -1055,32 +1229,33 @@ impl<B: HeapBackend> Heap<B> {
 
     /// Free bytes (`get_free_memory`), O(1).
     pub fn free_bytes(&self) -> usize {
-        self.free_bytes
+        self.free_bytes + self.quick_bytes()
     }
 
     /// Used bytes (`get_used_memory`), O(1).
     pub fn used_bytes(&self) -> usize {
-        self.len - self.free_bytes
+        self.len - self.free_bytes()
     }
 
     /// All statistics (`get_heap_stats`): O(1) except `largest_free`, which
     /// scans the highest non-empty free list only.
     pub fn stats(&self) -> HeapStats {
+        let free_bytes = self.free_bytes();
         HeapStats {
-            free_bytes: self.free_bytes,
-            used_bytes: self.len - self.free_bytes,
+            free_bytes,
+            used_bytes: self.len - free_bytes,
             heap_bytes: self.len,
             total_blocks: self.total_blocks,
-            free_blocks: self.free_blocks,
+            free_blocks: self.free_blocks + self.quick_blocks,
             largest_free: self.largest_free(),
         }
     }
 
     fn largest_free(&self) -> usize {
-        let quick = match self.quick_mask {
-            0 => 0,
-            m => (31 - m.leading_zeros() as usize) * GRANULE,
-        };
+        let quick = (0..SMALL_BINS)
+            .rev()
+            .find(|&c| self.quick_len[c] != 0)
+            .map_or(0, |c| c * GRANULE);
         if self.summary == 0 {
             return quick;
         }
@@ -1161,13 +1336,15 @@ impl<B: HeapBackend> Heap<B> {
         }
         // Lists: links, bins and bitmaps; their total length is the number of
         // free blocks found by the walk (so no list holds a stray block).
-        // Quick lists: every entry a quick block of its class, lengths and
-        // mask consistent; their total is the number of quick blocks walked.
+        // Quick lists: every entry a quick block of its class, lengths
+        // consistent; their total is the number of quick blocks walked.
         let mut quick_listed = 0;
         for c in 0..SMALL_BINS {
             let (mut x, mut n) = (self.quick[c], 0usize);
-            while x != NIL {
-                let xo = x as usize;
+            while x != 0 {
+                let Some(xo) = (x as usize).checked_sub(HEADER) else {
+                    return bad;
+                };
                 if xo >= end || !xo.is_multiple_of(GRANULE) || quick_listed >= quicks {
                     return bad;
                 }
@@ -1179,7 +1356,7 @@ impl<B: HeapBackend> Heap<B> {
                 quick_listed += 1;
                 x = self.rd(xo + 8);
             }
-            if n != self.quick_len[c] as usize || (n != 0) != (self.quick_mask & (1 << c) != 0) {
+            if n != self.quick_len[c] as usize {
                 return bad;
             }
         }
@@ -1216,9 +1393,9 @@ impl<B: HeapBackend> Heap<B> {
             }
         }
         if listed != frees
-            || frees + quicks != self.free_blocks
+            || frees != self.free_blocks
             || blocks != self.total_blocks
-            || free_bytes != self.free_bytes
+            || free_bytes != self.free_bytes + self.quick_bytes()
         {
             return bad;
         }
