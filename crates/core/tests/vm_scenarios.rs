@@ -561,3 +561,53 @@ fn a_space_can_move_between_threads() {
     fn assert_send<T: Send>() {}
     assert_send::<Vm<'static>>();
 }
+
+#[test]
+fn thousands_of_regions_stay_consistent() {
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    let fds = FdTable::new();
+    let base = USER_MMAP_MIN;
+    // 3000 one-page regions with one-page holes, alternating protections.
+    for i in 0..3000u32 {
+        let prot = if i % 2 == 0 { PROT_READ } else { RW };
+        let a = VirtAddr::new(base + 2 * i * PAGE);
+        vm.mmap(&fds, a, PAGE, prot, ANON | MAP_FIXED, -1, 0)
+            .unwrap();
+    }
+    assert_eq!(vm.region_count(), 3000);
+    // Fill every third hole: neighbours with equal protection don't exist
+    // (they alternate), so nothing merges.
+    for i in (0..2999u32).step_by(3) {
+        let a = VirtAddr::new(base + (2 * i + 1) * PAGE);
+        vm.mmap(&fds, a, PAGE, PROT_EXEC, ANON | MAP_FIXED, -1, 0)
+            .unwrap();
+    }
+    assert_eq!(vm.region_count(), 4000);
+    // Unmap a wide range in the middle, then make a long run all RW so it merges.
+    vm.munmap(VirtAddr::new(base + 1000 * PAGE), 2000 * PAGE)
+        .unwrap();
+    vm.mprotect(VirtAddr::new(base + 4000 * PAGE), 1000 * PAGE, RW)
+        .unwrap_err();
+    let run = VirtAddr::new(base + 4000 * PAGE);
+    vm.mmap(&fds, run, 1000 * PAGE, PROT_NONE, ANON | MAP_FIXED, -1, 0)
+        .unwrap();
+    assert_eq!(vm.region_at(at(run, 999 * PAGE)).unwrap().start, run);
+    let regions: Vec<RegionInfo> = vm.regions().collect();
+    for pair in regions.windows(2) {
+        assert!(pair[0].end <= pair[1].start);
+    }
+    for r in &regions {
+        assert_eq!(vm.region_at(r.start), Some(*r));
+        assert_eq!(
+            vm.region_at(at(r.end, 0)).map(|x| x.start == r.end),
+            vm.region_at(r.end).map(|_| true)
+        );
+    }
+    // The big hole is found by a non-fixed mapping of 1000 pages.
+    let big = vm.mmap(&fds, NULL, 1500 * PAGE, RW, ANON, -1, 0).unwrap();
+    assert!(vm.region_at(big).is_some());
+    w.write_u32(&mut vm, at(big, 1499 * PAGE), 3, U).unwrap();
+    drop(vm);
+    w.finish();
+}

@@ -121,6 +121,7 @@
 
 pub mod fault;
 pub mod file;
+mod index;
 mod object;
 mod region;
 mod space;

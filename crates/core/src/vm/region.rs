@@ -1,6 +1,6 @@
 //! The region tree of an address space, with an index of free gaps.
 //!
-//! Regions are kept in a `BTreeMap` keyed by their first page number; they
+//! Regions are kept in a [`BlockMap`] keyed by their first page number; they
 //! never overlap. Free space is indexed twice — by start (to test a hint and
 //! to find a gap's neighbours) and by (length, start) (to find a gap that
 //! fits) — so lookup, placement, insertion and removal are all O(log n) in
@@ -9,6 +9,8 @@
 //! All numbers here are page numbers; a region is `start..end`.
 
 use alloc::collections::{BTreeMap, BTreeSet};
+
+use super::index::BlockMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
@@ -115,7 +117,7 @@ impl Region {
 /// The regions of one address space and the free gaps between them.
 #[derive(Clone)]
 pub(crate) struct RegionTree {
-    regions: BTreeMap<u32, Region>,
+    regions: BlockMap<Region>,
     /// Free gaps: start -> end.
     gaps: BTreeMap<u32, u32>,
     /// Free gaps by (length, start).
@@ -130,7 +132,7 @@ impl RegionTree {
     /// An empty tree: all of `MIN_PAGE..END_PAGE` is free.
     pub(crate) fn new() -> Self {
         let mut t = RegionTree {
-            regions: BTreeMap::new(),
+            regions: BlockMap::new(),
             gaps: BTreeMap::new(),
             by_len: BTreeSet::new(),
             cache: None,
@@ -146,7 +148,7 @@ impl RegionTree {
 
     /// The region containing `page`: (start, region).
     pub(crate) fn find(&self, page: u32) -> Option<(u32, &Region)> {
-        let (&s, r) = self.regions.range(..=page).next_back()?;
+        let (s, r) = self.regions.pred_le(page)?;
         (page < r.end).then_some((s, r))
     }
 
@@ -165,33 +167,33 @@ impl RegionTree {
 
     /// The region starting at `start`.
     pub(crate) fn get(&self, start: u32) -> Option<&Region> {
-        self.regions.get(&start)
+        self.regions.get(start)
     }
 
     /// The first region starting above `page`.
     pub(crate) fn next_above(&self, page: u32) -> Option<(u32, &Region)> {
-        self.regions.range(page + 1..).next().map(|(&s, r)| (s, r))
+        self.regions.succ_gt(page)
     }
 
     /// The last region starting below `page`.
     pub(crate) fn prev_below(&self, page: u32) -> Option<(u32, &Region)> {
-        self.regions.range(..page).next_back().map(|(&s, r)| (s, r))
+        self.regions.pred_lt(page)
     }
 
     /// Regions starting in `lo..hi`, in order.
     pub(crate) fn range(&self, lo: u32, hi: u32) -> impl Iterator<Item = (u32, &Region)> {
-        self.regions.range(lo..hi).map(|(&s, r)| (s, r))
+        self.regions.range(lo, hi)
     }
 
     /// All regions in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &Region)> {
-        self.regions.iter().map(|(&s, r)| (s, r))
+        self.regions.iter()
     }
 
     /// Mutable access to the region starting at `start`.
     pub(crate) fn get_mut(&mut self, start: u32) -> Option<&mut Region> {
         self.cache = None;
-        self.regions.get_mut(&start)
+        self.regions.get_mut(start)
     }
 
     /// True when `lo..hi` is wholly free (not in a region, a stack reserve
@@ -220,7 +222,7 @@ impl RegionTree {
             return;
         }
         let tail = r.tail(s, at);
-        if let Some(r) = self.regions.get_mut(&s) {
+        if let Some(r) = self.regions.get_mut(s) {
             r.end = at;
         }
         self.regions.insert(at, tail);
@@ -240,10 +242,10 @@ impl RegionTree {
     /// straddles the bounds) and returns them; updates the gaps.
     pub(crate) fn remove_range(&mut self, lo: u32, hi: u32) -> Vec<(u32, Region)> {
         self.cache = None;
-        let keys: Vec<u32> = self.regions.range(lo..hi).map(|(&s, _)| s).collect();
+        let keys: Vec<u32> = self.regions.range(lo, hi).map(|(s, _)| s).collect();
         let out: Vec<(u32, Region)> = keys
             .into_iter()
-            .filter_map(|s| self.regions.remove(&s).map(|r| (s, r)))
+            .filter_map(|s| self.regions.remove(s).map(|r| (s, r)))
             .collect();
         if !out.is_empty() {
             self.refresh_gaps(lo, hi);
@@ -252,9 +254,9 @@ impl RegionTree {
     }
 
     /// Removes every region (for teardown).
-    pub(crate) fn take_all(&mut self) -> BTreeMap<u32, Region> {
+    pub(crate) fn take_all(&mut self) -> Vec<(u32, Region)> {
         self.cache = None;
-        let all = core::mem::take(&mut self.regions);
+        let all = self.regions.take_all();
         self.gaps.clear();
         self.by_len.clear();
         self.add_gap(MIN_PAGE, END_PAGE);
@@ -266,7 +268,7 @@ impl RegionTree {
     /// reserve already covers its growth range.
     pub(crate) fn extend_down(&mut self, old: u32, new: u32) {
         self.cache = None;
-        if let Some(r) = self.regions.remove(&old) {
+        if let Some(r) = self.regions.remove(old) {
             self.regions.insert(new, r);
         }
     }
@@ -279,10 +281,10 @@ impl RegionTree {
         let mut start = start;
         if let Some((ps, prev)) = self.prev_below(start) {
             if prev.end == start {
-                if let Some(cur) = self.regions.get(&start) {
+                if let Some(cur) = self.regions.get(start) {
                     if prev.mergeable(ps, cur) {
-                        let cur = self.regions.remove(&start).map(|c| c.end);
-                        if let (Some(end), Some(p)) = (cur, self.regions.get_mut(&ps)) {
+                        let cur = self.regions.remove(start).map(|c| c.end);
+                        if let (Some(end), Some(p)) = (cur, self.regions.get_mut(ps)) {
                             p.end = end;
                         }
                         start = ps;
@@ -290,15 +292,15 @@ impl RegionTree {
                 }
             }
         }
-        let Some(cur) = self.regions.get(&start) else {
+        let Some(cur) = self.regions.get(start) else {
             return start;
         };
         let end = cur.end;
-        if let Some(next) = self.regions.get(&end) {
+        if let Some(next) = self.regions.get(end) {
             if cur.mergeable(start, next) {
                 let next_end = next.end;
-                self.regions.remove(&end);
-                if let Some(c) = self.regions.get_mut(&start) {
+                self.regions.remove(end);
+                if let Some(c) = self.regions.get_mut(start) {
                     c.end = next_end;
                 }
             }
@@ -320,10 +322,9 @@ impl RegionTree {
     fn refresh_gaps(&mut self, lo: u32, hi: u32) {
         let from = self
             .regions
-            .range(..lo)
-            .next_back()
+            .pred_lt(lo)
             .map_or(MIN_PAGE, |(_, r)| r.end.max(MIN_PAGE));
-        let right = self.regions.range(hi..).next().map(|(&s, _)| s);
+        let right = self.regions.succ_ge(hi).map(|(s, _)| s);
         let to = right.unwrap_or(END_PAGE);
         let stale: Vec<(u32, u32)> = self.gaps.range(from..to).map(|(&s, &e)| (s, e)).collect();
         for (s, e) in stale {
@@ -334,9 +335,9 @@ impl RegionTree {
         let mut fresh: Vec<(u32, u32)> = Vec::new();
         let chain = self
             .regions
-            .range(lo..to)
-            .chain(right.and_then(|s| self.regions.get_key_value(&s)));
-        for (&s, r) in chain {
+            .range(lo, to)
+            .chain(right.and_then(|s| self.regions.get(s).map(|r| (s, r))));
+        for (s, r) in chain {
             let gap_end = r.reserved_start(s, prev_end);
             if gap_end > prev_end {
                 fresh.push((prev_end, gap_end));
@@ -356,7 +357,7 @@ impl RegionTree {
     pub(crate) fn check(&self) {
         let mut expect = Vec::new();
         let mut prev_end = MIN_PAGE;
-        for (&s, r) in &self.regions {
+        for (s, r) in self.regions.iter() {
             assert!(s < r.end && s >= prev_end, "regions overlap or are empty");
             let gap_end = r.reserved_start(s, prev_end);
             if gap_end > prev_end {
