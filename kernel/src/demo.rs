@@ -222,8 +222,6 @@ pub fn run() -> ! {
         );
     }
     process::clear_results();
-    let elapsed_ms =
-        crate::arch::pit::ticks().wrapping_sub(start_ticks) * 1000 / crate::arch::pit::HZ;
 
     mm::heap_trim();
     let frames_after = mm::frame_stats();
