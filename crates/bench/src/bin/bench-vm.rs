@@ -2,15 +2,17 @@
 //!
 //! - A demand-zero fault's service time (the core's handler: region lookup,
 //!   frame allocation, zeroing, mapping) over the time to zero one 4 KiB
-//!   page; a copy-on-write fault's over the time to copy one page. Both
-//!   baselines use the same platform calls the handler uses, on as many
-//!   distinct frames as there are faults (same cache behaviour).
-//! - Region lookup, and mmap+munmap, with 100, 10,000 and 100,000 regions.
-//! - fork of a process with 16 MiB and 256 MiB touched.
+//!   page; a copy-on-write fault's over the time to copy one page. Each
+//!   round times the faults and their baseline (the same platform call, on
+//!   the same frames) in alternating order; the ratio is the median of the
+//!   per-round ratios, which other load on the machine affects little.
+//! - Region lookup (random addresses, and regions in address order), and
+//!   mmap+munmap, with 100, 10,000 and 100,000 regions: best of 9 rounds.
+//! - fork of a process with 16 MiB and 256 MiB touched: best of 5.
 //!
-//! Each figure is the median of several timed rounds. Prints a table and
-//! writes the VM section of `BENCHMARKS.md` (between `<!-- vm:begin -->` and
-//! `<!-- vm:end -->`, appended if missing).
+//! Prints a table and writes the VM section of `BENCHMARKS.md` (between
+//! `<!-- vm:begin -->` and `<!-- vm:end -->`, appended if missing);
+//! `bench-vm faults|regions|fork` runs one part and writes nothing.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
