@@ -217,15 +217,7 @@ fn unaligned_file_offset_is_einval() {
         EINVAL
     );
     assert_eq!(
-        errno(vm.mmap(
-            &fds,
-            NULL,
-            2 * PAGE,
-            PROT_READ,
-            MAP_PRIVATE,
-            fd,
-            !0xFFF
-        )),
+        errno(vm.mmap(&fds, NULL, 2 * PAGE, PROT_READ, MAP_PRIVATE, fd, !0xFFF)),
         EINVAL
     );
     drop(vm);
