@@ -384,3 +384,71 @@ fn out_of_memory_during_fault_and_fork_leaks_nothing() {
     drop(vm);
     w.finish();
 }
+
+#[test]
+fn typed_map_fixed_without_address_is_einval() {
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    let req = MapRequest {
+        addr: None,
+        length: PAGE,
+        prot: Prot::READ,
+        shared: false,
+        fixed: true,
+        source: MapSource::Anonymous,
+    };
+    assert_eq!(vm.map(&req), Err(MmError::InvalidArgument));
+    let ok = MapRequest {
+        fixed: false,
+        ..req
+    };
+    assert!(vm.map(&ok).is_ok());
+    drop(vm);
+    w.finish();
+}
+
+#[test]
+fn out_of_memory_in_copy_to_user_and_file_page_in() {
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    let fs = MemFs::new();
+    fs.create("f", &[7; 8192]);
+    let mut fds = FdTable::new();
+    let fd = fds.insert(fs.open("f", OpenMode::ReadWrite).unwrap());
+    let anon = vm.mmap(&fds, NULL, 2 * PAGE, RW, ANON, -1, 0).unwrap();
+    let shared = vm
+        .mmap(&fds, NULL, 2 * PAGE, RW, MAP_SHARED, fd, 0)
+        .unwrap();
+    let private = vm
+        .mmap(&fds, NULL, 2 * PAGE, RW, MAP_PRIVATE, fd, 0)
+        .unwrap();
+    // One page of each resident first (one page table for all three).
+    vm.copy_to_user(anon, b"a").unwrap();
+    w.read_u32(&mut vm, shared, U).unwrap();
+    w.read_u32(&mut vm, private, U).unwrap();
+    w.fa.lock().fail_after(Some(0));
+    assert_eq!(
+        vm.copy_to_user(at(anon, PAGE), b"x"),
+        Err(MmError::OutOfMemory)
+    );
+    assert_eq!(
+        w.read_u32(&mut vm, at(shared, PAGE), U),
+        Err(FaultOutcome::OutOfMemory)
+    );
+    // A write to a resident private file page must copy it: no frame.
+    assert_eq!(
+        w.write_u32(&mut vm, private, 1, U),
+        Err(FaultOutcome::OutOfMemory)
+    );
+    assert_eq!(
+        w.write_u32(&mut vm, at(private, PAGE), 1, U),
+        Err(FaultOutcome::OutOfMemory)
+    );
+    assert_eq!(vm.fault_stats().out_of_memory, 4);
+    w.fa.lock().fail_after(None);
+    w.write_u32(&mut vm, private, 1, U).unwrap();
+    assert_eq!(w.read_u32(&mut vm, at(shared, PAGE), U), Ok(0x0707_0707));
+    drop(vm);
+    assert_eq!(fs.read("f").unwrap(), vec![7; 8192]);
+    w.finish();
+}
