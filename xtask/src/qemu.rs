@@ -343,9 +343,7 @@ pub fn c_program(file: &Path, memory: &str, echo: bool) -> Result<i32, String> {
         timeout: RUN_TIMEOUT,
         echo,
     })?;
-    if !echo {
-        eprint!("{}", run.output);
-    }
+
     if run.output.contains("KERNEL OOPS") || run.output.contains("KERNEL PANIC") {
         symbolize(&kernel, &run.output);
     }
@@ -356,6 +354,12 @@ pub fn c_program(file: &Path, memory: &str, echo: bool) -> Result<i32, String> {
             .parse::<i32>()
             .ok()
     });
+    if !echo && ret != Some(0) {
+        eprintln!(
+            "---- console ----\n{}\n-----------------",
+            run.output.trim_end()
+        );
+    }
     match (ret, &run.outcome) {
         (Some(value), Outcome::Success | Outcome::Failure) => Ok(value),
         _ => Err(format!(
