@@ -10,7 +10,9 @@ pub fn cargo() -> String {
 /// Runs `cmd`, echoing it first; an error if it can't start or exits non-zero.
 pub fn run(cmd: &mut Command) -> Result<(), String> {
     eprintln!("$ {cmd:?}");
-    let status = cmd.status().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
