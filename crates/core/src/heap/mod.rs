@@ -152,6 +152,13 @@ const fn header_of(off: usize, tag: u32, key: u32) -> u64 {
     }
 }
 
+/// Whether a header word read at offset `off` carries a valid check word:
+/// `check ^ tag ^ off == key` (cheaper than rebuilding the word).
+#[inline(always)]
+const fn header_ok(hdr: u64, off: usize, key: u32) -> bool {
+    ((hdr >> 32) as u32 ^ hdr as u32 ^ off as u32) == key
+}
+
 /// The tag in a header word (see [`header_of`]).
 #[inline(always)]
 const fn tag_of_header(hdr: u64) -> u32 {
@@ -401,7 +408,7 @@ impl<B: HeapBackend> Heap<B> {
     fn tag(&self, off: usize) -> Option<u32> {
         let hdr = self.rd_hdr(off);
         let tag = tag_of_header(hdr);
-        (hdr == header_of(off, tag, self.key)).then_some(tag)
+        header_ok(hdr, off, self.key).then_some(tag)
     }
 
     /// Writes the header and footer of a free block.
@@ -471,17 +478,38 @@ impl<B: HeapBackend> Heap<B> {
     /// A free block of at least `need` bytes (`need < 2^32`), not unlinked.
     #[inline(always)]
     fn find(&self, need: usize) -> Option<(usize, usize)> {
+        self.find_bin(need).map(|(off, size, _)| (off, size))
+    }
+
+    /// As [`Self::find`], with the list the block heads: `(off, size, bin)`.
+    #[inline(always)]
+    fn find_bin(&self, need: usize) -> Option<(usize, usize, usize)> {
         let b = bin_of(need);
         let head = self.heads[b];
         if head != NIL {
             let size = size_of_tag(self.rd(head as usize));
             if size >= need {
-                return Some((head as usize, size));
+                return Some((head as usize, size, b));
             }
         }
         let b = self.first_bin_from(b + 1)?;
         let off = self.heads[b] as usize;
-        Some((off, size_of_tag(self.rd(off))))
+        Some((off, size_of_tag(self.rd(off)), b))
+    }
+
+    /// Unlinks the block at `off`, the head of list `b`.
+    #[inline(always)]
+    fn pop_head(&mut self, b: usize, off: usize) {
+        let next = self.rd(off + 8);
+        self.heads[b] = next;
+        if next == NIL {
+            self.words[b / 64] &= !(1 << (b % 64));
+            if self.words[b / 64] == 0 {
+                self.summary &= !(1 << (b / 64));
+            }
+        } else {
+            self.wr(next as usize + 12, NIL);
+        }
     }
 
     // ----- allocation ----------------------------------------------------------
@@ -534,11 +562,17 @@ impl<B: HeapBackend> Heap<B> {
     /// heap if needed).
     #[inline]
     fn alloc_fit(&mut self, bsize: usize) -> Result<NonNull<u8>, MmError> {
-        let (off, bs) = match self.find(bsize) {
-            Some(found) => found,
-            None => self.refill(bsize)?,
+        let (off, bs) = match self.find_bin(bsize) {
+            Some((off, bs, b)) => {
+                self.pop_head(b, off);
+                (off, bs)
+            }
+            None => {
+                let (off, bs) = self.refill(bsize)?;
+                self.unlink(off, bs);
+                (off, bs)
+            }
         };
-        self.unlink(off, bs);
         self.take(off, bs, off + HEADER, bsize);
         Ok(self.ptr_at(off + HEADER))
     }
@@ -561,9 +595,9 @@ impl<B: HeapBackend> Heap<B> {
         }
         // Small alignments: the block found for the size alone often fits
         // with the payload aligned (or with room for a gap block in front).
-        if let Some((off, bs)) = self.find(bsize) {
+        if let Some((off, bs, b)) = self.find_bin(bsize) {
             if let Some(p) = self.place(off, bs, 0, align, bsize) {
-                self.unlink(off, bs);
+                self.pop_head(b, off);
                 self.take(off, bs, p, bsize);
                 return Ok(self.ptr_at(p));
             }
@@ -580,7 +614,7 @@ impl<B: HeapBackend> Heap<B> {
         let tag = tag_of_header(hdr);
         let next = self.rd(p);
         let want = (c * GRANULE) as u32 | QUICK;
-        if hdr != header_of(off, tag, self.key)
+        if !header_ok(hdr, off, self.key)
             || tag & !PREV_FREE != want
             || next as usize > self.len - SENTINEL
             || !next.is_multiple_of(GRANULE as u32)
@@ -621,7 +655,7 @@ impl<B: HeapBackend> Heap<B> {
                 let hdr = self.rd_hdr(off);
                 let tag = tag_of_header(hdr);
                 let next = self.rd(p);
-                if hdr != header_of(off, tag, self.key)
+                if !header_ok(hdr, off, self.key)
                     || tag & !PREV_FREE != (c * GRANULE) as u32 | QUICK
                     || next as usize > self.len - SENTINEL
                     || !next.is_multiple_of(GRANULE as u32)
@@ -970,7 +1004,7 @@ impl<B: HeapBackend> Heap<B> {
         let tag = tag_of_header(hdr);
         let size = size_of_tag(tag);
         let next = off + size;
-        if hdr != header_of(off, tag, self.key)
+        if !header_ok(hdr, off, self.key)
             || tag & (FREE | QUICK) != 0
             || size < MIN_BLOCK
             || next > limit
@@ -979,7 +1013,7 @@ impl<B: HeapBackend> Heap<B> {
         }
         let nhdr = self.rd_hdr(next);
         let ntag = tag_of_header(nhdr);
-        if nhdr != header_of(next, ntag, self.key) || ntag & PREV_FREE != 0 {
+        if !header_ok(nhdr, next, self.key) || ntag & PREV_FREE != 0 {
             return Err(MmError::HeapCorrupted);
         }
         Ok((off, tag))
@@ -1067,8 +1101,15 @@ impl<B: HeapBackend> Heap<B> {
             self.push_quick(off, tag, c);
             return Ok(());
         }
+        self.free_merge(off, tag)
+    }
+
+    /// The rest of [`Heap::free`] for a block that is not quick-listed:
+    /// checks its neighbours, then merges it.
+    #[inline(never)]
+    fn free_merge(&mut self, off: usize, tag: u32) -> Result<(), MmError> {
         self.check_merge(off, tag)?;
-        self.release(off, size, tag & PREV_FREE != 0);
+        self.release(off, size_of_tag(tag), tag & PREV_FREE != 0);
         self.after_free();
         Ok(())
     }
