@@ -714,10 +714,20 @@ pub fn preempt(frame: &mut TrapFrame) {
 /// A page fault. Returns true when it was resolved (or the faulting process
 /// was killed, which does not return); false means a kernel bug.
 pub fn page_fault(frame: &mut TrapFrame, addr: u32) -> bool {
-    sample_low_water();
+    let user = frame.came_from_user();
+    if user {
+        sample_low_water();
+    }
     let fault = PageFault::new(addr, frame.error);
     let outcome = {
-        let mut t = TABLE.lock();
+        // A supervisor fault while the table is locked is a bug in the
+        // kernel's own process code: report it rather than deadlock.
+        let table = if user {
+            Some(TABLE.lock())
+        } else {
+            TABLE.try_lock()
+        };
+        let Some(mut t) = table else { return false };
         let Some(pid) = t.current else {
             drop(t);
             return crate::cprog::page_fault(addr, frame.error);
