@@ -1,16 +1,29 @@
 /*
- * A tiny test harness for the C API tests (host): CHECK prints one PASS or
- * FAIL line per check, DONE prints the summary line CI parses,
+ * A tiny test harness for the C API tests: CHECK prints one PASS or FAIL
+ * line per check, DONE prints the summary line CI parses,
  * "N passed, M failed", and returns the exit status.
+ *
+ * The same tests run on the host library (-DMYOS_HOSTED: TEST_MAIN is main,
+ * BOOT boots the simulated machine, output through stdio) and in the kernel
+ * (`cargo xtask test --c tests/c/FILE.c`: TEST_MAIN is c_main, the kernel
+ * has set everything up, output through kprintf).
  */
 #ifndef MYOS_TEST_CHECK_H
 #define MYOS_TEST_CHECK_H
 
-#include <stdio.h>
-#include <stdlib.h>
-
+#include <myos/console.h>
 #include <myos/memory.h>
+
+#ifdef MYOS_HOSTED
+#include <stdio.h>
 #include <myos/sim.h>
+#define TEST_MAIN int main(void)
+#define FLUSH() fflush(stdout)
+#else
+#define printf kprintf
+#define TEST_MAIN int c_main(void)
+#define FLUSH() ((void)0)
+#endif
 
 /* CHECK's message may be empty. */
 #pragma GCC diagnostic ignored "-Wformat-zero-length"
@@ -29,10 +42,13 @@ static int checks_passed, checks_failed;
             printf(__VA_ARGS__);                                                \
             printf("\n");                                                       \
         }                                                                       \
-        fflush(stdout);                                                         \
+        FLUSH();                                                                \
     } while (0)
 
-/* Boots the simulated machine (every test binary starts with it). */
+/* Boots the simulated machine (every test starts with it; a no-op in the kernel). */
+#ifndef MYOS_HOSTED
+#define BOOT(ram) ((void)(ram))
+#else
 #define BOOT(ram)                                                               \
     do {                                                                        \
         int rc_ = myos_sim_boot(ram);                                           \
@@ -41,6 +57,7 @@ static int checks_passed, checks_failed;
             return 1;                                                           \
         }                                                                       \
     } while (0)
+#endif
 
 #define DONE()                                                                  \
     do {                                                                        \

@@ -6,11 +6,11 @@
 
 #define MYOS_EXAMPLE_NO_MAIN
 #include "check.h"
-#include "examples/c/basic_page_allocation.c"
-#include "examples/c/heap_memory_usage.c"
-#include "examples/c/memory_mapping.c"
+#include "../../examples/c/basic_page_allocation.c"
+#include "../../examples/c/heap_memory_usage.c"
+#include "../../examples/c/memory_mapping.c"
 
-int main(void) {
+TEST_MAIN {
     BOOT(0);
     uint32_t frames = myos_frames_free();
 

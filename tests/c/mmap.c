@@ -17,7 +17,7 @@ static int all_zero(const unsigned char *p, uint32_t n) {
     return 1;
 }
 
-int main(void) {
+TEST_MAIN {
     BOOT(32 << 20);
     uint32_t baseline = myos_frames_free();
 

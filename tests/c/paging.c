@@ -9,7 +9,7 @@
 
 #define PHYS(p) ((uint32_t)(p)->frame << 12)
 
-int main(void) {
+TEST_MAIN {
     BOOT(32 << 20);
     uint32_t baseline = myos_frames_free();
     CHECK(baseline > 0, "frames");

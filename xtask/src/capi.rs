@@ -6,6 +6,9 @@
 //! - `cargo xtask capi test`: builds it, compiles every `tests/c/*.c` with
 //!   `cc -DMYOS_HOSTED`, links and runs each, and prints the total as
 //!   `N passed, M failed` (part of `cargo xtask test`);
+//! - `cargo xtask capi kernel-test`: runs every `tests/c/*.c` in the
+//!   reference kernel (through `--c`: the file's `c_main` after the memory
+//!   manager is up);
 //! - `cargo xtask capi kernel-obj FILE.c`: compiles `FILE.c` freestanding
 //!   for i686 with the C runtime (`kprintf`) into one relocatable object and
 //!   prints its path ([`kernel_object`], for the kernel's `--c`).
@@ -57,6 +60,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
             Ok(())
         }
         Some("test") => host_tests(),
+        Some("kernel-test") => kernel_tests(),
         Some("kernel-obj") => {
             let file = args
                 .get(1)
@@ -64,7 +68,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
             println!("{}", kernel_object(Path::new(file))?.display());
             Ok(())
         }
-        _ => Err("usage: cargo xtask capi lib | test | kernel-obj FILE.c".into()),
+        _ => Err("usage: cargo xtask capi lib | test | kernel-test | kernel-obj FILE.c".into()),
     }
 }
 
@@ -178,6 +182,33 @@ pub fn host_tests() -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("C API tests failed: {}", broken.join(", ")))
+    }
+}
+
+/// Runs every C test in the reference kernel (`c_main` is the test's entry
+/// point there; see `tests/c/check.h`).
+pub fn kernel_tests() -> Result<(), String> {
+    let mut broken = Vec::new();
+    let sources = test_sources()?;
+    for src in &sources {
+        match crate::qemu::c_program(src, "128M", false) {
+            Ok(0) => {}
+            Ok(v) => broken.push(format!("{} (c_main returned {v})", src.display())),
+            Err(e) => broken.push(format!("{} ({e})", src.display())),
+        }
+    }
+    println!(
+        "C API tests in the kernel: {} of {} files passed",
+        sources.len() - broken.len(),
+        sources.len()
+    );
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "C API tests failed in the kernel: {}",
+            broken.join(", ")
+        ))
     }
 }
 

@@ -4,7 +4,7 @@
 //! field set, so C can check that its bit-field puts every field at the same
 //! bits.
 
-use core::ffi::{c_char, CStr};
+use core::ffi::c_char;
 
 use myos_mm::paging::{PageTableEntry, PteFlags};
 use myos_mm::Frame;
@@ -61,9 +61,21 @@ pub unsafe extern "C" fn myos_pte_raw(field: *const c_char, value: u32) -> u32 {
     if field.is_null() {
         return u32::MAX;
     }
-    // SAFETY: the caller promises a NUL-terminated string.
-    let name = unsafe { CStr::from_ptr(field) };
-    pte_raw(name.to_bytes(), value).unwrap_or(u32::MAX)
+    // Field names are short: read at most 16 bytes up to the NUL (by hand:
+    // `CStr::from_ptr` calls `strlen`, which a freestanding kernel may lack).
+    let mut name = [0u8; 16];
+    let mut len = 0;
+    while len < name.len() {
+        // SAFETY: the caller promises a NUL-terminated string, and we stop
+        // at its NUL, so every byte read lies inside it.
+        let b = unsafe { field.add(len).cast::<u8>().read() };
+        if b == 0 {
+            return pte_raw(&name[..len], value).unwrap_or(u32::MAX);
+        }
+        name[len] = b;
+        len += 1;
+    }
+    u32::MAX
 }
 
 #[cfg(test)]

@@ -55,6 +55,10 @@ pub fn register_parts(
         }
     });
     crate::paging::publish_kernel_directory();
+    if fresh && kernel.lock().is_active(platform) {
+        // The kernel runs on its directory already: C code sees it as current.
+        crate::paging::set_current(crate::paging::Dir::Kernel);
+    }
     if fresh {
         Ok(())
     } else {

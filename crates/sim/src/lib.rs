@@ -12,6 +12,11 @@
 //! paging code, so tests check the core against a second reading of the
 //! hardware rules.
 //!
+//! Feature `memfd` (Linux): `SimConfig::shared_ram` puts RAM in a memfd
+//! (`SimMachine::ram_fd`), so frames can be mapped again elsewhere in the
+//! host process; the C API's host library maps them at the simulated
+//! virtual addresses.
+//!
 //! ```
 //! use myos_sim::{mmu::bits, Mode, SimMachine};
 //!
