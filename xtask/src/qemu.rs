@@ -458,7 +458,7 @@ pub fn kernel_tests() -> Result<(), String> {
             expect: Outcome::Success,
             must_print: &[
                 "DEMO OK",
-                "steps: 8 run, 8 as expected",
+                "steps: 10 run, 10 as expected",
                 "free frames:",
                 "heap in use:",
             ],
