@@ -673,18 +673,20 @@ impl<B: HeapBackend> Heap<B> {
         Ok(None)
     }
 
-    /// No free block fits `need`: merges the quick lists and looks again,
-    /// then grows the heap.
+    /// No free block fits `need`: grows the heap, or if it cannot grow,
+    /// merges the quick lists and looks again. (Merging first would throw
+    /// the quick lists away on every growth step of a growing heap; they
+    /// hold a bounded amount of memory.)
     #[cold]
     fn refill(&mut self, need: usize) -> Result<(usize, usize), MmError> {
-        if self.quick_blocks != 0 {
-            self.flush_quick();
-            if let Some(found) = self.find(need) {
-                return Ok(found);
+        match self.grow(need, false) {
+            Ok(()) => self.find(need).ok_or(MmError::OutOfMemory),
+            Err(e) if self.quick_blocks != 0 => {
+                self.flush_quick();
+                self.find(need).ok_or(e)
             }
+            Err(e) => Err(e),
         }
-        self.grow(need, false)?;
-        self.find(need).ok_or(MmError::OutOfMemory)
     }
 
     /// Frees every block of the quick lists for real (merging them).
@@ -771,22 +773,27 @@ impl<B: HeapBackend> Heap<B> {
                 }
             }
         }
-        if self.quick_blocks != 0 {
-            self.flush_quick();
-            return self.alloc_aligned_slow(bsize, align, physical);
-        }
         // Grow: for a physical request, by a contiguous run that will hold the
-        // whole payload (it starts at the old top).
+        // whole payload (it starts at the old top). If the heap cannot grow,
+        // merge the quick lists and look again.
         let old_len = self.len;
         let grow_need = if physical {
             need + PAGE_SIZE + MIN_BLOCK
         } else {
             need
         };
-        if grow_need > span {
-            return Err(MmError::OutOfMemory);
+        let grown = if grow_need > span {
+            Err(MmError::OutOfMemory)
+        } else {
+            self.grow(grow_need, physical)
+        };
+        if let Err(e) = grown {
+            if self.quick_blocks != 0 {
+                self.flush_quick();
+                return self.alloc_aligned_slow(bsize, align, physical);
+            }
+            return Err(e);
         }
-        self.grow(grow_need, physical)?;
         let min_p = if physical { old_len } else { 0 };
         let last = self.last_free().ok_or(MmError::HeapCorrupted)?;
         let (off, size) = last;
