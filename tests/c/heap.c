@@ -47,6 +47,7 @@ TEST_MAIN {
 #endif
     CHECK(s0.total >= 1 && s0.free_blocks >= 1 && s0.free_blocks <= s0.total, "blocks");
     CHECK(s0.largest > 0 && s0.largest <= s0.free, "largest free block");
+    CHECK((s0.free_blocks == 0) == (s0.free == 0), "free blocks iff free bytes");
 
     /* kmalloc. */
     char *a = kmalloc(1000);
@@ -58,6 +59,7 @@ TEST_MAIN {
     struct stats s1 = stats();
     CHECK(s1.used >= s0.used + 1000 && s1.free + s1.used == s0.free + s0.used, "used grew by the block");
     CHECK(s1.total == s0.total + 1, "one more block");
+    CHECK(s1.largest <= s1.free && s1.free_blocks <= s1.total, "get_heap_stats agrees with get_free_memory");
 
     /* kmalloc(0): a unique, freeable block. */
     void *z1 = kmalloc(0), *z2 = kmalloc(0);

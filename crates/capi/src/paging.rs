@@ -125,11 +125,9 @@ fn directory_frame(m: &Mm, dir: Dir) -> Option<Frame> {
 fn page_of_entry(m: &Mm, entry: NonNull<PageT>) -> Option<Page> {
     let addr = entry.as_ptr().addr();
     let (table_addr, index) = (addr & !(PAGE_SIZE - 1), (addr % PAGE_SIZE) / 4);
-    let mut dirs = [current(), Dir::Kernel];
-    if dirs[0] == Dir::Kernel {
-        dirs[1] = Dir::Kernel;
-    }
-    for d in dirs {
+    let cur = current();
+    let dirs = [Some(cur), (cur != Dir::Kernel).then_some(Dir::Kernel)];
+    for d in dirs.into_iter().flatten() {
         let Some(dir) = directory_frame(m, d) else {
             continue;
         };
