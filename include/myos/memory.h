@@ -350,6 +350,22 @@ const char *mm_strerror(int code);
 /* Records a page fault for page_fault_handler (CR2 and the error code). */
 void myos_set_fault(uint32_t address, uint32_t error_code);
 
+/*
+ * In-memory files, so C code can map files (mmap's fd and offset): a file
+ * holding `len` bytes of `data`, opened with MYOS_O_RDONLY, MYOS_O_WRONLY or
+ * MYOS_O_RDWR in the current process's descriptor table. Returns the
+ * descriptor, or -1 (MM_EINVAL). Writes through MAP_SHARED mappings reach
+ * the file when the region is unmapped (the file never grows); read it back
+ * with myos_file_read (bytes read, or -1 with MM_EBADF). myos_file_close
+ * closes a descriptor (mappings of the file stay valid): 0 or -1.
+ */
+#define MYOS_O_RDONLY 0
+#define MYOS_O_WRONLY 1
+#define MYOS_O_RDWR   2
+int myos_file_create(const void *data, uint32_t len, int mode);
+int myos_file_read(int fd, uint32_t offset, void *buf, uint32_t len);
+int myos_file_close(int fd);
+
 /* Free physical frames now (for leak checks). */
 uint32_t myos_frames_free(void);
 

@@ -4,14 +4,16 @@
 //! C code linked with this API runs as one process: a [`VmSpace`] created by
 //! [`create_process`] (the host boot does it; a kernel calls it before
 //! `c_main`), whose directory is `current_directory` once activated. Its
-//! descriptor table ([`FdTable`]) is empty unless the platform adds files
-//! with [`with_fds`].
+//! descriptor table ([`FdTable`]) holds the in-memory files C code creates
+//! with `myos_file_create` (and whatever the platform adds with
+//! [`with_fds`]).
 
+use alloc::sync::Arc;
 use core::ffi::c_void;
 use core::ptr;
 
 use myos_mm::paging::AddressSpace;
-use myos_mm::vm::{FaultOutcome, FdTable, PageFault, VmSpace};
+use myos_mm::vm::{FaultOutcome, FdTable, File, MemFile, OpenFile, OpenMode, PageFault, VmSpace};
 use myos_mm::{Frame, MmError, VirtAddr};
 use spin::{Mutex, Once};
 
@@ -155,5 +157,75 @@ pub extern "C" fn mmap(
 #[cfg_attr(feature = "hosted", export_name = "myos_munmap")]
 pub extern "C" fn munmap(addr: *mut c_void, length: u32) -> i32 {
     let r = addr_of(addr).and_then(|a| Ok(process()?.lock().munmap(a, length)?));
+    record(r).map_or(-1, |()| 0)
+}
+
+/// `MYOS_O_RDONLY`, `MYOS_O_WRONLY`, `MYOS_O_RDWR` as [`OpenMode`]s.
+fn open_mode(mode: i32) -> CResult<OpenMode> {
+    match mode {
+        0 => Ok(OpenMode::ReadOnly),
+        1 => Ok(OpenMode::WriteOnly),
+        2 => Ok(OpenMode::ReadWrite),
+        _ => Err(MmError::InvalidArgument.into()),
+    }
+}
+
+/// `int myos_file_create(const void *data, uint32_t len, int mode)`: an
+/// in-memory file holding `len` bytes of `data`, opened with `mode` in the C
+/// process's descriptor table; its descriptor, or -1.
+///
+/// # Safety
+///
+/// `data` must be valid for reads of `len` bytes (it may be NULL when `len`
+/// is 0).
+#[no_mangle]
+pub unsafe extern "C" fn myos_file_create(data: *const c_void, len: u32, mode: i32) -> i32 {
+    let r = open_mode(mode).and_then(|mode| {
+        let bytes: &[u8] = if len == 0 {
+            &[]
+        } else if data.is_null() {
+            return Err(MmError::InvalidArgument.into());
+        } else {
+            // SAFETY: the caller promises `len` readable bytes at `data`.
+            unsafe { core::slice::from_raw_parts(data.cast::<u8>(), len as usize) }
+        };
+        let file: Arc<dyn File> = Arc::new(MemFile::new(bytes));
+        Ok(with_fds(|t| t.insert(OpenFile::new(file, mode))))
+    });
+    record(r).unwrap_or(-1)
+}
+
+/// `int myos_file_read(int fd, uint32_t offset, void *buf, uint32_t len)`:
+/// reads the file behind `fd` (what reached it, e.g. through a shared
+/// mapping); the bytes read, or -1.
+///
+/// # Safety
+///
+/// `buf` must be valid for writes of `len` bytes (it may be NULL when `len`
+/// is 0).
+#[no_mangle]
+pub unsafe extern "C" fn myos_file_read(fd: i32, offset: u32, buf: *mut c_void, len: u32) -> i32 {
+    let r = with_fds(|t| t.get(fd).map(|f| f.file().clone()))
+        .map_err(Failure::from)
+        .and_then(|file| {
+            if len == 0 {
+                return Ok(0);
+            }
+            if buf.is_null() {
+                return Err(MmError::InvalidArgument.into());
+            }
+            // SAFETY: the caller promises `len` writable bytes at `buf`.
+            let out = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), len as usize) };
+            let n = file.read_at(u64::from(offset), out)?;
+            Ok(i32::try_from(n).unwrap_or(i32::MAX))
+        });
+    record(r).unwrap_or(-1)
+}
+
+/// `int myos_file_close(int fd)`: 0, or -1 (`MM_EBADF`). Mappings of the
+/// file stay valid.
+#[no_mangle]
+pub extern "C" fn myos_file_close(fd: i32) -> i32 {
+    let r = with_fds(|t| t.close(fd).map(drop)).map_err(Failure::from);
     record(r).map_or(-1, |()| 0)
 }
