@@ -363,8 +363,15 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The machine is shared: say how busy it was.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .map_or_else(String::new, |l| {
+            format!(", 1-minute load average {l} at the end of the run")
+        });
     format!(
-        "{cpu}, {cpus} CPUs visible, {} {}",
+        "{cpu}, {cpus} CPUs visible, {} {}{load}",
         std::env::consts::OS,
         std::env::consts::ARCH
     )
