@@ -109,6 +109,21 @@ const TESTS: &[(&str, KernelTest)] = &[
         "user::out_of_memory_kills_only_the_process",
         user_out_of_memory,
     ),
+    ("misbehaving::wild_addresses", |_| {
+        user_program("wild", WaitStatus::exited(0))
+    }),
+    ("misbehaving::stack_overflow", |_| {
+        user_program("stackbomb", WaitStatus::signaled(sig::SIGSEGV))
+    }),
+    ("misbehaving::munmap_own_stack", |_| {
+        user_program("unmapstack", WaitStatus::signaled(sig::SIGSEGV))
+    }),
+    ("misbehaving::huge_and_overlapping_mmaps", |_| {
+        user_program("mmapstorm", WaitStatus::exited(0))
+    }),
+    ("misbehaving::fork_bomb", |_| {
+        user_program("forkbomb", WaitStatus::exited(0))
+    }),
     ("user::segv_write_read_only", |_| {
         user_program("segv_readonly", WaitStatus::signaled(sig::SIGSEGV))
     }),

@@ -94,6 +94,8 @@ const O_RDWR: u32 = 2;
 const O_ACCMODE: u32 = 3;
 /// errno: no such file.
 const ENOENT: i32 = 2;
+/// errno: try again (process limit).
+const EAGAIN: i32 = 11;
 /// errno: no child processes.
 const ECHILD: i32 = 10;
 /// errno: function not implemented.
@@ -236,9 +238,12 @@ static SCHEDULER_ESP: AtomicU32 = AtomicU32::new(0);
 /// The in-memory file system processes open files in.
 static FS: Once<MemFs> = Once::new();
 
-/// Most processes and families kept without growing the tables (reserved
-/// at init so the heap baseline is stable).
-const TABLE_CAPACITY: usize = 32;
+/// Most processes alive at once (`fork` then fails with `EAGAIN`, like
+/// `RLIMIT_NPROC`); the table is reserved for them at init, so it never
+/// grows and the heap baseline stays put.
+const MAX_PROCESSES: usize = 256;
+/// Most kernel-started process families whose results are kept.
+const MAX_FAMILIES: usize = 32;
 
 /// Sets up the process table, the initial FPU state and the file system.
 pub fn init(fs: MemFs) {
@@ -248,8 +253,8 @@ pub fn init(fs: MemFs) {
     INITIAL_FX.call_once(|| fx);
     FS.call_once(|| fs);
     let mut t = TABLE.lock();
-    t.procs.reserve(TABLE_CAPACITY);
-    t.families.reserve(TABLE_CAPACITY);
+    t.procs.reserve(MAX_PROCESSES);
+    t.families.reserve(MAX_FAMILIES);
 }
 
 /// The in-memory file system.
@@ -323,13 +328,56 @@ fn prepare_kstack(stack: &mut KernelStack, frame: &TrapFrame, fx: &FxArea) -> u3
 /// the heap, without a guard page).
 const KSTACK_CANARY: u64 = 0x5AFE_57AC_CA9A_12E5;
 
-/// A zeroed kernel stack on the heap, with its canary.
-fn new_kstack() -> Box<KernelStack> {
-    let b = Box::<KernelStack>::new_zeroed();
-    // SAFETY: an all-zero byte array is a valid `KernelStack`.
-    let mut stack = unsafe { b.assume_init() };
+/// A zeroed kernel stack on the heap, with its canary; `None` when the
+/// heap is exhausted (the caller reports `ENOMEM`, the kernel goes on).
+fn new_kstack() -> Option<Box<KernelStack>> {
+    let mut stack = try_box_zeroed::<KernelStack>()?;
     stack.0[..8].copy_from_slice(&KSTACK_CANARY.to_le_bytes());
-    stack
+    Some(stack)
+}
+
+/// A heap-allocated, zero-filled `T`, or `None` when the heap is exhausted
+/// (`Box::new` would abort instead).
+fn try_box_zeroed<T: Zeroable>() -> Option<Box<T>> {
+    let layout = core::alloc::Layout::new::<T>();
+    // SAFETY: `T` is not zero-sized (both implementors are large structs),
+    // as `alloc_zeroed` requires.
+    let ptr = unsafe { alloc::alloc::alloc_zeroed(layout) }.cast::<T>();
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: `ptr` is a fresh allocation with `T`'s layout from the global
+    // allocator, and all-zero bytes are a valid `T` (the `Zeroable` promise).
+    Some(unsafe { Box::from_raw(ptr) })
+}
+
+/// Types for which all-zero bytes are a valid value.
+///
+/// # Safety
+///
+/// Implementors must be valid when every byte is zero.
+unsafe trait Zeroable {}
+
+// SAFETY: a byte array.
+unsafe impl Zeroable for KernelStack {}
+
+/// Boxes `value`, or gives it back when the heap is exhausted.
+fn try_box<T>(value: T) -> Result<Box<T>, T> {
+    let layout = core::alloc::Layout::new::<T>();
+    if layout.size() == 0 {
+        return Ok(Box::new(value));
+    }
+    // SAFETY: the layout is not zero-sized (checked above).
+    let ptr = unsafe { alloc::alloc::alloc(layout) }.cast::<T>();
+    if ptr.is_null() {
+        return Err(value);
+    }
+    // SAFETY: `ptr` is a fresh, suitably aligned allocation for one `T`;
+    // writing initializes it, and the box takes over the allocation.
+    unsafe {
+        ptr.write(value);
+        Ok(Box::from_raw(ptr))
+    }
 }
 
 /// True while the canary at the bottom of `stack` is intact.
@@ -368,6 +416,8 @@ pub enum SpawnError {
     BadElf(&'static str),
     /// The memory manager refused.
     Mm(MmError),
+    /// Too many processes (or process families).
+    Limit,
 }
 
 impl fmt::Display for SpawnError {
@@ -376,6 +426,7 @@ impl fmt::Display for SpawnError {
             SpawnError::NoProgram => f.write_str("no such program"),
             SpawnError::BadElf(why) => write!(f, "bad ELF file: {why}"),
             SpawnError::Mm(e) => write!(f, "{e}"),
+            SpawnError::Limit => f.write_str("too many processes"),
         }
     }
 }
@@ -485,12 +536,14 @@ pub fn spawn(name: &'static str) -> Result<u32, SpawnError> {
         .get()
         .copied()
         .unwrap_or(FxArea([0; FXSAVE_SIZE]));
-    let mut kstack = new_kstack();
+    let mut kstack = new_kstack().ok_or(SpawnError::Mm(MmError::OutOfMemory))?;
     let esp0 = prepare_kstack(&mut kstack, &frame, &fx);
     let mut t = TABLE.lock();
+    if t.procs.len() >= MAX_PROCESSES || t.families.len() >= MAX_FAMILIES {
+        return Err(SpawnError::Limit);
+    }
     let pid = t.next_pid;
-    t.next_pid += 1;
-    t.procs.push(Box::new(Process {
+    let process = try_box(Process {
         pid,
         parent: None,
         family: pid,
@@ -500,7 +553,11 @@ pub fn spawn(name: &'static str) -> Result<u32, SpawnError> {
         fds: FdTable::new(),
         kstack,
         saved_esp: AtomicU32::new(esp0),
-    }));
+    })
+    .map_err(|_| SpawnError::Mm(MmError::OutOfMemory))?;
+    t.next_pid += 1;
+    // Within the capacity reserved at init: no allocation.
+    t.procs.push(process);
     t.families.push(FamilyResult {
         pid,
         status: WaitStatus(0),
@@ -920,6 +977,9 @@ fn sys_fork(frame: &TrapFrame, fx: *mut u8) -> u32 {
     let Some(pid) = t.current else {
         return err(errno::EFAULT);
     };
+    if t.procs.len() >= MAX_PROCESSES {
+        return err(EAGAIN);
+    }
     let parent = find(&mut t, pid);
     let (family, name, fds) = (parent.family, parent.name, parent.fds.clone());
     let child_vm = match parent.vm.as_mut().map(|vm| vm.fork()) {
@@ -932,11 +992,13 @@ fn sys_fork(frame: &TrapFrame, fx: *mut u8) -> u32 {
     // SAFETY: the trap stub passes the 16-aligned 512-byte fxsave area it
     // filled on this stack; it is valid for reads for this call.
     let child_fx = unsafe { (fx as *const FxArea).read() };
-    let mut kstack = new_kstack();
+    // On failure below, the child's address space is dropped (freed).
+    let Some(mut kstack) = new_kstack() else {
+        return err(errno::ENOMEM);
+    };
     let esp = prepare_kstack(&mut kstack, &child_frame, &child_fx);
     let child = t.next_pid;
-    t.next_pid += 1;
-    t.procs.push(Box::new(Process {
+    let Ok(process) = try_box(Process {
         pid: child,
         parent: Some(pid),
         family,
@@ -946,7 +1008,12 @@ fn sys_fork(frame: &TrapFrame, fx: *mut u8) -> u32 {
         fds,
         kstack,
         saved_esp: AtomicU32::new(esp),
-    }));
+    }) else {
+        return err(errno::ENOMEM);
+    };
+    t.next_pid += 1;
+    // Within the capacity reserved at init (checked above): no allocation.
+    t.procs.push(process);
     if let Some(f) = t.families.iter_mut().find(|f| f.pid == family) {
         f.processes += 1;
     }

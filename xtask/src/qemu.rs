@@ -26,7 +26,7 @@ const KERNEL_SUCCESS: i32 = 0x10;
 /// `isa-debug-exit` code the kernel writes on failure.
 const KERNEL_FAILURE: i32 = 0x11;
 /// How long one test boot may take before it is killed.
-const TEST_TIMEOUT: Duration = Duration::from_secs(90);
+const TEST_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long the demo may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 /// Time limit of the boot that checks the timeout itself.
