@@ -121,6 +121,9 @@ const TESTS: &[(&str, KernelTest)] = &[
     ("misbehaving::huge_and_overlapping_mmaps", |_| {
         user_program("mmapstorm", WaitStatus::exited(0))
     }),
+    ("misbehaving::random_system_calls", |_| {
+        user_program("sysfuzz", WaitStatus::exited(0))
+    }),
     ("misbehaving::fork_bomb", |_| {
         user_program("forkbomb", WaitStatus::exited(0))
     }),
