@@ -73,6 +73,13 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         stats.metadata,
         mm.kernel_space().lock().directory()
     );
+    let firmware_frames = boot_info.usable_frames();
+    println!(
+        "all RAM accounted: {} whole frames usable in the map = {} managed by the allocator + {} kept out (kernel image, boot data)",
+        firmware_frames,
+        stats.total,
+        firmware_frames.saturating_sub(u64::from(stats.total))
+    );
     let heap = mm::heap_stats();
     println!(
         "kernel heap at {:#010x}: {} mapped, {} used",

@@ -164,6 +164,19 @@ impl BootInfo {
             (k == key).then_some(v)
         })
     }
+    /// Whole 4 KiB frames inside the firmware's usable entries.
+    pub fn usable_frames(&self) -> u64 {
+        const PAGE: u64 = myos_mm::layout::PAGE_SIZE as u64;
+        self.firmware()
+            .iter()
+            .filter(|e| e.kind == MMAP_TYPE_AVAILABLE)
+            .map(|e| {
+                let start = e.base.div_ceil(PAGE);
+                let end = e.base.saturating_add(e.length) / PAGE;
+                end.saturating_sub(start)
+            })
+            .sum()
+    }
     /// Total usable RAM reported by the firmware, in bytes.
     pub fn usable_bytes(&self) -> u64 {
         self.firmware()
