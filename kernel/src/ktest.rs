@@ -44,6 +44,10 @@ type KernelTest = fn(&Mm) -> TestResult;
 
 /// Every test, by name.
 const TESTS: &[(&str, KernelTest)] = &[
+    (
+        "boot::reserved_areas_respected",
+        boot_reserved_areas_respected,
+    ),
     ("frames::alloc_share_release", frames_alloc_share_release),
     ("frames::contiguous_aligned", frames_contiguous_aligned),
     ("frames::all_ram_accounted", frames_all_ram_accounted),
@@ -193,6 +197,62 @@ fn read_stamp(mm: &Mm, frame: Frame) -> u32 {
     let mut b = [0u8; 4];
     mm.platform().read_frame(frame, 0, &mut b);
     u32::from_le_bytes(b)
+}
+
+/// Every usable frame of the firmware map is either managed by the frame
+/// allocator or touched by a reservation (kernel image, boot data), and no
+/// reserved frame is managed.
+fn boot_reserved_areas_respected(mm: &Mm) -> TestResult {
+    use myos_mm::frames::RegionKind;
+    const PAGE: u64 = PAGE_SIZE as u64;
+    let boot = crate::multiboot::get().ok_or("no boot information")?;
+    let regions = boot.regions();
+    let usable: Vec<(u64, u64)> = regions
+        .iter()
+        .filter(|r| r.kind == RegionKind::Usable)
+        .map(|r| (r.start.div_ceil(PAGE), r.end / PAGE))
+        .collect();
+    let reserved: Vec<(u64, u64)> = regions
+        .iter()
+        .filter(|r| r.kind == RegionKind::Reserved)
+        .map(|r| (r.start / PAGE, r.end.div_ceil(PAGE)))
+        .collect();
+    let fa = mm.frames().lock();
+    let mut kept = 0u64;
+    for (i, &(lo, hi)) in reserved.iter().enumerate() {
+        for &(ulo, uhi) in &usable {
+            for f in lo.max(ulo)..hi.min(uhi) {
+                let earlier = reserved[..i].iter().any(|&(a, b)| (a..b).contains(&f));
+                if earlier {
+                    continue;
+                }
+                kept += 1;
+                let frame = Frame::from_number(f as u32).map_err(|_| "frame out of range")?;
+                check!(
+                    !fa.manages(frame),
+                    "a reserved frame is managed by the allocator"
+                );
+            }
+        }
+    }
+    let managed = u64::from(fa.stats().total);
+    check!(
+        boot.usable_frames() == managed + kept,
+        "usable frames != managed + reserved"
+    );
+    let (image_start, image_end) = crate::boot::kernel_image_phys();
+    for f in u64::from(image_start) / PAGE..u64::from(image_end).div_ceil(PAGE) {
+        let frame = Frame::from_number(f as u32).map_err(|_| "frame out of range")?;
+        check!(
+            !fa.manages(frame),
+            "a kernel-image frame is managed by the allocator"
+        );
+    }
+    println!(
+        "    {} usable frames = {managed} managed + {kept} reserved",
+        boot.usable_frames()
+    );
+    Ok(())
 }
 
 fn frames_alloc_share_release(mm: &Mm) -> TestResult {

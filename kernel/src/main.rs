@@ -49,14 +49,14 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
     arch::pic::unmask(arch::pic::IRQ_TIMER);
 
     let boot_info = match multiboot::parse(magic, info, boot::kernel_image_phys()) {
-        Ok(b) => b,
+        Ok(b) => multiboot::keep(b),
         Err(e) => {
             println!("boot failed: {e}");
             exit_qemu(ExitCode::Failure)
         }
     };
     println!("command line: {:?}", boot_info.cmdline());
-    print_memory_map(&boot_info);
+    print_memory_map(boot_info);
     let mm = match mm::init(boot_info.regions()) {
         Ok(mm) => mm,
         Err(e) => {

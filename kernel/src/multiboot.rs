@@ -195,6 +195,19 @@ impl BootInfo {
     }
 }
 
+/// The boot information, kept for the rest of the kernel's life.
+static BOOT: spin::Once<BootInfo> = spin::Once::new();
+
+/// Keeps `boot` and returns it for good.
+pub fn keep(boot: BootInfo) -> &'static BootInfo {
+    BOOT.call_once(|| boot)
+}
+
+/// The boot information, once [`keep`] stored it.
+pub fn get() -> Option<&'static BootInfo> {
+    BOOT.get()
+}
+
 /// Parses the boot information at physical address `info` (as left in `ebx`).
 /// `kernel_image` is the physical range of the kernel, reserved in the result.
 pub fn parse(magic: u32, info: u32, kernel_image: (u32, u32)) -> Result<BootInfo, &'static str> {
