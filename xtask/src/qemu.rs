@@ -97,6 +97,8 @@ pub struct Boot<'a> {
     pub timeout: Duration,
     /// Copy the console to our stdout as it arrives.
     pub echo: bool,
+    /// A file passed as a multiboot module (`-initrd`).
+    pub module: Option<&'a Path>,
 }
 
 /// The repository root (xtask lives one level below it).
@@ -204,6 +206,9 @@ fn qemu_command(kernel: &Path, memory: &str, cmdline: &str) -> Command {
 /// Boots the kernel once and collects its console output.
 pub fn boot(b: &Boot<'_>) -> Result<Run, String> {
     let mut cmd = qemu_command(b.kernel, b.memory, b.cmdline);
+    if let Some(module) = b.module {
+        cmd.arg("-initrd").arg(module);
+    }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -309,6 +314,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         cmdline: cmdline.trim(),
         timeout: RUN_TIMEOUT,
         echo: true,
+        module: None,
     })?;
     eprintln!(
         "xtask: QEMU finished in {:.2} s: {}",
@@ -342,6 +348,7 @@ pub fn c_program(file: &Path, memory: &str, echo: bool) -> Result<i32, String> {
         cmdline: "mode=c",
         timeout: RUN_TIMEOUT,
         echo,
+        module: None,
     })?;
 
     if run.output.contains("KERNEL OOPS") || run.output.contains("KERNEL PANIC") {
@@ -431,6 +438,8 @@ struct Case {
     expect: Outcome,
     /// Text the console must contain.
     must_print: &'static [&'static str],
+    /// Boot with a multiboot module (a small file of the repository).
+    with_module: bool,
 }
 
 /// The in-QEMU half of `cargo xtask test`: the kernel's test suite at each
@@ -447,6 +456,7 @@ pub fn kernel_tests() -> Result<(), String> {
             timeout: TEST_TIMEOUT,
             expect: Outcome::Success,
             must_print: &["test result: ok"],
+            with_module: false,
         })
         .collect();
     for memory in ["32M", "3G"] {
@@ -462,8 +472,18 @@ pub fn kernel_tests() -> Result<(), String> {
                 "free frames:",
                 "heap in use:",
             ],
+            with_module: false,
         });
     }
+    cases.push(Case {
+        name: "kernel test suite, 64M, with a boot module reserved".into(),
+        memory: "64M",
+        cmdline: "mode=test",
+        timeout: TEST_TIMEOUT,
+        expect: Outcome::Success,
+        must_print: &["test result: ok", "boot module"],
+        with_module: true,
+    });
     cases.push(Case {
         name: "oops on a kernel-mode page fault".into(),
         memory: "32M",
@@ -477,6 +497,7 @@ pub fn kernel_tests() -> Result<(), String> {
             "supervisor write, page not present",
             "eip",
         ],
+        with_module: false,
     });
     cases.push(Case {
         name: "double fault on a kernel stack overflow".into(),
@@ -485,6 +506,7 @@ pub fn kernel_tests() -> Result<(), String> {
         timeout: TEST_TIMEOUT,
         expect: Outcome::Failure,
         must_print: &["KERNEL OOPS: #DF double fault", "kernel stack overflow"],
+        with_module: false,
     });
     cases.push(Case {
         name: "a hung kernel is killed and reported as a timeout".into(),
@@ -493,7 +515,9 @@ pub fn kernel_tests() -> Result<(), String> {
         timeout: HANG_TIMEOUT,
         expect: Outcome::TimedOut(HANG_TIMEOUT),
         must_print: &["halting without reporting"],
+        with_module: false,
     });
+    let module = repo_root().join("kernel/link.ld");
     let mut failed = Vec::new();
     for case in &cases {
         eprintln!(
@@ -506,6 +530,7 @@ pub fn kernel_tests() -> Result<(), String> {
             cmdline: case.cmdline,
             timeout: case.timeout,
             echo: false,
+            module: case.with_module.then_some(module.as_path()),
         })?;
         let missing: Vec<&str> = case
             .must_print
