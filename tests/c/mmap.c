@@ -18,7 +18,9 @@ static int all_zero(const unsigned char *p, uint32_t n) {
 }
 
 TEST_MAIN {
-    BOOT(32 << 20);
+    /* 3 GiB of RAM: user pages come from high memory (above the 768 MiB
+     * direct map) first. */
+    BOOT(3u << 30);
     uint32_t baseline = myos_frames_free();
 
     /* A lazy anonymous mapping. */
@@ -33,10 +35,21 @@ TEST_MAIN {
     CHECK(get_physical_address((uint32_t)a) != MM_PHYS_NONE, "the first touch mapped the page");
     memset(m, 0x77, 3 * 4096);
     CHECK(m[0] == 0x77 && m[3 * 4096 - 1] == 0x77, "writable");
-    /* The page is the simulated frame: read it through the direct map. */
+    /* The page is the simulated frame: map it by its physical address in
+     * the kernel directory and read it there. */
     uint32_t phys = get_physical_address((uint32_t)a + 4096);
-    CHECK(*(volatile unsigned char *)(uintptr_t)(0xC0000000u + phys) == 0x77,
+    page_directory_t *proc = current_directory;
+    switch_page_directory(kernel_directory);
+    map_page(0x3F000000u, phys, 1, 0);
+    CHECK(mm_errno() == 0 && get_physical_address(0x3F000000u) == phys, "a second mapping of %#x", phys);
+    CHECK(*(volatile unsigned char *)(uintptr_t)0x3F000000u == 0x77,
           "the bytes are in the frame the page table names");
+    unmap_page(0x3F000000u);
+    switch_page_directory(proc);
+    CHECK(mm_errno() == 0 && ((volatile unsigned char *)m)[4096] == 0x77, "back in the process");
+    if (phys < 0x30000000u)
+        CHECK(*(volatile unsigned char *)(uintptr_t)(0xC0000000u + phys) == 0x77,
+              "and through the direct map");
     CHECK(munmap(m, 3 * 4096) == 0 && mm_errno() == 0, "munmap");
     CHECK(get_physical_address((uint32_t)a) == MM_PHYS_NONE, "unmapped");
     CHECK(myos_frames_free() == baseline, "every frame back (page tables too): %d",
