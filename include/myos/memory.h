@@ -333,7 +333,10 @@ int munmap(void *addr, uint32_t length);
  * trap entry recorded with myos_set_fault. Demand-zero and file pages,
  * copy-on-write and stack growth are resolved (mm_errno() == 0); a fault
  * that no region allows leaves mm_errno() == MM_EFAULT (the caller raises
- * SIGSEGV or reports a kernel bug). No pending fault: MM_EINVAL.
+ * SIGSEGV or reports a kernel bug); MM_ENOMEM when no frame was free. No
+ * pending fault: MM_EINVAL. (The kernel's and the host library's own fault
+ * paths call the same handler directly; this entry point is for C code that
+ * dispatches faults itself.)
  */
 void page_fault_handler(void);
 

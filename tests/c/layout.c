@@ -159,6 +159,11 @@ TEST_MAIN {
 #else
     CHECK(myos_heap_destroy(h) == -1 && mm_errno() == MM_EINVAL, "myos_heap_destroy");
 #endif
+    int fd = myos_file_create("abc", 3, MYOS_O_RDONLY);
+    char buf[3];
+    CHECK(fd >= 0 && myos_file_read(fd, 0, buf, 3) == 3 && buf[2] == 'c' && myos_file_close(fd) == 0,
+          "myos_file_create/read/close");
+    CHECK(myos_frames_free() > 0, "myos_frames_free");
     CHECK(kprintf("kprintf %d %s %#x|%-4s|%04d\n", -5, "ok", 255, "ab", 42) == 29, "kprintf");
     console_write("console_write\n", 14);
     DONE();
