@@ -2,10 +2,11 @@
 //!
 //! - A demand-zero fault's service time (the core's handler: region lookup,
 //!   frame allocation, zeroing, mapping) over the time to zero one 4 KiB
-//!   page; a copy-on-write fault's over the time to copy one page. Each
-//!   round times the faults and their baseline (the same platform call, on
-//!   the same frames) in alternating order; the ratio is the median of the
-//!   per-round ratios, which other load on the machine affects little.
+//!   page; a copy-on-write fault's over the time to copy one page. Chunks
+//!   of 256 faults are timed next to their baseline (the same platform
+//!   call, on equally cold frames) in alternating order; the ratio is the
+//!   geometric mean of the two orders' median per-chunk ratios, which other
+//!   load on the machine affects little.
 //! - Region lookup (random addresses, and regions in address order), and
 //!   mmap+munmap, with 100, 10,000 and 100,000 regions: best of 9 rounds.
 //! - fork of a process with 16 MiB and 256 MiB touched: best of 5.
@@ -124,16 +125,50 @@ fn time(ops: u32, f: impl FnOnce()) -> f64 {
     t.elapsed().as_nanos() as f64 / f64::from(ops)
 }
 
+/// Pages per timed chunk of the fault benchmarks: short enough (tens of
+/// microseconds) that a chunk is rarely preempted on a busy machine.
+const CHUNK: u32 = 256;
+
+/// Per-chunk timings of a fault and its baseline, with the order they ran in.
+#[derive(Default)]
+struct Pairs {
+    fault: Vec<f64>,
+    base: Vec<f64>,
+    /// fault/base ratios of chunks where the baseline ran first / second.
+    base_first: Vec<f64>,
+    fault_first: Vec<f64>,
+}
+
+impl Pairs {
+    fn push(&mut self, fault: f64, base: f64, base_first: bool) {
+        self.fault.push(fault);
+        self.base.push(base);
+        if base_first {
+            self.base_first.push(fault / base);
+        } else {
+            self.fault_first.push(fault / base);
+        }
+    }
+    /// (median fault ns, median baseline ns, ratio): the ratio is the
+    /// geometric mean of the two orders' median ratios, so whichever runs
+    /// second on warmer caches favours neither.
+    fn result(self) -> (f64, f64, f64) {
+        let r = (median(self.base_first) * median(self.fault_first)).sqrt();
+        (median(self.fault), median(self.base), r)
+    }
+}
+
 /// Demand-zero fault vs zeroing a page; COW fault vs copying a page.
 ///
-/// Rounds interleave the fault and its baseline on the same frames (the
-/// allocator hands out the lowest free frames, so the baseline's frames are
-/// the ones the faults get), so both see the same cache and host state.
+/// Each chunk of `CHUNK` faults is paired with its baseline on as many
+/// frames of the same age (touched once per round), the two in alternating
+/// order.
 fn faults(w: &World, pages: u32) -> [f64; 6] {
     let fds = FdTable::new();
     let mut vm = w.space();
     vm.activate();
     let base = VirtAddr::new(0x1000_0000);
+    let page_va = |i: u32| base.as_u32() + i * PAGE;
     let alloc = |n: u32| -> Vec<Frame> {
         let mut fa = &w.fa;
         (0..n)
@@ -146,109 +181,107 @@ fn faults(w: &World, pages: u32) -> [f64; 6] {
             fa.release(f).expect("release");
         }
     };
-    let (mut dz, mut zero) = (Vec::new(), Vec::new());
-    let zero_run = || {
+    // Demand-zero. The baseline zeroes its own frames, taken for the whole
+    // round, so they and the faults' frames were both last touched a round
+    // ago (equally cold, as a fault's fresh frame is).
+    let mut dz = Pairs::default();
+    for round in 0..=ROUNDS {
         let frames = alloc(pages);
-        let z = time(pages, || {
-            for &f in &frames {
-                w.m.zero_frame(f);
-            }
-        });
-        free(frames);
-        z
-    };
-    let fault_run = |vm: &mut Vm<'_>| {
         vm.mmap(&fds, base, pages * PAGE, RW, ANON | MAP_FIXED, -1, 0)
             .expect("mmap");
-        let d = time(pages, || {
-            for i in 0..pages {
-                let f = PageFault::new(base.as_u32() + i * PAGE, ERR_USER | ERR_WRITE);
-                resolved(vm.handle_fault(f));
+        for c in 0..pages / CHUNK {
+            let range = c * CHUNK..(c + 1) * CHUNK;
+            let zero = || {
+                time(CHUNK, || {
+                    for &f in &frames[range.start as usize..range.end as usize] {
+                        w.m.zero_frame(f);
+                    }
+                })
+            };
+            let mut fault = || {
+                time(CHUNK, || {
+                    for i in range.clone() {
+                        let f = PageFault::new(page_va(i), ERR_USER | ERR_WRITE);
+                        resolved(vm.handle_fault(f));
+                    }
+                })
+            };
+            let base_first = c % 2 == 0;
+            let (d, z) = if base_first {
+                let z = zero();
+                (fault(), z)
+            } else {
+                let d = fault();
+                (d, zero())
+            };
+            if round > 0 {
+                dz.push(d, z, base_first);
             }
-        });
-        vm.munmap(base, pages * PAGE).expect("munmap");
-        d
-    };
-    for round in 0..=2 * ROUNDS {
-        // Alternate which goes first, so neither always finds warmer caches.
-        let (z, d) = if round % 2 == 0 {
-            let z = zero_run();
-            (z, fault_run(&mut vm))
-        } else {
-            let d = fault_run(&mut vm);
-            (zero_run(), d)
-        };
-        if round > 0 {
-            dz.push(d);
-            zero.push(z);
         }
+        vm.munmap(base, pages * PAGE).expect("munmap");
+        free(frames);
     }
-    // COW: the parent has every page touched; the child writes each. The
-    // baseline copies the parent's frames into fresh frames, as the faults do.
+    // COW: the parent has every page touched; a child writes each. The
+    // baseline copies the parent's frames into the frames the faults use.
     vm.mmap(&fds, base, pages * PAGE, RW, ANON | MAP_FIXED, -1, 0)
         .expect("mmap");
     for i in 0..pages {
-        let f = PageFault::new(base.as_u32() + i * PAGE, ERR_USER | ERR_WRITE);
-        resolved(vm.handle_fault(f));
+        resolved(vm.handle_fault(PageFault::new(page_va(i), ERR_USER | ERR_WRITE)));
     }
     let parent: Vec<Frame> = (0..pages)
         .map(|i| {
-            let va = VirtAddr::new(base.as_u32() + i * PAGE);
+            let va = VirtAddr::new(page_va(i));
             vm.address_space()
                 .translate(&*w.m, va)
                 .expect("mapped")
                 .frame()
         })
         .collect();
-    let (mut cow, mut copy) = (Vec::new(), Vec::new());
-    let copy_run = || {
-        let dst = alloc(pages);
-        let c = time(pages, || {
-            for (&d, &s) in dst.iter().zip(&parent) {
-                w.m.copy_frame(d, s);
-            }
-        });
-        free(dst);
-        c
-    };
-    let cow_run = |vm: &mut Vm<'_>| {
+    let mut cow = Pairs::default();
+    for round in 0..=ROUNDS {
         let mut child = vm.fork().expect("fork");
         child.activate();
-        let f = time(pages, || {
-            for i in 0..pages {
-                let f =
-                    PageFault::new(base.as_u32() + i * PAGE, ERR_USER | ERR_WRITE | ERR_PRESENT);
-                resolved(child.handle_fault(f));
+        let dst = alloc(pages);
+        for c in 0..pages / CHUNK {
+            let range = c * CHUNK..(c + 1) * CHUNK;
+            let (lo, hi) = (range.start as usize, range.end as usize);
+            let copy = || {
+                time(CHUNK, || {
+                    for (&d, &s) in dst[lo..hi].iter().zip(&parent[lo..hi]) {
+                        w.m.copy_frame(d, s);
+                    }
+                })
+            };
+            let mut fault = || {
+                time(CHUNK, || {
+                    for i in range.clone() {
+                        let f = PageFault::new(page_va(i), ERR_USER | ERR_WRITE | ERR_PRESENT);
+                        resolved(child.handle_fault(f));
+                    }
+                })
+            };
+            // Whichever runs second finds the source pages in the cache:
+            // alternate, and combine both orders (`Pairs::result`).
+            let base_first = c % 2 == 0;
+            let (f, cp) = if base_first {
+                let cp = copy();
+                (fault(), cp)
+            } else {
+                let f = fault();
+                (f, copy())
+            };
+            if round > 0 {
+                cow.push(f, cp, base_first);
             }
-        });
+        }
+        free(dst);
         vm.activate();
         drop(child);
-        f
-    };
-    for round in 0..=2 * ROUNDS {
-        let (c, f) = if round % 2 == 0 {
-            let c = copy_run();
-            (c, cow_run(&mut vm))
-        } else {
-            let f = cow_run(&mut vm);
-            (copy_run(), f)
-        };
-        if round > 0 {
-            cow.push(f);
-            copy.push(c);
-        }
     }
     drop(vm);
-    let ratio = |a: &[f64], b: &[f64]| median(a.iter().zip(b).map(|(x, y)| x / y).collect());
-    let (r_dz, r_cow) = (ratio(&dz, &zero), ratio(&cow, &copy));
-    [
-        median(dz),
-        median(zero),
-        r_dz,
-        median(cow),
-        median(copy),
-        r_cow,
-    ]
+    let (d, z, r_dz) = dz.result();
+    let (f, cp, r_cow) = cow.result();
+    [d, z, r_dz, f, cp, r_cow]
 }
 
 /// Region lookup and mmap+munmap with `n` regions.
@@ -501,10 +534,13 @@ fn main() {
          Source: `crates/bench/src/bin/bench-vm.rs`. Machine: {machine}; release build; \
          simulated machine with 512 MiB RAM. Fault times are the core's handler called with \
          the CPU's error code (region lookup, frame allocation, zeroing or copying, mapping, \
-         TLB flush), 4096 faults per round; each round also times the baseline (the same \
-         platform call, `zero_frame` or `copy_frame`, on the same frames the faults use), \
-         the two in alternating order; figures are medians over {r2} rounds and the ratio is \
-         the median of the per-round ratios (robust to other load on the machine). Region \
+         TLB flush), over 16 MiB per round in chunks of {CHUNK} faults; each chunk is timed \
+         next to its baseline (the same platform call, `zero_frame` or `copy_frame`, on as \
+         many frames last touched as long ago as the faults' frames), the two in alternating \
+         order; figures are medians over \
+         {ROUNDS} rounds' chunks, and the ratio is the geometric mean of the two orders' \
+         median per-chunk ratios (short chunks and pairing make it robust to other load on \
+         the machine). Region \
          rows: `n` one-page regions with one-page holes; 100,000 lookups per round at random \
          addresses, or visiting the regions in address order; mmap+munmap of 2 pages, which \
          fit none of the holes (a linear gap scan would visit all of them); best of \
@@ -512,7 +548,6 @@ fn main() {
          the fork (so the fork write-protects each one); best of 5 forks.\n\n{out}\n\
          Goals (issue 5):\n\n{goals}\n<!-- vm:end -->\n",
         machine = machine(),
-        r2 = 2 * ROUNDS,
     );
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let bm = root.join("BENCHMARKS.md");
