@@ -6,8 +6,11 @@
 //!
 //! A [`VmSpace`] is one process's view of user memory. It owns a
 //! [`paging::AddressSpace`](crate::paging::AddressSpace) (the page tables; the
-//! kernel half is shared) and a tree of *regions* (Linux's VMAs, SerenityOS's
-//! `Region`), keyed by start address, that split and merge. Each region has:
+//! kernel half is shared) and an ordered index of *regions* (Linux's VMAs,
+//! SerenityOS's `Region`), keyed by start address, that split and merge.
+//! Finding the region of an address, and finding a free range for `mmap`
+//! (best fit, from an index of the gaps by size), are O(log n); the fault
+//! path also remembers the last region it used. Each region has:
 //!
 //! - a page-aligned range inside `USER_MMAP_MIN..USER_END`;
 //! - a protection ([`Prot`]). i386 without PAE has no NX bit: a readable page

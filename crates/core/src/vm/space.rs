@@ -81,7 +81,7 @@ pub struct RegionInfo {
     pub stack: bool,
 }
 
-/// One process's user address space: page tables plus a tree of regions.
+/// One process's user address space: page tables plus its regions.
 ///
 /// `P` is the platform, `F` a cloneable handle to the frame allocator
 /// (typically `&spin::Mutex<FrameAllocator>`; every space of the system
