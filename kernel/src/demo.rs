@@ -290,6 +290,7 @@ pub fn run() -> ! {
         "  segfaults: {} (each killed only its own process)",
         total.sigsegv
     );
+    fault_costs();
     if failures == 0 {
         println!("DEMO OK: every step behaved and memory returned to its baseline");
         exit_qemu(ExitCode::Success)
@@ -304,6 +305,55 @@ pub fn init_processes() {
     let fs = MemFs::new();
     fs.create(DATA_FILE, DATA_CONTENTS);
     process::init(fs);
+}
+
+/// Average cycles of `f` over `ROUNDS` runs.
+fn cycles_of(mut f: impl FnMut()) -> u64 {
+    const ROUNDS: u64 = 64;
+    let start = crate::arch::tsc::rdtsc();
+    for _ in 0..ROUNDS {
+        f();
+    }
+    crate::arch::tsc::rdtsc().wrapping_sub(start) / ROUNDS
+}
+
+/// Prints what a fault costs next to the work it must do (zeroing or
+/// copying one page), in TSC cycles (QEMU's virtual TSC: ratios matter).
+fn fault_costs() {
+    use myos_mm::frames::FrameSource;
+    use myos_mm::Platform;
+    let mm = mm::get();
+    let (a, b) = {
+        let mut fa = mm.frames().lock();
+        match (fa.alloc(Zone::High), fa.alloc(Zone::High)) {
+            (Ok(a), Ok(b)) => (a, b),
+            _ => return,
+        }
+    };
+    let p = mm.platform();
+    let zero = cycles_of(|| p.zero_frame(a)).max(1);
+    let copy = cycles_of(|| p.copy_frame(b, a)).max(1);
+    {
+        let mut fa = mm.frames().lock();
+        let _ = fa.release(a);
+        let _ = fa.release(b);
+    }
+    let c = process::fault_cycles();
+    let ratio = |x: u64, base: u64| (x / base, x * 100 / base % 100);
+    let (dz, cow) = (c.demand_zero.median(), c.cow_copy.median());
+    let (dz_r, cow_r) = (ratio(dz, zero), ratio(cow, copy));
+    println!(
+        "  fault service, median TSC cycles: demand-zero {dz} = {}.{:02}x zeroing a page ({zero}); \
+         COW copy {cow} = {}.{:02}x copying a page ({copy}); file page-in {} ({}/{}/{} samples)",
+        dz_r.0,
+        dz_r.1,
+        cow_r.0,
+        cow_r.1,
+        c.file_page.median(),
+        c.demand_zero.len(),
+        c.cow_copy.len(),
+        c.file_page.len()
+    );
 }
 
 /// After the `files` step: the shared write reached the file, the private

@@ -22,7 +22,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use myos_mm::error::errno;
 use myos_mm::layout::{PAGE_SIZE, USER_END};
 use myos_mm::vm::Prot;
-use myos_mm::vm::{FaultOutcome, FaultStats, PageFault, SegvCause, Signal};
+use myos_mm::vm::{FaultKind, FaultOutcome, FaultStats, PageFault, SegvCause, Signal};
 use myos_mm::vm::{FdTable, MemFs, OpenMode};
 use myos_mm::vm::{MapRequest, MapSource, VmSpace};
 use myos_mm::{MmError, VirtAddr};
@@ -383,6 +383,76 @@ fn try_box<T>(value: T) -> Result<Box<T>, T> {
 /// True while the canary at the bottom of `stack` is intact.
 fn canary_intact(stack: &KernelStack) -> bool {
     stack.0[..8] == KSTACK_CANARY.to_le_bytes()
+}
+
+/// Samples kept per fault kind.
+const CYCLE_SAMPLES: usize = 64;
+
+/// The first [`CYCLE_SAMPLES`] service times (TSC cycles) of one fault kind.
+#[derive(Clone, Copy, Debug)]
+pub struct CycleSamples {
+    samples: [u64; CYCLE_SAMPLES],
+    len: usize,
+}
+
+impl CycleSamples {
+    const fn new() -> Self {
+        Self {
+            samples: [0; CYCLE_SAMPLES],
+            len: 0,
+        }
+    }
+    fn push(&mut self, cycles: u64) {
+        if self.len < CYCLE_SAMPLES {
+            self.samples[self.len] = cycles;
+            self.len += 1;
+        }
+    }
+    /// The median sample (0 when there is none).
+    pub fn median(&self) -> u64 {
+        let mut s = self.samples;
+        let s = &mut s[..self.len];
+        s.sort_unstable();
+        s.get(s.len() / 2).copied().unwrap_or(0)
+    }
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// Service times of resolved faults, by kind (for the demo's report).
+#[derive(Clone, Copy, Debug)]
+pub struct FaultCycles {
+    /// Demand-zero faults.
+    pub demand_zero: CycleSamples,
+    /// Copy-on-write faults that copied a page.
+    pub cow_copy: CycleSamples,
+    /// File page-ins.
+    pub file_page: CycleSamples,
+}
+
+impl FaultCycles {
+    fn record(&mut self, kind: FaultKind, cycles: u64) {
+        match kind {
+            FaultKind::DemandZero => self.demand_zero.push(cycles),
+            FaultKind::CopyOnWrite => self.cow_copy.push(cycles),
+            FaultKind::FilePage => self.file_page.push(cycles),
+            _ => {}
+        }
+    }
+}
+
+/// Fault service cycles since boot.
+static FAULT_CYCLES: Mutex<FaultCycles> = Mutex::new(FaultCycles {
+    demand_zero: CycleSamples::new(),
+    cow_copy: CycleSamples::new(),
+    file_page: CycleSamples::new(),
+});
+
+/// Fault service cycles since boot.
+pub fn fault_cycles() -> FaultCycles {
+    *FAULT_CYCLES.lock()
 }
 
 /// The fewest free frames seen while processes ran (all zones, high zone),
@@ -790,7 +860,15 @@ pub fn page_fault(frame: &mut TrapFrame, addr: u32) -> bool {
             return crate::cprog::page_fault(addr, frame.error);
         };
         match find(&mut t, pid).vm.as_mut() {
-            Some(vm) => vm.handle_fault(fault),
+            Some(vm) => {
+                let start = crate::arch::tsc::rdtsc();
+                let outcome = vm.handle_fault(fault);
+                let cycles = crate::arch::tsc::rdtsc().wrapping_sub(start);
+                if let FaultOutcome::Resolved(kind) = outcome {
+                    FAULT_CYCLES.lock().record(kind, cycles);
+                }
+                outcome
+            }
             None => return false,
         }
     };

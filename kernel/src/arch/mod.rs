@@ -7,3 +7,4 @@ pub mod pic;
 pub mod pit;
 pub mod port;
 pub mod regs;
+pub mod tsc;
