@@ -9,26 +9,33 @@
 //!   followed by an 8-byte *end sentinel* (a permanently allocated block of
 //!   size 0) at `top - 8`, so no merge ever reads past the heap; the first
 //!   block never has a free predecessor, so no merge reads before it.
-//! - Every block starts with an 8-byte header: `tag` (size | `FREE` |
-//!   `PREV_FREE`) and `check`, a hash of the tag and the block's offset
-//!   mixed with a magic number. A free block also holds two free-list links
+//! - Every block starts with an 8-byte header, read and written as one word:
+//!   `tag` (size | `FREE` | `PREV_FREE` | `QUICK`) and `check = tag ^ offset
+//!   ^ key`, where the key is mixed from the heap's start address and is
+//!   never a multiple of 8 (so zeroed memory never passes for a header). A
+//!   free block also holds two free-list links
 //!   (32-bit offsets) and a *footer* (its size) in its last word, so the block
 //!   after it finds it in O(1). Free neighbours are always merged: a free block
 //!   never touches another free block.
 //! - Free blocks sit in 416 segregated lists: exact lists for blocks below
-//!   256 bytes (8-byte steps: the small-object fast path is one list pop), then
-//!   16 lists per power of two. A two-level bitmap finds the first non-empty
+//!   256 bytes (8-byte steps), then 16 lists per power of two. A two-level bitmap finds the first non-empty
 //!   list at or above a size in O(1); `alloc` tries the head of the request's
 //!   own list first, then the first non-empty list above it (whose blocks all
 //!   fit). Allocation and free are O(1); growth and shrinking add one
 //!   backend call.
-//! - Small-object fast path: a freed block under 256 bytes goes onto a
-//!   per-size *quick list* (singly linked, at most 32 per size, flagged
-//!   `QUICK` in its header) instead of being merged; an allocation of that
-//!   size pops it. Quick blocks count as free in the statistics. They are
-//!   merged for real (the lists are flushed) when no free block fits a
-//!   request (before growing), when nothing is allocated any more, and on
-//!   [`Heap::trim`].
+//! - Small-object fast path: a freed block under 1 KiB goes onto a per-size
+//!   *quick list* (LIFO, singly linked, 8-byte size steps, flagged `QUICK` in
+//!   its header) instead of being merged, and an allocation of that size
+//!   with an alignment of at most 8 pops it: a handful of instructions and
+//!   one header check each way, no list or bitmap of the merging lists
+//!   touched. (A request with a larger alignment takes an aligned block
+//!   among the first few of its list.) A list holds at most 32 blocks or
+//!   4 KiB, so the quick lists never hold more than 512 KiB. A block just
+//!   below the free top of a heap that has grown is merged at once, so the
+//!   heap can still shrink. Quick blocks count as free in the statistics.
+//!   They are merged for real (the lists are flushed) when no free block
+//!   fits a request and the heap cannot grow, when nothing is allocated any
+//!   more, and on [`Heap::trim`].
 //! - Sizes are multiples of 8 bytes; the smallest block is 24 bytes (16
 //!   usable); an allocated block costs its 8-byte header.
 //!
@@ -37,8 +44,10 @@
 //! `free` and `realloc` check, before changing anything: the pointer lies in
 //! the mapped heap and is 8-byte aligned; its header's `check` matches; the
 //! block is allocated (not free, not on a quick list); the next block's
-//! header (the one an overflow of this block would clobber) and, if free, the
-//! previous block's footer and header are intact. Failures are reported as [`MmError::BadPointer`] (foreign or
+//! header (the one an overflow of this block would clobber) is intact; and,
+//! before a merge, a free successor's size and a free predecessor's footer
+//! and header. Popping a quick block checks its header, its size class and
+//! its link. Failures are reported as [`MmError::BadPointer`] (foreign or
 //! interior pointer), [`MmError::DoubleFree`] or [`MmError::HeapCorrupted`]
 //! and leave the heap untouched. A header that fails its check is classified
 //! by a walk over the heap (the error path only): a pointer inside a block is
@@ -54,6 +63,8 @@
 //! bytes can satisfy requests of up to `n - 8` bytes). *Used* bytes are
 //! everything else: allocated blocks in full (header, payload, rounding) and
 //! the 8-byte end sentinel, so `free + used == size` always.
+//! The statistics are exact and cheap: counters cover the merging lists, and
+//! the quick lists add up their lengths (a fixed 128-entry sum).
 //!
 //! # Special requests
 //!
@@ -70,6 +81,7 @@
 //!   size, free and used bytes and live blocks stay the same (an
 //!   out-of-memory request may have merged quick-listed free blocks first,
 //!   which lowers the block counts).
+
 //!
 //! # Growth and shrinking
 //!
@@ -111,13 +123,32 @@ const FREE: u32 = 1;
 const PREV_FREE: u32 = 2;
 const QUICK: u32 = 4;
 const FLAGS: u32 = 7;
-/// Longest quick list per size class.
-const QUICK_MAX: u8 = 32;
-/// Largest request served by the quick lists (its block is below
-/// [`SMALL_LIMIT`]).
-const QUICK_REQUEST: usize = SMALL_LIMIT - HEADER - GRANULE;
 const MAGIC: u32 = 0x6B48_6561;
 const NIL: u32 = u32::MAX;
+
+/// Blocks below this size are quick-listed when freed.
+const QUICK_LIMIT: usize = 1024;
+/// Quick lists, one per block size / 8 (entries 0 to 2 stay empty).
+const QUICK_CLASSES: usize = QUICK_LIMIT / GRANULE;
+/// Longest quick list of any class.
+const QUICK_MAX: usize = 32;
+/// Bytes a quick list may hold (so all of them hold at most 512 KiB).
+const QUICK_BYTES: usize = 4096;
+/// Longest quick list of each class: `QUICK_MAX` blocks or `QUICK_BYTES`
+/// bytes, whichever is fewer.
+const QUICK_CAP: [u8; QUICK_CLASSES] = {
+    let mut cap = [0u8; QUICK_CLASSES];
+    let mut c = 1;
+    while c < QUICK_CLASSES {
+        let n = QUICK_BYTES / (c * GRANULE);
+        cap[c] = if n > QUICK_MAX { QUICK_MAX } else { n } as u8;
+        c += 1;
+    }
+    cap
+};
+/// Largest request served by the quick lists (its block is below
+/// [`QUICK_LIMIT`]).
+const QUICK_REQUEST: usize = QUICK_LIMIT - HEADER - GRANULE;
 
 const SMALL_LIMIT: usize = 256;
 const SMALL_BINS: usize = SMALL_LIMIT / GRANULE;
@@ -129,6 +160,7 @@ const WORDS: usize = BINS.div_ceil(64);
 
 const _: () = assert!(MIN_BLOCK >= HEADER + 8 + 4 && MIN_BLOCK.is_multiple_of(GRANULE));
 const _: () = assert!(SMALL_LIMIT.is_power_of_two() && BINS == 416 && WORDS <= 32);
+const _: () = assert!(QUICK_CAP[QUICK_CLASSES - 1] >= 4 && QUICK_MAX <= u8::MAX as usize);
 const _: () = assert!(PAGE_SIZE.is_multiple_of(GRANULE) && MAX_SPAN.is_multiple_of(PAGE_SIZE));
 
 /// The per-heap key of the check words: mixed from the heap's start so a
@@ -242,8 +274,8 @@ pub struct Heap<B: HeapBackend> {
     /// Quick lists: freed small blocks, not merged yet, by size / 8. Each
     /// entry (and each block's link) is the *payload* offset of the next
     /// block (`off + HEADER`), 0 for none.
-    quick: [u32; SMALL_BINS],
-    quick_len: [u8; SMALL_BINS],
+    quick: [u32; QUICK_CLASSES],
+    quick_len: [u8; QUICK_CLASSES],
     /// Blocks on the quick lists.
     quick_blocks: usize,
 }
@@ -310,8 +342,8 @@ impl<B: HeapBackend> Heap<B> {
             summary: 0,
             words: [0; WORDS],
             heads: [NIL; BINS],
-            quick: [0; SMALL_BINS],
-            quick_len: [0; SMALL_BINS],
+            quick: [0; QUICK_CLASSES],
+            quick_len: [0; QUICK_CLASSES],
             quick_blocks: 0,
         };
         let size = len - SENTINEL;
@@ -588,7 +620,7 @@ impl<B: HeapBackend> Heap<B> {
         }
         // A small block with a larger alignment: one of the first blocks of
         // its quick list serves if it happens to be aligned.
-        if bsize < SMALL_LIMIT && self.quick[bsize / GRANULE] != 0 {
+        if bsize < QUICK_LIMIT && self.quick[bsize / GRANULE] != 0 {
             if let Some(p) = self.pop_quick_aligned(bsize / GRANULE, align)? {
                 return Ok(p);
             }
@@ -692,7 +724,7 @@ impl<B: HeapBackend> Heap<B> {
     /// Frees every block of the quick lists for real (merging them).
     #[cold]
     fn flush_quick(&mut self) {
-        for c in 0..SMALL_BINS {
+        for c in 0..QUICK_CLASSES {
             let mut q = self.quick[c];
             while q != 0 {
                 let off = q as usize - HEADER;
@@ -708,7 +740,7 @@ impl<B: HeapBackend> Heap<B> {
 
     /// Bytes in quick-listed blocks.
     fn quick_bytes(&self) -> usize {
-        (0..SMALL_BINS)
+        (0..QUICK_CLASSES)
             .map(|c| self.quick_len[c] as usize * c * GRANULE)
             .sum()
     }
@@ -987,7 +1019,7 @@ impl<B: HeapBackend> Heap<B> {
     /// intact; returns `(offset, tag)` of its header.
     #[inline(always)]
     fn check_live(&self, ptr: NonNull<u8>) -> Result<(usize, u32), MmError> {
-        let (off, tag) = self.check_block(ptr)?;
+        let (off, tag, _) = self.check_block(ptr)?;
         self.check_merge(off, tag)?;
         Ok((off, tag))
     }
@@ -997,7 +1029,7 @@ impl<B: HeapBackend> Heap<B> {
     /// (which an overflow of the block would clobber first) is intact.
     /// Returns `(offset, tag)` of its header.
     #[inline(always)]
-    fn check_block(&self, ptr: NonNull<u8>) -> Result<(usize, u32), MmError> {
+    fn check_block(&self, ptr: NonNull<u8>) -> Result<(usize, u32, u32), MmError> {
         let off = ptr
             .as_ptr()
             .addr()
@@ -1023,7 +1055,7 @@ impl<B: HeapBackend> Heap<B> {
         if !header_ok(nhdr, next, self.key) || ntag & PREV_FREE != 0 {
             return Err(MmError::HeapCorrupted);
         }
-        Ok((off, tag))
+        Ok((off, tag, ntag))
     }
 
     /// Why [`Self::check_block`] refused the block at `off` (error path).
@@ -1099,10 +1131,10 @@ impl<B: HeapBackend> Heap<B> {
     /// a neighbour's header or footer is damaged.
     #[inline]
     pub fn free(&mut self, ptr: NonNull<u8>) -> Result<(), MmError> {
-        let (off, tag) = self.check_block(ptr)?;
+        let (off, tag, ntag) = self.check_block(ptr)?;
         let size = size_of_tag(tag);
         let c = size / GRANULE;
-        if size < SMALL_LIMIT && self.quick_len[c] < QUICK_MAX {
+        if size < QUICK_LIMIT && self.quick_len[c] < QUICK_CAP[c] && !self.tops(off + size, ntag) {
             // Fast path: onto the quick list, merged later (no neighbour is
             // touched, so none needs checking beyond `check_block`).
             self.push_quick(off, tag, c);
@@ -1119,6 +1151,16 @@ impl<B: HeapBackend> Heap<B> {
         self.release(off, size_of_tag(tag), tag & PREV_FREE != 0);
         self.after_free();
         Ok(())
+    }
+
+    /// Whether the block at `next` with tag `ntag` is the free block at the
+    /// top of a heap that has grown (a block before it is merged at once,
+    /// not quick-listed, so the heap can shrink).
+    #[inline(always)]
+    fn tops(&self, next: usize, ntag: u32) -> bool {
+        self.len > self.min_len
+            && ntag & FREE != 0
+            && next + size_of_tag(ntag) == self.len - SENTINEL
     }
 
     /// Puts the checked, allocated block at `off` (of size `c * 8`, below
@@ -1235,7 +1277,8 @@ impl<B: HeapBackend> Heap<B> {
         // set its `PREV_FREE`), so its header is re-read, not re-checked.
         let tag = self.rd(off);
         let c = size / GRANULE;
-        if size < SMALL_LIMIT && self.quick_len[c] < QUICK_MAX {
+        let ntag = self.rd(off + size);
+        if size < QUICK_LIMIT && self.quick_len[c] < QUICK_CAP[c] && !self.tops(off + size, ntag) {
             self.push_quick(off, tag, c);
         } else {
             self.release(off, size, tag & PREV_FREE != 0);
@@ -1285,8 +1328,9 @@ impl<B: HeapBackend> Heap<B> {
         self.len - self.free_bytes()
     }
 
-    /// All statistics (`get_heap_stats`): O(1) except `largest_free`, which
-    /// scans the highest non-empty free list only.
+    /// All statistics (`get_heap_stats`): O(1) (fixed-size sums over the
+    /// quick lists) except `largest_free`, which also scans the highest
+    /// non-empty free list.
     pub fn stats(&self) -> HeapStats {
         let free_bytes = self.free_bytes();
         HeapStats {
@@ -1300,7 +1344,7 @@ impl<B: HeapBackend> Heap<B> {
     }
 
     fn largest_free(&self) -> usize {
-        let quick = (0..SMALL_BINS)
+        let quick = (0..QUICK_CLASSES)
             .rev()
             .find(|&c| self.quick_len[c] != 0)
             .map_or(0, |c| c * GRANULE);
@@ -1348,7 +1392,7 @@ impl<B: HeapBackend> Heap<B> {
             }
             let free = tag & FREE != 0;
             if tag & QUICK != 0 {
-                if free || size >= SMALL_LIMIT {
+                if free || size >= QUICK_LIMIT {
                     return bad;
                 }
                 quicks += 1;
@@ -1387,7 +1431,7 @@ impl<B: HeapBackend> Heap<B> {
         // Quick lists: every entry a quick block of its class, lengths
         // consistent; their total is the number of quick blocks walked.
         let mut quick_listed = 0;
-        for c in 0..SMALL_BINS {
+        for c in 0..QUICK_CLASSES {
             let (mut x, mut n) = (self.quick[c], 0usize);
             while x != 0 {
                 let Some(xo) = (x as usize).checked_sub(HEADER) else {

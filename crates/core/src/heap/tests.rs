@@ -286,10 +286,10 @@ fn overflow_into_next_header_is_detected() {
 fn damaged_free_neighbour_is_detected() {
     let mut a = Arena::new(ARENA_PAGES);
     let mut h = heap(&mut a, 1, 2);
-    // Blocks of 256 bytes and more are merged at once (no quick list).
-    let p = h.alloc(300, 8).unwrap();
-    let q = h.alloc(300, 8).unwrap();
-    let r = h.alloc(300, 8).unwrap();
+    // Blocks of 1 KiB and more are merged at once (no quick list).
+    let p = h.alloc(1100, 8).unwrap();
+    let q = h.alloc(1100, 8).unwrap();
+    let r = h.alloc(1100, 8).unwrap();
     h.free(p).unwrap();
     // The footer of the free `p` sits just before `q`'s header.
     let old = poke(q, -(HEADER as isize) - 4, 0x99);
@@ -561,14 +561,15 @@ fn realloc_in_place_and_moving() {
 fn stats_track_blocks_and_largest_free() {
     let mut a = Arena::new(ARENA_PAGES);
     let mut h = heap(&mut a, 2, 2);
-    let blocks: Vec<_> = (0..6).map(|_| h.alloc(300, 8).unwrap()).collect();
+    // Blocks of 1 KiB and more are merged at once (no quick list).
+    let blocks: Vec<_> = (0..6).map(|_| h.alloc(1100, 8).unwrap()).collect();
     h.free(blocks[1]).unwrap();
     h.free(blocks[3]).unwrap();
     let s = h.stats();
     assert_eq!((s.total_blocks, s.free_blocks), (7, 3));
-    let tail = 2 * PAGE_SIZE - 8 - 6 * 312;
+    let tail = 2 * PAGE_SIZE - 8 - 6 * 1112;
     assert_eq!(s.largest_free, tail);
-    assert_eq!(s.free_bytes, tail + 2 * 312);
+    assert_eq!(s.free_bytes, tail + 2 * 1112);
     assert_eq!(s.free_bytes + s.used_bytes, s.heap_bytes);
     h.free(blocks[2]).unwrap();
     assert_eq!(h.stats().free_blocks, 2);
