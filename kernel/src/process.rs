@@ -832,6 +832,17 @@ fn current_id() -> (u32, &'static str) {
     }
 }
 
+/// The process the CPU was working for, for an oops: `None` when no process
+/// runs, or the table is locked (the crash may be inside process code).
+pub fn current_for_oops() -> Option<(u32, &'static str)> {
+    let t = TABLE.try_lock()?;
+    let pid = t.current?;
+    t.procs
+        .iter()
+        .find(|p| p.pid == pid)
+        .map(|p| (p.pid, p.name))
+}
+
 /// The timer fired while ring 3 ran: let the next process run.
 pub fn preempt(frame: &mut TrapFrame) {
     let _ = frame;

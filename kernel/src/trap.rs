@@ -156,6 +156,9 @@ pub fn oops(frame: &TrapFrame, fault_addr: Option<u32>) -> ! {
         frame.esi, frame.edi, frame.ebp, frame.kernel_esp
     );
     backtrace(&mut w, frame.ebp);
+    if let Some((pid, name)) = crate::process::current_for_oops() {
+        let _ = writeln!(w, "    while working for pid {pid} ({name})");
+    }
     let _ = writeln!(w, "*** end of oops; stopping");
     exit_qemu(ExitCode::Failure)
 }
