@@ -175,6 +175,8 @@ pub fn run_all(mm: &Mm) -> ! {
             }
         }
     }
+    let (deepest, size) = process::kstack_high_water();
+    println!("process kernel stacks: deepest use {deepest} of {size} bytes");
     if failed == 0 {
         println!("test result: ok. {} passed; 0 failed", TESTS.len());
         exit_qemu(ExitCode::Success)

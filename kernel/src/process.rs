@@ -192,6 +192,29 @@ struct Process {
     saved_esp: AtomicU32,
 }
 
+/// The deepest use of any process kernel stack seen so far, in bytes.
+static KSTACK_HIGH_WATER: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// The deepest use of any (reaped) process kernel stack, in bytes, and the
+/// stack size.
+pub fn kstack_high_water() -> (usize, usize) {
+    (KSTACK_HIGH_WATER.load(Ordering::Relaxed), KSTACK_SIZE)
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // The stack was zeroed when allocated: the lowest non-zero byte
+        // above the canary marks the deepest point it reached.
+        let canary = core::mem::size_of_val(&KSTACK_CANARY);
+        let untouched = self.kstack.0[canary..]
+            .iter()
+            .take_while(|&&b| b == 0)
+            .count();
+        let used = KSTACK_SIZE - canary - untouched;
+        KSTACK_HIGH_WATER.fetch_max(used, Ordering::Relaxed);
+    }
+}
+
 impl Process {
     fn kstack_top(&self) -> u32 {
         self.kstack.0.as_ptr() as u32 + KSTACK_SIZE as u32
