@@ -1,6 +1,7 @@
 //! The kernel's implementation of the core's [`Platform`] trait: the direct
 //! map for frames below 768 MiB, a kmap window for the frames above, CR3 and
-//! `invlpg`. This module is the only place with paging instructions.
+//! `invlpg`. Apart from the boot code that first turns paging on (`boot.rs`),
+//! this module is the only place with paging instructions.
 
 use core::ptr::NonNull;
 
