@@ -7,11 +7,15 @@
 //!   under QEMU, or the C program `FILE.c` linked into the kernel;
 //! - `gdb`: boots it stopped, waiting for gdb;
 //! - `capi lib|test|kernel-obj FILE.c`: the C API's host library, C tests, kernel objects;
-//! - `miri`: the core's unsafe-heavy unit tests under Miri (nightly).
+//! - `miri`: the core's unit tests and the feasible simulated-machine tests
+//!   under Miri (nightly);
+//! - `fuzz --smoke | TARGET [SECONDS] | --replay`: the cargo-fuzz targets
+//!   (see `xtask/src/fuzz.rs` and `docs/reliability.md`).
 
 use std::process::{Command, ExitCode};
 
 mod capi;
+mod fuzz;
 mod qemu;
 mod util;
 
@@ -28,9 +32,10 @@ fn main() -> ExitCode {
         "run" => qemu::run(rest),
         "gdb" => qemu::gdb(rest),
         "capi" => capi::main(rest),
+        "fuzz" => fuzz::run(rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|run [--memory SIZE]|gdb|bench frames|heap|vm|miri>"
+                "usage: cargo xtask <test|run [--memory SIZE]|gdb|bench frames|heap|vm|miri|fuzz>"
             );
             return ExitCode::from(2);
         }
@@ -57,6 +62,7 @@ fn test(args: &[String]) -> Result<(), String> {
     if !args.iter().any(|a| a == "--qemu-only") {
         util::run(Command::new(util::cargo()).args(["test", "--workspace", "--release"]))?;
         capi::host_tests()?;
+        fuzz::smoke(fuzz::SMOKE_SECONDS)?;
     }
     qemu::kernel_tests()
 }

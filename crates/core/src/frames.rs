@@ -353,9 +353,11 @@ impl FrameAllocator {
         if map.iter().any(|r| r.end < r.start) {
             return Err(MmError::InvalidArgument);
         }
+        // RAM at or above 4 GiB is unreachable without PAE: it must not size
+        // the metadata (a map reporting it once cost 2 MiB of metadata).
         let limit = map
             .iter()
-            .filter(|r| r.kind == RegionKind::Usable)
+            .filter(|r| r.kind == RegionKind::Usable && r.start < PHYS_END)
             .map(|r| (r.end.min(PHYS_END) >> PAGE_SHIFT) as u32)
             .max()
             .unwrap_or(0);

@@ -38,7 +38,7 @@ impl<P: Platform + ?Sized + 'static> System<P> {
         let mut frames = unsafe { FrameAllocator::new(platform, map)? };
         let ram_end = map
             .iter()
-            .filter(|r| r.kind == RegionKind::Usable)
+            .filter(|r| r.kind == RegionKind::Usable && r.start < PHYS_END)
             .map(|r| r.end.min(PHYS_END - 1).min(DIRECT_ZONE_END))
             .max()
             .unwrap_or(0);

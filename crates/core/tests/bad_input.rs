@@ -1,0 +1,844 @@
+//! The bad-input matrix (`docs/reliability.md`): one test per row that no
+//! other test already covers. Each test feeds one public function of the
+//! core one kind of bad input and checks the exact error, and that nothing
+//! changed (frame counts, heap statistics, regions). Rows covered elsewhere
+//! name their test in the document.
+
+mod vm_support;
+
+use myos_mm::addr::FRAME_COUNT_4G;
+use myos_mm::error::errno::{EBADF, EFAULT, EINVAL, ENOMEM};
+use myos_mm::frames::{FrameAllocator, FrameSource, MemoryRegion, RegionKind, Zone};
+use myos_mm::heap::{ArenaBackend, Heap, HeapFlags};
+use myos_mm::layout::{HEAP_START, KERNEL_BASE, KMAP_END, PAGE_SIZE, USER_END, USER_MMAP_MIN};
+use myos_mm::paging::{AddressSpace, PteFlags};
+use myos_mm::system::System;
+use myos_mm::vm::*;
+use myos_mm::{Frame, MmError, Page, PhysAddr, VirtAddr};
+use myos_sim::SimMachine;
+use vm_support::*;
+
+const RW: u32 = PROT_READ | PROT_WRITE;
+const ANON: u32 = MAP_PRIVATE | MAP_ANONYMOUS;
+const NULL: VirtAddr = VirtAddr::new(0);
+const RW_USER: PteFlags = PteFlags::WRITABLE.union(PteFlags::USER);
+
+fn va(a: u32) -> VirtAddr {
+    VirtAddr::new(a)
+}
+
+fn page(a: u32) -> Page {
+    Page::from_start(va(a)).unwrap()
+}
+
+fn frame(n: u32) -> Frame {
+    Frame::from_number(n).unwrap()
+}
+
+// ------------------------------------------------------------ addresses
+
+#[test]
+fn addr_frame_from_number_past_4gib_is_out_of_range() {
+    assert_eq!(Frame::from_number(FRAME_COUNT_4G), Err(MmError::OutOfRange));
+    assert_eq!(Frame::from_number(u32::MAX), Err(MmError::OutOfRange));
+    assert_eq!(Page::from_number(FRAME_COUNT_4G), Err(MmError::OutOfRange));
+    assert_eq!(PhysAddr::try_from_u64(1 << 32), Err(MmError::OutOfRange));
+    assert_eq!(PhysAddr::try_from_u64(u64::MAX), Err(MmError::OutOfRange));
+}
+
+#[test]
+fn addr_arithmetic_wrapping_past_4gib_is_none() {
+    assert_eq!(va(0xFFFF_F000).checked_add(0x1000), None);
+    assert_eq!(va(0xFFFF_FFFF).checked_align_up(4096), None);
+    assert_eq!(frame(FRAME_COUNT_4G - 1).checked_add(1), None);
+    assert_eq!(page(0xFFFF_F000).checked_add(1), None);
+}
+
+// ----------------------------------------------------------------- frames
+
+fn usable(start: u64, end: u64) -> MemoryRegion {
+    MemoryRegion {
+        start,
+        end,
+        kind: RegionKind::Usable,
+    }
+}
+
+/// Regression test (finding F2): RAM reported at or above 4 GiB (multiboot
+/// maps of big machines do) sized the allocator's metadata for 2^20 frames
+/// (545 frames, 13% of this machine) and the kernel's direct map for
+/// 768 MiB. It is ignored now.
+#[test]
+fn frames_new_ignores_ram_above_4gib() {
+    let m = SimMachine::new(16 * MIB).unwrap();
+    let low = [usable(0, 16 * MIB)];
+    let map = [usable(0, 16 * MIB), usable(1 << 32, 1 << 33)];
+    // SAFETY: the allocators are dropped before the machine, one at a time.
+    let plain = unsafe { FrameAllocator::new(&m, &low) }.unwrap().stats();
+    // SAFETY: as above.
+    let fa = unsafe { FrameAllocator::new(&m, &map) }.unwrap();
+    assert_eq!(fa.stats(), plain, "the region above 4 GiB changed nothing");
+    assert_eq!(fa.stats().total, (16 * MIB / 4096) as u32);
+    assert!(fa.frame_limit() <= (16 * MIB / 4096) as u32);
+    fa.validate().unwrap();
+    // The system built from such a map direct-maps only the RAM below 4 GiB.
+    let m: &'static SimMachine = Box::leak(Box::new(SimMachine::new(16 * MIB).unwrap()));
+    // SAFETY: the machine is leaked, so it outlives the system; nothing else
+    // uses its RAM.
+    let sys = unsafe { System::new(m, &map) }.unwrap();
+    let k = sys.kernel_space().lock();
+    assert_eq!(
+        k.translate(m, va(KERNEL_BASE + 0x1000)),
+        Some(PhysAddr::new(0x1000))
+    );
+    assert_eq!(k.translate(m, va(KERNEL_BASE + (32 << 20))), None);
+}
+
+#[test]
+fn frames_alloc_contiguous_huge_count_is_out_of_memory() {
+    let m = SimMachine::new(16 * MIB).unwrap();
+    let map = m.memory_map().to_vec();
+    // SAFETY: the allocator is dropped before the machine.
+    let mut fa = unsafe { FrameAllocator::new(&m, &map) }.unwrap();
+    let before = fa.stats();
+    for count in [FRAME_COUNT_4G, u32::MAX] {
+        for align in [0, 20] {
+            for zone in Zone::ALL {
+                assert_eq!(
+                    fa.alloc_contiguous(count, align, zone),
+                    Err(MmError::OutOfMemory),
+                    "{count:#x} frames, 2^{align} alignment, {zone:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(fa.stats(), before);
+    fa.validate().unwrap();
+}
+
+#[test]
+fn frames_share_refcount_of_foreign_or_reserved_frames_are_refused() {
+    let m = SimMachine::new(16 * MIB).unwrap();
+    let map = m.memory_map().to_vec();
+    // SAFETY: the allocator is dropped before the machine.
+    let mut fa = unsafe { FrameAllocator::new(&m, &map) }.unwrap();
+    let before = fa.stats();
+    // Past RAM, and the last frame of the 32-bit space.
+    for f in [frame(16 * 256), frame(FRAME_COUNT_4G - 1)] {
+        assert_eq!(fa.share(f), Err(MmError::OutOfRange));
+        assert_eq!(fa.refcount(f), Err(MmError::OutOfRange));
+        assert_eq!(fa.release(f), Err(MmError::OutOfRange));
+        assert!(!fa.manages(f));
+    }
+    // The BIOS hole (0xA0000..0x100000) and the allocator's own metadata.
+    let (meta, _) = fa.metadata_frames();
+    for f in [frame(0xA0), meta] {
+        assert_eq!(fa.share(f), Err(MmError::FrameReserved));
+        assert_eq!(fa.refcount(f), Err(MmError::FrameReserved));
+        assert_eq!(fa.claim(f), Err(MmError::FrameReserved));
+    }
+    assert_eq!(fa.stats(), before);
+    fa.validate().unwrap();
+}
+
+#[test]
+fn frames_exhausted_then_every_zone_is_out_of_memory_and_recovers() {
+    let m = SimMachine::new(4 * MIB).unwrap();
+    let map = m.memory_map().to_vec();
+    // SAFETY: the allocator is dropped before the machine.
+    let mut fa = unsafe { FrameAllocator::new(&m, &map) }.unwrap();
+    let mut got = Vec::new();
+    while let Ok(f) = fa.alloc(Zone::High) {
+        got.push(f);
+    }
+    for zone in Zone::ALL {
+        assert_eq!(fa.alloc(zone), Err(MmError::OutOfMemory));
+        assert_eq!(fa.alloc_contiguous(1, 0, zone), Err(MmError::OutOfMemory));
+    }
+    assert_eq!(fa.stats().free, 0);
+    for f in got {
+        assert_eq!(fa.release(f), Ok(true));
+    }
+    fa.validate().unwrap();
+}
+
+// ----------------------------------------------------------------- paging
+
+/// A machine, its allocator and kernel space, for the paging rows.
+struct Pg {
+    w: World,
+}
+
+impl Pg {
+    fn new() -> Pg {
+        Pg {
+            w: World::new(32 * MIB),
+        }
+    }
+    fn user(&self) -> AddressSpace {
+        AddressSpace::new_user(
+            &self.w.m,
+            &mut *self.w.fa.lock(),
+            self.w.kernel.as_ref().unwrap(),
+        )
+        .unwrap()
+    }
+    fn done(self, us: AddressSpace) {
+        us.destroy(&self.w.m, &mut *self.w.fa.lock());
+        self.w.finish();
+    }
+}
+
+#[test]
+fn paging_map_remap_in_the_direct_map_is_fixed_mapping() {
+    let pg = Pg::new();
+    let mut us = pg.user();
+    let (m, mut fa) = (&pg.w.m, pg.w.fa.lock());
+    let f = fa.alloc(Zone::High).unwrap();
+    let before = fa.stats();
+    for a in [KERNEL_BASE, KERNEL_BASE + 0x1234_5000, HEAP_START - 0x1000] {
+        assert_eq!(
+            us.map(m, &mut *fa, page(a), f, RW_USER).err(),
+            Some(MmError::FixedMapping),
+            "{a:#x}"
+        );
+        assert_eq!(
+            us.remap(m, &mut *fa, page(a), f, RW_USER).err(),
+            Some(MmError::FixedMapping)
+        );
+    }
+    assert_eq!(fa.stats(), before);
+    // The direct map still translates as before.
+    assert_eq!(
+        us.translate(m, va(KERNEL_BASE + 0x5000)),
+        Some(PhysAddr::new(0x5000))
+    );
+    fa.release(f).unwrap();
+    drop(fa);
+    pg.done(us);
+}
+
+#[test]
+fn paging_unmap_protect_get_page_in_the_direct_map_are_fixed_mapping() {
+    let pg = Pg::new();
+    let mut us = pg.user();
+    let (m, mut fa) = (&pg.w.m, pg.w.fa.lock());
+    let before = fa.stats();
+    let p = page(KERNEL_BASE + 0x10_0000);
+    assert_eq!(us.unmap(m, &mut *fa, p).err(), Some(MmError::FixedMapping));
+    assert_eq!(
+        us.protect(m, p, PteFlags::empty()).err(),
+        Some(MmError::FixedMapping)
+    );
+    for make in [false, true] {
+        assert_eq!(
+            us.get_page(m, &mut *fa, p.start(), make).err(),
+            Some(MmError::FixedMapping)
+        );
+    }
+    assert_eq!(us.entry(m, p), None, "no page-table entry for a 4 MiB page");
+    assert_eq!(fa.stats(), before);
+    drop(fa);
+    pg.done(us);
+}
+
+#[test]
+fn paging_remap_unmap_protect_in_the_top_4mib_are_refused() {
+    let pg = Pg::new();
+    let mut us = pg.user();
+    let (m, mut fa) = (&pg.w.m, pg.w.fa.lock());
+    let f = fa.alloc(Zone::High).unwrap();
+    let before = fa.stats();
+    for a in [KMAP_END, 0xFFFF_F000] {
+        assert_eq!(
+            us.remap(m, &mut *fa, page(a), f, RW_USER).err(),
+            Some(MmError::OutOfRange)
+        );
+        assert_eq!(
+            us.unmap(m, &mut *fa, page(a)).err(),
+            Some(MmError::NotMapped)
+        );
+        assert_eq!(
+            us.protect(m, page(a), RW_USER).err(),
+            Some(MmError::NotMapped)
+        );
+        assert_eq!(us.translate(m, va(a + 0xFFF)), None);
+    }
+    assert_eq!(fa.stats(), before);
+    fa.release(f).unwrap();
+    drop(fa);
+    pg.done(us);
+}
+
+#[test]
+fn paging_translate_of_never_mapped_addresses_is_none() {
+    let pg = Pg::new();
+    let us = pg.user();
+    let m = &pg.w.m;
+    for a in [
+        0,
+        0x1000,
+        USER_MMAP_MIN,
+        USER_END - 1,
+        HEAP_START,
+        KMAP_END,
+        u32::MAX,
+    ] {
+        assert_eq!(us.translate(m, va(a)), None, "{a:#x}");
+    }
+    // Direct-map addresses past RAM (32 MiB here) are not mapped either.
+    assert_eq!(us.translate(m, va(KERNEL_BASE + (64 << 20))), None);
+    pg.done(us);
+}
+
+#[test]
+fn paging_new_user_without_frames_is_out_of_memory() {
+    let w = World::new(16 * MIB);
+    for budget in 0..2 {
+        let mut fa = w.fa.lock();
+        let before = fa.stats();
+        fa.fail_after(Some(budget));
+        let r = AddressSpace::new_user(&w.m, &mut *fa, w.kernel.as_ref().unwrap());
+        assert_eq!(r.err(), Some(MmError::OutOfMemory), "budget {budget}");
+        fa.fail_after(None);
+        assert_eq!(fa.stats(), before);
+    }
+    w.finish();
+}
+
+#[test]
+fn paging_map_of_a_huge_flag_or_unknown_bits_in_kernel_half() {
+    // HUGE is refused everywhere, also in the kernel half; the OS-available
+    // bits (9..11) are kept as given.
+    let pg = Pg::new();
+    let mut us = pg.user();
+    let (m, mut fa) = (&pg.w.m, pg.w.fa.lock());
+    let f = fa.alloc(Zone::High).unwrap();
+    assert_eq!(
+        us.map(
+            m,
+            &mut *fa,
+            page(HEAP_START),
+            f,
+            PteFlags::HUGE | PteFlags::WRITABLE
+        )
+        .err(),
+        Some(MmError::InvalidArgument)
+    );
+    let avail = PteFlags::AVAIL0 | PteFlags::AVAIL1 | PteFlags::AVAIL2;
+    us.map(m, &mut *fa, page(0x40_0000), f, RW_USER | avail)
+        .unwrap()
+        .flush(m);
+    assert_eq!(
+        us.entry(m, page(0x40_0000)).unwrap().flags(),
+        RW_USER | avail | PteFlags::PRESENT
+    );
+    assert_eq!(
+        us.protect(m, page(0x40_0000), PteFlags::HUGE).err(),
+        Some(MmError::InvalidArgument)
+    );
+    drop(fa);
+    pg.done(us);
+}
+
+// ------------------------------------------------------------------- heap
+
+/// A page-aligned host buffer for an arena heap.
+fn arena(pages: usize) -> Vec<u8> {
+    vec![0u8; (pages + 1) * PAGE_SIZE]
+}
+
+fn heap(mem: &mut [u8], init: usize, max: usize) -> Heap<ArenaBackend<'_>> {
+    let b = ArenaBackend::new(mem);
+    let s = b.start();
+    Heap::new(
+        b,
+        s,
+        s + init * PAGE_SIZE,
+        s + max * PAGE_SIZE,
+        HeapFlags::KERNEL,
+    )
+    .unwrap()
+}
+
+#[test]
+fn heap_new_with_misaligned_end_or_max_is_misaligned() {
+    let mut mem = arena(8);
+    for (e, x) in [
+        (PAGE_SIZE + 8, 4 * PAGE_SIZE),
+        (PAGE_SIZE, 4 * PAGE_SIZE - 1),
+    ] {
+        let b = ArenaBackend::new(&mut mem);
+        let s = b.start();
+        assert_eq!(
+            Heap::new(b, s, s + e, s + x, HeapFlags::KERNEL).err(),
+            Some(MmError::Misaligned)
+        );
+    }
+}
+
+#[test]
+fn heap_new_past_the_address_space_is_refused() {
+    // `max` wrapping past the top of the address space, or a span above
+    // MAX_SPAN: no heap, nothing mapped.
+    let mut mem = arena(8);
+    let b = ArenaBackend::new(&mut mem);
+    let s = b.start();
+    let top = usize::MAX & !(PAGE_SIZE - 1);
+    assert_eq!(
+        Heap::new(b, s, s + PAGE_SIZE, top, HeapFlags::KERNEL).err(),
+        Some(MmError::OutOfRange)
+    );
+    let b = ArenaBackend::new(&mut mem);
+    assert_eq!(
+        Heap::new(b, top - PAGE_SIZE, top, top, HeapFlags::KERNEL).err(),
+        Some(MmError::OutOfRange),
+        "the arena refuses a range outside it"
+    );
+}
+
+#[test]
+fn heap_alloc_page_aligned_and_physical_huge_sizes_change_nothing() {
+    let mut mem = arena(8);
+    let mut h = heap(&mut mem, 1, 8);
+    let before = h.stats();
+    for size in [usize::MAX, u32::MAX as usize, 0xFFFF_FFF9] {
+        assert_eq!(
+            h.alloc_page_aligned(size),
+            Err(MmError::InvalidArgument),
+            "{size:#x}"
+        );
+        for page_aligned in [false, true] {
+            assert_eq!(
+                h.alloc_physical(size, page_aligned).err(),
+                Some(MmError::InvalidArgument)
+            );
+        }
+    }
+    for size in [8 * PAGE_SIZE, 0x7FFF_FFFF] {
+        assert_eq!(h.alloc_page_aligned(size), Err(MmError::OutOfMemory));
+        assert_eq!(
+            h.alloc_physical(size, true).err(),
+            Some(MmError::OutOfMemory)
+        );
+    }
+    // A page-aligned request that fits alone but not with its alignment gap.
+    assert_eq!(h.alloc(7 * PAGE_SIZE, 1 << 20), Err(MmError::OutOfMemory));
+    assert_eq!(h.stats(), before);
+    h.validate().unwrap();
+}
+
+#[test]
+fn heap_free_of_misaligned_or_null_ish_pointers_is_bad_pointer() {
+    let mut mem = arena(4);
+    let mut h = heap(&mut mem, 1, 4);
+    let p = h.alloc(64, 8).unwrap();
+    let before = h.stats();
+    let base = p.as_ptr();
+    for bad in [
+        base.wrapping_add(1),
+        base.wrapping_add(4),
+        base.wrapping_sub(1),
+        base.with_addr(8),
+        base.with_addr(usize::MAX & !7),
+    ] {
+        let bad = std::ptr::NonNull::new(bad).unwrap();
+        assert_eq!(h.free(bad), Err(MmError::BadPointer), "{bad:?}");
+        assert_eq!(h.usable_size(bad), Err(MmError::BadPointer));
+    }
+    assert_eq!(h.stats(), before);
+    h.free(p).unwrap();
+    h.validate().unwrap();
+}
+
+#[test]
+fn heap_realloc_of_bad_freed_or_huge_requests_keeps_the_block() {
+    let mut mem = arena(4);
+    let mut h = heap(&mut mem, 1, 4);
+    let p = h.alloc(100, 8).unwrap();
+    // SAFETY: a live block of 100 bytes.
+    unsafe { p.as_ptr().write_bytes(0x5A, 100) };
+    let q = h.alloc(100, 8).unwrap();
+    h.free(q).unwrap();
+    let before = h.stats();
+    // SAFETY: inside the live block `p`.
+    let interior = unsafe { p.add(16) };
+    assert_eq!(h.realloc(interior, 10, 8), Err(MmError::BadPointer));
+    assert_eq!(h.realloc(q, 10, 8), Err(MmError::DoubleFree));
+    assert_eq!(h.usable_size(q), Err(MmError::DoubleFree));
+    assert_eq!(h.realloc(p, usize::MAX, 8), Err(MmError::InvalidArgument));
+    assert_eq!(h.realloc(p, 0xFFFF_FFFC, 8), Err(MmError::InvalidArgument));
+    assert_eq!(h.realloc(p, 64 * PAGE_SIZE, 8), Err(MmError::OutOfMemory));
+    assert_eq!(h.realloc(p, 200, 3), Err(MmError::InvalidArgument));
+    assert_eq!(h.stats(), before);
+    // SAFETY: `p` is still live with its 100 bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(p.as_ptr(), 100) };
+    assert!(
+        bytes.iter().all(|&b| b == 0x5A),
+        "the old block is untouched"
+    );
+    h.free(p).unwrap();
+    h.validate().unwrap();
+}
+
+#[test]
+fn heap_alloc_zero_size_and_max_alignment_are_served() {
+    // Not errors: a zero-size request gets a unique block, and alignments up
+    // to the heap's size work when there is room.
+    let mut mem = arena(8);
+    let mut h = heap(&mut mem, 1, 8);
+    let a = h.alloc(0, 8).unwrap();
+    let b = h.alloc(0, 4096).unwrap();
+    assert_ne!(a, b);
+    assert_eq!(b.as_ptr().addr() % 4096, 0);
+    h.free(a).unwrap();
+    h.free(b).unwrap();
+    assert_eq!(h.free(a), Err(MmError::DoubleFree));
+    // `b` needed a second page, which went back when the heap emptied: the
+    // pointer is no longer inside the heap at all.
+    assert_eq!(h.free(b), Err(MmError::BadPointer));
+    h.validate().unwrap();
+}
+
+// --------------------------------------------------------------------- vm
+
+fn errno<T: std::fmt::Debug>(r: Result<T, MmError>) -> i32 {
+    r.unwrap_err().errno()
+}
+
+#[test]
+fn vm_mmap_fd_out_of_range_or_negative_is_ebadf() {
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    let fs = MemFs::new();
+    fs.create("f", b"data");
+    let mut fds = FdTable::new();
+    let fd = fds.insert(fs.open("f", OpenMode::ReadWrite).unwrap());
+    for bad in [fd + 1, 1024, i32::MAX, -2, -4096, i32::MIN] {
+        for flags in [MAP_PRIVATE, MAP_SHARED, MAP_PRIVATE | MAP_FIXED] {
+            let r = vm.mmap(&fds, va(0x1000_0000), PAGE, PROT_READ, flags, bad, 0);
+            assert_eq!(r, Err(MmError::BadFileDescriptor), "fd {bad}");
+            assert_eq!(errno(r), EBADF);
+        }
+    }
+    assert_eq!(vm.region_count(), 0);
+    drop(vm);
+    w.finish();
+}
+
+#[test]
+fn vm_fd_table_get_and_close_of_bad_descriptors_are_ebadf() {
+    let fs = MemFs::new();
+    fs.create("f", b"x");
+    let mut fds = FdTable::new();
+    for bad in [-1, -2, 0, 7, i32::MAX, i32::MIN] {
+        assert_eq!(fds.get(bad).err(), Some(MmError::BadFileDescriptor));
+        assert_eq!(fds.close(bad).err(), Some(MmError::BadFileDescriptor));
+    }
+    let fd = fds.insert(fs.open("f", OpenMode::ReadOnly).unwrap());
+    assert!(fds.close(fd).is_ok());
+    assert_eq!(
+        fds.close(fd).err(),
+        Some(MmError::BadFileDescriptor),
+        "closing twice"
+    );
+    assert!(fds.is_empty());
+}
+
+#[test]
+fn vm_mmap_file_offset_plus_length_past_4gib_is_einval() {
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    let fs = MemFs::new();
+    fs.create("f", &[1; 8192]);
+    let mut fds = FdTable::new();
+    let fd = fds.insert(fs.open("f", OpenMode::ReadOnly).unwrap());
+    let off = 0xFFFF_F000;
+    assert_eq!(
+        errno(vm.mmap(&fds, NULL, 2 * PAGE, PROT_READ, MAP_PRIVATE, fd, off)),
+        EINVAL
+    );
+    // One page at the very last file page is fine (pages past EOF: SIGBUS).
+    let a = vm
+        .mmap(&fds, NULL, PAGE, PROT_READ, MAP_PRIVATE, fd, off)
+        .unwrap();
+    assert_eq!(
+        w.read_u32(&mut vm, a, U),
+        Err(FaultOutcome::Signal(Signal::Bus { addr: a }))
+    );
+    drop(vm);
+    w.finish();
+}
+
+#[test]
+fn vm_mmap_fixed_wrapping_past_4gib_is_out_of_range() {
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    let fds = FdTable::new();
+    let cases = [
+        (0xFFFF_F000, 2 * PAGE),
+        (0xBFFF_F000, 2 * PAGE),
+        (0x1000_0000, 0xB000_1000),
+        (KERNEL_BASE, PAGE),
+    ];
+    for (addr, len) in cases {
+        let r = vm.mmap(&fds, va(addr), len, RW, ANON | MAP_FIXED, -1, 0);
+        assert_eq!(r, Err(MmError::OutOfRange), "{addr:#x} + {len:#x}");
+        assert_eq!(errno(r), EINVAL);
+    }
+    assert_eq!(vm.region_count(), 0);
+    drop(vm);
+    w.finish();
+}
+
+#[test]
+fn vm_mmap_length_larger_than_user_space_is_enomem() {
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    let fds = FdTable::new();
+    for len in [u32::MAX, 0xFFFF_F001, USER_END] {
+        let r = vm.mmap(&fds, NULL, len, RW, ANON, -1, 0);
+        assert_eq!(errno(r), ENOMEM, "{len:#x}");
+    }
+    assert_eq!(vm.region_count(), 0);
+    drop(vm);
+    w.finish();
+}
+
+#[test]
+fn vm_mmap_hint_that_wraps_or_is_unaligned_is_ignored() {
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    let fds = FdTable::new();
+    for hint in [0xFFFF_FFFF, 0xFFFF_F000, 0xBFFF_F001, 0x10, USER_END - 1] {
+        let a = vm.mmap(&fds, va(hint), 2 * PAGE, RW, ANON, -1, 0).unwrap();
+        assert!(
+            a.as_u32() >= USER_MMAP_MIN && a.as_u32() + 2 * PAGE <= USER_END,
+            "hint {hint:#x} gave {a:?}"
+        );
+        assert!(a.is_page_aligned());
+        vm.munmap(a, 2 * PAGE).unwrap();
+    }
+    // An unaligned hint in a free range is rounded up to the next page.
+    let a = vm
+        .mmap(&fds, va(0x2000_0001), PAGE, RW, ANON, -1, 0)
+        .unwrap();
+    assert_eq!(a, va(0x2000_1000));
+    drop(vm);
+    w.finish();
+}
+
+#[test]
+fn vm_munmap_wrapping_past_4gib_or_past_user_space_is_einval() {
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    let fds = FdTable::new();
+    let a = vm.mmap(&fds, NULL, PAGE, RW, ANON, -1, 0).unwrap();
+    for (addr, len) in [
+        (0xFFFF_F000, 2 * PAGE),
+        (a.as_u32(), u32::MAX),
+        (USER_END, PAGE),
+        (KERNEL_BASE, PAGE),
+    ] {
+        let r = vm.munmap(va(addr), len);
+        assert_eq!(r, Err(MmError::OutOfRange), "{addr:#x} + {len:#x}");
+        assert_eq!(errno(r), EINVAL);
+    }
+    assert_eq!(vm.region_count(), 1, "nothing changed");
+    drop(vm);
+    w.finish();
+}
+
+#[test]
+fn vm_munmap_of_a_never_mapped_or_already_unmapped_range_is_a_no_op() {
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    let fds = FdTable::new();
+    assert_eq!(vm.munmap(va(0x3000_0000), 16 * PAGE), Ok(()));
+    assert_eq!(vm.munmap(va(0), PAGE), Ok(()), "below the mmap floor");
+    let a = vm.mmap(&fds, NULL, 4 * PAGE, RW, ANON, -1, 0).unwrap();
+    w.write_u32(&mut vm, a, 7, U).unwrap();
+    let used = w.used();
+    vm.munmap(a, 4 * PAGE).unwrap();
+    assert!(w.used() < used, "the touched page went back");
+    assert_eq!(vm.munmap(a, 4 * PAGE), Ok(()), "twice");
+    assert_eq!(vm.region_count(), 0);
+    assert_eq!(vm.resident_pages(), 0);
+    drop(vm);
+    w.finish();
+}
+
+#[test]
+fn vm_mprotect_msync_on_a_destroyed_range_are_enomem() {
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    let fds = FdTable::new();
+    let a = vm.mmap(&fds, NULL, 2 * PAGE, RW, ANON, -1, 0).unwrap();
+    vm.munmap(a, 2 * PAGE).unwrap();
+    assert_eq!(vm.mprotect(a, PAGE, PROT_READ), Err(MmError::NoRegion));
+    assert_eq!(vm.msync(a, PAGE), Err(MmError::NoRegion));
+    assert_eq!(errno(vm.msync(a, PAGE)), ENOMEM);
+    // Never mapped at all, and below the mmap floor.
+    assert_eq!(vm.mprotect(va(0x1000), PAGE, RW), Err(MmError::NoRegion));
+    assert_eq!(vm.region_count(), 0);
+    drop(vm);
+    w.finish();
+}
+
+#[test]
+fn vm_mprotect_msync_wrapping_or_zero_length_are_einval() {
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    let fds = FdTable::new();
+    let a = vm.mmap(&fds, NULL, PAGE, RW, ANON, -1, 0).unwrap();
+    for (addr, len) in [
+        (0xFFFF_F000, 2 * PAGE),
+        (a.as_u32(), u32::MAX),
+        (USER_END, PAGE),
+    ] {
+        assert_eq!(
+            vm.mprotect(va(addr), len, PROT_READ),
+            Err(MmError::OutOfRange)
+        );
+        assert_eq!(vm.msync(va(addr), len), Err(MmError::OutOfRange));
+    }
+    assert_eq!(vm.msync(a, 0), Err(MmError::InvalidArgument));
+    assert_eq!(vm.msync(at(a, 12), PAGE), Err(MmError::Misaligned));
+    for prot in [0x8, 0x10, 0xFF, u32::MAX] {
+        assert_eq!(
+            vm.mprotect(a, PAGE, prot),
+            Err(MmError::InvalidArgument),
+            "{prot:#x}"
+        );
+    }
+    assert_eq!(vm.region_at(a).unwrap().prot, Prot::READ | Prot::WRITE);
+    drop(vm);
+    w.finish();
+}
+
+#[test]
+fn vm_prot_from_raw_with_unknown_bits_is_einval() {
+    for raw in [0x8, 0x10, 0x8000_0000, u32::MAX, 0x7 | 0x100] {
+        assert_eq!(
+            Prot::from_raw(raw),
+            Err(MmError::InvalidArgument),
+            "{raw:#x}"
+        );
+    }
+    assert_eq!(Prot::from_raw(0x7), Ok(Prot::all()));
+}
+
+#[test]
+fn vm_copy_user_wrapping_past_4gib_or_into_the_kernel_is_efault() {
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    let fds = FdTable::new();
+    let a = vm.mmap(&fds, NULL, PAGE, RW, ANON, -1, 0).unwrap();
+    let data = [0xAB; 32];
+    let mut buf = [0u8; 32];
+    for dst in [0xFFFF_FFF0, KERNEL_BASE, KERNEL_BASE - 16, HEAP_START] {
+        let r = vm.copy_to_user(va(dst), &data);
+        assert_eq!(r, Err(MmError::BadAddress), "{dst:#x}");
+        assert_eq!(errno(r), EFAULT);
+        assert_eq!(
+            vm.copy_from_user(va(dst), &mut buf),
+            Err(MmError::BadAddress)
+        );
+    }
+    // Crossing from a mapped page into an unmapped one.
+    assert_eq!(
+        vm.copy_to_user(at(a, PAGE - 16), &data),
+        Err(MmError::BadAddress)
+    );
+    // Into a destroyed range.
+    vm.munmap(a, PAGE).unwrap();
+    assert_eq!(vm.copy_to_user(a, &data), Err(MmError::BadAddress));
+    assert_eq!(vm.copy_from_user(a, &mut buf), Err(MmError::BadAddress));
+    drop(vm);
+    w.finish();
+}
+
+#[test]
+fn vm_access_to_a_destroyed_range_is_sigsegv() {
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    let fds = FdTable::new();
+    let a = vm.mmap(&fds, NULL, 2 * PAGE, RW, ANON, -1, 0).unwrap();
+    w.write_u32(&mut vm, a, 1, U).unwrap();
+    w.write_u32(&mut vm, at(a, PAGE), 2, U).unwrap();
+    vm.munmap(a, 2 * PAGE).unwrap();
+    let segv = |addr| {
+        FaultOutcome::Signal(Signal::Segv {
+            addr,
+            cause: SegvCause::NoRegion,
+        })
+    };
+    assert_eq!(w.read_u32(&mut vm, a, U), Err(segv(a)));
+    assert_eq!(
+        w.write_u32(&mut vm, at(a, PAGE), 3, U),
+        Err(segv(at(a, PAGE)))
+    );
+    assert_eq!(w.read_u32(&mut vm, a, S), Err(FaultOutcome::KernelBug));
+    assert_eq!(vm.resident_pages(), 0);
+    drop(vm);
+    w.finish();
+}
+
+#[test]
+fn vm_handle_fault_with_unknown_error_code_bits_or_any_address() {
+    // Garbage in CR2 or the error code never panics: a user fault outside
+    // any region is SIGSEGV, a supervisor one a kernel bug, and a reserved
+    // bit a kernel bug.
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    for addr in [0, 0xFFF, USER_MMAP_MIN, USER_END - 1, KERNEL_BASE, u32::MAX] {
+        for code in [0x4, 0x6, 0x7, 0xC, 0x14, 0xFFFF_FFE4, 0xFFFF_FFF4, u32::MAX] {
+            let out = vm.handle_fault(PageFault::new(addr, code));
+            let user = code & ERR_USER != 0;
+            let reserved = code & ERR_RESERVED != 0;
+            match out {
+                FaultOutcome::KernelBug => assert!(reserved || !user, "{addr:#x} {code:#x}"),
+                FaultOutcome::Signal(Signal::Segv { addr: a, .. }) => {
+                    assert!(user && !reserved);
+                    assert_eq!(a, va(addr));
+                }
+                other => panic!("{addr:#x} {code:#x}: {other:?}"),
+            }
+        }
+        let out = vm.handle_fault(PageFault::new(addr, 0));
+        assert_eq!(out, FaultOutcome::KernelBug, "supervisor {addr:#x}");
+    }
+    assert_eq!(vm.resident_pages(), 0);
+    drop(vm);
+    w.finish();
+}
+
+#[test]
+fn vm_map_stack_wrapping_or_overlapping_is_refused() {
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    let fds = FdTable::new();
+    assert_eq!(
+        vm.map_stack(va(0xFFFF_F000), PAGE, PAGE),
+        Err(MmError::OutOfRange)
+    );
+    assert_eq!(
+        vm.map_stack(va(USER_END), PAGE, u32::MAX),
+        Err(MmError::OutOfRange)
+    );
+    assert_eq!(
+        vm.map_stack(va(USER_END), u32::MAX, u32::MAX),
+        Err(MmError::OutOfRange)
+    );
+    let a = vm
+        .mmap(&fds, va(USER_END - PAGE), PAGE, RW, ANON | MAP_FIXED, -1, 0)
+        .unwrap();
+    assert_eq!(
+        vm.map_stack(va(USER_END), 2 * PAGE, 16 * PAGE),
+        Err(MmError::AlreadyMapped)
+    );
+    assert_eq!(vm.region_count(), 1);
+    vm.munmap(a, PAGE).unwrap();
+    drop(vm);
+    w.finish();
+}

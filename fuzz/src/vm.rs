@@ -1,0 +1,788 @@
+//! Address-space target: `mmap` / `munmap` / `mprotect` / `fork` / accesses
+//! (user and supervisor reads, writes and fetches through the simulated
+//! MMU, `copy_to_user` / `copy_from_user`) / `exit`, on a simulated machine
+//! whose page faults the core's handler services, against a model of every
+//! process's pages (contents and permissions).
+//!
+//! Besides well-formed calls inside a 24-page window (which spans a
+//! page-table boundary), the input can make raw calls with arbitrary
+//! addresses, lengths, protections, flags, descriptors and offsets: their
+//! result is predicted by a reference validation of the arguments, and
+//! errors must change nothing.
+//!
+//! After every operation the regions' protections and sizes equal the
+//! model's (and every 16 operations the frame allocator validates); at the
+//! end every process still sees its model, and after every space is
+//! destroyed every frame is back.
+
+use std::collections::BTreeMap;
+
+use arbitrary::Arbitrary;
+use myos_mm::frames::{FrameAllocator, FrameStats};
+use myos_mm::layout::{USER_END, USER_MMAP_MIN};
+use myos_mm::paging::AddressSpace;
+use myos_mm::vm::{
+    FaultOutcome, FdTable, PageFault, Prot, SegvCause, Signal, VmSpace, MAP_ANONYMOUS, MAP_FIXED,
+    MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE,
+};
+use myos_mm::{MmError, PhysAddr, VirtAddr};
+use myos_sim::{FaultError, Mode, SimMachine};
+use spin::Mutex;
+
+type Vm<'a> = VmSpace<'a, SimMachine, &'a Mutex<FrameAllocator>>;
+
+const PAGE: u32 = 4096;
+const RAM: u64 = 8 << 20;
+/// The window of the well-formed calls, spanning a page-table boundary.
+const BASE: u32 = 0x1000_0000 - 8 * PAGE;
+const WINDOW: u32 = 24;
+const MAX_PROCS: usize = 4;
+/// Raw mappings larger than this many pages are not made (the model keeps
+/// one entry per page); calls expected to fail are made at any size.
+const MAX_MODEL_PAGES: u32 = 256;
+const MIN_PAGE: u32 = USER_MMAP_MIN / PAGE;
+const END_PAGE: u32 = USER_END / PAGE;
+
+/// A protection: one of the five meaningful ones.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum P {
+    /// `PROT_NONE`.
+    None,
+    /// `PROT_READ`.
+    Read,
+    /// `PROT_READ | PROT_WRITE`.
+    ReadWrite,
+    /// `PROT_EXEC`.
+    Exec,
+    /// `PROT_WRITE` (readable too on x86).
+    Write,
+}
+
+impl P {
+    fn raw(self) -> u32 {
+        match self {
+            P::None => PROT_NONE,
+            P::Read => PROT_READ,
+            P::ReadWrite => PROT_READ | PROT_WRITE,
+            P::Exec => PROT_EXEC,
+            P::Write => PROT_WRITE,
+        }
+    }
+}
+
+/// Which page an access goes to: a window page, or a page of whatever the
+/// process has mapped (its `n`-th modelled page).
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Target {
+    /// Window page `n % 24`.
+    Window(u8),
+    /// The `n`-th modelled page of the process (mod their count).
+    Mapped(u16),
+    /// Any user address (page-aligned).
+    Anywhere(u32),
+}
+
+/// How an access is made.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum How {
+    /// A user-mode access through the MMU.
+    User,
+    /// A supervisor-mode access through the MMU (CR0.WP set).
+    Supervisor,
+    /// `copy_to_user` / `copy_from_user`.
+    Copy,
+}
+
+/// One operation; `p` picks a process modulo the count.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Op {
+    /// `mmap(window + start, len pages, prot, MAP_FIXED|MAP_ANONYMOUS|shared/private)`.
+    Mmap {
+        /// Process.
+        p: u8,
+        /// First window page.
+        start: u8,
+        /// Pages (1..=8, clipped to the window).
+        len: u8,
+        /// Protection.
+        prot: P,
+        /// `MAP_SHARED` instead of `MAP_PRIVATE`.
+        shared: bool,
+    },
+    /// `mmap` without `MAP_FIXED`, hinting at a window page.
+    MmapHint {
+        /// Process.
+        p: u8,
+        /// Hinted window page.
+        start: u8,
+        /// Pages (1..=16).
+        len: u8,
+        /// Protection.
+        prot: P,
+        /// `MAP_SHARED` instead of `MAP_PRIVATE`.
+        shared: bool,
+    },
+    /// `mmap` with raw arguments.
+    MmapRaw {
+        /// Process.
+        p: u8,
+        /// Address (0 picks a window page instead when `near` is set).
+        addr: u32,
+        /// Put `addr` in the window (page-aligned unless `addr & 1`).
+        near: bool,
+        /// Length in bytes.
+        length: u32,
+        /// Raw `prot`.
+        prot: u8,
+        /// Raw `flags`.
+        flags: u8,
+        /// Raw `fd`.
+        fd: i32,
+        /// Raw `offset`.
+        offset: u32,
+    },
+    /// `munmap(window + start, len pages)`.
+    Munmap {
+        /// Process.
+        p: u8,
+        /// First window page.
+        start: u8,
+        /// Pages (1..=8).
+        len: u8,
+    },
+    /// `munmap` with raw arguments.
+    MunmapRaw {
+        /// Process.
+        p: u8,
+        /// Address.
+        addr: u32,
+        /// Length.
+        length: u32,
+    },
+    /// `mprotect(window + start, len pages, prot)`.
+    Mprotect {
+        /// Process.
+        p: u8,
+        /// First window page.
+        start: u8,
+        /// Pages (1..=8, clipped to the window).
+        len: u8,
+        /// Protection.
+        prot: P,
+    },
+    /// `mprotect` with raw arguments.
+    MprotectRaw {
+        /// Process.
+        p: u8,
+        /// Address.
+        addr: u32,
+        /// Length.
+        length: u32,
+        /// Raw `prot`.
+        prot: u8,
+    },
+    /// `fork`.
+    Fork {
+        /// Process.
+        p: u8,
+    },
+    /// Writes a `u32` at the start of a page.
+    Write {
+        /// Process.
+        p: u8,
+        /// Which page.
+        at: Target,
+        /// How.
+        how: How,
+        /// Value.
+        value: u32,
+    },
+    /// Reads the `u32` at the start of a page.
+    Read {
+        /// Process.
+        p: u8,
+        /// Which page.
+        at: Target,
+        /// How.
+        how: How,
+    },
+    /// Fetches (executes) the first byte of a page, from user mode.
+    Fetch {
+        /// Process.
+        p: u8,
+        /// Which page.
+        at: Target,
+    },
+    /// `exit`: destroys the space.
+    Exit {
+        /// Process.
+        p: u8,
+    },
+}
+
+/// Where a modelled page's contents live.
+#[derive(Clone, Copy, Debug)]
+enum Cell {
+    /// A private value (copied on fork).
+    Private(u32),
+    /// Page `idx` of shared object `obj`.
+    Shared { obj: usize, idx: u32 },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct MPage {
+    prot: Prot,
+    cell: Cell,
+}
+
+type Pages = BTreeMap<u32, MPage>;
+
+/// One simulated machine with the memory manager on it.
+struct World {
+    m: SimMachine,
+    fa: Mutex<FrameAllocator>,
+    kernel: Option<AddressSpace>,
+    base: FrameStats,
+    boot: FrameStats,
+}
+
+impl World {
+    fn new() -> World {
+        let m = SimMachine::new(RAM).expect("machine");
+        let map = m.memory_map().to_vec();
+        // SAFETY: the allocator lives beside the machine in `World` and is
+        // dropped with it; the RAM buffer does not move with the machine.
+        let mut fa = unsafe { FrameAllocator::new(&m, &map) }.expect("frames");
+        let boot = fa.stats();
+        let kernel =
+            AddressSpace::new_kernel(&m, &mut fa, PhysAddr::new(RAM as u32)).expect("kernel");
+        kernel.activate(&m);
+        let base = fa.stats();
+        World {
+            m,
+            fa: Mutex::new(fa),
+            kernel: Some(kernel),
+            base,
+            boot,
+        }
+    }
+
+    fn space(&self) -> Vm<'_> {
+        VmSpace::new(&self.m, &self.fa, self.kernel.as_ref().unwrap()).expect("new space")
+    }
+
+    fn finish(mut self) {
+        let now = self.fa.lock().stats();
+        assert_eq!(now, self.base, "frames leaked by user spaces");
+        self.fa.lock().validate().expect("frame allocator");
+        let k = self.kernel.take().unwrap();
+        // A directory that is not the kernel's, so it can be destroyed.
+        self.m.set_cr3((self.m.ram_bytes() - 4096) as u32);
+        // SAFETY: every user space is gone.
+        unsafe { k.destroy_kernel(&self.m, &mut *self.fa.lock()) };
+        assert_eq!(self.fa.lock().stats(), self.boot, "kernel space leaked");
+    }
+
+    /// Runs `op` with `vm` loaded, servicing faults with its handler.
+    fn run<T>(
+        &self,
+        vm: &mut Vm<'_>,
+        op: impl FnMut(&SimMachine) -> Result<T, myos_sim::PageFault>,
+    ) -> Result<T, FaultOutcome> {
+        if !vm.is_active() {
+            vm.activate();
+        }
+        let mut last = None;
+        let r = self.m.run_with_faults(16, op, |f| {
+            let o = vm.handle_fault(PageFault::new(f.cr2, f.error_code));
+            last = Some(o);
+            matches!(o, FaultOutcome::Resolved(_))
+        });
+        match r {
+            Ok(v) => Ok(v),
+            Err(FaultError::Unhandled(_)) => Err(last.expect("an outcome")),
+            Err(FaultError::TooManyFaults(f)) => panic!("fault loop at {f:?}"),
+        }
+    }
+}
+
+/// Shared objects' page values.
+#[derive(Default)]
+struct Objects(Vec<Vec<u32>>);
+
+impl Objects {
+    fn value(&self, c: Cell) -> u32 {
+        match c {
+            Cell::Private(v) => v,
+            Cell::Shared { obj, idx } => self.0[obj][idx as usize],
+        }
+    }
+    fn set(&mut self, c: &mut Cell, v: u32) {
+        match c {
+            Cell::Private(x) => *x = v,
+            Cell::Shared { obj, idx } => self.0[*obj][*idx as usize] = v,
+        }
+    }
+    /// Cells of a new mapping of `len` pages.
+    fn cells(&mut self, shared: bool, len: u32) -> impl Iterator<Item = Cell> {
+        let obj = shared.then(|| {
+            self.0.push(vec![0; len as usize]);
+            self.0.len() - 1
+        });
+        (0..len).map(move |idx| match obj {
+            Some(obj) => Cell::Shared { obj, idx },
+            None => Cell::Private(0),
+        })
+    }
+}
+
+fn win(page: u32) -> u32 {
+    BASE / PAGE + page
+}
+
+fn va_of(page: u32) -> VirtAddr {
+    VirtAddr::new(page * PAGE)
+}
+
+/// Removes `lo..hi` from the model.
+fn remove_range(m: &mut Pages, lo: u32, hi: u32) {
+    let mut tail = m.split_off(&lo);
+    let mut keep = tail.split_off(&hi);
+    m.append(&mut keep);
+}
+
+/// Pages of the model in `lo..hi`.
+fn count_range(m: &Pages, lo: u32, hi: u32) -> u64 {
+    m.range(lo..hi).count() as u64
+}
+
+/// Runs one input.
+pub fn run(data: &[u8]) {
+    let ops: Vec<Op> = crate::decode(data);
+    run_ops(&ops);
+    crate::count_ops(ops.len());
+}
+
+fn run_ops(ops: &[Op]) {
+    let w = World::new();
+    let fds = FdTable::new();
+    let mut objs = Objects::default();
+    let mut procs: Vec<(Vm<'_>, Pages)> = vec![(w.space(), Pages::new())];
+    for (i, op) in ops.iter().enumerate() {
+        if procs.is_empty() {
+            procs.push((w.space(), Pages::new()));
+        }
+        let n = procs.len();
+        if crate::tracing() {
+            eprintln!("{i}: {op:?}");
+        }
+        step(&w, &fds, &mut objs, &mut procs, n, *op);
+        for (vm, m) in &procs {
+            for page in 0..WINDOW {
+                let page = win(page);
+                assert_eq!(
+                    vm.region_at(va_of(page)).map(|r| r.prot),
+                    m.get(&page).map(|p| p.prot),
+                    "page {page:#x} after {op:?}"
+                );
+            }
+            let modelled = m.len();
+            let mut in_regions = 0u64;
+            for r in vm.regions() {
+                in_regions += u64::from((r.end.as_u32() - r.start.as_u32()) / PAGE);
+            }
+            assert_eq!(in_regions, modelled as u64, "region sizes after {op:?}");
+        }
+        if i % 16 == 15 {
+            // The full check of the allocator's bitmaps is the costly part.
+            w.fa.lock().validate().expect("frame allocator");
+        }
+    }
+    for (vm, m) in &mut procs {
+        for (&page, p) in m.iter() {
+            if p.prot.is_empty() {
+                continue;
+            }
+            let got = w.run(vm, |mm| mm.read_u32(page * PAGE, Mode::User));
+            assert_eq!(got, Ok(objs.value(p.cell)), "final read of {page:#x}");
+        }
+    }
+    drop(procs);
+    w.finish();
+}
+
+fn page_of(m: &Pages, at: Target) -> u32 {
+    match at {
+        Target::Window(i) => win(u32::from(i) % WINDOW),
+        Target::Mapped(i) if !m.is_empty() => *m.keys().nth(i as usize % m.len()).unwrap(),
+        Target::Mapped(i) => win(u32::from(i) % WINDOW),
+        Target::Anywhere(a) => (a % USER_END) / PAGE,
+    }
+}
+
+/// The outcome a user access should have.
+fn expect_user(m: &Pages, page: u32, write: bool) -> Result<(), SegvCause> {
+    match m.get(&page) {
+        None => Err(SegvCause::NoRegion),
+        Some(p) if p.prot.is_empty() || (write && !p.prot.contains(Prot::WRITE)) => {
+            Err(SegvCause::Protection)
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// The reference validation of `mmap`'s raw arguments, in the order the
+/// spec's checks apply (no descriptor is open): `Err` when the call must
+/// fail, `Ok(None)` when it may fail only for lack of room (not fixed),
+/// `Ok(Some(page))` for a fixed mapping at `page`.
+fn expect_mmap(
+    addr: u32,
+    length: u32,
+    prot: u32,
+    flags: u32,
+    fd: i32,
+    offset: u32,
+) -> Result<Option<u32>, MmError> {
+    let bad = Err(MmError::InvalidArgument);
+    if length == 0
+        || prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0
+        || flags & !(MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS) != 0
+        || (flags & MAP_SHARED != 0) == (flags & MAP_PRIVATE != 0)
+    {
+        return bad;
+    }
+    if flags & MAP_ANONYMOUS == 0 {
+        return Err(MmError::BadFileDescriptor);
+    }
+    if fd != -1 || offset != 0 {
+        return bad;
+    }
+    let pages = length.div_ceil(PAGE);
+    if pages > END_PAGE - MIN_PAGE {
+        return Err(MmError::OutOfMemory);
+    }
+    if flags & MAP_FIXED == 0 {
+        return Ok(None);
+    }
+    if !addr.is_multiple_of(PAGE) {
+        return Err(MmError::Misaligned);
+    }
+    let s = addr / PAGE;
+    if s < MIN_PAGE || u64::from(s) + u64::from(pages) > u64::from(END_PAGE) {
+        return Err(MmError::OutOfRange);
+    }
+    Ok(Some(s))
+}
+
+/// `munmap`/`mprotect` range validation: the page range or the error.
+fn expect_range(addr: u32, length: u32) -> Result<(u32, u32), MmError> {
+    if !addr.is_multiple_of(PAGE) {
+        return Err(MmError::Misaligned);
+    }
+    if length == 0 {
+        return Err(MmError::InvalidArgument);
+    }
+    let lo = addr / PAGE;
+    let hi = u64::from(lo) + u64::from(length.div_ceil(PAGE));
+    if hi > u64::from(END_PAGE) {
+        return Err(MmError::OutOfRange);
+    }
+    Ok((lo, hi as u32))
+}
+
+fn step(
+    w: &World,
+    fds: &FdTable,
+    objs: &mut Objects,
+    procs: &mut Vec<(Vm<'_>, Pages)>,
+    n: usize,
+    op: Op,
+) {
+    let pick = |p: u8| p as usize % n;
+    match op {
+        Op::Mmap {
+            p,
+            start,
+            len,
+            prot,
+            shared,
+        } => {
+            let (vm, m) = &mut procs[pick(p)];
+            let start = u32::from(start) % WINDOW;
+            let len = (1 + u32::from(len) % 8).min(WINDOW - start);
+            let flags = MAP_FIXED | MAP_ANONYMOUS | if shared { MAP_SHARED } else { MAP_PRIVATE };
+            let at = va_of(win(start));
+            assert_eq!(
+                vm.mmap(fds, at, len * PAGE, prot.raw(), flags, -1, 0),
+                Ok(at)
+            );
+            let prot = Prot::from_bits(prot.raw()).unwrap();
+            for (i, cell) in objs.cells(shared, len).enumerate() {
+                m.insert(win(start) + i as u32, MPage { prot, cell });
+            }
+        }
+        Op::MmapHint {
+            p,
+            start,
+            len,
+            prot,
+            shared,
+        } => {
+            let (vm, m) = &mut procs[pick(p)];
+            let start = win(u32::from(start) % WINDOW);
+            let len = 1 + u32::from(len) % 16;
+            let flags = MAP_ANONYMOUS | if shared { MAP_SHARED } else { MAP_PRIVATE };
+            let got = vm
+                .mmap(fds, va_of(start), len * PAGE, prot.raw(), flags, -1, 0)
+                .expect("mmap with a hint");
+            let s = got.as_u32() / PAGE;
+            assert_eq!(got.as_u32() % PAGE, 0);
+            assert!(s >= MIN_PAGE && s + len <= END_PAGE, "placed at {got:?}");
+            assert_eq!(count_range(m, s, s + len), 0, "placed over a mapping");
+            if (start..start + len).all(|q| !m.contains_key(&q)) && start + len <= END_PAGE {
+                assert_eq!(s, start, "free hint not used");
+            }
+            let prot = Prot::from_bits(prot.raw()).unwrap();
+            for (i, cell) in objs.cells(shared, len).enumerate() {
+                m.insert(s + i as u32, MPage { prot, cell });
+            }
+        }
+        Op::MmapRaw {
+            p,
+            addr,
+            near,
+            length,
+            prot,
+            flags,
+            fd,
+            offset,
+        } => {
+            let (vm, m) = &mut procs[pick(p)];
+            let addr = if near {
+                BASE + (addr % (WINDOW * PAGE)) / PAGE * PAGE + (addr & 1)
+            } else {
+                addr
+            };
+            let (prot, flags) = (u32::from(prot), u32::from(flags));
+            let expect = expect_mmap(addr, length, prot, flags, fd, offset);
+            let pages = length.div_ceil(PAGE);
+            if expect.is_ok() && pages > MAX_MODEL_PAGES {
+                return;
+            }
+            let regions = vm.region_count();
+            let r = vm.mmap(fds, VirtAddr::new(addr), length, prot, flags, fd, offset);
+            match (expect, r) {
+                (Err(e), r) => {
+                    assert_eq!(
+                        r,
+                        Err(e),
+                        "mmap({addr:#x}, {length:#x}, {prot}, {flags:#x}, {fd}, {offset:#x})"
+                    );
+                    assert_eq!(vm.region_count(), regions);
+                }
+                (Ok(fixed), Ok(got)) => {
+                    let s = got.as_u32() / PAGE;
+                    assert_eq!(got.as_u32() % PAGE, 0);
+                    match fixed {
+                        Some(f) => assert_eq!(s, f),
+                        None => assert!(
+                            count_range(m, s, s + pages) == 0 && s >= MIN_PAGE,
+                            "placed over a mapping"
+                        ),
+                    }
+                    remove_range(m, s, s + pages);
+                    let shared = flags & MAP_SHARED != 0;
+                    let prot = Prot::from_bits(prot).unwrap();
+                    for (i, cell) in objs.cells(shared, pages).enumerate() {
+                        m.insert(s + i as u32, MPage { prot, cell });
+                    }
+                }
+                (Ok(None), Err(MmError::OutOfMemory)) => {}
+                (Ok(_), Err(e)) => panic!("mmap({addr:#x}, {length:#x}) refused: {e:?}"),
+            }
+        }
+        Op::Munmap { p, start, len } => {
+            let (vm, m) = &mut procs[pick(p)];
+            let start = win(u32::from(start) % WINDOW);
+            let len = 1 + u32::from(len) % 8;
+            vm.munmap(va_of(start), len * PAGE).expect("munmap");
+            remove_range(m, start, start + len);
+        }
+        Op::MunmapRaw { p, addr, length } => {
+            let (vm, m) = &mut procs[pick(p)];
+            let r = vm.munmap(VirtAddr::new(addr), length);
+            match expect_range(addr, length) {
+                Ok((lo, hi)) => {
+                    assert_eq!(r, Ok(()));
+                    remove_range(m, lo, hi);
+                }
+                Err(e) => assert_eq!(r, Err(e), "munmap({addr:#x}, {length:#x})"),
+            }
+        }
+        Op::Mprotect {
+            p,
+            start,
+            len,
+            prot,
+        } => {
+            let (vm, m) = &mut procs[pick(p)];
+            let start = u32::from(start) % WINDOW;
+            let len = (1 + u32::from(len) % 8).min(WINDOW - start);
+            let (lo, hi) = (win(start), win(start) + len);
+            let r = vm.mprotect(va_of(lo), len * PAGE, prot.raw());
+            if count_range(m, lo, hi) == u64::from(len) {
+                assert_eq!(r, Ok(()));
+                for q in lo..hi {
+                    m.get_mut(&q).unwrap().prot = Prot::from_bits(prot.raw()).unwrap();
+                }
+            } else {
+                assert_eq!(r, Err(MmError::NoRegion));
+            }
+        }
+        Op::MprotectRaw {
+            p,
+            addr,
+            length,
+            prot,
+        } => {
+            let (vm, m) = &mut procs[pick(p)];
+            let prot = u32::from(prot);
+            let r = vm.mprotect(VirtAddr::new(addr), length, prot);
+            let expect = Prot::from_raw(prot)
+                .and_then(|pr| expect_range(addr, length).map(|range| (pr, range)))
+                .and_then(|(pr, (lo, hi))| {
+                    if count_range(m, lo, hi) == u64::from(hi - lo) {
+                        Ok((pr, lo, hi))
+                    } else {
+                        Err(MmError::NoRegion)
+                    }
+                });
+            match expect {
+                Ok((pr, lo, hi)) => {
+                    assert_eq!(r, Ok(()));
+                    for q in lo..hi {
+                        m.get_mut(&q).unwrap().prot = pr;
+                    }
+                }
+                Err(e) => assert_eq!(r, Err(e), "mprotect({addr:#x}, {length:#x}, {prot})"),
+            }
+        }
+        Op::Fork { p } => {
+            if n < MAX_PROCS {
+                let (vm, m) = &mut procs[pick(p)];
+                let child = vm.fork().expect("fork");
+                let cm = m.clone();
+                procs.push((child, cm));
+            }
+        }
+        Op::Write { p, at, how, value } => {
+            let (vm, m) = &mut procs[pick(p)];
+            let page = page_of(m, at);
+            let va = va_of(page);
+            let user = expect_user(m, page, true);
+            let ok = match how {
+                How::User => {
+                    let r = w.run(vm, |mm| mm.write_u32(va.as_u32(), value, Mode::User));
+                    match user {
+                        Ok(()) => assert_eq!(r, Ok(()), "user write {va:?}"),
+                        Err(cause) => assert_eq!(
+                            r,
+                            Err(FaultOutcome::Signal(Signal::Segv { addr: va, cause })),
+                            "user write {va:?}"
+                        ),
+                    }
+                    user.is_ok()
+                }
+                How::Supervisor => {
+                    // CR0.WP is set: the kernel writes only where the region
+                    // allows writing; anything else is a kernel bug.
+                    let r = w.run(vm, |mm| mm.write_u32(va.as_u32(), value, Mode::Supervisor));
+                    match user {
+                        Ok(()) => assert_eq!(r, Ok(()), "supervisor write {va:?}"),
+                        Err(_) => {
+                            assert_eq!(r, Err(FaultOutcome::KernelBug), "supervisor write {va:?}")
+                        }
+                    }
+                    user.is_ok()
+                }
+                How::Copy => {
+                    let r = vm.copy_to_user(va, &value.to_le_bytes());
+                    match user {
+                        Ok(()) => assert_eq!(r, Ok(()), "copy_to_user {va:?}"),
+                        Err(_) => assert_eq!(r, Err(MmError::BadAddress), "copy_to_user {va:?}"),
+                    }
+                    user.is_ok()
+                }
+            };
+            if ok {
+                let cell = &mut m.get_mut(&page).unwrap().cell;
+                objs.set(cell, value);
+            }
+        }
+        Op::Read { p, at, how } => {
+            let (vm, m) = &mut procs[pick(p)];
+            let page = page_of(m, at);
+            let va = va_of(page);
+            let user = expect_user(m, page, false);
+            let want = m.get(&page).map(|q| objs.value(q.cell));
+            match how {
+                How::User => {
+                    let r = w.run(vm, |mm| mm.read_u32(va.as_u32(), Mode::User));
+                    match user {
+                        Ok(()) => assert_eq!(r.ok(), want, "user read {va:?}"),
+                        Err(cause) => assert_eq!(
+                            r,
+                            Err(FaultOutcome::Signal(Signal::Segv { addr: va, cause })),
+                            "user read {va:?}"
+                        ),
+                    }
+                }
+                How::Supervisor => {
+                    let r = w.run(vm, |mm| mm.read_u32(va.as_u32(), Mode::Supervisor));
+                    match (user, r) {
+                        (Ok(()), r) => assert_eq!(r.ok(), want, "supervisor read {va:?}"),
+                        // A resident PROT_NONE page is a supervisor-only
+                        // entry: the kernel may read it.
+                        (Err(SegvCause::Protection), Ok(v)) => {
+                            assert_eq!(Some(v), want, "supervisor read {va:?}")
+                        }
+                        (Err(_), r) => {
+                            assert_eq!(r, Err(FaultOutcome::KernelBug), "supervisor read {va:?}")
+                        }
+                    }
+                }
+                How::Copy => {
+                    let mut b = [0u8; 4];
+                    let r = vm
+                        .copy_from_user(va, &mut b)
+                        .map(|()| u32::from_le_bytes(b));
+                    match user {
+                        Ok(()) => assert_eq!(r.ok(), want, "copy_from_user {va:?}"),
+                        Err(_) => assert_eq!(r, Err(MmError::BadAddress), "copy_from_user {va:?}"),
+                    }
+                }
+            }
+        }
+        Op::Fetch { p, at } => {
+            let (vm, m) = &mut procs[pick(p)];
+            let page = page_of(m, at);
+            let va = va_of(page);
+            let r = w.run(vm, |mm| mm.fetch(va.as_u32(), Mode::User));
+            match expect_user(m, page, false) {
+                Ok(()) => {
+                    let v = objs.value(m[&page].cell);
+                    assert_eq!(r, Ok(v as u8), "fetch {va:?}");
+                }
+                Err(cause) => assert_eq!(
+                    r,
+                    Err(FaultOutcome::Signal(Signal::Segv { addr: va, cause })),
+                    "fetch {va:?}"
+                ),
+            }
+        }
+        Op::Exit { p } => {
+            let (vm, _) = procs.remove(pick(p));
+            vm.destroy();
+        }
+    }
+}

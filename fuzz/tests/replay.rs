@@ -1,0 +1,61 @@
+//! Replays the committed inputs of every target (`seeds/<target>/`: the seed
+//! corpus and the inputs of bugs found and fixed) through the same functions
+//! the libFuzzer binaries call. Runs on stable, without libFuzzer:
+//! `cargo test --manifest-path fuzz/Cargo.toml --no-default-features`.
+//!
+//! `MYOS_FUZZ_REPLAY=DIR` replays the files of `DIR/<target>/` as well (for
+//! example a corpus grown by `cargo fuzz run`).
+
+use std::path::{Path, PathBuf};
+
+fn inputs(target: &str) -> Vec<PathBuf> {
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("seeds")
+        .join(target)];
+    if let Some(extra) = std::env::var_os("MYOS_FUZZ_REPLAY") {
+        dirs.push(Path::new(&extra).join(target));
+    }
+    let mut files = Vec::new();
+    for dir in dirs {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.path().is_file() {
+                files.push(e.path());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn replay(target: &str, run: fn(&[u8])) {
+    let files = inputs(target);
+    assert!(!files.is_empty(), "no committed inputs for {target}");
+    for f in &files {
+        let data = std::fs::read(f).unwrap();
+        eprintln!("{target}: {}", f.display());
+        run(&data);
+    }
+    let (inputs, ops) = myos_fuzz::stats();
+    eprintln!(
+        "{target}: {} files replayed ({inputs} inputs, {ops} operations in this process)",
+        files.len()
+    );
+}
+
+#[test]
+fn heap_corpus() {
+    replay("heap", myos_fuzz::heap::run);
+}
+
+#[test]
+fn vm_corpus() {
+    replay("vm", myos_fuzz::vm::run);
+}
+
+#[test]
+fn paging_corpus() {
+    replay("paging", myos_fuzz::paging::run);
+}
