@@ -261,7 +261,7 @@ pub fn kernel_object(file: &Path) -> Result<PathBuf, String> {
         )
     };
     let user_obj = out_dir.join(format!("{stem}.user.o"));
-    let rt_obj = out_dir.join("kprintf.o");
+    let rt_obj = out_dir.join(format!("{stem}.kprintf.o"));
     compile(&file, &user_obj)?;
     compile(&root.join("crates/capi/c/kprintf.c"), &rt_obj)?;
     let obj = out_dir.join(format!("{stem}.o"));
