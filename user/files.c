@@ -37,6 +37,7 @@ int main(void) {
         return 5;
     }
     puts("files: private write stayed private; shared write visible in another mapping\n");
+    show_maps();
     munmap((void *)shared, PAGE_SIZE);
     munmap((void *)again, PAGE_SIZE);
     munmap((void *)priv, PAGE_SIZE);

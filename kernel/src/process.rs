@@ -72,6 +72,9 @@ pub mod nr {
     pub const MPROTECT: u32 = 125;
     /// `sched_yield()`.
     pub const YIELD: u32 = 158;
+    /// `show_maps()` (MyOS): prints the caller's regions, like
+    /// `/proc/self/maps`, on the console.
+    pub const SHOW_MAPS: u32 = 400;
 }
 
 /// Signal numbers (Linux i386).
@@ -984,6 +987,7 @@ pub fn syscall(frame: &mut TrapFrame, fx: *mut u8) {
         nr::FORK => sys_fork(frame, fx),
         nr::WAITPID => sys_waitpid(a as i32, b),
         nr::OPEN => sys_open(a, b),
+        nr::SHOW_MAPS => sys_show_maps(),
         nr::MMAP => with_current(|p| {
             let Some(vm) = p.vm.as_mut() else {
                 return err(errno::EFAULT);
@@ -1044,6 +1048,47 @@ fn sys_write(fd: u32, buf: u32, len: u32) -> u32 {
         done += n;
     }
     done
+}
+
+/// `show_maps()`: prints the caller's regions (start, end, protection,
+/// shared or private, backing) and how many pages are resident.
+fn sys_show_maps() -> u32 {
+    use core::fmt::Write as _;
+    use myos_mm::vm::BackingKind;
+    let mut t = TABLE.lock();
+    let Some(pid) = t.current else {
+        return err(errno::EFAULT);
+    };
+    let p = find(&mut t, pid);
+    let Some(vm) = p.vm.as_ref() else {
+        return err(errno::EFAULT);
+    };
+    println!(
+        "  [pid {pid} {}] regions ({} pages resident):",
+        p.name,
+        vm.resident_pages()
+    );
+    for r in vm.regions() {
+        let flag = |on: bool, c: char| if on { c } else { '-' };
+        let mut backing = crate::text::StackString::<32>::new();
+        let _ = match r.backing {
+            BackingKind::Anonymous if r.stack => backing.write_str("stack (grows down)"),
+            BackingKind::Anonymous => backing.write_str("anonymous"),
+            BackingKind::File { offset } => write!(backing, "file at offset {offset:#x}"),
+        };
+        println!(
+            "    {:08x}-{:08x} {}{}{}{} {:>7} KiB  {}",
+            r.start.as_u32(),
+            r.end.as_u32(),
+            flag(r.prot.contains(Prot::READ), 'r'),
+            flag(r.prot.contains(Prot::WRITE), 'w'),
+            flag(r.prot.contains(Prot::EXEC), 'x'),
+            if r.shared { 's' } else { 'p' },
+            (r.end.as_u32() - r.start.as_u32()) / 1024,
+            backing.as_str()
+        );
+    }
+    0
 }
 
 /// `open(path, flags)` in the in-memory file system.

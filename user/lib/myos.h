@@ -22,6 +22,7 @@ typedef unsigned char uint8_t;
 #define SYS_MUNMAP 91
 #define SYS_MPROTECT 125
 #define SYS_YIELD 158
+#define SYS_SHOW_MAPS 400
 
 #define PROT_NONE 0x0
 #define PROT_READ 0x1
@@ -68,6 +69,8 @@ static inline int sched_yield(void) { return syscall3(SYS_YIELD, 0, 0, 0); }
 static inline int write(int fd, const void *buf, uint32_t len) {
     return syscall3(SYS_WRITE, (uint32_t)fd, (uint32_t)buf, len);
 }
+/* MyOS: prints this process's regions on the console. */
+static inline int show_maps(void) { return syscall3(SYS_SHOW_MAPS, 0, 0, 0); }
 static inline int open(const char *path, int flags) {
     return syscall3(SYS_OPEN, (uint32_t)path, (uint32_t)flags, 0);
 }
