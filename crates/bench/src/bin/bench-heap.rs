@@ -21,6 +21,8 @@
 //!   first failed allocation or reallocation, averaged over rounds.
 //!
 //! Writes the heap section of `BENCHMARKS.md` and `docs/bench-heap.svg`.
+//! `--runs N` repeats the whole measurement N times and reports the median
+//! of every figure (for a busy machine); the default is one run.
 
 use std::alloc::Layout;
 use std::fmt::Write as _;
@@ -565,10 +567,17 @@ fn efficiency_round(seed: u64) -> Trace {
 struct Arena(NonNull<u8>, Layout);
 
 impl Arena {
+    /// A zeroed arena whose pages are all faulted in, so that no contender
+    /// (the first one measured in particular) pays the host's page faults.
     fn new(bytes: usize) -> Self {
         let l = Layout::from_size_align(bytes, PAGE).expect("layout");
         // SAFETY: non-zero size.
         let p = NonNull::new(unsafe { std::alloc::alloc_zeroed(l) }).expect("arena");
+        for off in (0..bytes).step_by(PAGE) {
+            // SAFETY: `off < bytes`, inside the allocation; writing the zero
+            // it already holds only makes the host map the page.
+            unsafe { p.as_ptr().add(off).write_volatile(0) };
+        }
         Arena(p, l)
     }
 }
@@ -744,6 +753,12 @@ fn measure<C: Contender>(arena: &Arena, traces: &[Trace], eff: &[Trace], floor: 
     row
 }
 
+/// The median (the upper one of an even count).
+fn median<T: PartialOrd + Copy>(mut v: Vec<T>) -> T {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    v[v.len() / 2]
+}
+
 fn geomean(v: &[f64]) -> f64 {
     (v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64).exp()
 }
@@ -853,21 +868,60 @@ fn main() {
         .collect();
     let names: Vec<&str> = traces.iter().map(|t| t.name).collect();
     let arena = Arena::new(ARENA);
+    let runs = std::env::args()
+        .skip_while(|a| a != "--runs")
+        .nth(1)
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
 
-    eprintln!("measuring the harness floor...");
-    let floor: Vec<f64> = traces.iter().map(|t| timed::<Floor>(&arena, t)).collect();
-    let floor_lat: Vec<(u64, u64)> = traces
-        .iter()
-        .map(|t| latencies::<Floor>(&arena, t))
+    let mut all_floor = Vec::new();
+    let mut all_floor_lat = Vec::new();
+    let mut all_rows = Vec::new();
+    for run in 1..=runs {
+        eprintln!("run {run} of {runs}: measuring the harness floor...");
+        let floor: Vec<f64> = traces.iter().map(|t| timed::<Floor>(&arena, t)).collect();
+        let floor_lat: Vec<(u64, u64)> = traces
+            .iter()
+            .map(|t| latencies::<Floor>(&arena, t))
+            .collect();
+        eprintln!("measuring...");
+        all_rows.push(vec![
+            measure::<Ours>(&arena, &traces, &eff, &floor),
+            measure::<Talc>(&arena, &traces, &eff, &floor),
+            measure::<Rlsf>(&arena, &traces, &eff, &floor),
+            measure::<Buddy>(&arena, &traces, &eff, &floor),
+            measure::<LinkedList>(&arena, &traces, &eff, &floor),
+        ]);
+        all_floor.push(floor);
+        all_floor_lat.push(floor_lat);
+    }
+    // The median of every figure over the runs.
+    let floor: Vec<f64> = (0..traces.len())
+        .map(|i| median(all_floor.iter().map(|f| f[i]).collect()))
         .collect();
-    eprintln!("measuring...");
-    let rows = vec![
-        measure::<Ours>(&arena, &traces, &eff, &floor),
-        measure::<Talc>(&arena, &traces, &eff, &floor),
-        measure::<Rlsf>(&arena, &traces, &eff, &floor),
-        measure::<Buddy>(&arena, &traces, &eff, &floor),
-        measure::<LinkedList>(&arena, &traces, &eff, &floor),
-    ];
+    let floor_lat: Vec<(u64, u64)> = (0..traces.len())
+        .map(|i| {
+            (
+                median(all_floor_lat.iter().map(|f| f[i].0).collect()),
+                median(all_floor_lat.iter().map(|f| f[i].1).collect()),
+            )
+        })
+        .collect();
+    let rows: Vec<Row> = (0..all_rows[0].len())
+        .map(|a| {
+            let of = |f: &dyn Fn(&Row) -> f64| median(all_rows.iter().map(|r| f(&r[a])).collect());
+            let of_u =
+                |f: &dyn Fn(&Row) -> u64| median(all_rows.iter().map(|r| f(&r[a])).collect());
+            Row {
+                name: all_rows[0][a].name,
+                ns: (0..traces.len()).map(|i| of(&|r| r.ns[i])).collect(),
+                p50: (0..traces.len()).map(|i| of_u(&|r| r.p50[i])).collect(),
+                p999: (0..traces.len()).map(|i| of_u(&|r| r.p999[i])).collect(),
+                eff: of(&|r| r.eff),
+            }
+        })
+        .collect();
 
     // ----- table -----
     let mut md = String::new();
@@ -1011,7 +1065,7 @@ fn main() {
         .collect();
     let section = format!(
         "{BEGIN}\n## Kernel heap — `cargo xtask bench heap`\n\n\
-Source: `crates/bench/src/bin/bench-heap.rs`. Machine: {machine}; release build; one run \
+Source: `crates/bench/src/bin/bench-heap.rs`. Machine: {machine}; release build; {runs_text} \
 ({elapsed:.0} s). Every allocator replays the same pre-generated traces on its own page-aligned \
 arena of the same size (32 MiB; `growth` starts at 64 KiB and grows to 16 MiB; `efficiency` uses \
 4 MiB), each directly (no lock), ours with its integrity checks on. ns/op is the best of \
@@ -1027,6 +1081,11 @@ heap-efficiency protocol (live bytes / arena at the first failure, mean of {EFF_
         BEGIN = "<!-- heap:begin -->",
         END = "<!-- heap:end -->",
         machine = machine(),
+        runs_text = if runs == 1 {
+            "one run".to_owned()
+        } else {
+            format!("every figure the median of {runs} runs (`--runs {runs}`)")
+        },
         floor_ns = floor_ns.join(" / "),
     );
     let bm = root.join("BENCHMARKS.md");
