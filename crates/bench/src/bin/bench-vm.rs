@@ -13,7 +13,8 @@
 //!
 //! Prints a table and writes the VM section of `BENCHMARKS.md` (between
 //! `<!-- vm:begin -->` and `<!-- vm:end -->`, appended if missing);
-//! `bench-vm faults|regions|fork` runs one part and writes nothing.
+//! `bench-vm faults|regions|fork` runs one part and writes nothing;
+//! `bench-vm mm <regions>` times only mmap+munmap (a profiling aid).
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -343,6 +344,25 @@ fn regions(w: &World, n: u32) -> (f64, f64, f64) {
     (random, sequential, mm)
 }
 
+/// ns per mmap+munmap of 2 pages (`ops` of them) with `n` regions.
+fn mmap_munmap(w: &World, n: u32, ops: u32) -> f64 {
+    let fds = FdTable::new();
+    let mut vm = w.space();
+    for i in 0..n {
+        let a = VirtAddr::new(USER_MMAP_MIN + 2 * i * PAGE);
+        vm.mmap(&fds, a, PAGE, PROT_READ, ANON | MAP_FIXED, -1, 0)
+            .expect("mmap");
+    }
+    time(ops, || {
+        for _ in 0..ops {
+            let a = vm
+                .mmap(&fds, VirtAddr::new(0), 2 * PAGE, RW, ANON, -1, 0)
+                .expect("mmap");
+            vm.munmap(a, 2 * PAGE).expect("munmap");
+        }
+    })
+}
+
 /// fork of a process with `mib` MiB touched: ms per fork and frames the fork
 /// allocated (page tables only).
 fn fork(w: &World, mib: u32) -> (f64, u32, u32) {
@@ -521,6 +541,14 @@ fn main() {
         Some("faults") => return println!("{}", fault_section(&w, &mut goals)),
         Some("regions") => return println!("{}", region_section(&w, &mut goals)),
         Some("fork") => return println!("{}", fork_section(&w, &mut goals)),
+        Some("mm") => {
+            // Profiling aid: mmap+munmap only, with the region count given.
+            let n = std::env::args()
+                .nth(2)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(100_000);
+            return println!("{:.1} ns", mmap_munmap(&w, n, 200_000));
+        }
         _ => {}
     }
     let out = fault_section(&w, &mut goals)
