@@ -2,12 +2,12 @@
 //! (frame allocator from the multiboot map, kernel address space) and the
 //! kernel heap as the global allocator.
 
-use myos_mm::frames::{FrameAllocator, FrameStats, MemoryRegion, RegionKind};
+use myos_mm::frames::{FrameAllocator, FrameSource, FrameStats, MemoryRegion, RegionKind, Zone};
 use myos_mm::heap::{Heap, HeapFlags, HeapStats, LockedHeap};
 use myos_mm::layout::{HEAP_END, HEAP_START, PAGE_SIZE};
 use myos_mm::paging::{AddressSpace, PagedHeapBackend};
 use myos_mm::system::System;
-use myos_mm::MmError;
+use myos_mm::{Frame, MmError};
 use spin::{Mutex, MutexGuard, Once};
 
 use crate::arch::gdt;
@@ -85,9 +85,67 @@ pub fn ram_end() -> u64 {
     RAM_END.get().copied().unwrap_or(0)
 }
 
-/// The frame source for address spaces.
+/// The frame allocator, as a frame source (the kernel heap's).
 pub fn frames() -> Frames {
     get().frames()
+}
+
+/// Free frames kept back from user memory: user page allocations fail
+/// below this many (the faulting process is killed, `fork` fails), so the
+/// kernel heap can still grow for the kernel's own, infallible allocations
+/// when user processes have eaten every other frame (like Linux's
+/// `min_free_kbytes` watermark).
+pub const USER_RESERVE_FRAMES: u32 = 256;
+
+/// `fork` (and starting a program) fails with `ENOMEM` below this many free
+/// frames, well above [`USER_RESERVE_FRAMES`], so the processes that exist
+/// can still fault their pages in.
+pub const FORK_RESERVE_FRAMES: u32 = 2 * USER_RESERVE_FRAMES;
+
+/// The frame source of user address spaces: the allocator, with the
+/// kernel's reserve held back from new allocations.
+#[derive(Clone, Copy)]
+pub struct UserFrames(Frames);
+
+/// The frame source for user address spaces.
+pub fn user_frames() -> UserFrames {
+    UserFrames(frames())
+}
+
+/// True when more than `frames` frames are free.
+pub fn free_frames_above(frames: u32) -> bool {
+    frame_stats().free > frames
+}
+
+impl FrameSource for UserFrames {
+    fn alloc(&mut self, zone: Zone) -> Result<Frame, MmError> {
+        let mut fa = self.0.lock();
+        if fa.stats().free <= USER_RESERVE_FRAMES {
+            return Err(MmError::OutOfMemory);
+        }
+        fa.alloc(zone)
+    }
+    fn alloc_contiguous(
+        &mut self,
+        count: u32,
+        align_log2: u32,
+        zone: Zone,
+    ) -> Result<Frame, MmError> {
+        let mut fa = self.0.lock();
+        if fa.stats().free <= USER_RESERVE_FRAMES.saturating_add(count) {
+            return Err(MmError::OutOfMemory);
+        }
+        fa.alloc_contiguous(count, align_log2, zone)
+    }
+    fn share(&mut self, frame: Frame) -> Result<(), MmError> {
+        self.0.lock().share(frame)
+    }
+    fn release(&mut self, frame: Frame) -> Result<bool, MmError> {
+        self.0.lock().release(frame)
+    }
+    fn refcount(&self, frame: Frame) -> Result<u16, MmError> {
+        self.0.lock().refcount(frame)
+    }
 }
 
 /// The kernel address space, locked. Never allocate from the heap while

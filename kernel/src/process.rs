@@ -31,13 +31,13 @@ use spin::{Mutex, Once};
 use crate::arch::gdt::{self, USER_CODE, USER_DATA};
 use crate::arch::idt::{self, TrapFrame, FXSAVE_SIZE, TRAP_FRAME_SIZE};
 use crate::arch::regs::eflags;
-use crate::mm::{self, Frames, PLATFORM};
+use crate::mm::{self, UserFrames, PLATFORM};
 use crate::platform::X86Platform;
 use crate::programs::{self, Elf, PF_W, PF_X};
 use crate::{println, serial, trap};
 
 /// A process's user address space.
-pub type UserSpace = VmSpace<'static, X86Platform, Frames>;
+pub type UserSpace = VmSpace<'static, X86Platform, UserFrames>;
 
 /// Size of a process's kernel stack.
 const KSTACK_SIZE: usize = 16 * 1024;
@@ -555,7 +555,7 @@ fn load(name: &str) -> Result<(UserSpace, u32, u32), SpawnError> {
     let elf = Elf::parse(image).map_err(SpawnError::BadElf)?;
     let mut vm = {
         let kernel = mm::kernel_space();
-        VmSpace::new(&PLATFORM, mm::frames(), &kernel)?
+        VmSpace::new(&PLATFORM, mm::user_frames(), &kernel)?
     };
     let page = PAGE_SIZE as u32;
     let mut prev: Option<(u32, u32, Prot)> = None;
@@ -615,6 +615,9 @@ fn load(name: &str) -> Result<(UserSpace, u32, u32), SpawnError> {
 
 /// Starts the program `name` as a new kernel-started process.
 pub fn spawn(name: &'static str) -> Result<u32, SpawnError> {
+    if !mm::free_frames_above(mm::FORK_RESERVE_FRAMES) {
+        return Err(SpawnError::Mm(MmError::OutOfMemory));
+    }
     let (vm, entry, esp) = load(name)?;
     let frame = TrapFrame {
         gs: USER_DATA.into(),
@@ -1136,6 +1139,9 @@ fn sys_fork(frame: &TrapFrame, fx: *mut u8) -> u32 {
     };
     if t.procs.len() >= MAX_PROCESSES {
         return err(EAGAIN);
+    }
+    if !mm::free_frames_above(mm::FORK_RESERVE_FRAMES) {
+        return err(errno::ENOMEM);
     }
     let parent = find(&mut t, pid);
     let (family, name, fds) = (parent.family, parent.name, parent.fds.clone());
