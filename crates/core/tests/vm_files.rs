@@ -197,3 +197,58 @@ fn copy_to_user_into_a_shared_file_page_marks_it_dirty() {
     drop(vm);
     w.finish();
 }
+
+/// A file whose reads or writes fail (an I/O error).
+struct Broken {
+    data: MemFile,
+    fail_reads: bool,
+}
+
+impl File for Broken {
+    fn len(&self) -> u64 {
+        self.data.len()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, myos_mm::MmError> {
+        if self.fail_reads {
+            return Err(myos_mm::MmError::OutOfRange);
+        }
+        self.data.read_at(offset, buf)
+    }
+    fn write_at(&self, _offset: u64, _buf: &[u8]) -> Result<usize, myos_mm::MmError> {
+        Err(myos_mm::MmError::AccessDenied)
+    }
+    fn page_cache(&self) -> &PageCache {
+        self.data.page_cache()
+    }
+}
+
+#[test]
+fn file_io_errors_are_sigbus_on_read_and_reported_by_msync() {
+    use std::sync::Arc;
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    let mut fds = FdTable::new();
+    let unreadable = Arc::new(Broken {
+        data: MemFile::new(&[1; 4096]),
+        fail_reads: true,
+    });
+    let unwritable = Arc::new(Broken {
+        data: MemFile::new(&[1; 4096]),
+        fail_reads: false,
+    });
+    let r = fds.insert(OpenFile::new(unreadable, OpenMode::ReadWrite));
+    let wr = fds.insert(OpenFile::new(unwritable, OpenMode::ReadWrite));
+    let a = vm.mmap(&fds, NULL, PAGE, RW, MAP_SHARED, r, 0).unwrap();
+    assert_eq!(
+        w.read_u32(&mut vm, a, U),
+        Err(FaultOutcome::Signal(Signal::Bus { addr: a }))
+    );
+    let b = vm.mmap(&fds, NULL, PAGE, RW, MAP_SHARED, wr, 0).unwrap();
+    w.write_u32(&mut vm, b, 2, U).unwrap();
+    assert_eq!(vm.msync(b, PAGE), Err(myos_mm::MmError::AccessDenied));
+    // munmap and exit still succeed and free everything (the data is lost,
+    // as with any failed write-back).
+    vm.munmap(b, PAGE).unwrap();
+    drop(vm);
+    w.finish();
+}

@@ -455,7 +455,8 @@ impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
     /// partly inside are split); unmapping an unmapped range succeeds.
     /// Frames go back through their reference counts, page tables left
     /// empty are freed, and dirty pages of shared file mappings are written
-    /// back. `Misaligned` (EINVAL) for an unaligned `addr`,
+    /// back (a write-back error is not reported here: call
+    /// [`msync`](Self::msync) first to see it). `Misaligned` (EINVAL) for an unaligned `addr`,
     /// `InvalidArgument` (EINVAL) for length 0, `OutOfRange` (EINVAL) past
     /// user space.
     pub fn munmap(&mut self, addr: VirtAddr, length: u32) -> Result<(), MmError> {
