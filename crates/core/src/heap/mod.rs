@@ -581,18 +581,21 @@ impl<B: HeapBackend> Heap<B> {
     pub fn alloc(&mut self, size: usize, align: usize) -> Result<NonNull<u8>, MmError> {
         // Small-object fast path: a small size with an alignment of at most 8
         // (1, 2, 4 or 8: a power of two below 16) pops its quick list.
-        if size <= QUICK_REQUEST && align.wrapping_sub(1) < GRANULE && align & (align - 1) == 0 {
-            let bsize = if size + HEADER + GRANULE - 1 < MIN_BLOCK {
-                MIN_BLOCK
-            } else {
-                (size + HEADER + GRANULE - 1) & !(GRANULE - 1)
-            };
-            let c = bsize / GRANULE;
-            let head = self.quick[c];
-            if head != 0 {
-                return self.pop_quick(c, head as usize);
+        if align.wrapping_sub(1) < GRANULE && align & (align - 1) == 0 {
+            if size <= QUICK_REQUEST {
+                let bsize = if size + HEADER + GRANULE - 1 < MIN_BLOCK {
+                    MIN_BLOCK
+                } else {
+                    (size + HEADER + GRANULE - 1) & !(GRANULE - 1)
+                };
+                let c = bsize / GRANULE;
+                let head = self.quick[c];
+                if head != 0 {
+                    return self.pop_quick(c, head as usize);
+                }
+                return self.alloc_fit(bsize);
             }
-            return self.alloc_fit(bsize);
+            return self.alloc_fit(self.block_size(size)?);
         }
         self.alloc_general(size, align)
     }
