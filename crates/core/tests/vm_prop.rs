@@ -364,6 +364,7 @@ fn run(ops: &[Op]) {
         }
         // Region protections agree with the model, page by page.
         for (vm, m) in &procs {
+            vm.validate().unwrap();
             for page in 0..WINDOW {
                 assert_eq!(
                     vm.region_at(va(page)).map(|r| r.prot),
@@ -444,4 +445,105 @@ fn regression_fork_then_mprotect_then_write() {
             value: 3,
         },
     ]);
+}
+
+/// Region bookkeeping only, over a window wide enough for hundreds of
+/// regions (the index splits and merges its blocks): random fixed and
+/// non-fixed mmap, munmap and mprotect against a page -> protection model.
+fn run_regions(ops: &[(u8, u32, u32, u32)]) {
+    const PAGES: u32 = 600;
+    let w = World::new(16 * MIB);
+    let fds = FdTable::new();
+    let mut vm = w.space();
+    let mut model: BTreeMap<u32, Prot> = BTreeMap::new();
+    let prots = [PROT_NONE, PROT_READ, PROT_READ | PROT_WRITE, PROT_EXEC];
+    for &(kind, start, len, prot) in ops {
+        let (start, len) = (start % PAGES, 1 + len % 6);
+        let len = len.min(PAGES - start);
+        let raw = prots[prot as usize % prots.len()];
+        let p = Prot::from_bits(raw).unwrap();
+        match kind % 4 {
+            0 => {
+                vm.mmap(
+                    &fds,
+                    va(start),
+                    len * PAGE,
+                    raw,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+                    -1,
+                    0,
+                )
+                .unwrap();
+                for i in start..start + len {
+                    model.insert(i, p);
+                }
+            }
+            1 => {
+                // Non-fixed, hinted inside the window: must land on free pages.
+                let a = vm
+                    .mmap(
+                        &fds,
+                        va(start),
+                        len * PAGE,
+                        raw,
+                        MAP_PRIVATE | MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    )
+                    .unwrap();
+                let first = a.as_u32().checked_sub(BASE).map(|d| d / PAGE);
+                // Placed wholly inside the window: modelled; else undone.
+                if let Some(first) = first.filter(|&f| f + len <= PAGES) {
+                    for i in first..first + len {
+                        assert!(model.insert(i, p).is_none(), "placed over a mapping");
+                    }
+                } else {
+                    vm.munmap(a, len * PAGE).unwrap();
+                }
+            }
+            2 => {
+                vm.munmap(va(start), len * PAGE).unwrap();
+                for i in start..start + len {
+                    model.remove(&i);
+                }
+            }
+            _ => {
+                let all = (start..start + len).all(|i| model.contains_key(&i));
+                let r = vm.mprotect(va(start), len * PAGE, raw);
+                assert_eq!(r.is_ok(), all);
+                if all {
+                    for i in start..start + len {
+                        model.insert(i, p);
+                    }
+                }
+            }
+        }
+        vm.validate().unwrap();
+    }
+    for page in 0..PAGES {
+        assert_eq!(
+            vm.region_at(va(page)).map(|r| r.prot),
+            model.get(&page).copied(),
+            "page {page}"
+        );
+    }
+    // Adjacent equal regions were merged: no two neighbours are mergeable.
+    let regions: Vec<RegionInfo> = vm.regions().collect();
+    for pair in regions.windows(2) {
+        assert!(
+            pair[0].end != pair[1].start || pair[0].prot != pair[1].prot,
+            "{pair:?}"
+        );
+    }
+    drop(vm);
+    w.finish();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn many_regions_match_the_model(ops in proptest::collection::vec((any::<u8>(), any::<u32>(), any::<u32>(), any::<u32>()), 1..400)) {
+        run_regions(&ops);
+    }
 }

@@ -593,6 +593,7 @@ fn thousands_of_regions_stay_consistent() {
     vm.mmap(&fds, run, 1000 * PAGE, PROT_NONE, ANON | MAP_FIXED, -1, 0)
         .unwrap();
     assert_eq!(vm.region_at(at(run, 999 * PAGE)).unwrap().start, run);
+    vm.validate().unwrap();
     let regions: Vec<RegionInfo> = vm.regions().collect();
     for pair in regions.windows(2) {
         assert!(pair[0].end <= pair[1].start);
@@ -608,6 +609,39 @@ fn thousands_of_regions_stay_consistent() {
     let big = vm.mmap(&fds, NULL, 1500 * PAGE, RW, ANON, -1, 0).unwrap();
     assert!(vm.region_at(big).is_some());
     w.write_u32(&mut vm, at(big, 1499 * PAGE), 3, U).unwrap();
+    drop(vm);
+    w.finish();
+}
+
+#[test]
+fn mprotect_across_a_boundary_merges_every_equal_piece() {
+    // Found by the property test: [X X X][N N N] -> mprotect the middle two
+    // pages to NONE must leave [X X][N N N N], not [X X][N N][N N].
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    let fds = FdTable::new();
+    let a = VirtAddr::new(0x1000_0000);
+    vm.mmap(&fds, a, 3 * PAGE, PROT_EXEC, ANON | MAP_FIXED, -1, 0)
+        .unwrap();
+    vm.mmap(
+        &fds,
+        at(a, 3 * PAGE),
+        3 * PAGE,
+        PROT_NONE,
+        ANON | MAP_FIXED,
+        -1,
+        0,
+    )
+    .unwrap();
+    assert_eq!(vm.region_count(), 2);
+    vm.mprotect(at(a, 2 * PAGE), 2 * PAGE, PROT_NONE).unwrap();
+    assert_eq!(vm.region_count(), 2);
+    let none = vm.region_at(at(a, 5 * PAGE)).unwrap();
+    assert_eq!(
+        (none.start, none.end, none.prot),
+        (at(a, 2 * PAGE), at(a, 6 * PAGE), Prot::empty())
+    );
+    vm.validate().unwrap();
     drop(vm);
     w.finish();
 }

@@ -241,23 +241,37 @@ impl<V> BlockMap<V> {
         out
     }
 
-    /// Checks the structure's invariants (tests).
-    #[cfg(test)]
-    pub(crate) fn check(&self) {
-        assert_eq!(self.mins.len(), self.blocks.len());
+    /// Checks the structure's invariants: O(n), for tests and debugging.
+    pub(crate) fn validate(&self) -> Result<(), &'static str> {
+        if self.mins.len() != self.blocks.len() {
+            return Err("block minimums out of step with the blocks");
+        }
         let mut prev: Option<u32> = None;
         let mut n = 0;
         for (m, blk) in self.mins.iter().zip(&self.blocks) {
-            assert!(!blk.keys.is_empty() && blk.keys.len() <= BLOCK);
-            assert_eq!(blk.keys.len(), blk.vals.len());
-            assert_eq!(*m, blk.keys[0]);
+            if blk.keys.is_empty() || blk.keys.len() > BLOCK || blk.keys.len() != blk.vals.len() {
+                return Err("block empty, overfull, or keys and values out of step");
+            }
+            if *m != blk.keys[0] {
+                return Err("block minimum is not the block's first key");
+            }
             for &k in &blk.keys {
-                assert!(prev.is_none_or(|p| p < k));
+                if prev.is_some_and(|p| p >= k) {
+                    return Err("keys out of order");
+                }
                 prev = Some(k);
             }
             n += blk.keys.len();
         }
-        assert_eq!(n, self.len);
+        if n != self.len {
+            return Err("entry count out of date");
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn check(&self) {
+        self.validate().unwrap();
     }
 }
 

@@ -1,14 +1,15 @@
 //! The region tree of an address space, with an index of free gaps.
 //!
 //! Regions are kept in a [`BlockMap`] keyed by their first page number; they
-//! never overlap. Free space is indexed twice — by start (to test a hint and
-//! to find a gap's neighbours) and by (length, start) (to find a gap that
-//! fits) — so lookup, placement, insertion and removal are all O(log n) in
-//! the number of regions (Linux gets the same from its augmented VMA tree).
+//! never overlap. Free space is indexed twice — by start (another
+//! `BlockMap`, to test a hint and to find a gap's neighbours) and by
+//! (length, start) (a `BTreeSet`, to find the smallest gap that fits) — so
+//! lookup and placement are O(log n) in the number of regions (Linux gets
+//! the same from its augmented VMA tree).
 //!
 //! All numbers here are page numbers; a region is `start..end`.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeSet;
 
 use super::index::BlockMap;
 use alloc::sync::Arc;
@@ -119,7 +120,7 @@ impl Region {
 pub(crate) struct RegionTree {
     regions: BlockMap<Region>,
     /// Free gaps: start -> end.
-    gaps: BTreeMap<u32, u32>,
+    gaps: BlockMap<u32>,
     /// Free gaps by (length, start).
     by_len: BTreeSet<(u32, u32)>,
     /// The region [`lookup`](Self::lookup) found last (Linux's `vmacache`):
@@ -133,7 +134,7 @@ impl RegionTree {
     pub(crate) fn new() -> Self {
         let mut t = RegionTree {
             regions: BlockMap::new(),
-            gaps: BTreeMap::new(),
+            gaps: BlockMap::new(),
             by_len: BTreeSet::new(),
             cache: None,
         };
@@ -199,7 +200,7 @@ impl RegionTree {
     /// True when `lo..hi` is wholly free (not in a region, a stack reserve
     /// or a guard gap).
     pub(crate) fn is_free(&self, lo: u32, hi: u32) -> bool {
-        match self.gaps.range(..=lo).next_back() {
+        match self.gaps.pred_le(lo) {
             Some((_, &end)) => hi <= end,
             None => false,
         }
@@ -257,7 +258,7 @@ impl RegionTree {
     pub(crate) fn take_all(&mut self) -> Vec<(u32, Region)> {
         self.cache = None;
         let all = self.regions.take_all();
-        self.gaps.clear();
+        self.gaps.take_all();
         self.by_len.clear();
         self.add_gap(MIN_PAGE, END_PAGE);
         all
@@ -273,36 +274,40 @@ impl RegionTree {
         }
     }
 
-    /// Merges the region at `start` with its neighbours where seamless.
-    /// Returns the start of the merged region. Regions absorbed share the
-    /// survivor's object, so dropping them never drops an object's last hold.
+    /// Merges the region at `start` with its neighbours, as far as they
+    /// continue it seamlessly (a changed run can be followed by several
+    /// equal pieces). Returns the start of the merged region. Regions
+    /// absorbed share the survivor's object, so dropping them never drops an
+    /// object's last hold.
     pub(crate) fn merge_around(&mut self, start: u32) -> u32 {
         self.cache = None;
         let mut start = start;
-        if let Some((ps, prev)) = self.prev_below(start) {
-            if prev.end == start {
-                if let Some(cur) = self.regions.get(start) {
-                    if prev.mergeable(ps, cur) {
-                        let cur = self.regions.remove(start).map(|c| c.end);
-                        if let (Some(end), Some(p)) = (cur, self.regions.get_mut(ps)) {
-                            p.end = end;
-                        }
-                        start = ps;
-                    }
-                }
+        while let Some((ps, prev)) = self.regions.pred_lt(start) {
+            let Some(cur) = self.regions.get(start) else {
+                break;
+            };
+            if prev.end != start || !prev.mergeable(ps, cur) {
+                break;
             }
+            let end = cur.end;
+            self.regions.remove(start);
+            if let Some(p) = self.regions.get_mut(ps) {
+                p.end = end;
+            }
+            start = ps;
         }
-        let Some(cur) = self.regions.get(start) else {
-            return start;
-        };
-        let end = cur.end;
-        if let Some(next) = self.regions.get(end) {
-            if cur.mergeable(start, next) {
-                let next_end = next.end;
-                self.regions.remove(end);
-                if let Some(c) = self.regions.get_mut(start) {
-                    c.end = next_end;
-                }
+        while let Some(cur) = self.regions.get(start) {
+            let end = cur.end;
+            let Some(next) = self.regions.get(end) else {
+                break;
+            };
+            if !cur.mergeable(start, next) {
+                break;
+            }
+            let next_end = next.end;
+            self.regions.remove(end);
+            if let Some(c) = self.regions.get_mut(start) {
+                c.end = next_end;
             }
         }
         start
@@ -326,9 +331,9 @@ impl RegionTree {
             .map_or(MIN_PAGE, |(_, r)| r.end.max(MIN_PAGE));
         let right = self.regions.succ_ge(hi).map(|(s, _)| s);
         let to = right.unwrap_or(END_PAGE);
-        let stale: Vec<(u32, u32)> = self.gaps.range(from..to).map(|(&s, &e)| (s, e)).collect();
+        let stale: Vec<(u32, u32)> = self.gaps.range(from, to).map(|(s, &e)| (s, e)).collect();
         for (s, e) in stale {
-            self.gaps.remove(&s);
+            self.gaps.remove(s);
             self.by_len.remove(&(e - s, s));
         }
         let mut prev_end = from;
@@ -352,13 +357,17 @@ impl RegionTree {
         }
     }
 
-    /// Checks the gap index against a scan of the regions (tests).
-    #[cfg(test)]
-    pub(crate) fn check(&self) {
+    /// Checks the regions (ordered, non-empty, non-overlapping, inside user
+    /// space) and the gap indexes against a scan of the regions: O(n).
+    pub(crate) fn validate(&self) -> Result<(), &'static str> {
+        self.regions.validate()?;
+        self.gaps.validate()?;
         let mut expect = Vec::new();
         let mut prev_end = MIN_PAGE;
         for (s, r) in self.regions.iter() {
-            assert!(s < r.end && s >= prev_end, "regions overlap or are empty");
+            if s >= r.end || s < prev_end || r.end > END_PAGE {
+                return Err("regions overlap, are empty or leave user space");
+            }
             let gap_end = r.reserved_start(s, prev_end);
             if gap_end > prev_end {
                 expect.push((prev_end, gap_end));
@@ -368,9 +377,36 @@ impl RegionTree {
         if END_PAGE > prev_end {
             expect.push((prev_end, END_PAGE));
         }
-        let got: Vec<(u32, u32)> = self.gaps.iter().map(|(&s, &e)| (s, e)).collect();
-        assert_eq!(got, expect);
-        assert_eq!(self.by_len.len(), self.gaps.len());
+        if !self
+            .gaps
+            .iter()
+            .map(|(s, &e)| (s, e))
+            .eq(expect.iter().copied())
+        {
+            return Err("gap index out of date");
+        }
+        if self.by_len.len() != expect.len()
+            || !expect
+                .iter()
+                .all(|&(s, e)| self.by_len.contains(&(e - s, s)))
+        {
+            return Err("gap-size index out of date");
+        }
+        if let Some((s, r)) = &self.cache {
+            if self
+                .regions
+                .get(*s)
+                .is_none_or(|x| x.end != r.end || x.prot != r.prot)
+            {
+                return Err("lookup cache holds a region that no longer exists");
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn check(&self) {
+        self.validate().unwrap();
     }
 }
 

@@ -248,6 +248,13 @@ impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
             .map(|(s, r)| info(s, r))
     }
 
+    /// Checks the space's bookkeeping: regions ordered and disjoint, the
+    /// free-gap indexes and the lookup cache in step with them. O(regions),
+    /// for tests, fuzzing and debugging (like `FrameAllocator::validate`).
+    pub fn validate(&self) -> Result<(), &'static str> {
+        self.regions.validate()
+    }
+
     /// Number of resident (present) user pages.
     pub fn resident_pages(&self) -> usize {
         let mut n = 0;
