@@ -153,6 +153,8 @@ const TESTS: &[(&str, KernelTest)] = &[
 pub fn run_all(mm: &Mm) -> ! {
     crate::demo::init_processes();
     println!("running {} kernel tests", TESTS.len());
+    mm::heap_trim();
+    let (suite_frames, suite_heap) = (mm::frame_stats(), mm::heap_stats());
     let mut failed = 0;
     for (name, test) in TESTS {
         mm::heap_trim();
@@ -174,6 +176,20 @@ pub fn run_all(mm: &Mm) -> ! {
                 println!("test {name} ... FAILED: {why}");
             }
         }
+    }
+    mm::heap_trim();
+    let (end_frames, end_heap) = (mm::frame_stats(), mm::heap_stats());
+    let back = end_frames.free == suite_frames.free && end_heap.used_bytes == suite_heap.used_bytes;
+    println!(
+        "whole suite: free frames {} -> {}, heap in use {} -> {} bytes ({})",
+        suite_frames.free,
+        end_frames.free,
+        suite_heap.used_bytes,
+        end_heap.used_bytes,
+        if back { "back to baseline" } else { "LEAK" }
+    );
+    if !back {
+        failed += 1;
     }
     let (deepest, size) = process::kstack_high_water();
     println!("process kernel stacks: deepest use {deepest} of {size} bytes");
