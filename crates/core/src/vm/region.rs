@@ -243,11 +243,12 @@ impl RegionTree {
     /// straddles the bounds) and returns them; updates the gaps.
     pub(crate) fn remove_range(&mut self, lo: u32, hi: u32) -> Vec<(u32, Region)> {
         self.cache = None;
-        let keys: Vec<u32> = self.regions.range(lo, hi).map(|(s, _)| s).collect();
-        let out: Vec<(u32, Region)> = keys
-            .into_iter()
-            .filter_map(|s| self.regions.remove(s).map(|r| (s, r)))
-            .collect();
+        let mut out = Vec::new();
+        while let Some((s, _)) = self.regions.range(lo, hi).next() {
+            if let Some(r) = self.regions.remove(s) {
+                out.push((s, r));
+            }
+        }
         if !out.is_empty() {
             self.refresh_gaps(lo, hi);
         }
@@ -331,29 +332,29 @@ impl RegionTree {
             .map_or(MIN_PAGE, |(_, r)| r.end.max(MIN_PAGE));
         let right = self.regions.succ_ge(hi).map(|(s, _)| s);
         let to = right.unwrap_or(END_PAGE);
-        let stale: Vec<(u32, u32)> = self.gaps.range(from, to).map(|(s, &e)| (s, e)).collect();
-        for (s, e) in stale {
+        while let Some((s, &e)) = self.gaps.range(from, to).next() {
             self.gaps.remove(s);
             self.by_len.remove(&(e - s, s));
         }
-        let mut prev_end = from;
-        let mut fresh: Vec<(u32, u32)> = Vec::new();
-        let chain = self
-            .regions
-            .range(lo, to)
-            .chain(right.and_then(|s| self.regions.get(s).map(|r| (s, r))));
-        for (s, r) in chain {
-            let gap_end = r.reserved_start(s, prev_end);
-            if gap_end > prev_end {
-                fresh.push((prev_end, gap_end));
+        // `regions` is only read and `gaps`/`by_len` only written below:
+        // disjoint fields, so no intermediate list is needed.
+        let (regions, gaps, by_len) = (&self.regions, &mut self.gaps, &mut self.by_len);
+        let mut add = |lo: u32, hi: u32| {
+            if lo < hi {
+                gaps.insert(lo, hi);
+                by_len.insert((hi - lo, lo));
             }
+        };
+        let mut prev_end = from;
+        let chain = regions
+            .range(lo, to)
+            .chain(right.and_then(|s| regions.get(s).map(|r| (s, r))));
+        for (s, r) in chain {
+            add(prev_end, r.reserved_start(s, prev_end));
             prev_end = prev_end.max(r.end);
         }
-        if right.is_none() && END_PAGE > prev_end {
-            fresh.push((prev_end, END_PAGE));
-        }
-        for (s, e) in fresh {
-            self.add_gap(s, e);
+        if right.is_none() {
+            add(prev_end, END_PAGE);
         }
     }
 

@@ -503,14 +503,25 @@ impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
 
     /// Unmaps the present pages of `lo..hi`, dropping their references.
     fn unmap_pages(&mut self, lo: u32, hi: u32) {
-        let present = self.present_pages(lo, hi);
         let platform = self.platform;
         let space = self.space.as_mut().expect("VmSpace used after destroy");
         let mut flusher = Flusher::new();
-        for (p, _) in present {
-            if let Ok((frame, flush)) = space.unmap(platform, &mut self.frames, page_of(p)) {
-                flusher.push(platform, flush);
-                drop_ref(&mut self.frames, frame);
+        let mut p = lo;
+        while p < hi {
+            match space.entry(platform, page_of(p)) {
+                // No page table: skip to the next 4 MiB.
+                None => p = (p | 0x3FF).saturating_add(1),
+                Some(e) => {
+                    if e.is_present() {
+                        if let Ok((frame, flush)) =
+                            space.unmap(platform, &mut self.frames, page_of(p))
+                        {
+                            flusher.push(platform, flush);
+                            drop_ref(&mut self.frames, frame);
+                        }
+                    }
+                    p += 1;
+                }
             }
         }
         flusher.finish(platform, space);
