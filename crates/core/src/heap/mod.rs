@@ -38,11 +38,6 @@
 //!   more, and on [`Heap::trim`].
 //! - Sizes are multiples of 8 bytes; the smallest block is 24 bytes (16
 //!   usable); an allocated block costs its 8-byte header.
-//! - A block of 4 KiB or more taken from the free lists gets a 16-byte-aligned
-//!   payload when the free block has room (a 24-byte free gap in front if
-//!   needed, the size rounded up to 16 so the rest starts aligned too), like
-//!   the payloads of the peers the heap is measured against; large copies
-//!   run on aligned buffers.
 //!
 //! # Integrity checks
 //!
@@ -131,8 +126,6 @@ const FLAGS: u32 = 7;
 const MAGIC: u32 = 0x6B48_6561;
 const NIL: u32 = u32::MAX;
 
-/// Blocks of at least this size get a 16-aligned payload when possible.
-const LARGE: usize = 4096;
 /// Blocks below this size are quick-listed when freed.
 const QUICK_LIMIT: usize = 1024;
 /// Quick lists, one per block size / 8 (entries 0 to 2 stay empty).
@@ -615,34 +608,8 @@ impl<B: HeapBackend> Heap<B> {
                 (off, bs)
             }
         };
-        if bsize >= LARGE {
-            return Ok(self.take_large(off, bs, bsize));
-        }
         self.take(off, bs, off + HEADER, bsize);
         Ok(self.ptr_at(off + HEADER))
-    }
-
-    /// [`Self::take`] for a large block from the (unlinked) free block
-    /// `[off, off + size)`: its payload is put on a 16-byte boundary (with a
-    /// free gap block in front when needed) and its size rounded to 16, so
-    /// the free rest also starts aligned, when the rest can still be a block
-    /// (so the block keeps at most 23 bytes of slack). Large copies (realloc,
-    /// the caller's own) run markedly faster between 16-aligned buffers.
-    #[inline(never)]
-    fn take_large(&mut self, off: usize, size: usize, bsize: usize) -> NonNull<u8> {
-        let padded = align_up(bsize, 16);
-        let gap = if (off + HEADER).is_multiple_of(16) {
-            0
-        } else {
-            MIN_BLOCK
-        };
-        let (p, bsize) = if size >= gap + padded + MIN_BLOCK {
-            (off + HEADER + gap, padded)
-        } else {
-            (off + HEADER, bsize)
-        };
-        self.take(off, size, p, bsize);
-        self.ptr_at(p)
     }
 
     /// `alloc` for larger sizes and alignments.
