@@ -1,8 +1,9 @@
-//! Address-space target: `mmap` / `munmap` / `mprotect` / `fork` / accesses
-//! (user and supervisor reads, writes and fetches through the simulated
-//! MMU, `copy_to_user` / `copy_from_user`) / `exit`, on a simulated machine
-//! whose page faults the core's handler services, against a model of every
-//! process's pages (contents and permissions).
+//! Address-space target: `mmap` (anonymous and file-backed) / `munmap` /
+//! `mprotect` / `msync` / `fork` / accesses (user and supervisor reads,
+//! writes and fetches through the simulated MMU, `copy_to_user` /
+//! `copy_from_user`) / `exit`, on a simulated machine whose page faults the
+//! core's handler services, against a model of every process's pages
+//! (contents and permissions) and of three in-memory files.
 //!
 //! Besides well-formed calls inside a 24-page window (which spans a
 //! page-table boundary), the input can make raw calls with arbitrary
@@ -10,10 +11,18 @@
 //! result is predicted by a reference validation of the arguments, and
 //! errors must change nothing.
 //!
+//! Files ([`FILES`]: read-write, read-only, and one whose last page is
+//! partial) are mapped shared or private at page offsets that may reach
+//! past their end: pages past the end raise SIGBUS; shared mappings of one
+//! file see each other's writes; a private page sees the file until its
+//! first write copies it; a read-only file refuses writable shared mappings
+//! (`EACCES`, at `mmap` and `mprotect`).
+//!
 //! After every operation the regions' protections and sizes equal the
 //! model's (and every 16 operations the frame allocator validates); at the
 //! end every process still sees its model, and after every space is
-//! destroyed every frame is back.
+//! destroyed every frame is back and each file holds exactly the writes
+//! made through shared mappings.
 
 use std::collections::BTreeMap;
 
@@ -22,8 +31,8 @@ use myos_mm::frames::{FrameAllocator, FrameStats};
 use myos_mm::layout::{USER_END, USER_MMAP_MIN};
 use myos_mm::paging::AddressSpace;
 use myos_mm::vm::{
-    FaultOutcome, FdTable, PageFault, Prot, SegvCause, Signal, VmSpace, MAP_ANONYMOUS, MAP_FIXED,
-    MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE,
+    FaultOutcome, FdTable, MemFs, OpenMode, PageFault, Prot, SegvCause, Signal, VmSpace,
+    MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE,
 };
 use myos_mm::{MmError, PhysAddr, VirtAddr};
 use myos_sim::{FaultError, Mode, SimMachine};
@@ -218,6 +227,34 @@ pub enum Op {
         /// Process.
         p: u8,
     },
+    /// `mmap(window + start, len pages, prot, MAP_FIXED|shared/private, fd, offset)`
+    /// of one of the [`FILES`] (descriptor `file % 3`), possibly reaching
+    /// past its end.
+    MmapFile {
+        /// Process.
+        p: u8,
+        /// First window page.
+        start: u8,
+        /// Pages (1..=8, clipped to the window).
+        len: u8,
+        /// Protection.
+        prot: P,
+        /// `MAP_SHARED` instead of `MAP_PRIVATE`.
+        shared: bool,
+        /// Which file.
+        file: u8,
+        /// First file page (0..=9).
+        offset: u8,
+    },
+    /// `msync(window + start, len pages)`.
+    Msync {
+        /// Process.
+        p: u8,
+        /// First window page.
+        start: u8,
+        /// Pages (1..=8, clipped to the window).
+        len: u8,
+    },
 }
 
 /// Where a modelled page's contents live.
@@ -227,12 +264,18 @@ enum Cell {
     Private(u32),
     /// Page `idx` of shared object `obj`.
     Shared { obj: usize, idx: u32 },
+    /// Page `idx` of file `f`: through a shared mapping, or a private one
+    /// not written yet (it sees the file's page cache until its first
+    /// write copies it).
+    File { f: usize, idx: u32, shared: bool },
 }
 
 #[derive(Clone, Copy, Debug)]
 struct MPage {
     prot: Prot,
     cell: Cell,
+    /// A shared mapping of a file opened read-only: never writable.
+    read_only_file: bool,
 }
 
 type Pages = BTreeMap<u32, MPage>;
@@ -306,28 +349,75 @@ impl World {
     }
 }
 
-/// Shared objects' page values.
-#[derive(Default)]
-struct Objects(Vec<Vec<u32>>);
+/// Shared objects' page values, and the files' (their page caches, which
+/// every mapping of a file shares and which reach the file).
+struct Objects {
+    objs: Vec<Vec<u32>>,
+    files: Vec<Vec<u32>>,
+}
+
+/// The files: `(name, pages, extra bytes in a last partial page, read-write)`.
+/// Page `i` of file `f` starts with the `u32` `f << 16 | i`.
+const FILES: [(&str, u32, u32, bool); 3] = [
+    ("rw", 8, 0, true),
+    ("ro", 8, 0, false),
+    ("tail", 5, 100, true),
+];
 
 impl Objects {
-    fn value(&self, c: Cell) -> u32 {
-        match c {
-            Cell::Private(v) => v,
-            Cell::Shared { obj, idx } => self.0[obj][idx as usize],
+    fn new() -> Self {
+        let files = FILES
+            .iter()
+            .enumerate()
+            .map(|(f, &(_, pages, extra, _))| {
+                (0..pages + u32::from(extra > 0))
+                    .map(|i| (f as u32) << 16 | i)
+                    .collect()
+            })
+            .collect();
+        Objects {
+            objs: Vec::new(),
+            files,
         }
+    }
+    /// The file's bytes as created.
+    fn file_bytes(f: usize) -> Vec<u8> {
+        let (_, pages, extra, _) = FILES[f];
+        let mut data = vec![0u8; (pages * PAGE + extra) as usize];
+        for i in 0..pages + u32::from(extra > 0) {
+            let at = (i * PAGE) as usize;
+            data[at..at + 4].copy_from_slice(&((f as u32) << 16 | i).to_le_bytes());
+        }
+        data
+    }
+    /// `None` past the end of the file (SIGBUS).
+    fn get(&self, c: Cell) -> Option<u32> {
+        match c {
+            Cell::Private(v) => Some(v),
+            Cell::Shared { obj, idx } => Some(self.objs[obj][idx as usize]),
+            Cell::File { f, idx, .. } => self.files[f].get(idx as usize).copied(),
+        }
+    }
+    fn value(&self, c: Cell) -> u32 {
+        self.get(c).expect("page past the end of its file")
     }
     fn set(&mut self, c: &mut Cell, v: u32) {
         match c {
             Cell::Private(x) => *x = v,
-            Cell::Shared { obj, idx } => self.0[*obj][*idx as usize] = v,
+            Cell::Shared { obj, idx } => self.objs[*obj][*idx as usize] = v,
+            Cell::File {
+                f,
+                idx,
+                shared: true,
+            } => self.files[*f][*idx as usize] = v,
+            Cell::File { shared: false, .. } => *c = Cell::Private(v),
         }
     }
     /// Cells of a new mapping of `len` pages.
     fn cells(&mut self, shared: bool, len: u32) -> impl Iterator<Item = Cell> {
         let obj = shared.then(|| {
-            self.0.push(vec![0; len as usize]);
-            self.0.len() - 1
+            self.objs.push(vec![0; len as usize]);
+            self.objs.len() - 1
         });
         (0..len).map(move |idx| match obj {
             Some(obj) => Cell::Shared { obj, idx },
@@ -365,8 +455,18 @@ pub fn run(data: &[u8]) {
 
 fn run_ops(ops: &[Op]) {
     let w = World::new();
-    let fds = FdTable::new();
-    let mut objs = Objects::default();
+    let fs = MemFs::new();
+    let mut fds = FdTable::new();
+    for (f, &(name, _, _, rw)) in FILES.iter().enumerate() {
+        fs.create(name, &Objects::file_bytes(f));
+        let mode = if rw {
+            OpenMode::ReadWrite
+        } else {
+            OpenMode::ReadOnly
+        };
+        assert_eq!(fds.insert(fs.open(name, mode).unwrap()), f as i32);
+    }
+    let mut objs = Objects::new();
     let mut procs: Vec<(Vm<'_>, Pages)> = vec![(w.space(), Pages::new())];
     for (i, op) in ops.iter().enumerate() {
         if procs.is_empty() {
@@ -404,10 +504,32 @@ fn run_ops(ops: &[Op]) {
                 continue;
             }
             let got = w.run(vm, |mm| mm.read_u32(page * PAGE, Mode::User));
-            assert_eq!(got, Ok(objs.value(p.cell)), "final read of {page:#x}");
+            match objs.get(p.cell) {
+                Some(v) => assert_eq!(got, Ok(v), "final read of {page:#x}"),
+                None => assert!(
+                    matches!(got, Err(FaultOutcome::Signal(Signal::Bus { .. }))),
+                    "final read of {page:#x} past EOF: {got:?}"
+                ),
+            }
         }
     }
     drop(procs);
+    // Every write through a shared mapping reached its file (written back
+    // at munmap or exit), and no private write did.
+    for (f, &(name, ..)) in FILES.iter().enumerate() {
+        let data = fs.read(name).unwrap();
+        assert_eq!(
+            data.len(),
+            Objects::file_bytes(f).len(),
+            "file {name} changed size"
+        );
+        for (i, &v) in objs.files[f].iter().enumerate() {
+            let at = i * PAGE as usize;
+            let got = u32::from_le_bytes(data[at..at + 4].try_into().unwrap());
+            assert_eq!(got, v, "file {name}, page {i}");
+        }
+    }
+    drop(fds);
     w.finish();
 }
 
@@ -417,6 +539,35 @@ fn page_of(m: &Pages, at: Target) -> u32 {
         Target::Mapped(i) if !m.is_empty() => *m.keys().nth(i as usize % m.len()).unwrap(),
         Target::Mapped(i) => win(u32::from(i) % WINDOW),
         Target::Anywhere(a) => (a % USER_END) / PAGE,
+    }
+}
+
+/// True when an access the protection allows lands on a file page past
+/// the end of the file: SIGBUS (`BadAddress` for the copy functions).
+fn past_eof(objs: &Objects, m: &Pages, page: u32, allowed: bool) -> bool {
+    allowed && m.get(&page).is_some_and(|q| objs.get(q.cell).is_none())
+}
+
+/// Checks an access to a page past the end of its file.
+fn expect_bus(w: &World, vm: &mut Vm<'_>, va: VirtAddr, how: How, write: bool) {
+    let bus = Err(FaultOutcome::Signal(Signal::Bus { addr: va }));
+    let a = va.as_u32();
+    match (how, write) {
+        (How::User, true) => assert_eq!(w.run(vm, |m| m.write_u32(a, 1, Mode::User)), bus),
+        (How::User, false) => {
+            assert_eq!(w.run(vm, |m| m.read_u32(a, Mode::User)).map(|_| ()), bus)
+        }
+        (How::Supervisor, true) => {
+            assert_eq!(w.run(vm, |m| m.write_u32(a, 1, Mode::Supervisor)), bus)
+        }
+        (How::Supervisor, false) => assert_eq!(
+            w.run(vm, |m| m.read_u32(a, Mode::Supervisor)).map(|_| ()),
+            bus
+        ),
+        (How::Copy, true) => assert_eq!(vm.copy_to_user(va, &[1]), Err(MmError::BadAddress)),
+        (How::Copy, false) => {
+            assert_eq!(vm.copy_from_user(va, &mut [0]), Err(MmError::BadAddress))
+        }
     }
 }
 
@@ -432,9 +583,9 @@ fn expect_user(m: &Pages, page: u32, write: bool) -> Result<(), SegvCause> {
 }
 
 /// The reference validation of `mmap`'s raw arguments, in the order the
-/// spec's checks apply (no descriptor is open): `Err` when the call must
-/// fail, `Ok(None)` when it may fail only for lack of room (not fixed),
-/// `Ok(Some(page))` for a fixed mapping at `page`.
+/// spec's checks apply (descriptors 0..3 name the [`FILES`], in order):
+/// `Err` when the call must fail; else whether the mapping is fixed (its
+/// page; `None`: it may still fail for lack of room) and the file mapped.
 fn expect_mmap(
     addr: u32,
     length: u32,
@@ -442,7 +593,7 @@ fn expect_mmap(
     flags: u32,
     fd: i32,
     offset: u32,
-) -> Result<Option<u32>, MmError> {
+) -> Result<(Option<u32>, Option<usize>), MmError> {
     let bad = Err(MmError::InvalidArgument);
     if length == 0
         || prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0
@@ -451,18 +602,34 @@ fn expect_mmap(
     {
         return bad;
     }
-    if flags & MAP_ANONYMOUS == 0 {
-        return Err(MmError::BadFileDescriptor);
-    }
-    if fd != -1 || offset != 0 {
-        return bad;
-    }
+    let file = if flags & MAP_ANONYMOUS != 0 {
+        if fd != -1 || offset != 0 {
+            return bad;
+        }
+        None
+    } else {
+        match usize::try_from(fd) {
+            Ok(f) if f < FILES.len() => Some(f),
+            _ => return Err(MmError::BadFileDescriptor),
+        }
+    };
     let pages = length.div_ceil(PAGE);
     if pages > END_PAGE - MIN_PAGE {
         return Err(MmError::OutOfMemory);
     }
+    if let Some(f) = file {
+        if !offset.is_multiple_of(PAGE) {
+            return bad;
+        }
+        if flags & MAP_SHARED != 0 && prot & PROT_WRITE != 0 && !FILES[f].3 {
+            return Err(MmError::AccessDenied);
+        }
+        if u64::from(offset / PAGE) + u64::from(pages) > 1 << 20 {
+            return bad;
+        }
+    }
     if flags & MAP_FIXED == 0 {
-        return Ok(None);
+        return Ok((None, file));
     }
     if !addr.is_multiple_of(PAGE) {
         return Err(MmError::Misaligned);
@@ -471,7 +638,37 @@ fn expect_mmap(
     if s < MIN_PAGE || u64::from(s) + u64::from(pages) > u64::from(END_PAGE) {
         return Err(MmError::OutOfRange);
     }
-    Ok(Some(s))
+    Ok((Some(s), file))
+}
+
+/// Cells of a mapping of `len` pages of file `f` from page `first`.
+fn file_cells(f: usize, first: u32, len: u32, shared: bool) -> impl Iterator<Item = Cell> {
+    (0..len).map(move |i| Cell::File {
+        f,
+        idx: first + i,
+        shared,
+    })
+}
+
+/// The first error `mprotect(lo..hi, prot)` must give: a hole
+/// (`NoRegion`) or a shared read-only file page made writable
+/// (`AccessDenied`), whichever comes first in address order.
+fn expect_protect(m: &Pages, lo: u32, hi: u32, prot: Prot) -> Result<(), MmError> {
+    let mut next = lo;
+    for (&k, p) in m.range(lo..hi) {
+        if k != next {
+            return Err(MmError::NoRegion);
+        }
+        if p.read_only_file && prot.writable() {
+            return Err(MmError::AccessDenied);
+        }
+        next = k + 1;
+    }
+    if next == hi {
+        Ok(())
+    } else {
+        Err(MmError::NoRegion)
+    }
 }
 
 /// `munmap`/`mprotect` range validation: the page range or the error.
@@ -518,7 +715,14 @@ fn step(
             );
             let prot = Prot::from_bits(prot.raw()).unwrap();
             for (i, cell) in objs.cells(shared, len).enumerate() {
-                m.insert(win(start) + i as u32, MPage { prot, cell });
+                m.insert(
+                    win(start) + i as u32,
+                    MPage {
+                        prot,
+                        cell,
+                        read_only_file: false,
+                    },
+                );
             }
         }
         Op::MmapHint {
@@ -544,7 +748,14 @@ fn step(
             }
             let prot = Prot::from_bits(prot.raw()).unwrap();
             for (i, cell) in objs.cells(shared, len).enumerate() {
-                m.insert(s + i as u32, MPage { prot, cell });
+                m.insert(
+                    s + i as u32,
+                    MPage {
+                        prot,
+                        cell,
+                        read_only_file: false,
+                    },
+                );
             }
         }
         Op::MmapRaw {
@@ -564,6 +775,12 @@ fn step(
                 addr
             };
             let (prot, flags) = (u32::from(prot), u32::from(flags));
+            // Some raw calls name an open file at a small page offset.
+            let (fd, offset) = if offset & 1 == 0 && fd >= 0 {
+                (fd % 4, (offset >> 1) % 12 * PAGE)
+            } else {
+                (fd, offset)
+            };
             let expect = expect_mmap(addr, length, prot, flags, fd, offset);
             let pages = length.div_ceil(PAGE);
             if expect.is_ok() && pages > MAX_MODEL_PAGES {
@@ -580,7 +797,7 @@ fn step(
                     );
                     assert_eq!(vm.region_count(), regions);
                 }
-                (Ok(fixed), Ok(got)) => {
+                (Ok((fixed, file)), Ok(got)) => {
                     let s = got.as_u32() / PAGE;
                     assert_eq!(got.as_u32() % PAGE, 0);
                     match fixed {
@@ -593,11 +810,23 @@ fn step(
                     remove_range(m, s, s + pages);
                     let shared = flags & MAP_SHARED != 0;
                     let prot = Prot::from_bits(prot).unwrap();
-                    for (i, cell) in objs.cells(shared, pages).enumerate() {
-                        m.insert(s + i as u32, MPage { prot, cell });
+                    let cells: Vec<Cell> = match file {
+                        Some(f) => file_cells(f, offset / PAGE, pages, shared).collect(),
+                        None => objs.cells(shared, pages).collect(),
+                    };
+                    let read_only_file = shared && file.is_some_and(|f| !FILES[f].3);
+                    for (i, cell) in cells.into_iter().enumerate() {
+                        m.insert(
+                            s + i as u32,
+                            MPage {
+                                prot,
+                                cell,
+                                read_only_file,
+                            },
+                        );
                     }
                 }
-                (Ok(None), Err(MmError::OutOfMemory)) => {}
+                (Ok((None, _)), Err(MmError::OutOfMemory)) => {}
                 (Ok(_), Err(e)) => panic!("mmap({addr:#x}, {length:#x}) refused: {e:?}"),
             }
         }
@@ -630,13 +859,15 @@ fn step(
             let len = (1 + u32::from(len) % 8).min(WINDOW - start);
             let (lo, hi) = (win(start), win(start) + len);
             let r = vm.mprotect(va_of(lo), len * PAGE, prot.raw());
-            if count_range(m, lo, hi) == u64::from(len) {
-                assert_eq!(r, Ok(()));
-                for q in lo..hi {
-                    m.get_mut(&q).unwrap().prot = Prot::from_bits(prot.raw()).unwrap();
+            let prot = Prot::from_bits(prot.raw()).unwrap();
+            match expect_protect(m, lo, hi, prot) {
+                Ok(()) => {
+                    assert_eq!(r, Ok(()));
+                    for q in lo..hi {
+                        m.get_mut(&q).unwrap().prot = prot;
+                    }
                 }
-            } else {
-                assert_eq!(r, Err(MmError::NoRegion));
+                Err(e) => assert_eq!(r, Err(e), "mprotect {lo:#x}..{hi:#x}"),
             }
         }
         Op::MprotectRaw {
@@ -650,13 +881,7 @@ fn step(
             let r = vm.mprotect(VirtAddr::new(addr), length, prot);
             let expect = Prot::from_raw(prot)
                 .and_then(|pr| expect_range(addr, length).map(|range| (pr, range)))
-                .and_then(|(pr, (lo, hi))| {
-                    if count_range(m, lo, hi) == u64::from(hi - lo) {
-                        Ok((pr, lo, hi))
-                    } else {
-                        Err(MmError::NoRegion)
-                    }
-                });
+                .and_then(|(pr, (lo, hi))| expect_protect(m, lo, hi, pr).map(|()| (pr, lo, hi)));
             match expect {
                 Ok((pr, lo, hi)) => {
                     assert_eq!(r, Ok(()));
@@ -680,6 +905,9 @@ fn step(
             let page = page_of(m, at);
             let va = va_of(page);
             let user = expect_user(m, page, true);
+            if past_eof(objs, m, page, user.is_ok()) {
+                return expect_bus(w, vm, va, how, true);
+            }
             let ok = match how {
                 How::User => {
                     let r = w.run(vm, |mm| mm.write_u32(va.as_u32(), value, Mode::User));
@@ -724,7 +952,10 @@ fn step(
             let page = page_of(m, at);
             let va = va_of(page);
             let user = expect_user(m, page, false);
-            let want = m.get(&page).map(|q| objs.value(q.cell));
+            if past_eof(objs, m, page, user.is_ok()) {
+                return expect_bus(w, vm, va, how, false);
+            }
+            let want = m.get(&page).and_then(|q| objs.get(q.cell));
             match how {
                 How::User => {
                     let r = w.run(vm, |mm| mm.read_u32(va.as_u32(), Mode::User));
@@ -768,7 +999,12 @@ fn step(
             let page = page_of(m, at);
             let va = va_of(page);
             let r = w.run(vm, |mm| mm.fetch(va.as_u32(), Mode::User));
-            match expect_user(m, page, false) {
+            let user = expect_user(m, page, false);
+            if past_eof(objs, m, page, user.is_ok()) {
+                assert_eq!(r, Err(FaultOutcome::Signal(Signal::Bus { addr: va })));
+                return;
+            }
+            match user {
                 Ok(()) => {
                     let v = objs.value(m[&page].cell);
                     assert_eq!(r, Ok(v as u8), "fetch {va:?}");
@@ -784,5 +1020,123 @@ fn step(
             let (vm, _) = procs.remove(pick(p));
             vm.destroy();
         }
+        Op::MmapFile {
+            p,
+            start,
+            len,
+            prot,
+            shared,
+            file,
+            offset,
+        } => {
+            let (vm, m) = &mut procs[pick(p)];
+            let f = usize::from(file) % FILES.len();
+            let start = u32::from(start) % WINDOW;
+            let len = (1 + u32::from(len) % 8).min(WINDOW - start);
+            let first = u32::from(offset) % 10;
+            let flags = MAP_FIXED | if shared { MAP_SHARED } else { MAP_PRIVATE };
+            let at = va_of(win(start));
+            let r = vm.mmap(
+                fds,
+                at,
+                len * PAGE,
+                prot.raw(),
+                flags,
+                f as i32,
+                first * PAGE,
+            );
+            let read_only_file = shared && !FILES[f].3;
+            if read_only_file && prot.raw() & PROT_WRITE != 0 {
+                assert_eq!(r, Err(MmError::AccessDenied));
+                return;
+            }
+            assert_eq!(r, Ok(at), "mmap of file {f}");
+            let prot = Prot::from_bits(prot.raw()).unwrap();
+            for (i, cell) in file_cells(f, first, len, shared).enumerate() {
+                m.insert(
+                    win(start) + i as u32,
+                    MPage {
+                        prot,
+                        cell,
+                        read_only_file,
+                    },
+                );
+            }
+        }
+        Op::Msync { p, start, len } => {
+            let (vm, m) = &mut procs[pick(p)];
+            let start = u32::from(start) % WINDOW;
+            let len = (1 + u32::from(len) % 8).min(WINDOW - start);
+            let (lo, hi) = (win(start), win(start) + len);
+            let r = vm.msync(va_of(lo), len * PAGE);
+            if count_range(m, lo, hi) == u64::from(len) {
+                assert_eq!(r, Ok(()), "msync {lo:#x}..{hi:#x}");
+            } else {
+                assert_eq!(r, Err(MmError::NoRegion), "msync {lo:#x}..{hi:#x}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hand-written sequence over the file paths: shared writes reach the
+    /// file at exit, private ones never, past-EOF pages raise SIGBUS, a
+    /// read-only file refuses shared writable mappings.
+    #[test]
+    fn file_mappings_follow_the_model() {
+        let map = |p, start, len, prot, shared, file, offset| Op::MmapFile {
+            p,
+            start,
+            len,
+            prot,
+            shared,
+            file,
+            offset,
+        };
+        let write = |p, page, how, value| Op::Write {
+            p,
+            at: Target::Window(page),
+            how,
+            value,
+        };
+        let read = |p, page, how| Op::Read {
+            p,
+            at: Target::Window(page),
+            how,
+        };
+        run_ops(&[
+            map(0, 0, 4, P::ReadWrite, true, 0, 6),
+            write(0, 0, How::User, 0xAAAA),
+            write(0, 1, How::Supervisor, 0xBBBB),
+            write(0, 2, How::Copy, 0xCCCC),
+            read(0, 3, How::User),
+            Op::Fork { p: 0 },
+            map(1, 8, 4, P::ReadWrite, false, 0, 6),
+            read(1, 8, How::User),
+            write(1, 9, How::User, 0xDDDD),
+            read(0, 1, How::Copy),
+            map(0, 12, 2, P::ReadWrite, true, 1, 0),
+            map(0, 12, 2, P::Read, true, 1, 0),
+            Op::Mprotect {
+                p: 0,
+                start: 12,
+                len: 2,
+                prot: P::ReadWrite,
+            },
+            map(0, 16, 4, P::Read, false, 2, 3),
+            read(0, 16, How::User),
+            read(0, 18, How::User),
+            read(0, 19, How::Supervisor),
+            Op::Msync {
+                p: 0,
+                start: 0,
+                len: 4,
+            },
+            Op::Exit { p: 1 },
+            write(0, 3, How::User, 0xEEEE),
+        ]);
     }
 }
