@@ -744,9 +744,26 @@ pub fn deliberate_stack_overflow(mm: &Mm) -> ! {
 
 /// Recurses forever, keeping 256 bytes of each frame alive.
 #[allow(unconditional_recursion)] // the point of the test
-extern "C" fn recurse(depth: u32) -> u32 {
+pub extern "C" fn recurse(depth: u32) -> u32 {
     let mut buf = [0u8; 256];
     buf[(depth as usize) % 256] = depth as u8;
     let buf = core::hint::black_box(buf);
     recurse(depth.wrapping_add(1)).wrapping_add(u32::from(buf[0]))
+}
+
+/// `test=kstack-overflow`: a process asks the kernel (through a system call
+/// only this boot enables) to recurse on its kernel stack. The guard page
+/// below the stack turns the overflow into a double fault, whose task must
+/// report it and stop QEMU with a failure status.
+pub fn deliberate_process_kstack_overflow() -> ! {
+    crate::demo::init_processes();
+    process::enable_kernel_stack_overflow_test();
+    println!("a process makes the kernel overflow its kernel stack on purpose");
+    if process::spawn("kstack_overflow").is_err() {
+        println!("cannot start kstack_overflow");
+        exit_qemu(ExitCode::Failure)
+    }
+    process::run_until_idle();
+    println!("BUG: the kernel stack overflow was not caught");
+    exit_qemu(ExitCode::Failure)
 }

@@ -17,6 +17,7 @@ mod boot;
 mod cprog;
 mod demo;
 mod exit;
+mod kstack;
 mod ktest;
 mod mem;
 mod mm;
@@ -90,6 +91,7 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
     match (boot_info.option("mode"), boot_info.option("test")) {
         (_, Some("oops")) => ktest::deliberate_oops(),
         (_, Some("stack-overflow")) => ktest::deliberate_stack_overflow(mm),
+        (_, Some("kstack-overflow")) => ktest::deliberate_process_kstack_overflow(),
         (_, Some("hang")) => {
             println!("test=hang: halting without reporting (the host must time out)");
             exit::halt_forever()

@@ -4,7 +4,7 @@
 
 use myos_mm::frames::{FrameAllocator, FrameSource, FrameStats, MemoryRegion, RegionKind, Zone};
 use myos_mm::heap::{Heap, HeapFlags, HeapStats, LockedHeap};
-use myos_mm::layout::{HEAP_END, HEAP_START, PAGE_SIZE};
+use myos_mm::layout::{HEAP_START, PAGE_SIZE};
 use myos_mm::paging::{AddressSpace, PagedHeapBackend};
 use myos_mm::system::System;
 use myos_mm::{Frame, MmError};
@@ -46,7 +46,8 @@ pub fn get() -> &'static Mm {
 }
 
 /// Builds the frame allocator from `regions` and the kernel address space,
-/// switches to it, and creates the kernel heap.
+/// switches to it, and creates the kernel heap (over the heap window below
+/// the kernel-stack area).
 pub fn init(regions: &[MemoryRegion]) -> Result<&'static Mm, MmError> {
     RAM_END.call_once(|| {
         regions
@@ -73,7 +74,7 @@ pub fn init(regions: &[MemoryRegion]) -> Result<&'static Mm, MmError> {
         backend,
         HEAP_START as usize,
         HEAP_START as usize + HEAP_INITIAL,
-        HEAP_END as usize,
+        crate::kstack::KSTACK_AREA_START as usize,
         HeapFlags::KERNEL,
     )?;
     HEAP.init(heap);

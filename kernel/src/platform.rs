@@ -59,6 +59,38 @@ pub fn enable_global_pages() {
     }
 }
 
+/// True when `va` is mapped in the loaded address space, found by walking
+/// the page tables in software (for the oops backtrace, which must not
+/// fault).
+pub fn is_mapped(va: u32) -> bool {
+    let va = VirtAddr::new(va);
+    let Some(pd) = phys_to_direct(read_cr3() & FRAME_MASK) else {
+        return false;
+    };
+    // SAFETY: CR3 holds a live page directory in the direct map; index < 1024.
+    let pde = unsafe {
+        (pd as *const PageTableEntry)
+            .add(va.pd_index())
+            .read_volatile()
+    };
+    if !pde.is_present() {
+        return false;
+    }
+    if pde.flags().contains(PteFlags::HUGE) {
+        return true;
+    }
+    let Some(table) = phys_to_direct(pde.frame().start().as_u32()) else {
+        return false;
+    };
+    // SAFETY: page tables live in the direct map; index < 1024.
+    let pte = unsafe {
+        (table as *const PageTableEntry)
+            .add(va.pt_index())
+            .read_volatile()
+    };
+    pte.is_present()
+}
+
 /// Invalidates the TLB entry of one virtual address.
 fn invlpg(addr: u32) {
     // SAFETY: `invlpg` only drops a cached translation.

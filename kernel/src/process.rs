@@ -31,6 +31,7 @@ use spin::{Mutex, Once};
 use crate::arch::gdt::{self, USER_CODE, USER_DATA};
 use crate::arch::idt::{self, TrapFrame, FXSAVE_SIZE, TRAP_FRAME_SIZE};
 use crate::arch::regs::eflags;
+use crate::kstack::{KernelStack, KSTACK_SIZE};
 use crate::mm::{self, UserFrames, PLATFORM};
 use crate::platform::X86Platform;
 use crate::programs::{self, Elf, PF_W, PF_X};
@@ -39,8 +40,6 @@ use crate::{println, serial, trap};
 /// A process's user address space.
 pub type UserSpace = VmSpace<'static, X86Platform, UserFrames>;
 
-/// Size of a process's kernel stack.
-const KSTACK_SIZE: usize = 16 * 1024;
 /// Initial size of the user stack region.
 const USER_STACK_SIZE: u32 = 64 * 1024;
 /// How far the user stack may grow.
@@ -75,6 +74,18 @@ pub mod nr {
     /// `show_maps()` (MyOS): prints the caller's regions, like
     /// `/proc/self/maps`, on the console.
     pub const SHOW_MAPS: u32 = 400;
+    /// Test only (`test=kstack-overflow`): recurse in the kernel on the
+    /// caller's kernel stack until it overflows into its guard page.
+    pub const OVERFLOW_KERNEL_STACK: u32 = 401;
+}
+
+/// Whether [`nr::OVERFLOW_KERNEL_STACK`] is enabled (only by its test boot).
+static KSTACK_OVERFLOW_TEST: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
+/// Enables the system call that overflows a process kernel stack on purpose.
+pub fn enable_kernel_stack_overflow_test() {
+    KSTACK_OVERFLOW_TEST.store(true, Ordering::SeqCst);
 }
 
 /// Signal numbers (Linux i386).
@@ -155,10 +166,6 @@ impl fmt::Display for WaitStatus {
     }
 }
 
-/// A kernel stack (16-aligned, as the trap path keeps it).
-#[repr(C, align(16))]
-struct KernelStack([u8; KSTACK_SIZE]);
-
 /// A 512-byte, 16-aligned `fxsave` image.
 #[repr(C, align(16))]
 #[derive(Clone, Copy)]
@@ -190,7 +197,7 @@ struct Process {
     /// `None` once the process has exited.
     vm: Option<UserSpace>,
     fds: FdTable,
-    kstack: Box<KernelStack>,
+    kstack: KernelStack,
     /// Saved kernel stack pointer while switched out.
     saved_esp: AtomicU32,
 }
@@ -209,7 +216,7 @@ impl Drop for Process {
         // The stack was zeroed when allocated: the lowest non-zero byte
         // above the canary marks the deepest point it reached.
         let canary = core::mem::size_of_val(&KSTACK_CANARY);
-        let untouched = self.kstack.0[canary..]
+        let untouched = self.kstack.bytes()[canary..]
             .iter()
             .take_while(|&&b| b == 0)
             .count();
@@ -220,7 +227,7 @@ impl Drop for Process {
 
 impl Process {
     fn kstack_top(&self) -> u32 {
-        self.kstack.0.as_ptr() as u32 + KSTACK_SIZE as u32
+        self.kstack.top()
     }
 }
 
@@ -330,7 +337,7 @@ const CONTEXT_RET: usize = 4;
 /// Lays out a new kernel stack so that switching to it "returns" from an
 /// interrupt into `frame` with FPU state `fx`; returns the stack pointer.
 fn prepare_kstack(stack: &mut KernelStack, frame: &TrapFrame, fx: &FxArea) -> u32 {
-    let base = stack.0.as_mut_ptr() as usize;
+    let base = stack.bytes_mut().as_mut_ptr() as usize;
     let top = base + KSTACK_SIZE;
     let frame_at = top - TRAP_FRAME_SIZE;
     let fx_at = (frame_at - FXSAVE_SIZE) & !(FXSAVE_ALIGN - 1);
@@ -354,38 +361,16 @@ fn prepare_kstack(stack: &mut KernelStack, frame: &TrapFrame, fx: &FxArea) -> u3
 /// the heap, without a guard page).
 const KSTACK_CANARY: u64 = 0x5AFE_57AC_CA9A_12E5;
 
-/// A zeroed kernel stack on the heap, with its canary; `None` when the
-/// heap is exhausted (the caller reports `ENOMEM`, the kernel goes on).
-fn new_kstack() -> Option<Box<KernelStack>> {
-    let mut stack = try_box_zeroed::<KernelStack>()?;
-    stack.0[..8].copy_from_slice(&KSTACK_CANARY.to_le_bytes());
+/// A fresh kernel stack (mapped with a guard page below, see [`kstack`])
+/// with a canary at its bottom; `None` when no slot or frame is left (the
+/// caller reports `ENOMEM`, the kernel goes on).
+///
+/// [`kstack`]: crate::kstack
+fn new_kstack() -> Option<KernelStack> {
+    let mut stack = KernelStack::new()?;
+    stack.bytes_mut()[..8].copy_from_slice(&KSTACK_CANARY.to_le_bytes());
     Some(stack)
 }
-
-/// A heap-allocated, zero-filled `T`, or `None` when the heap is exhausted
-/// (`Box::new` would abort instead).
-fn try_box_zeroed<T: Zeroable>() -> Option<Box<T>> {
-    let layout = core::alloc::Layout::new::<T>();
-    // SAFETY: `T` is not zero-sized (both implementors are large structs),
-    // as `alloc_zeroed` requires.
-    let ptr = unsafe { alloc::alloc::alloc_zeroed(layout) }.cast::<T>();
-    if ptr.is_null() {
-        return None;
-    }
-    // SAFETY: `ptr` is a fresh allocation with `T`'s layout from the global
-    // allocator, and all-zero bytes are a valid `T` (the `Zeroable` promise).
-    Some(unsafe { Box::from_raw(ptr) })
-}
-
-/// Types for which all-zero bytes are a valid value.
-///
-/// # Safety
-///
-/// Implementors must be valid when every byte is zero.
-unsafe trait Zeroable {}
-
-// SAFETY: a byte array.
-unsafe impl Zeroable for KernelStack {}
 
 /// Boxes `value`, or gives it back when the heap is exhausted.
 fn try_box<T>(value: T) -> Result<Box<T>, T> {
@@ -408,7 +393,7 @@ fn try_box<T>(value: T) -> Result<Box<T>, T> {
 
 /// True while the canary at the bottom of `stack` is intact.
 fn canary_intact(stack: &KernelStack) -> bool {
-    stack.0[..8] == KSTACK_CANARY.to_le_bytes()
+    stack.bytes()[..8] == KSTACK_CANARY.to_le_bytes()
 }
 
 /// Samples kept per fault kind.
@@ -991,6 +976,9 @@ pub fn syscall(frame: &mut TrapFrame, fx: *mut u8) {
         nr::WAITPID => sys_waitpid(a as i32, b),
         nr::OPEN => sys_open(a, b),
         nr::SHOW_MAPS => sys_show_maps(),
+        nr::OVERFLOW_KERNEL_STACK if KSTACK_OVERFLOW_TEST.load(Ordering::SeqCst) => {
+            crate::ktest::recurse(0)
+        }
         nr::MMAP => with_current(|p| {
             let Some(vm) = p.vm.as_mut() else {
                 return err(errno::EFAULT);

@@ -164,16 +164,19 @@ pub fn oops(frame: &TrapFrame, fault_addr: Option<u32>) -> ! {
 }
 
 /// Prints the return addresses along the frame-pointer chain (the kernel is
-/// built with frame pointers), stopping at anything outside the kernel half.
+/// built with frame pointers), stopping at anything outside the kernel half
+/// or not mapped.
 fn backtrace(w: &mut serial::Serial, mut ebp: u32) {
     const MAX_FRAMES: usize = 16;
     let _ = write!(w, "    backtrace:");
     for _ in 0..MAX_FRAMES {
-        let walkable = myos_mm::layout::DIRECT_MAP_START..myos_mm::layout::DIRECT_MAP_END - 8;
-        if !walkable.contains(&ebp) || !ebp.is_multiple_of(4) {
+        let kernel_half = (myos_mm::layout::KERNEL_BASE..=u32::MAX - 8).contains(&ebp);
+        let mapped = kernel_half && platform::is_mapped(ebp) && platform::is_mapped(ebp + 7);
+        if !mapped || !ebp.is_multiple_of(4) {
             break;
         }
-        // SAFETY: `ebp` lies in the direct map (always mapped) and is aligned.
+        // SAFETY: both words lie in mapped kernel memory (checked by a
+        // software walk of the loaded tables) and are aligned.
         let (next, ret) = unsafe { (*(ebp as *const u32), *((ebp + 4) as *const u32)) };
         let _ = write!(w, " {ret:#010x}");
         if next <= ebp {
@@ -239,5 +242,5 @@ extern "C" fn double_fault() -> ! {
 /// the CPU could not push onto the stack.
 fn stack_overflow(esp: u32, cr2: u32) -> bool {
     const NEAR: u32 = 2 * myos_mm::layout::PAGE_SIZE as u32;
-    cr2 < esp && esp - cr2 <= NEAR
+    (cr2 < esp && esp - cr2 <= NEAR) || crate::kstack::is_guard(cr2)
 }

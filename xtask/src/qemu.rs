@@ -509,6 +509,15 @@ pub fn kernel_tests() -> Result<(), String> {
         with_module: false,
     });
     cases.push(Case {
+        name: "double fault on a process kernel-stack overflow (guard page)".into(),
+        memory: "32M",
+        cmdline: "test=kstack-overflow",
+        timeout: TEST_TIMEOUT,
+        expect: Outcome::Failure,
+        must_print: &["KERNEL OOPS: #DF double fault", "kernel stack overflow"],
+        with_module: false,
+    });
+    cases.push(Case {
         name: "a hung kernel is killed and reported as a timeout".into(),
         memory: "32M",
         cmdline: "test=hang",
