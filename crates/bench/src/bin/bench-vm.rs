@@ -129,6 +129,9 @@ fn time(ops: u32, f: impl FnOnce()) -> f64 {
 /// What the region-lookup figures mean (written under the goals).
 const NOTE: &str = "Random lookups are bound by memory latency, not by the search: with 100 regions the index sits in L1, with 100,000 (about 4 MB of regions) each lookup at a random address misses the caches about twice (the `BTreeMap` this replaced missed at every level and measured 6-13x here), and those misses alone cost more than 3x the L1 case on this shared machine; lookups with locality (the fault path's case, which also keeps a one-entry cache) stay within the goal. The index is O(log n): two branch-free binary searches (`crates/core/src/vm/index.rs`); the free-range search is a best-fit lookup in a (length, start) B-tree of gaps, O(log n).";
 
+/// Whole fault-benchmark runs; the section reports their median.
+const FAULT_RUNS: usize = 5;
+
 /// Pages per timed chunk of the fault benchmarks: short enough (tens of
 /// microseconds) that a chunk is rarely preempted on a busy machine.
 const CHUNK: u32 = 256;
@@ -445,10 +448,20 @@ fn verdict(value: f64, goal: f64) -> &'static str {
 fn fault_section(w: &World, goals: &mut Vec<String>) -> String {
     let mut out = String::new();
     let fault_pages = 4096;
-    let [dz, zero, r_dz, cow, copy, r_cow] = faults(w, fault_pages);
+    // Whole runs repeated, each figure the median over runs: the machine is
+    // shared, and one run's ratio moves with the other load.
+    let runs: Vec<[f64; 6]> = (0..FAULT_RUNS).map(|_| faults(w, fault_pages)).collect();
+    let col = |i: usize| median(runs.iter().map(|r| r[i]).collect());
+    let [dz, zero, r_dz, cow, copy, r_cow] = [col(0), col(1), col(2), col(3), col(4), col(5)];
+    let spread = |i: usize| {
+        let v: Vec<f64> = runs.iter().map(|r| r[i]).collect();
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(0.0, f64::max);
+        format!("{lo:.2}–{hi:.2}")
+    };
     let _ = writeln!(
         out,
-        "### Page faults (ns per fault, {fault_pages} pages = 16 MiB per round)\n"
+        "### Page faults (ns per fault, {fault_pages} pages = 16 MiB per round, median of {FAULT_RUNS} runs)\n"
     );
     let _ = writeln!(
         out,
@@ -457,11 +470,13 @@ fn fault_section(w: &World, goals: &mut Vec<String>) -> String {
     let _ = writeln!(out, "|---|---:|---|---:|---:|");
     let _ = writeln!(
         out,
-        "| demand-zero fault | {dz:.0} | zero one page | {zero:.0} | {r_dz:.2} |"
+        "| demand-zero fault | {dz:.0} | zero one page | {zero:.0} | {r_dz:.2} (runs: {}) |",
+        spread(2)
     );
     let _ = writeln!(
         out,
-        "| COW fault | {cow:.0} | copy one page | {copy:.0} | {r_cow:.2} |"
+        "| COW fault | {cow:.0} | copy one page | {copy:.0} | {r_cow:.2} (runs: {}) |",
+        spread(5)
     );
     goals.push(format!(
         "demand-zero fault / zeroing a page ≤ 1.5: {} ({r_dz:.2})",
@@ -571,7 +586,7 @@ fn main() {
          order; figures are medians over \
          {ROUNDS} rounds' chunks, and the ratio is the geometric mean of the two orders' \
          median per-chunk ratios (short chunks and pairing make it robust to other load on \
-         the machine). Region \
+         the machine); the table gives the median of {FAULT_RUNS} such runs and their range. Region \
          rows: `n` one-page regions with one-page holes; 100,000 lookups per round at random \
          addresses, or visiting the regions in address order; mmap+munmap of 2 pages, which \
          fit none of the holes (a linear gap scan would visit all of them); best of \
