@@ -48,6 +48,8 @@ impl World {
     /// Tears everything down and checks every frame came back.
     fn finish(mut self) {
         let k = self.kernel.take().unwrap();
+        // Load some other directory: a loaded space is never destroyed.
+        self.m.set_cr3((self.m.ram_bytes() - 4096) as u32);
         // SAFETY: every user space of the test was destroyed before.
         unsafe { k.destroy_kernel(&self.m, &mut self.fa) };
         assert_eq!(self.fa.stats(), self.base);
