@@ -842,3 +842,101 @@ fn vm_map_stack_wrapping_or_overlapping_is_refused() {
     drop(vm);
     w.finish();
 }
+
+/// Fills a 16-page heap: a big block, 32 blocks of about 1000 bytes (eight
+/// quick-list classes of four), and a small block pinned at the top; frees
+/// the 32 (quick-listed) and the pin (merged into the free top at once).
+fn heap_with_quick_lists_below_the_top(mem: &mut [u8]) -> (Heap<ArenaBackend<'_>>, usize) {
+    let mut h = heap(mem, 1, 16);
+    let big = h.alloc(33_000, 8).unwrap();
+    let mut small = Vec::new();
+    for class in 0..8 {
+        for _ in 0..4 {
+            small.push(h.alloc(1000 - 8 * class, 8).unwrap());
+        }
+    }
+    let pin = h.alloc(16, 8).unwrap();
+    assert_eq!(
+        h.stats().heap_bytes,
+        16 * PAGE_SIZE,
+        "the heap is at its max"
+    );
+    for p in small {
+        h.free(p).unwrap();
+    }
+    h.free(pin).unwrap();
+    h.validate().unwrap();
+    (h, big.as_ptr().addr())
+}
+
+/// Regression test (finding F3): a request that did not fit until the quick
+/// lists were merged was refused with `OutOfMemory` when the merge freed the
+/// top: the merge gave the pages back at once, and the request was then
+/// looked up in the shrunk heap. It is served now.
+#[test]
+fn heap_alloc_served_from_room_the_quick_list_merge_makes() {
+    let mut mem = arena(16);
+    let (mut h, _) = heap_with_quick_lists_below_the_top(&mut mem);
+    let before = h.stats();
+    assert!(
+        before.largest_free < 20_000 && before.free_bytes > 30_000,
+        "{before:?}"
+    );
+    let p = h.alloc(20_000, 8).expect("fits once the free blocks merge");
+    h.validate().unwrap();
+    h.free(p).unwrap();
+    let (mut h2, _) = {
+        drop(h);
+        heap_with_quick_lists_below_the_top(&mut mem)
+    };
+    let q = h2
+        .alloc_page_aligned(20_000)
+        .expect("page-aligned, likewise");
+    h2.free(q).unwrap();
+    h2.validate().unwrap();
+}
+
+/// Regression test (finding F1): a refused request leaves the heap's size,
+/// free and used bytes as they were, even when it merged the quick lists
+/// (it used to shrink the heap).
+#[test]
+fn heap_refused_request_after_a_quick_list_merge_changes_nothing() {
+    let mut mem = arena(16);
+    let (mut h, _) = heap_with_quick_lists_below_the_top(&mut mem);
+    let before = h.stats();
+    assert_eq!(h.alloc(60_000, 8), Err(MmError::OutOfMemory));
+    let after = h.stats();
+    assert_eq!(
+        (after.heap_bytes, after.free_bytes, after.used_bytes),
+        (before.heap_bytes, before.free_bytes, before.used_bytes)
+    );
+    assert_eq!(
+        after.total_blocks - after.free_blocks,
+        before.total_blocks - before.free_blocks
+    );
+    h.validate().unwrap();
+    // Nothing lost: the heap still shrinks when the last block goes.
+    h.trim();
+    assert!(h.stats().heap_bytes < before.heap_bytes);
+}
+
+/// Regression test (finding F3, aligned path): a page-aligned request that
+/// fits a free block only once the quick lists are merged was refused: after
+/// the merge only the pessimistic lookup (size + alignment) was retried.
+#[test]
+fn heap_aligned_alloc_served_after_the_quick_list_merge() {
+    let mut mem = arena(2);
+    let mut h = heap(&mut mem, 2, 2);
+    let a = h.alloc_physical(3740, false).unwrap().0;
+    let b = h.alloc_page_aligned(0).unwrap();
+    assert_eq!(b.as_ptr().addr() % PAGE_SIZE, 0);
+    h.free(b).unwrap();
+    let c = h
+        .alloc_page_aligned(2421)
+        .expect("a page-aligned block fits once the freed one merges");
+    assert_eq!(c.as_ptr().addr() % PAGE_SIZE, 0);
+    h.validate().unwrap();
+    h.free(c).unwrap();
+    h.free(a).unwrap();
+    h.validate().unwrap();
+}

@@ -718,15 +718,26 @@ impl<B: HeapBackend> Heap<B> {
             Ok(()) => self.find(need).ok_or(MmError::OutOfMemory),
             Err(e) if self.quick_blocks != 0 => {
                 self.flush_quick();
-                self.find(need).ok_or(e)
+                if let Some(found) = self.find(need) {
+                    return Ok(found);
+                }
+                // The merge may have freed the top: fewer pages are needed.
+                self.grow(need, false).map_err(|_| e)?;
+                self.find(need).ok_or(MmError::OutOfMemory)
             }
             Err(e) => Err(e),
         }
     }
 
-    /// Frees every block of the quick lists for real (merging them).
+    /// Frees every block of the quick lists for real (merging them). The
+    /// heap does not shrink meanwhile: a request that flushes and is then
+    /// refused must leave the heap's size as it was, and the room a merge
+    /// makes at the top must stay for the request (it used to be given back
+    /// at once, refusing requests that fit). Callers that want the heap to
+    /// shrink call [`Self::shrink`] afterwards.
     #[cold]
     fn flush_quick(&mut self) {
+        let min_len = core::mem::replace(&mut self.min_len, self.len);
         for c in 0..QUICK_CLASSES {
             let mut q = self.quick[c];
             while q != 0 {
@@ -739,6 +750,7 @@ impl<B: HeapBackend> Heap<B> {
             self.quick_len[c] = 0;
         }
         self.quick_blocks = 0;
+        self.min_len = min_len;
     }
 
     /// Bytes in quick-listed blocks.
@@ -794,7 +806,10 @@ impl<B: HeapBackend> Heap<B> {
             _ => return Err(MmError::OutOfMemory),
         };
         let payload = bsize - HEADER;
-        if let Some((off, size)) = self.find(need) {
+        // A block found for the size alone may fit with the payload aligned
+        // (after a merge of the quick lists too); else one that surely fits.
+        for found in [self.find(bsize), self.find(need)] {
+            let Some((off, size)) = found else { continue };
             if let Some(p) = self.place(off, size, 0, align, bsize) {
                 let phys = if physical {
                     self.phys_contiguous(p, payload)
@@ -1178,6 +1193,7 @@ impl<B: HeapBackend> Heap<B> {
         if self.free_blocks + self.quick_blocks == self.total_blocks {
             // Nothing is allocated any more.
             self.flush_quick();
+            self.shrink(false);
         }
     }
 
@@ -1187,6 +1203,7 @@ impl<B: HeapBackend> Heap<B> {
     fn after_free(&mut self) {
         if self.quick_blocks != 0 && self.free_blocks + self.quick_blocks == self.total_blocks {
             self.flush_quick();
+            self.shrink(false);
         }
     }
 
