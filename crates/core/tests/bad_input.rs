@@ -83,15 +83,22 @@ fn frames_new_ignores_ram_above_4gib() {
     fa.validate().unwrap();
     // The system built from such a map direct-maps only the RAM below 4 GiB.
     let m: &'static SimMachine = Box::leak(Box::new(SimMachine::new(16 * MIB).unwrap()));
-    // SAFETY: the machine is leaked, so it outlives the system; nothing else
-    // uses its RAM.
-    let sys = unsafe { System::new(m, &map) }.unwrap();
-    let k = sys.kernel_space().lock();
-    assert_eq!(
-        k.translate(m, va(KERNEL_BASE + 0x1000)),
-        Some(PhysAddr::new(0x1000))
-    );
-    assert_eq!(k.translate(m, va(KERNEL_BASE + (32 << 20))), None);
+    {
+        // SAFETY: the machine is leaked (until the end of the test), so it
+        // outlives the system; nothing else uses its RAM.
+        let sys = unsafe { System::new(m, &map) }.unwrap();
+        {
+            let k = sys.kernel_space().lock();
+            assert_eq!(
+                k.translate(m, va(KERNEL_BASE + 0x1000)),
+                Some(PhysAddr::new(0x1000))
+            );
+            assert_eq!(k.translate(m, va(KERNEL_BASE + (32 << 20))), None);
+        }
+    }
+    // SAFETY: `m` came from `Box::leak` above and nothing borrows it any
+    // more (the system, which held the other reference, is out of scope).
+    drop(unsafe { Box::from_raw(std::ptr::from_ref(m).cast_mut()) });
 }
 
 #[test]
