@@ -74,6 +74,13 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         stats.metadata,
         mm.kernel_space().lock().directory()
     );
+    let above_4g = boot_info.usable_frames_above_4g();
+    if above_4g > 0 {
+        println!(
+            "{above_4g} usable frames above 4 GiB ({}) are out of reach without PAE",
+            Size(above_4g * PAGE_BYTES)
+        );
+    }
     let firmware_frames = boot_info.usable_frames();
     println!(
         "all RAM accounted: {} whole frames usable in the map = {} managed by the allocator + {} kept out (kernel image, boot data)",

@@ -7,7 +7,7 @@
 use core::fmt;
 
 use myos_mm::frames::{MemoryRegion, RegionKind};
-use myos_mm::layout::{phys_to_direct, KERNEL_LOAD_PHYS};
+use myos_mm::layout::{phys_to_direct, KERNEL_LOAD_PHYS, PHYS_END};
 
 /// The magic value the boot loader leaves in `eax`.
 pub const BOOTLOADER_MAGIC: u32 = 0x2BAD_B002;
@@ -164,15 +164,25 @@ impl BootInfo {
             (k == key).then_some(v)
         })
     }
-    /// Whole 4 KiB frames inside the firmware's usable entries.
+    /// Whole 4 KiB frames inside the firmware's usable entries, below 4 GiB
+    /// (what a 32-bit kernel without PAE can address).
     pub fn usable_frames(&self) -> u64 {
+        self.usable_frames_in(0, PHYS_END)
+    }
+
+    /// Whole usable frames above 4 GiB (unreachable without PAE).
+    pub fn usable_frames_above_4g(&self) -> u64 {
+        self.usable_frames_in(PHYS_END, u64::MAX)
+    }
+
+    fn usable_frames_in(&self, lo: u64, hi: u64) -> u64 {
         const PAGE: u64 = myos_mm::layout::PAGE_SIZE as u64;
         self.firmware()
             .iter()
             .filter(|e| e.kind == MMAP_TYPE_AVAILABLE)
             .map(|e| {
-                let start = e.base.div_ceil(PAGE);
-                let end = e.base.saturating_add(e.length) / PAGE;
+                let start = e.base.max(lo).div_ceil(PAGE);
+                let end = e.base.saturating_add(e.length).min(hi) / PAGE;
                 end.saturating_sub(start)
             })
             .sum()

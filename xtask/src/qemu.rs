@@ -476,6 +476,15 @@ pub fn kernel_tests() -> Result<(), String> {
         });
     }
     cases.push(Case {
+        name: "demo, 5G: RAM above 4 GiB left alone (no PAE)".into(),
+        memory: "5G",
+        cmdline: "mode=demo",
+        timeout: TEST_TIMEOUT,
+        expect: Outcome::Success,
+        must_print: &["out of reach without PAE", "DEMO OK"],
+        with_module: false,
+    });
+    cases.push(Case {
         name: "kernel test suite, 64M, with a boot module reserved".into(),
         memory: "64M",
         cmdline: "mode=test",
