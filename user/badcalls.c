@@ -37,6 +37,12 @@ int main(void) {
     if (mmap(0, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) != MAP_FAILED) {
         return 11; /* EACCES: shared writable of a read-only file */
     }
+    if (mmap(0, PAGE_SIZE, PROT_READ, MAP_PRIVATE, fd, 1) != MAP_FAILED) {
+        return 12; /* EINVAL: unaligned file offset (the sixth argument, in ebp) */
+    }
+    if (mmap(0, PAGE_SIZE, PROT_READ, MAP_PRIVATE, fd, PAGE_SIZE) == MAP_FAILED) {
+        return 13; /* an aligned offset past the end is allowed (touching it is SIGBUS) */
+    }
     puts("badcalls: every bad argument was refused\n");
     return 0;
 }

@@ -41,14 +41,17 @@ typedef unsigned char uint8_t;
 
 static inline int32_t syscall6(int32_t n, uint32_t a, uint32_t b, uint32_t c, uint32_t d,
                                uint32_t e, uint32_t f) {
+    /* ebp can't be an operand: the number and the sixth argument go in
+     * memory, reached through eax, and ebp is saved around the trap. */
+    volatile uint32_t nf[2] = {(uint32_t)n, f};
     int32_t ret;
-    /* ebp can't be named as an operand: swap it in and out around the trap. */
     __asm__ volatile("push %%ebp\n\t"
-                     "mov %7, %%ebp\n\t"
+                     "mov 4(%%eax), %%ebp\n\t"
+                     "mov (%%eax), %%eax\n\t"
                      "int $0x80\n\t"
                      "pop %%ebp"
                      : "=a"(ret)
-                     : "a"(n), "b"(a), "c"(b), "d"(c), "S"(d), "D"(e), "m"(f)
+                     : "a"(nf), "b"(a), "c"(b), "d"(c), "S"(d), "D"(e)
                      : "memory");
     return ret;
 }
