@@ -644,19 +644,28 @@ pub fn symbolize(kernel: &Path, output: &str) {
         return;
     }
     let Ok(out) = Command::new("addr2line")
-        .args(["-f", "-C", "-s", "-e"])
+        .args(["-a", "-f", "-i", "-C", "-s", "-e"])
         .arg(kernel)
         .args(&addrs)
         .output()
     else {
         return;
     };
+    // `-a` prints each address before its (function, place) pairs; `-i`
+    // adds one pair per inlining level, innermost first.
     let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = text.lines().collect();
+    let mut lines = text.lines().peekable();
     eprintln!("    oops addresses:");
-    for (addr, pair) in addrs.iter().zip(lines.chunks(2)) {
-        let function = pair.first().copied().unwrap_or("?");
-        let place = pair.get(1).copied().unwrap_or("?");
-        eprintln!("      {addr}  {function}  ({place})");
+    while let Some(addr) = lines.next() {
+        let mut frames = Vec::new();
+        while let Some(line) = lines.peek() {
+            if line.starts_with("0x") {
+                break;
+            }
+            let function = lines.next().unwrap_or("?");
+            let place = lines.next().unwrap_or("?");
+            frames.push(format!("{function} ({place})"));
+        }
+        eprintln!("      {addr}  {}", frames.join(" <- inlined in "));
     }
 }
