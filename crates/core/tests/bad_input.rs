@@ -82,9 +82,12 @@ fn frames_new_ignores_ram_above_4gib() {
     assert!(fa.frame_limit() <= (16 * MIB / 4096) as u32);
     fa.validate().unwrap();
     // The system built from such a map direct-maps only the RAM below 4 GiB.
-    let m: &'static SimMachine = Box::leak(Box::new(SimMachine::new(16 * MIB).unwrap()));
+    let raw = Box::into_raw(Box::new(SimMachine::new(16 * MIB).unwrap()));
+    // SAFETY: `raw` comes from `Box::into_raw` and stays valid until the
+    // `Box::from_raw` at the end of the test, after the last use of `m`.
+    let m: &'static SimMachine = unsafe { &*raw };
     {
-        // SAFETY: the machine is leaked (until the end of the test), so it
+        // SAFETY: the machine lives until the end of the test, so it
         // outlives the system; nothing else uses its RAM.
         let sys = unsafe { System::new(m, &map) }.unwrap();
         {
@@ -96,9 +99,9 @@ fn frames_new_ignores_ram_above_4gib() {
             assert_eq!(k.translate(m, va(KERNEL_BASE + (32 << 20))), None);
         }
     }
-    // SAFETY: `m` came from `Box::leak` above and nothing borrows it any
-    // more (the system, which held the other reference, is out of scope).
-    drop(unsafe { Box::from_raw(std::ptr::from_ref(m).cast_mut()) });
+    // SAFETY: `raw` came from `Box::into_raw` above; the references made
+    // from it (`m`, and the system's, now out of scope) are not used again.
+    drop(unsafe { Box::from_raw(raw) });
 }
 
 #[test]
