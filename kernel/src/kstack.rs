@@ -14,7 +14,7 @@
 //! ```
 
 use myos_mm::frames::{FrameSource, Zone};
-use myos_mm::layout::{HEAP_END, PAGE_SIZE};
+use myos_mm::layout::{KSTACK_END, KSTACK_START, PAGE_SIZE};
 use myos_mm::paging::PteFlags;
 use myos_mm::{Page, Platform, VirtAddr};
 use spin::Mutex;
@@ -22,9 +22,9 @@ use spin::Mutex;
 use crate::mm;
 
 /// Bytes of the kernel heap window given to kernel stacks.
-pub const KSTACK_AREA_SIZE: u32 = 16 << 20;
+pub const KSTACK_AREA_SIZE: u32 = KSTACK_END - KSTACK_START;
 /// First address of the kernel-stack area (the kernel heap ends here).
-pub const KSTACK_AREA_START: u32 = HEAP_END - KSTACK_AREA_SIZE;
+pub const KSTACK_AREA_START: u32 = KSTACK_START;
 /// Mapped pages of one kernel stack.
 pub const KSTACK_PAGES: u32 = 4;
 /// Bytes of one kernel stack.

@@ -7,6 +7,8 @@
 //!  0xFFC0_0000 +---------------------------+
 //!              | kmap window (high frames) |
 //!  0xFF80_0000 +---------------------------+
+//!              | kernel stacks (guarded)   |
+//!  0xFE80_0000 +---------------------------+
 //!              | kernel heap (create_heap, |
 //!              |  grows up to its max)     |
 //!  0xF000_0000 +---------------------------+
@@ -57,6 +59,14 @@ pub const KERNEL_LOAD_PHYS: u32 = 0x0010_0000;
 pub const HEAP_START: u32 = 0xF000_0000;
 /// End of the kernel heap range (exclusive): the largest `max` a heap can have.
 pub const HEAP_END: u32 = 0xFF80_0000;
+/// Start of the per-process kernel stacks (each with a guard page below it),
+/// the top 16 MiB of the heap range; the kernel heap's `max` stops here.
+pub const KSTACK_START: u32 = 0xFE80_0000;
+/// End of the kernel-stack area (exclusive).
+pub const KSTACK_END: u32 = HEAP_END;
+/// The largest `max` of the kernel heap (`init_kheap`).
+pub const KERNEL_HEAP_MAX: u32 = KSTACK_START;
+
 /// Start of the temporary-mapping window for frames above the direct map.
 pub const KMAP_START: u32 = 0xFF80_0000;
 /// End of the kmap window (exclusive).
@@ -93,6 +103,7 @@ const _: () = assert!(USER_MMAP_MIN.is_multiple_of(TABLE_SPAN) && USER_MMAP_MIN 
 const _: () = assert!(DIRECT_MAP_END == HEAP_START);
 const _: () = assert!(HEAP_START.is_multiple_of(TABLE_SPAN) && HEAP_END.is_multiple_of(TABLE_SPAN));
 const _: () = assert!(HEAP_END == KMAP_START && KMAP_END > KMAP_START);
+const _: () = assert!(KSTACK_START > HEAP_START && KSTACK_START.is_multiple_of(TABLE_SPAN));
 const _: () = assert!(KMAP_START.is_multiple_of(TABLE_SPAN) && KMAP_END - KMAP_START == TABLE_SPAN);
 const _: () = assert!(DIRECT_ZONE_END == DIRECT_MAP_SIZE as u64 && LOW_ZONE_END < DIRECT_ZONE_END);
 const _: () = assert!(KERNEL_LOAD_PHYS as u64 + (1 << 20) <= LOW_ZONE_END);
