@@ -260,7 +260,8 @@ fn check(h: &Heap<Backend<'_>>, live: &[Live], contents: bool) {
     assert_eq!(h.validate(), Ok(()), "validate");
     let s = h.stats();
     assert_eq!(s.total_blocks - s.free_blocks, live.len(), "{s:?}");
-    let mut used = 8;
+    // The 8-byte pad in front of the first block and the end sentinel.
+    let mut used = 16;
     for l in live {
         let usable = h.usable_size(l.ptr).expect("live block refused");
         assert!(usable >= l.size, "usable {usable} < {}", l.size);

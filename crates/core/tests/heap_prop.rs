@@ -141,16 +141,17 @@ fn check<B: HeapBackend>(
     prop_assert_eq!(h.validate(), Ok(()));
     let s = h.stats();
     // Stats equal the model's: one block per live allocation (plus free ones),
-    // used bytes = sentinel + every live block in full.
+    // used bytes = pad + sentinel + every live block in full.
     prop_assert_eq!(s.total_blocks - s.free_blocks, live.len());
-    let used: usize = 8 + live
-        .iter()
-        .map(|l| h.usable_size(l.ptr).unwrap() + HEADER)
-        .sum::<usize>();
+    let used: usize = 16
+        + live
+            .iter()
+            .map(|l| h.usable_size(l.ptr).unwrap() + HEADER)
+            .sum::<usize>();
     prop_assert_eq!(s.used_bytes, used);
     for l in live {
         let usable = h.usable_size(l.ptr).unwrap();
-        prop_assert!(usable >= l.size && usable < l.size.max(16) + 8 + 24);
+        prop_assert!(usable >= l.size && usable < l.size.max(24) + 16 + 32);
     }
     prop_assert_eq!(s.free_bytes + s.used_bytes, s.heap_bytes);
     prop_assert_eq!(s.heap_bytes, mapped_pages * PAGE);

@@ -5,10 +5,14 @@
 //!
 //! TLSF-class segregated fits with boundary tags:
 //!
-//! - The mapped heap `[start, top)` is cut into *blocks* that tile it exactly,
-//!   followed by an 8-byte *end sentinel* (a permanently allocated block of
-//!   size 0) at `top - 8`, so no merge ever reads past the heap; the first
-//!   block never has a free predecessor, so no merge reads before it.
+//! - The mapped heap `[start, top)` starts with an 8-byte pad, then *blocks*
+//!   that tile `[start + 8, top - 8)` exactly, then an 8-byte *end sentinel*
+//!   (a permanently allocated block of size 0) at `top - 8`, so no merge
+//!   ever reads past the heap; the first block never has a free
+//!   predecessor, so no merge reads before it. Blocks start 8 bytes past a
+//!   multiple of 16 and their sizes are multiples of 16, so every payload is
+//!   16-aligned (as talc's and rlsf's are): requests aligned to 16 take the
+//!   fast path like any other, and large copies are aligned.
 //! - Every block starts with an 8-byte header, read and written as one word:
 //!   `tag` (size | `FREE` | `PREV_FREE` | `QUICK`) and `check = tag ^ offset
 //!   ^ key`, where the key is mixed from the heap's start address and is
@@ -17,37 +21,52 @@
 //!   (32-bit offsets) and a *footer* (its size) in its last word, so the block
 //!   after it finds it in O(1). Free neighbours are always merged: a free block
 //!   never touches another free block.
-//! - Free blocks sit in 416 segregated lists: exact lists for blocks below
-//!   256 bytes (8-byte steps), then 16 lists per power of two. A two-level bitmap finds the first non-empty
+//! - Free blocks sit in 400 segregated lists: exact lists for blocks below
+//!   256 bytes (16-byte steps), then 16 lists per power of two. A two-level
+//!   bitmap finds the first non-empty
 //!   list at or above a size in O(1); `alloc` tries the head of the request's
 //!   own list first, then the first non-empty list above it (whose blocks all
 //!   fit). Allocation and free are O(1); growth and shrinking add one
 //!   backend call.
-//! - Small-object fast path: a freed block under 1 KiB goes onto a per-size
-//!   *quick list* (LIFO, singly linked, 8-byte size steps, flagged `QUICK` in
-//!   its header) instead of being merged, and an allocation of that size
-//!   with an alignment of at most 8 pops it: a handful of instructions and
-//!   one header check each way, no list or bitmap of the merging lists
-//!   touched. (A request with a larger alignment takes an aligned block
-//!   among the first few of its list.) A list holds at most 32 blocks or
-//!   4 KiB, so the quick lists never hold more than 512 KiB. A block just
+//! - Small-object fast path: a freed block under 1.5 KiB goes onto a per-size
+//!   *quick list* (LIFO, singly linked, 16-byte size steps, flagged `QUICK`
+//!   in its header) instead of being merged, and an allocation of that size
+//!   with an alignment of at most 16 pops it: a handful of instructions and
+//!   one header check each way (the block's own header and nothing else),
+//!   no list or bitmap of the merging lists touched, no statistics but the
+//!   list's length and the count of allocated blocks. (A request with a
+//!   larger alignment takes an aligned block among the first few of its
+//!   list.) A list holds at most 32 blocks or 4 KiB, so the quick lists
+//!   never hold more than 384 KiB. A block just
 //!   below the free top of a heap that has grown is merged at once, so the
 //!   heap can still shrink. Quick blocks count as free in the statistics.
 //!   They are merged for real (the lists are flushed) when no free block
 //!   fits a request and the heap cannot grow, when nothing is allocated any
 //!   more, and on [`Heap::trim`].
-//! - Sizes are multiples of 8 bytes; the smallest block is 24 bytes (16
+//! - Sizes are multiples of 16 bytes; the smallest block is 32 bytes (24
 //!   usable); an allocated block costs its 8-byte header.
 //!
 //! # Integrity checks
 //!
-//! `free` and `realloc` check, before changing anything: the pointer lies in
-//! the mapped heap and is 8-byte aligned; its header's `check` matches; the
-//! block is allocated (not free, not on a quick list); the next block's
-//! header (the one an overflow of this block would clobber) is intact; and,
-//! before a merge, a free successor's size and a free predecessor's footer
-//! and header. Popping a quick block checks its header, its size class and
-//! its link. Failures are reported as [`MmError::BadPointer`] (foreign or
+//! `free`, `realloc` and `usable_size` check, before changing anything: the
+//! pointer lies in the mapped heap and is a 16-aligned payload offset; its
+//! header's `check` matches; the block is allocated (not free, not on a
+//! quick list). Every header is checked when the heap next *touches* it,
+//! before anything changes: before a merge, a resize or a move, the block's
+//! size and the next block's header (the one an overflow of this block
+//! clobbers first), a free successor's size, and a free predecessor's
+//! footer and header; popping a quick block checks its header, its size
+//! class and its link; taking a free block from a list checks its header;
+//! merging the quick lists checks every block as a free would; growing
+//! and shrinking check the end sentinel and the free block before it.
+//!
+//! So a header clobbered by an overflow from the block before it is found
+//! when that header is next touched: when the victim is freed, resized,
+//! moved or taken from a list, when a merge (of either block, or of the
+//! quick lists) reads it, or by [`Heap::validate`] — not necessarily when
+//! the overflowing block is freed (a free onto a quick list reads only the
+//! block's own header, like talc's and rlsf's frees read none but their
+//! own). Failures are reported as [`MmError::BadPointer`] (foreign or
 //! interior pointer), [`MmError::DoubleFree`] or [`MmError::HeapCorrupted`]
 //! and leave the heap untouched. A header that fails its check is classified
 //! by a walk over the heap (the error path only): a pointer inside a block is
@@ -62,16 +81,17 @@
 //! of the sizes of the free blocks, headers included (a free block of `n`
 //! bytes can satisfy requests of up to `n - 8` bytes). *Used* bytes are
 //! everything else: allocated blocks in full (header, payload, rounding) and
-//! the 8-byte end sentinel, so `free + used == size` always.
-//! The statistics are exact and cheap: counters cover the merging lists, and
-//! the quick lists add up their lengths (a fixed 128-entry sum).
+//! the 8-byte pad in front and the 8-byte end sentinel, so
+//! `free + used == size` always. The statistics are exact and cheap:
+//! counters cover the merging lists and the allocated blocks, and the quick
+//! lists add up their lengths (a fixed 64-entry sum).
 //!
 //! # Special requests
 //!
-//! - `alloc(0, _)` returns a unique minimum-size block (16 usable bytes) that
+//! - `alloc(0, _)` returns a unique minimum-size block (24 usable bytes) that
 //!   must be freed like any other, as `malloc(0)` does in glibc. A `NULL`
 //!   return would be indistinguishable from running out of memory.
-//! - Aligned requests (`align > 8`, e.g. page-aligned) split the padding in
+//! - Aligned requests (`align > 16`, e.g. page-aligned) split the padding in
 //!   front of the block off as a free block, so it is not wasted.
 //! - Physical requests return memory whose bytes are physically contiguous
 //!   (usable for DMA); see [`Heap::alloc_physical`].
@@ -106,12 +126,15 @@ use crate::addr::PhysAddr;
 use crate::error::MmError;
 use crate::layout::PAGE_SIZE;
 
-/// Alignment of every block and of every returned pointer.
-pub const GRANULE: usize = 8;
+/// Alignment of every returned pointer (and block sizes are multiples of it).
+pub const GRANULE: usize = 16;
 /// Bytes of header in front of every block's payload.
 pub const HEADER: usize = 8;
 /// Smallest block (header + two links + footer, rounded to [`GRANULE`]).
-pub const MIN_BLOCK: usize = 24;
+pub const MIN_BLOCK: usize = 32;
+/// Offset of the first block: blocks start 8 bytes past a multiple of 16, so
+/// every payload is 16-aligned. The 8 bytes in front are a permanent pad.
+const FIRST: usize = GRANULE - HEADER;
 /// Size of the end sentinel at `top - 8`.
 const SENTINEL: usize = 8;
 /// Free tail bytes that trigger giving pages back after a free.
@@ -127,18 +150,18 @@ const MAGIC: u32 = 0x6B48_6561;
 const NIL: u32 = u32::MAX;
 
 /// Blocks below this size are quick-listed when freed.
-const QUICK_LIMIT: usize = 1024;
-/// Quick lists, one per block size / 8 (entries 0 to 2 stay empty).
+const QUICK_LIMIT: usize = 1536;
+/// Quick lists, one per block size / 16 (entries 0 and 1 stay empty).
 const QUICK_CLASSES: usize = QUICK_LIMIT / GRANULE;
 /// Longest quick list of any class.
 const QUICK_MAX: usize = 32;
-/// Bytes a quick list may hold (so all of them hold at most 512 KiB).
+/// Bytes a quick list may hold (so all of them hold at most 384 KiB).
 const QUICK_BYTES: usize = 4096;
 /// Longest quick list of each class: `QUICK_MAX` blocks or `QUICK_BYTES`
 /// bytes, whichever is fewer.
 const QUICK_CAP: [u8; QUICK_CLASSES] = {
     let mut cap = [0u8; QUICK_CLASSES];
-    let mut c = 1;
+    let mut c = MIN_BLOCK / GRANULE;
     while c < QUICK_CLASSES {
         let n = QUICK_BYTES / (c * GRANULE);
         cap[c] = if n > QUICK_MAX { QUICK_MAX } else { n } as u8;
@@ -159,8 +182,8 @@ const BINS: usize = SMALL_BINS + (32 - FL_MIN as usize) * SL_COUNT;
 const WORDS: usize = BINS.div_ceil(64);
 
 const _: () = assert!(MIN_BLOCK >= HEADER + 8 + 4 && MIN_BLOCK.is_multiple_of(GRANULE));
-const _: () = assert!(SMALL_LIMIT.is_power_of_two() && BINS == 416 && WORDS <= 32);
-const _: () = assert!(QUICK_CAP[QUICK_CLASSES - 1] >= 4 && QUICK_MAX <= u8::MAX as usize);
+const _: () = assert!(SMALL_LIMIT.is_power_of_two() && BINS == 400 && WORDS <= 32);
+const _: () = assert!(QUICK_CAP[QUICK_CLASSES - 1] >= 2 && QUICK_MAX <= u8::MAX as usize);
 const _: () = assert!(PAGE_SIZE.is_multiple_of(GRANULE) && MAX_SPAN.is_multiple_of(PAGE_SIZE));
 
 /// The per-heap key of the check words: mixed from the heap's start so a
@@ -201,6 +224,13 @@ const fn tag_of_header(hdr: u64) -> u32 {
     }
 }
 
+/// The error for a damaged header or link, out of line (error paths only).
+#[cold]
+#[inline(never)]
+fn corrupted() -> MmError {
+    MmError::HeapCorrupted
+}
+
 /// Size of the block a tag describes.
 #[inline(always)]
 const fn size_of_tag(tag: u32) -> usize {
@@ -231,7 +261,7 @@ pub struct HeapStats {
     /// Sum of the sizes of the free blocks, headers included.
     pub free_bytes: usize,
     /// Mapped bytes that are not free: allocated blocks in full, plus the
-    /// 8-byte end sentinel.
+    /// 8-byte pad in front of the first block and the 8-byte end sentinel.
     pub used_bytes: usize,
     /// Mapped bytes (`top - start`).
     pub heap_bytes: usize,
@@ -263,21 +293,20 @@ pub struct Heap<B: HeapBackend> {
     free_bytes: usize,
     /// Free blocks (quick-listed blocks not included).
     free_blocks: usize,
-    /// All blocks, quick-listed ones included (not the sentinel).
-    total_blocks: usize,
+    /// Allocated blocks (all blocks are these, the free ones and the quick
+    /// ones; merges change only `free_blocks`).
+    live: usize,
     /// Bit `w` set when `words[w] != 0`.
     summary: u32,
     /// Bit `b` set when list `b` is non-empty.
     words: [u64; WORDS],
     /// Offset of the first block of each free list, or `NIL`.
     heads: [u32; BINS],
-    /// Quick lists: freed small blocks, not merged yet, by size / 8. Each
+    /// Quick lists: freed small blocks, not merged yet, by size / 16. Each
     /// entry (and each block's link) is the *payload* offset of the next
     /// block (`off + HEADER`), 0 for none.
     quick: [u32; QUICK_CLASSES],
     quick_len: [u8; QUICK_CLASSES],
-    /// Blocks on the quick lists.
-    quick_blocks: usize,
 }
 
 // SAFETY: the heap owns the memory behind `base` exclusively (backend
@@ -338,21 +367,19 @@ impl<B: HeapBackend> Heap<B> {
             key: key_of(start),
             free_bytes: 0,
             free_blocks: 0,
-            total_blocks: 0,
+            live: 0,
             summary: 0,
             words: [0; WORDS],
             heads: [NIL; BINS],
             quick: [0; QUICK_CLASSES],
             quick_len: [0; QUICK_CLASSES],
-            quick_blocks: 0,
         };
-        let size = len - SENTINEL;
-        heap.set_free(0, size, 0);
-        heap.insert(0, size);
-        heap.set_tag(size, PREV_FREE);
+        let size = len - SENTINEL - FIRST;
+        heap.set_free(FIRST, size, 0);
+        heap.insert(FIRST, size);
+        heap.set_tag(FIRST + size, PREV_FREE);
         heap.free_bytes = size;
         heap.free_blocks = 1;
-        heap.total_blocks = 1;
         Ok(heap)
     }
 
@@ -509,24 +536,39 @@ impl<B: HeapBackend> Heap<B> {
 
     /// A free block of at least `need` bytes (`need < 2^32`), not unlinked.
     #[inline(always)]
-    fn find(&self, need: usize) -> Option<(usize, usize)> {
-        self.find_bin(need).map(|(off, size, _)| (off, size))
+    fn find(&self, need: usize) -> Result<Option<(usize, usize)>, MmError> {
+        Ok(self.find_bin(need)?.map(|(off, size, _)| (off, size)))
     }
 
     /// As [`Self::find`], with the list the block heads: `(off, size, bin)`.
+    /// The header of a block read here is checked (it may have been
+    /// clobbered by an overflow of the block before it).
     #[inline(always)]
-    fn find_bin(&self, need: usize) -> Option<(usize, usize, usize)> {
+    fn find_bin(&self, need: usize) -> Result<Option<(usize, usize, usize)>, MmError> {
         let b = bin_of(need);
         let head = self.heads[b];
         if head != NIL {
-            let size = size_of_tag(self.rd(head as usize));
+            let size = self.free_size(head as usize)?;
             if size >= need {
-                return Some((head as usize, size, b));
+                return Ok(Some((head as usize, size, b)));
             }
         }
-        let b = self.first_bin_from(b + 1)?;
+        let Some(b) = self.first_bin_from(b + 1) else {
+            return Ok(None);
+        };
         let off = self.heads[b] as usize;
-        Some((off, size_of_tag(self.rd(off)), b))
+        Ok(Some((off, self.free_size(off)?, b)))
+    }
+
+    /// The size of the listed free block at `off`, after checking its header.
+    #[inline(always)]
+    fn free_size(&self, off: usize) -> Result<usize, MmError> {
+        let hdr = self.rd_hdr(off);
+        let tag = tag_of_header(hdr);
+        if !header_ok(hdr, off, self.key) || tag & FREE == 0 {
+            return Err(corrupted());
+        }
+        Ok(size_of_tag(tag))
     }
 
     /// Unlinks the block at `off`, the head of list `b`.
@@ -564,7 +606,7 @@ impl<B: HeapBackend> Heap<B> {
         Ok(bsize)
     }
 
-    /// `kmalloc`: `size` bytes aligned to `align` (a power of two; at least 8
+    /// `kmalloc`: `size` bytes aligned to `align` (a power of two; at least 16
     /// is always given). Errors: [`MmError::InvalidArgument`] for a bad
     /// alignment or a size that overflows when rounded,
     /// [`MmError::OutOfMemory`] when the heap cannot grow enough (or a backend
@@ -572,32 +614,29 @@ impl<B: HeapBackend> Heap<B> {
     /// lists).
     #[inline]
     pub fn alloc(&mut self, size: usize, align: usize) -> Result<NonNull<u8>, MmError> {
-        // Small-object fast path: a small size with an alignment of at most 8
-        // (1, 2, 4 or 8: a power of two below 16) pops its quick list.
-        if align.wrapping_sub(1) < GRANULE && align & (align - 1) == 0 {
+        // Small-object fast path: a small size with an alignment of at most
+        // 16 (1, 2, 4, 8 or 16: one bit test) pops its quick list.
+        const SMALL_ALIGNS: u32 = 1 << 1 | 1 << 2 | 1 << 4 | 1 << 8 | 1 << 16;
+        const _: () = assert!(GRANULE == 16);
+        if align < 32 && SMALL_ALIGNS & (1 << align) != 0 {
             if size <= QUICK_REQUEST {
-                let bsize = if size + HEADER + GRANULE - 1 < MIN_BLOCK {
-                    MIN_BLOCK
-                } else {
-                    (size + HEADER + GRANULE - 1) & !(GRANULE - 1)
-                };
-                let c = bsize / GRANULE;
+                let c = (size + HEADER).div_ceil(GRANULE).max(MIN_BLOCK / GRANULE);
                 let head = self.quick[c];
                 if head != 0 {
                     return self.pop_quick(c, head as usize);
                 }
-                return self.alloc_fit(bsize);
+                return self.alloc_fit(c * GRANULE);
             }
             return self.alloc_fit(self.block_size(size)?);
         }
         self.alloc_general(size, align)
     }
 
-    /// An 8-aligned block of `bsize` bytes from the free lists (growing the
+    /// A 16-aligned block of `bsize` bytes from the free lists (growing the
     /// heap if needed).
     #[inline]
     fn alloc_fit(&mut self, bsize: usize) -> Result<NonNull<u8>, MmError> {
-        let (off, bs) = match self.find_bin(bsize) {
+        let (off, bs) = match self.find_bin(bsize)? {
             Some((off, bs, b)) => {
                 self.pop_head(b, off);
                 (off, bs)
@@ -630,7 +669,7 @@ impl<B: HeapBackend> Heap<B> {
         }
         // Small alignments: the block found for the size alone often fits
         // with the payload aligned (or with room for a gap block in front).
-        if let Some((off, bs, b)) = self.find_bin(bsize) {
+        if let Some((off, bs, b)) = self.find_bin(bsize)? {
             if let Some(p) = self.place(off, bs, 0, align, bsize) {
                 self.pop_head(b, off);
                 self.take(off, bs, p, bsize);
@@ -658,7 +697,7 @@ impl<B: HeapBackend> Heap<B> {
         }
         self.quick[c] = next;
         self.quick_len[c] -= 1;
-        self.quick_blocks -= 1;
+        self.live += 1;
         self.set_tag(off, tag & !QUICK);
         Ok(self.ptr_at(p))
     }
@@ -699,7 +738,7 @@ impl<B: HeapBackend> Heap<B> {
                 }
                 self.wr(prev, next);
                 self.quick_len[c] -= 1;
-                self.quick_blocks -= 1;
+                self.live += 1;
                 self.set_tag(off, tag & !QUICK);
                 return Ok(Some(self.ptr_at(p)));
             }
@@ -715,15 +754,15 @@ impl<B: HeapBackend> Heap<B> {
     #[cold]
     fn refill(&mut self, need: usize) -> Result<(usize, usize), MmError> {
         match self.grow(need, false) {
-            Ok(()) => self.find(need).ok_or(MmError::OutOfMemory),
-            Err(e) if self.quick_blocks != 0 => {
-                self.flush_quick();
-                if let Some(found) = self.find(need) {
+            Ok(()) => self.find(need)?.ok_or(MmError::OutOfMemory),
+            Err(e) if self.quick_blocks() != 0 => {
+                self.flush_quick()?;
+                if let Some(found) = self.find(need)? {
                     return Ok(found);
                 }
                 // The merge may have freed the top: fewer pages are needed.
                 self.grow(need, false).map_err(|_| e)?;
-                self.find(need).ok_or(MmError::OutOfMemory)
+                self.find(need)?.ok_or(MmError::OutOfMemory)
             }
             Err(e) => Err(e),
         }
@@ -735,22 +774,54 @@ impl<B: HeapBackend> Heap<B> {
     /// makes at the top must stay for the request (it used to be given back
     /// at once, refusing requests that fit). Callers that want the heap to
     /// shrink call [`Self::shrink`] afterwards.
+    ///
+    /// Every block is checked first as a free would check it (its link and
+    /// header, its neighbours' headers and footer), since a quick block
+    /// or its successor may have been clobbered while it was listed. On a
+    /// failed check the merge stops with [`MmError::HeapCorrupted`]: the
+    /// blocks merged so far stay merged, the rest stay listed.
     #[cold]
-    fn flush_quick(&mut self) {
+    fn flush_quick(&mut self) -> Result<(), MmError> {
         let min_len = core::mem::replace(&mut self.min_len, self.len);
+        let done = self.flush_lists();
+        self.min_len = min_len;
+        done
+    }
+
+    fn flush_lists(&mut self) -> Result<(), MmError> {
+        let limit = self.len - SENTINEL;
         for c in 0..QUICK_CLASSES {
-            let mut q = self.quick[c];
-            while q != 0 {
-                let off = q as usize - HEADER;
-                q = self.rd(off + HEADER);
-                let tag = self.rd(off) & !QUICK;
+            loop {
+                let q = self.quick[c] as usize;
+                if q == 0 {
+                    break;
+                }
+                if q.wrapping_sub(GRANULE) >= limit - FIRST || !q.is_multiple_of(GRANULE) {
+                    return Err(MmError::HeapCorrupted);
+                }
+                let off = q - HEADER;
+                let hdr = self.rd_hdr(off);
+                let tag = tag_of_header(hdr) & !QUICK;
+                if !header_ok(hdr, off, self.key)
+                    || tag_of_header(hdr) & (QUICK | FREE) != QUICK
+                    || size_of_tag(tag) != c * GRANULE
+                    || off + c * GRANULE > limit
+                {
+                    return Err(MmError::HeapCorrupted);
+                }
+                self.check_merge(off, tag)?;
+                self.quick[c] = self.rd(q);
+                self.quick_len[c] -= 1;
                 self.release(off, size_of_tag(tag), tag & PREV_FREE != 0);
             }
-            self.quick[c] = 0;
             self.quick_len[c] = 0;
         }
-        self.quick_blocks = 0;
-        self.min_len = min_len;
+        Ok(())
+    }
+
+    /// Blocks on the quick lists (a fixed-size sum).
+    fn quick_blocks(&self) -> usize {
+        self.quick_len.iter().map(|&n| n as usize).sum()
     }
 
     /// Bytes in quick-listed blocks.
@@ -765,7 +836,7 @@ impl<B: HeapBackend> Heap<B> {
         self.alloc(size, PAGE_SIZE)
     }
 
-    /// `kmalloc_physical` / `kmalloc_aligned_physical`: `size` bytes (8-byte
+    /// `kmalloc_physical` / `kmalloc_aligned_physical`: `size` bytes (16-byte
     /// or page-aligned) whose memory is physically contiguous, with the
     /// physical address of the first byte.
     ///
@@ -808,7 +879,7 @@ impl<B: HeapBackend> Heap<B> {
         let payload = bsize - HEADER;
         // A block found for the size alone may fit with the payload aligned
         // (after a merge of the quick lists too); else one that surely fits.
-        for found in [self.find(bsize), self.find(need)] {
+        for found in [self.find(bsize)?, self.find(need)?] {
             let Some((off, size)) = found else { continue };
             if let Some(p) = self.place(off, size, 0, align, bsize) {
                 let phys = if physical {
@@ -838,14 +909,14 @@ impl<B: HeapBackend> Heap<B> {
             self.grow(grow_need, physical)
         };
         if let Err(e) = grown {
-            if self.quick_blocks != 0 {
-                self.flush_quick();
+            if self.quick_blocks() != 0 {
+                self.flush_quick()?;
                 return self.alloc_aligned_slow(bsize, align, physical);
             }
             return Err(e);
         }
         let min_p = if physical { old_len } else { 0 };
-        let last = self.last_free().ok_or(MmError::HeapCorrupted)?;
+        let last = self.last_free()?.ok_or(MmError::HeapCorrupted)?;
         let (off, size) = last;
         let p = self
             .place(off, size, min_p, align, bsize)
@@ -917,7 +988,6 @@ impl<B: HeapBackend> Heap<B> {
         if gap != 0 {
             self.set_free(off, gap, 0);
             self.insert(off, gap);
-            self.total_blocks += 1;
             self.free_blocks += 1;
             prev_flag = PREV_FREE;
         }
@@ -926,7 +996,6 @@ impl<B: HeapBackend> Heap<B> {
             let r = b + bsize;
             self.set_free(r, rest, 0);
             self.insert(r, rest);
-            self.total_blocks += 1;
         } else {
             bsize += rest;
             self.free_blocks -= 1;
@@ -936,22 +1005,37 @@ impl<B: HeapBackend> Heap<B> {
         }
         self.set_tag(b, bsize as u32 | prev_flag);
         self.free_bytes -= bsize;
+        self.live += 1;
     }
 
-    /// The last block if it is free: `(offset, size)`.
-    fn last_free(&self) -> Option<(usize, usize)> {
+    /// The last block if it is free: `(offset, size)`, after checking the
+    /// sentinel's header (an overflow of the last block clobbers it) and the
+    /// free block's footer and header.
+    fn last_free(&self) -> Result<Option<(usize, usize)>, MmError> {
         let s = self.len - SENTINEL;
-        if self.rd(s) & PREV_FREE == 0 {
-            return None;
+        let tag = self.tag(s).ok_or(MmError::HeapCorrupted)?;
+        if tag & !PREV_FREE != 0 {
+            return Err(MmError::HeapCorrupted);
+        }
+        if tag & PREV_FREE == 0 {
+            return Ok(None);
         }
         let size = self.rd(s - 4) as usize;
-        Some((s - size, size))
+        if size < MIN_BLOCK || size > s - FIRST || !size.is_multiple_of(GRANULE) {
+            return Err(MmError::HeapCorrupted);
+        }
+        match self.tag(s - size) {
+            Some(t) if t & (FREE | PREV_FREE) == FREE && size_of_tag(t) == size => {
+                Ok(Some((s - size, size)))
+            }
+            _ => Err(MmError::HeapCorrupted),
+        }
     }
 
     /// Maps pages at the top so that the last block becomes a free block of at
     /// least `need` bytes. Nothing changes on error.
     fn grow(&mut self, need: usize, contiguous: bool) -> Result<(), MmError> {
-        let last = self.last_free();
+        let last = self.last_free()?;
         let have = if contiguous {
             0
         } else {
@@ -977,7 +1061,6 @@ impl<B: HeapBackend> Heap<B> {
             }
             None => {
                 self.free_blocks += 1;
-                self.total_blocks += 1;
                 (old_sentinel, new_len - SENTINEL - old_sentinel)
             }
         };
@@ -991,7 +1074,7 @@ impl<B: HeapBackend> Heap<B> {
     /// Gives whole free pages at the top back to the backend: all of them
     /// when `all`, else only past the threshold (or when the heap is empty).
     fn shrink(&mut self, all: bool) {
-        let Some((off, size)) = self.last_free() else {
+        let Ok(Some((off, size))) = self.last_free() else {
             return;
         };
         let mut new_len = align_up(off + SENTINEL, PAGE_SIZE);
@@ -1004,14 +1087,13 @@ impl<B: HeapBackend> Heap<B> {
             return;
         }
         let release = self.len - new_len;
-        if !all && release < SHRINK_THRESHOLD && off != 0 {
+        if !all && release < SHRINK_THRESHOLD && off != FIRST {
             return;
         }
         self.unlink(off, size);
         let left = new_len - SENTINEL - off;
         if left == 0 {
             self.free_blocks -= 1;
-            self.total_blocks -= 1;
             self.set_tag(new_len - SENTINEL, 0);
         } else {
             self.set_free(off, left, 0);
@@ -1027,53 +1109,54 @@ impl<B: HeapBackend> Heap<B> {
     /// Returns every whole free page at the top of the heap (above its
     /// initial size) to the backend.
     pub fn trim(&mut self) {
-        self.flush_quick();
+        // A damaged quick block stops the merge and stays listed (`validate`
+        // reports it); the pages above the merged blocks still go.
+        let _ = self.flush_quick();
         self.shrink(true);
     }
 
     // ----- free ----------------------------------------------------------------
 
-    /// Checks that `ptr` is a live block of this heap whose neighbours are
-    /// intact; returns `(offset, tag)` of its header.
+    /// Checks that `ptr` is a live block of this heap, with a size that
+    /// lies in the heap; returns `(offset, tag)` of its header.
     #[inline(always)]
     fn check_live(&self, ptr: NonNull<u8>) -> Result<(usize, u32), MmError> {
-        let (off, tag, _) = self.check_block(ptr)?;
-        self.check_merge(off, tag)?;
+        let (off, tag) = self.check_block(ptr)?;
+        self.check_size(off, tag)?;
         Ok((off, tag))
     }
 
-    /// The checks every free makes (the quick path makes no others): `ptr`
-    /// is the payload of a live block of this heap, and the header after it
-    /// (which an overflow of the block would clobber first) is intact.
-    /// Returns `(offset, tag)` of its header.
+    /// The size of the checked block at `off` is sane: at least `MIN_BLOCK`,
+    /// and the block ends at or before the sentinel.
     #[inline(always)]
-    fn check_block(&self, ptr: NonNull<u8>) -> Result<(usize, u32, u32), MmError> {
-        let off = ptr
-            .as_ptr()
-            .addr()
-            .wrapping_sub(self.start)
-            .wrapping_sub(HEADER);
+    fn check_size(&self, off: usize, tag: u32) -> Result<(), MmError> {
+        let size = size_of_tag(tag);
+        if size < MIN_BLOCK || size > self.len - SENTINEL - off {
+            return Err(corrupted());
+        }
+        Ok(())
+    }
+
+    /// The checks every free makes (the quick path makes no others): `ptr`
+    /// is the payload of a live block of this heap. Returns `(offset, tag)`
+    /// of its header. (The header after the block, which an overflow of it
+    /// would clobber, is checked when that block is next touched.)
+    #[inline(always)]
+    fn check_block(&self, ptr: NonNull<u8>) -> Result<(usize, u32), MmError> {
+        // Payload offsets are multiples of 16 from `GRANULE` (the first
+        // block's) up to the sentinel's.
+        let p = ptr.as_ptr().addr().wrapping_sub(self.start);
         let limit = self.len - SENTINEL;
-        if off >= limit || !off.is_multiple_of(GRANULE) {
+        if p.wrapping_sub(GRANULE) >= limit - FIRST || !p.is_multiple_of(GRANULE) {
             return Err(MmError::BadPointer);
         }
+        let off = p - HEADER;
         let hdr = self.rd_hdr(off);
         let tag = tag_of_header(hdr);
-        let size = size_of_tag(tag);
-        let next = off + size;
-        if !header_ok(hdr, off, self.key)
-            || tag & (FREE | QUICK) != 0
-            || size < MIN_BLOCK
-            || next > limit
-        {
+        if !header_ok(hdr, off, self.key) || tag & (FREE | QUICK) != 0 {
             return Err(self.block_error(off));
         }
-        let nhdr = self.rd_hdr(next);
-        let ntag = tag_of_header(nhdr);
-        if !header_ok(nhdr, next, self.key) || ntag & PREV_FREE != 0 {
-            return Err(MmError::HeapCorrupted);
-        }
-        Ok((off, tag, ntag))
+        Ok((off, tag))
     }
 
     /// Why [`Self::check_block`] refused the block at `off` (error path).
@@ -1087,26 +1170,19 @@ impl<B: HeapBackend> Heap<B> {
         }
     }
 
-    /// The extra checks before the checked block `[off, off + size)` is
-    /// merged with its neighbours: a free successor's size, and a free
-    /// predecessor's footer and header.
+    /// The checks before the checked block `[off, off + size)` is merged
+    /// with its neighbours, resized or moved: the successor's header (the one
+    /// an overflow of this block clobbers first) and a free successor's
+    /// size, and a free predecessor's footer and header.
+    /// (`check_size` has passed.)
     #[inline(always)]
     fn check_merge(&self, off: usize, tag: u32) -> Result<(), MmError> {
-        let next = off + size_of_tag(tag);
-        let ntag = self.rd(next);
-        if ntag & FREE != 0 {
-            let nsize = size_of_tag(ntag);
-            if nsize < MIN_BLOCK || nsize > self.len - SENTINEL - next {
-                return Err(MmError::HeapCorrupted);
-            }
-        }
+        self.check_next(off + size_of_tag(tag))?;
         if tag & PREV_FREE != 0 {
-            let psize = if off >= MIN_BLOCK {
-                self.rd(off - 4) as usize
-            } else {
-                0
-            };
-            if psize < MIN_BLOCK || psize > off || !psize.is_multiple_of(GRANULE) {
+            // `off >= FIRST + MIN_BLOCK` when a predecessor exists; the word
+            // before `off` is in the heap either way (`off >= FIRST`).
+            let psize = self.rd(off - 4) as usize;
+            if psize < MIN_BLOCK || psize > off - FIRST || !psize.is_multiple_of(GRANULE) {
                 return Err(MmError::HeapCorrupted);
             }
             match self.tag(off - psize) {
@@ -1117,12 +1193,31 @@ impl<B: HeapBackend> Heap<B> {
         Ok(())
     }
 
+    /// The header at `next`, after a checked allocated block whose size has
+    /// passed `check_size` (the header an overflow of that block clobbers
+    /// first), and a free block's size there.
+    #[inline(always)]
+    fn check_next(&self, next: usize) -> Result<(), MmError> {
+        let nhdr = self.rd_hdr(next);
+        let ntag = tag_of_header(nhdr);
+        if !header_ok(nhdr, next, self.key) || ntag & PREV_FREE != 0 {
+            return Err(corrupted());
+        }
+        if ntag & FREE != 0 {
+            let nsize = size_of_tag(ntag);
+            if nsize < MIN_BLOCK || nsize > self.len - SENTINEL - next {
+                return Err(corrupted());
+            }
+        }
+        Ok(())
+    }
+
     /// Why the header at `off` fails its check (error path only): walks the
     /// blocks from the start.
     #[cold]
     fn classify(&self, off: usize) -> MmError {
         let end = self.len - SENTINEL;
-        let mut cur = 0;
+        let mut cur = FIRST;
         while cur < end {
             let Some(tag) = self.tag(cur) else {
                 return MmError::HeapCorrupted;
@@ -1149,14 +1244,13 @@ impl<B: HeapBackend> Heap<B> {
     /// a neighbour's header or footer is damaged.
     #[inline]
     pub fn free(&mut self, ptr: NonNull<u8>) -> Result<(), MmError> {
-        let (off, tag, ntag) = self.check_block(ptr)?;
+        let (off, tag) = self.check_block(ptr)?;
         let size = size_of_tag(tag);
         let c = size / GRANULE;
-        if size < QUICK_LIMIT && self.quick_len[c] < QUICK_CAP[c] && !self.tops(off + size, ntag) {
+        if size < QUICK_LIMIT && self.quick_len[c] < QUICK_CAP[c] && !self.tops(off + size) {
             // Fast path: onto the quick list, merged later (no neighbour is
             // touched, so none needs checking beyond `check_block`).
-            self.push_quick(off, tag, c);
-            return Ok(());
+            return self.push_quick(off, tag, c);
         }
         self.free_merge(off, tag)
     }
@@ -1165,46 +1259,64 @@ impl<B: HeapBackend> Heap<B> {
     /// checks its neighbours, then merges it.
     #[inline(never)]
     fn free_merge(&mut self, off: usize, tag: u32) -> Result<(), MmError> {
+        self.check_size(off, tag)?;
         self.check_merge(off, tag)?;
+        self.live -= 1;
         self.release(off, size_of_tag(tag), tag & PREV_FREE != 0);
-        self.after_free();
-        Ok(())
+        self.after_free()
     }
 
     /// Whether the block at `next` with tag `ntag` is the free block at the
     /// top of a heap that has grown (a block before it is merged at once,
     /// not quick-listed, so the heap can shrink).
+    /// (The tag is read unchecked: a damaged one at worst sends the block to
+    /// the merge path, which checks it.)
     #[inline(always)]
-    fn tops(&self, next: usize, ntag: u32) -> bool {
-        self.len > self.min_len
-            && ntag & FREE != 0
-            && next + size_of_tag(ntag) == self.len - SENTINEL
+    fn tops(&self, next: usize) -> bool {
+        if self.len <= self.min_len {
+            return false;
+        }
+        if next > self.len - SENTINEL {
+            // A damaged size: the merge path reports it.
+            return true;
+        }
+        let ntag = self.rd(next);
+        ntag & FREE != 0 && next + size_of_tag(ntag) == self.len - SENTINEL
     }
 
-    /// Puts the checked, allocated block at `off` (of size `c * 8`, below
-    /// [`SMALL_LIMIT`]) on quick list `c`, which has room.
+    /// Puts the checked, allocated block at `off` (of size `c * 16`, below
+    /// [`QUICK_LIMIT`]) on quick list `c`, which has room.
     #[inline(always)]
-    fn push_quick(&mut self, off: usize, tag: u32, c: usize) {
+    fn push_quick(&mut self, off: usize, tag: u32, c: usize) -> Result<(), MmError> {
         self.set_tag(off, tag | QUICK);
         self.wr(off + HEADER, self.quick[c]);
         self.quick[c] = (off + HEADER) as u32;
         self.quick_len[c] += 1;
-        self.quick_blocks += 1;
-        if self.free_blocks + self.quick_blocks == self.total_blocks {
+        self.live -= 1;
+        if self.live == 0 {
             // Nothing is allocated any more.
-            self.flush_quick();
-            self.shrink(false);
+            return self.flush_all();
         }
+        Ok(())
+    }
+
+    /// Nothing is allocated any more: merges the quick lists and shrinks.
+    #[cold]
+    #[inline(never)]
+    fn flush_all(&mut self) -> Result<(), MmError> {
+        self.flush_quick()?;
+        self.shrink(false);
+        Ok(())
     }
 
     /// When nothing is allocated any more, merges the quick lists (so the
     /// heap is one free block and shrinks to its initial size).
     #[inline(always)]
-    fn after_free(&mut self) {
-        if self.quick_blocks != 0 && self.free_blocks + self.quick_blocks == self.total_blocks {
-            self.flush_quick();
-            self.shrink(false);
+    fn after_free(&mut self) -> Result<(), MmError> {
+        if self.live == 0 {
+            return self.flush_all();
         }
+        Ok(())
     }
 
     /// Frees the checked, allocated block `[off, off + size)`: merges it with
@@ -1223,7 +1335,6 @@ impl<B: HeapBackend> Heap<B> {
             total += psize;
             self.unlink(start, psize);
             self.free_blocks -= 1;
-            self.total_blocks -= 1;
         }
         let next = off + size;
         let ntag = self.rd(next);
@@ -1232,7 +1343,6 @@ impl<B: HeapBackend> Heap<B> {
             self.unlink(next, nsize);
             total += nsize;
             self.free_blocks -= 1;
-            self.total_blocks -= 1;
         } else {
             self.set_tag(next, ntag | PREV_FREE);
         }
@@ -1267,15 +1377,24 @@ impl<B: HeapBackend> Heap<B> {
         let bsize = self.block_size(new_size)?;
         let next = off + size;
         if bsize <= size {
-            self.split_tail(off, size, bsize, tag & PREV_FREE);
+            // Only a split touches the successor.
+            if size - bsize >= MIN_BLOCK {
+                self.check_next(next)?;
+                self.split_tail(off, size, bsize, tag & PREV_FREE);
+            }
             return Ok(ptr);
         }
+        self.check_merge(off, tag)?;
         let ntag = self.rd(next);
         if ntag & FREE != 0 && size + size_of_tag(ntag) >= bsize {
             let nsize = size_of_tag(ntag);
+            // The block after the free successor gets a new header: check
+            // the old one first (it is touched).
+            if self.tag(next + nsize).is_none() {
+                return Err(MmError::HeapCorrupted);
+            }
             self.unlink(next, nsize);
             self.free_blocks -= 1;
-            self.total_blocks -= 1;
             self.free_bytes -= nsize;
             let whole = size + nsize;
             // The block now ends where the free successor ended, and the
@@ -1297,13 +1416,16 @@ impl<B: HeapBackend> Heap<B> {
         // set its `PREV_FREE`), so its header is re-read, not re-checked.
         let tag = self.rd(off);
         let c = size / GRANULE;
-        let ntag = self.rd(off + size);
-        if size < QUICK_LIMIT && self.quick_len[c] < QUICK_CAP[c] && !self.tops(off + size, ntag) {
-            self.push_quick(off, tag, c);
+        // The old block is freed in any case; a damaged block that a merge
+        // of the quick lists runs into stays listed (`validate` reports it).
+        let _ = if size < QUICK_LIMIT && self.quick_len[c] < QUICK_CAP[c] && !self.tops(off + size)
+        {
+            self.push_quick(off, tag, c)
         } else {
+            self.live -= 1;
             self.release(off, size, tag & PREV_FREE != 0);
-            self.after_free();
-        }
+            self.after_free()
+        };
         Ok(new)
     }
 
@@ -1326,7 +1448,6 @@ impl<B: HeapBackend> Heap<B> {
         } else {
             self.set_tag(next, ntag | PREV_FREE);
             self.free_blocks += 1;
-            self.total_blocks += 1;
         }
         self.set_free(r, total, 0);
         self.insert(r, total);
@@ -1357,8 +1478,8 @@ impl<B: HeapBackend> Heap<B> {
             free_bytes,
             used_bytes: self.len - free_bytes,
             heap_bytes: self.len,
-            total_blocks: self.total_blocks,
-            free_blocks: self.free_blocks + self.quick_blocks,
+            total_blocks: self.live + self.free_blocks + self.quick_blocks(),
+            free_blocks: self.free_blocks + self.quick_blocks(),
             largest_free: self.largest_free(),
         }
     }
@@ -1402,12 +1523,16 @@ impl<B: HeapBackend> Heap<B> {
             page += PAGE_SIZE;
         }
         let end = self.len - SENTINEL;
-        let (mut cur, mut prev_free) = (0, false);
+        let (mut cur, mut prev_free) = (FIRST, false);
         let (mut blocks, mut frees, mut free_bytes, mut quicks) = (0, 0, 0, 0);
         while cur < end {
             let Some(tag) = self.tag(cur) else { return bad };
             let size = size_of_tag(tag);
-            if size < MIN_BLOCK || size > end - cur || (tag & PREV_FREE != 0) != prev_free {
+            if size < MIN_BLOCK
+                || size > end - cur
+                || !size.is_multiple_of(GRANULE)
+                || (tag & PREV_FREE != 0) != prev_free
+            {
                 return bad;
             }
             let free = tag & FREE != 0;
@@ -1457,7 +1582,7 @@ impl<B: HeapBackend> Heap<B> {
                 let Some(xo) = (x as usize).checked_sub(HEADER) else {
                     return bad;
                 };
-                if xo >= end || !xo.is_multiple_of(GRANULE) || quick_listed >= quicks {
+                if xo >= end || !x.is_multiple_of(GRANULE as u32) || quick_listed >= quicks {
                     return bad;
                 }
                 match self.tag(xo) {
@@ -1472,7 +1597,7 @@ impl<B: HeapBackend> Heap<B> {
                 return bad;
             }
         }
-        if quick_listed != quicks || quicks != self.quick_blocks {
+        if quick_listed != quicks || quicks != self.quick_blocks() {
             return bad;
         }
         let mut listed = 0;
@@ -1484,7 +1609,11 @@ impl<B: HeapBackend> Heap<B> {
             let (mut x, mut prev) = (self.heads[b], NIL);
             while x != NIL {
                 let xo = x as usize;
-                if xo >= end || !xo.is_multiple_of(GRANULE) || self.rd(xo + 12) != prev {
+                if xo >= end
+                    || xo < FIRST
+                    || !(xo + HEADER).is_multiple_of(GRANULE)
+                    || self.rd(xo + 12) != prev
+                {
                     return bad;
                 }
                 match self.tag(xo) {
@@ -1506,7 +1635,7 @@ impl<B: HeapBackend> Heap<B> {
         }
         if listed != frees
             || frees != self.free_blocks
-            || blocks != self.total_blocks
+            || blocks != self.live + frees + quicks
             || free_bytes != self.free_bytes + self.quick_bytes()
         {
             return bad;

@@ -85,11 +85,12 @@ fn fresh_heap_is_one_free_block() {
     let h = heap(&mut a, 1, 4);
     let s = h.stats();
     assert_eq!(s.heap_bytes, PAGE_SIZE);
-    assert_eq!(s.free_bytes, PAGE_SIZE - 8);
-    assert_eq!(s.used_bytes, 8);
+    // 8 bytes of pad in front of the first block, 8 of end sentinel.
+    assert_eq!(s.free_bytes, PAGE_SIZE - 16);
+    assert_eq!(s.used_bytes, 16);
     assert_eq!(
         (s.total_blocks, s.free_blocks, s.largest_free),
-        (1, 1, PAGE_SIZE - 8)
+        (1, 1, PAGE_SIZE - 16)
     );
     assert_eq!(h.flags(), HeapFlags::KERNEL);
     assert_eq!(h.backend().mapped_pages(), 1);
@@ -154,7 +155,7 @@ fn alloc_write_free_roundtrip() {
         h.validate().unwrap();
     }
     let s = h.stats();
-    assert_eq!((s.total_blocks, s.free_blocks, s.used_bytes), (1, 1, 8));
+    assert_eq!((s.total_blocks, s.free_blocks, s.used_bytes), (1, 1, 16));
     assert_eq!(
         s.heap_bytes,
         2 * PAGE_SIZE,
@@ -181,8 +182,10 @@ fn bad_sizes_and_alignments_change_nothing() {
     let mut h = heap(&mut a, 1, 4);
     let p = h.alloc(40, 8).unwrap();
     let before = h.stats();
-    // Rounding 0xFFFF_FFF0 up (plus the header) still fits 32 bits: too big.
-    assert_eq!(h.alloc(0xFFFF_FFF0, 8), Err(MmError::OutOfMemory));
+    // Rounding 0xFFFF_FFE0 up (plus the header) still fits 32 bits: too
+    // big; rounding 0xFFFF_FFF0 up does not fit 32 bits.
+    assert_eq!(h.alloc(0xFFFF_FFE0, 8), Err(MmError::OutOfMemory));
+    assert_eq!(h.alloc(0xFFFF_FFF0, 8), Err(MmError::InvalidArgument));
     assert_eq!(h.alloc(0xFFFF_FFFC, 8), Err(MmError::InvalidArgument));
     assert_eq!(h.alloc(usize::MAX, 8), Err(MmError::InvalidArgument));
     assert_eq!(h.alloc(4 * PAGE_SIZE, 8), Err(MmError::OutOfMemory));
@@ -266,13 +269,20 @@ fn overflow_into_next_header_is_detected() {
     // One byte past `p`'s payload is `q`'s header.
     let old = poke(p, size as isize, 0x41);
     let before = h.stats();
-    assert_eq!(
-        h.free(p),
-        Err(MmError::HeapCorrupted),
-        "freeing the overflowing block"
-    );
+    // The damage is found when the clobbered header is next touched (not
+    // when the overflowing block is freed): freeing, resizing or asking the
+    // size of the victim, and `validate`.
     assert_eq!(h.free(q), Err(MmError::HeapCorrupted), "freeing the victim");
+    assert_eq!(h.realloc(q, 8, 8), Err(MmError::HeapCorrupted));
+    assert_eq!(h.usable_size(q), Err(MmError::HeapCorrupted));
     assert_eq!(h.validate(), Err(MmError::HeapCorrupted));
+    assert_eq!(h.stats(), before, "nothing changed");
+    // Moving the overflowing block (its free reads the successor).
+    assert_eq!(
+        h.realloc(p, 100, 8),
+        Err(MmError::HeapCorrupted),
+        "moving the overflowing block"
+    );
     assert_eq!(h.stats(), before, "nothing changed");
     // Repairing the byte shows the heap was left intact.
     poke(p, size as isize, old);
@@ -283,13 +293,71 @@ fn overflow_into_next_header_is_detected() {
 }
 
 #[test]
+fn overflow_into_a_header_is_detected_when_it_is_touched() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 1, 2);
+    // A merged (not quick-listed) block, then its victim.
+    let p = h.alloc(1600, 8).unwrap();
+    let q = h.alloc(24, 8).unwrap();
+    let keep = h.alloc(24, 8).unwrap();
+    let size = h.usable_size(p).unwrap();
+    let old = poke(p, size as isize + 5, 0x41);
+    let before = h.stats();
+    assert_eq!(h.free(p), Err(MmError::HeapCorrupted), "the merge reads it");
+    assert_eq!(h.stats(), before, "nothing changed");
+    poke(p, size as isize + 5, old);
+    // A quick-listed block whose successor is clobbered while it is listed:
+    // the merge of the quick lists finds it.
+    h.free(q).unwrap();
+    let old = poke(q, 24 + 2, 0x41);
+    assert_eq!(h.validate(), Err(MmError::HeapCorrupted));
+    assert_eq!(h.alloc(8000, 8), Err(MmError::HeapCorrupted));
+    poke(q, 24 + 2, old);
+    h.validate().unwrap();
+    // A free block clobbered by the block before it: found when an
+    // allocation takes it.
+    h.free(keep).unwrap();
+    h.free(p).unwrap();
+    let r = h.alloc(200, 8).unwrap();
+    let rs = h.usable_size(r).unwrap();
+    let old = poke(r, rs as isize + 1, 0x41);
+    let before = h.stats();
+    assert_eq!(h.alloc(300, 8), Err(MmError::HeapCorrupted));
+    assert_eq!(h.stats(), before, "nothing changed");
+    poke(r, rs as isize + 1, old);
+    h.validate().unwrap();
+    // The end sentinel, clobbered by the last block: found by growth.
+    let mut a2 = Arena::new(ARENA_PAGES);
+    let mut h2 = heap(&mut a2, 1, 4);
+    let mut last = h2.alloc(16, 8).unwrap();
+    while let Ok(x) = h2.alloc(16, 8) {
+        if h2.stats().heap_bytes > PAGE_SIZE {
+            h2.free(x).unwrap();
+            break;
+        }
+        last = x;
+    }
+    h2.trim();
+    assert_eq!(h2.stats().heap_bytes, PAGE_SIZE);
+    let ls = h2.usable_size(last).unwrap();
+    let old = poke(last, ls as isize + 1, 0x41);
+    assert_eq!(h2.validate(), Err(MmError::HeapCorrupted));
+    assert_eq!(h2.alloc(2 * PAGE_SIZE, 8), Err(MmError::HeapCorrupted));
+    poke(last, ls as isize + 1, old);
+    h2.validate().unwrap();
+    drop(h2);
+    h.free(r).unwrap();
+    h.validate().unwrap();
+}
+
+#[test]
 fn damaged_free_neighbour_is_detected() {
     let mut a = Arena::new(ARENA_PAGES);
     let mut h = heap(&mut a, 1, 2);
-    // Blocks of 1 KiB and more are merged at once (no quick list).
-    let p = h.alloc(1100, 8).unwrap();
-    let q = h.alloc(1100, 8).unwrap();
-    let r = h.alloc(1100, 8).unwrap();
+    // Blocks of 1.5 KiB and more are merged at once (no quick list).
+    let p = h.alloc(1600, 8).unwrap();
+    let q = h.alloc(1600, 8).unwrap();
+    let r = h.alloc(1600, 8).unwrap();
     h.free(p).unwrap();
     // The footer of the free `p` sits just before `q`'s header.
     let old = poke(q, -(HEADER as isize) - 4, 0x99);
@@ -387,7 +455,7 @@ fn page_aligned_requests_keep_their_padding() {
     let s = h.stats();
     assert_eq!(
         s.used_bytes,
-        8 + (h.usable_size(small).unwrap() + 8) + (h.usable_size(p).unwrap() + 8)
+        16 + (h.usable_size(small).unwrap() + 8) + (h.usable_size(p).unwrap() + 8)
     );
     assert!(s.free_blocks >= 1);
     h.validate().unwrap();
@@ -560,16 +628,17 @@ fn realloc_in_place_and_moving() {
 #[test]
 fn stats_track_blocks_and_largest_free() {
     let mut a = Arena::new(ARENA_PAGES);
-    let mut h = heap(&mut a, 2, 2);
-    // Blocks of 1 KiB and more are merged at once (no quick list).
-    let blocks: Vec<_> = (0..6).map(|_| h.alloc(1100, 8).unwrap()).collect();
+    let mut h = heap(&mut a, 3, 3);
+    // Blocks of 1.5 KiB and more are merged at once (no quick list).
+    let blocks: Vec<_> = (0..6).map(|_| h.alloc(1600, 8).unwrap()).collect();
     h.free(blocks[1]).unwrap();
     h.free(blocks[3]).unwrap();
     let s = h.stats();
     assert_eq!((s.total_blocks, s.free_blocks), (7, 3));
-    let tail = 2 * PAGE_SIZE - 8 - 6 * 1112;
+    // Blocks of 1600 + 8 bytes rounded to 16; 16 bytes of pad and sentinel.
+    let tail = 3 * PAGE_SIZE - 16 - 6 * 1616;
     assert_eq!(s.largest_free, tail);
-    assert_eq!(s.free_bytes, tail + 2 * 1112);
+    assert_eq!(s.free_bytes, tail + 2 * 1616);
     assert_eq!(s.free_bytes + s.used_bytes, s.heap_bytes);
     h.free(blocks[2]).unwrap();
     assert_eq!(h.stats().free_blocks, 2);
@@ -618,10 +687,10 @@ fn locked_heap_as_global_alloc() {
 
 #[test]
 fn bins_cover_every_size() {
-    assert_eq!(bin_of(MIN_BLOCK), 3);
-    assert_eq!(bin_of(248), 31);
-    assert_eq!(bin_of(256), 32);
-    assert_eq!(bin_of(u32::MAX as usize & !7), BINS - 1);
+    assert_eq!(bin_of(MIN_BLOCK), 2);
+    assert_eq!(bin_of(240), 15);
+    assert_eq!(bin_of(256), 16);
+    assert_eq!(bin_of(u32::MAX as usize & !15), BINS - 1);
     let mut last = 0;
     let mut size = MIN_BLOCK;
     while size < (1 << 31) {
@@ -629,11 +698,11 @@ fn bins_cover_every_size() {
         assert!(b >= last && b < BINS);
         last = b;
         size += if cfg!(miri) {
-            (size / 3) & !7
+            (size / 3) & !15
         } else {
-            (size / 64) & !7
+            (size / 64) & !15
         }
-        .max(8);
+        .max(16);
     }
 }
 
@@ -681,6 +750,6 @@ fn quick_lists_reuse_small_blocks_and_merge_when_needed() {
     h.free(keep).unwrap();
     // Nothing allocated: everything merged into one block.
     let s = h.stats();
-    assert_eq!((s.total_blocks, s.free_blocks, s.used_bytes), (1, 1, 8));
+    assert_eq!((s.total_blocks, s.free_blocks, s.used_bytes), (1, 1, 16));
     h.validate().unwrap();
 }
