@@ -11,11 +11,20 @@
 //! its five or six levels. Insertion and removal move at most one block's
 //! entries, plus the block-minimum array when a block splits, merges or
 //! empties (once per ~`BLOCK / 2` updates): O(BLOCK + n / BLOCK).
+//!
+//! A lookup first tries the block the previous one landed in (a
+//! [`Finger`]), so lookups with locality skip the search over the block
+//! minimums; a block that splits keeps only the capacity it uses, so the
+//! values stay dense (fewer pages and cache lines for random lookups).
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 /// Most entries in one block.
 pub(crate) const BLOCK: usize = 64;
+
+/// Below this many blocks lookups don't use the [`Finger`].
+const FINGER_MIN_BLOCKS: usize = 16;
 
 /// Number of keys `<= k` in the sorted slice `ks` (branch-free binary search).
 #[inline]
@@ -47,6 +56,18 @@ struct Block<V> {
     vals: Vec<V>,
 }
 
+/// The block the last lookup landed in (a finger): lookups with locality —
+/// consecutive faults, scans in address order — skip the search over the
+/// block minimums. Only a hint: it is checked against `mins` before use, so
+/// a stale index (blocks split, merged or removed since) is harmless.
+struct Finger(AtomicU32);
+
+impl Clone for Finger {
+    fn clone(&self) -> Self {
+        Finger(AtomicU32::new(self.0.load(Relaxed)))
+    }
+}
+
 /// An ordered map `u32 -> V` (see the module documentation).
 #[derive(Clone)]
 pub(crate) struct BlockMap<V> {
@@ -55,6 +76,7 @@ pub(crate) struct BlockMap<V> {
     /// Non-empty blocks, in key order.
     blocks: Vec<Block<V>>,
     len: usize,
+    finger: Finger,
 }
 
 /// A position: block and index within it.
@@ -67,6 +89,7 @@ impl<V> BlockMap<V> {
             mins: Vec::new(),
             blocks: Vec::new(),
             len: 0,
+            finger: Finger(AtomicU32::new(0)),
         }
     }
 
@@ -82,7 +105,19 @@ impl<V> BlockMap<V> {
 
     /// Position of the last key `<= k`.
     fn pos_le(&self, k: u32) -> Option<Pos> {
-        let b = count_le(&self.mins, k).checked_sub(1)?;
+        // With few blocks the search is a few steps and the finger, often
+        // right at random, would only add mispredicted branches.
+        let f = self.finger.0.load(Relaxed) as usize;
+        let hit = self.mins.len() > FINGER_MIN_BLOCKS
+            && self.mins.get(f).is_some_and(|&m| m <= k)
+            && self.mins.get(f + 1).is_none_or(|&m| k < m);
+        let b = if hit {
+            f
+        } else {
+            let b = count_le(&self.mins, k).checked_sub(1)?;
+            self.finger.0.store(b as u32, Relaxed);
+            b
+        };
         let i = count_le(&self.blocks[b].keys, k);
         debug_assert!(i > 0);
         Some((b, i - 1))
@@ -166,6 +201,8 @@ impl<V> BlockMap<V> {
         if blk.keys.len() > BLOCK {
             let keys = blk.keys.split_off(BLOCK / 2);
             let vals = blk.vals.split_off(BLOCK / 2);
+            blk.keys.shrink_to_fit();
+            blk.vals.shrink_to_fit();
             self.mins.insert(b + 1, keys[0]);
             self.blocks.insert(b + 1, Block { keys, vals });
         }

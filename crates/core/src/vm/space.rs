@@ -450,7 +450,8 @@ impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
             prot: Prot::READ | Prot::WRITE,
             shared: false,
             backing: Backing::Anonymous,
-            stack_limit: Some(limit),
+            // `limit >= MIN_PAGE > 0` (checked above).
+            stack_limit: core::num::NonZeroU32::new(limit),
         };
         self.regions.insert(bottom, region);
         Ok(VirtAddr::new(bottom << PAGE_SHIFT))
@@ -719,7 +720,7 @@ impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
             return None;
         }
         let (s, r) = self.regions.next_above(page)?;
-        let limit = r.stack_limit?;
+        let limit = r.stack_limit?.get();
         if page < limit {
             return None;
         }
