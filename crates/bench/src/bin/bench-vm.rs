@@ -127,7 +127,7 @@ fn time(ops: u32, f: impl FnOnce()) -> f64 {
 }
 
 /// What the region-lookup figures mean (written under the goals).
-const NOTE: &str = "Random lookups are bound by memory latency, not by the search: with 100 regions the index sits in L1, with 100,000 (about 4 MB of regions) each lookup at a random address misses the caches about twice (the `BTreeMap` this replaced missed at every level and measured 6-13x here), and those misses alone cost more than 3x the L1 case on this shared machine; lookups with locality (the fault path's case, which also keeps a one-entry cache) stay within the goal. The index is O(log n): two branch-free binary searches (`crates/core/src/vm/index.rs`); the free-range search is a best-fit lookup in a (length, start) B-tree of gaps, O(log n).";
+const NOTE: &str = "Random lookups are bound by memory latency, not by the search: with 100 regions the index and its records sit in L1; with 100,000 the records (32 bytes each, about 3.2 MB) exceed the 2 MB L2, and each lookup at a random address reads one record from further away (the `BTreeMap` this replaced missed at every level and measured 6-13x here). Lookups with locality (the fault path's usual case) hit a remembered last block and stay well within the goal. The index is O(log n): a branch-free binary search over block keys, then within one block (`crates/core/src/vm/index.rs`); the free-range search is a best-fit lookup in a (length, start) B-tree of gaps, O(log n). Reaching 3x at random addresses would need the records (or the region ends) to fit in L2, about 16 bytes per region.";
 
 /// Whole fault-benchmark runs; the section reports their median.
 const FAULT_RUNS: usize = 5;
