@@ -27,18 +27,13 @@
 use std::collections::BTreeMap;
 
 use arbitrary::Arbitrary;
-use myos_mm::frames::{FrameAllocator, FrameStats};
 use myos_mm::layout::{USER_END, USER_MMAP_MIN};
-use myos_mm::paging::AddressSpace;
 use myos_mm::vm::{
-    FaultOutcome, FdTable, MemFs, OpenMode, PageFault, Prot, SegvCause, Signal, VmSpace,
-    MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE,
+    FaultOutcome, FdTable, MemFs, OpenMode, Prot, SegvCause, Signal, MAP_ANONYMOUS, MAP_FIXED,
+    MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE,
 };
-use myos_mm::{MmError, PhysAddr, VirtAddr};
-use myos_sim::{FaultError, Mode, SimMachine};
-use spin::Mutex;
-
-type Vm<'a> = VmSpace<'a, SimMachine, &'a Mutex<FrameAllocator>>;
+use myos_mm::{MmError, VirtAddr};
+use myos_sim::{Mode, Vm, World};
 
 const PAGE: u32 = 4096;
 const RAM: u64 = 8 << 20;
@@ -280,75 +275,6 @@ struct MPage {
 
 type Pages = BTreeMap<u32, MPage>;
 
-/// One simulated machine with the memory manager on it.
-struct World {
-    m: SimMachine,
-    fa: Mutex<FrameAllocator>,
-    kernel: Option<AddressSpace>,
-    base: FrameStats,
-    boot: FrameStats,
-}
-
-impl World {
-    fn new() -> World {
-        let m = SimMachine::new(RAM).expect("machine");
-        let map = m.memory_map().to_vec();
-        // SAFETY: the allocator lives beside the machine in `World` and is
-        // dropped with it; the RAM buffer does not move with the machine.
-        let mut fa = unsafe { FrameAllocator::new(&m, &map) }.expect("frames");
-        let boot = fa.stats();
-        let kernel =
-            AddressSpace::new_kernel(&m, &mut fa, PhysAddr::new(RAM as u32)).expect("kernel");
-        kernel.activate(&m);
-        let base = fa.stats();
-        World {
-            m,
-            fa: Mutex::new(fa),
-            kernel: Some(kernel),
-            base,
-            boot,
-        }
-    }
-
-    fn space(&self) -> Vm<'_> {
-        VmSpace::new(&self.m, &self.fa, self.kernel.as_ref().unwrap()).expect("new space")
-    }
-
-    fn finish(mut self) {
-        let now = self.fa.lock().stats();
-        assert_eq!(now, self.base, "frames leaked by user spaces");
-        self.fa.lock().validate().expect("frame allocator");
-        let k = self.kernel.take().unwrap();
-        // A directory that is not the kernel's, so it can be destroyed.
-        self.m.set_cr3((self.m.ram_bytes() - 4096) as u32);
-        // SAFETY: every user space is gone.
-        unsafe { k.destroy_kernel(&self.m, &mut *self.fa.lock()) };
-        assert_eq!(self.fa.lock().stats(), self.boot, "kernel space leaked");
-    }
-
-    /// Runs `op` with `vm` loaded, servicing faults with its handler.
-    fn run<T>(
-        &self,
-        vm: &mut Vm<'_>,
-        op: impl FnMut(&SimMachine) -> Result<T, myos_sim::PageFault>,
-    ) -> Result<T, FaultOutcome> {
-        if !vm.is_active() {
-            vm.activate();
-        }
-        let mut last = None;
-        let r = self.m.run_with_faults(16, op, |f| {
-            let o = vm.handle_fault(PageFault::new(f.cr2, f.error_code));
-            last = Some(o);
-            matches!(o, FaultOutcome::Resolved(_))
-        });
-        match r {
-            Ok(v) => Ok(v),
-            Err(FaultError::Unhandled(_)) => Err(last.expect("an outcome")),
-            Err(FaultError::TooManyFaults(f)) => panic!("fault loop at {f:?}"),
-        }
-    }
-}
-
 /// Shared objects' page values, and the files' (their page caches, which
 /// every mapping of a file shares and which reach the file).
 struct Objects {
@@ -454,7 +380,7 @@ pub fn run(data: &[u8]) {
 }
 
 fn run_ops(ops: &[Op]) {
-    let w = World::new();
+    let w = World::new(RAM);
     let fs = MemFs::new();
     let mut fds = FdTable::new();
     for (f, &(name, _, _, rw)) in FILES.iter().enumerate() {

@@ -40,6 +40,7 @@ mod machine;
 pub mod mmu;
 mod ram;
 mod tlb;
+mod world;
 
 pub use error::{FaultError, SimError};
 pub use fault::{err, Access, Mode, PageFault};
@@ -47,6 +48,7 @@ pub use machine::{
     pc_memory_map, SimConfig, SimMachine, SimStats, TlbEntryInfo, DEFAULT_TLB_ENTRIES, MAX_RAM,
     PC_HOLE_END, PC_LOW_RAM_END,
 };
+pub use world::{Vm, World};
 
 #[cfg(test)]
 mod tests {
