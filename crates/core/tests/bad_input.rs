@@ -104,201 +104,181 @@ fn frames_new_ignores_ram_above_4gib() {
     drop(unsafe { Box::from_raw(raw) });
 }
 
+/// Runs `body` on a frame allocator over a fresh machine with `ram` bytes.
+fn with_frames(ram: u64, body: impl FnOnce(&mut FrameAllocator)) {
+    let m = SimMachine::new(ram).unwrap();
+    let map = m.memory_map().to_vec();
+    // SAFETY: the allocator is dropped (at the end of this function) before
+    // the machine it manages.
+    let mut fa = unsafe { FrameAllocator::new(&m, &map) }.unwrap();
+    body(&mut fa);
+}
+
 #[test]
 fn frames_alloc_contiguous_huge_count_is_out_of_memory() {
-    let m = SimMachine::new(16 * MIB).unwrap();
-    let map = m.memory_map().to_vec();
-    // SAFETY: the allocator is dropped before the machine.
-    let mut fa = unsafe { FrameAllocator::new(&m, &map) }.unwrap();
-    let before = fa.stats();
-    for count in [FRAME_COUNT_4G, u32::MAX] {
-        for align in [0, 20] {
-            for zone in Zone::ALL {
-                assert_eq!(
-                    fa.alloc_contiguous(count, align, zone),
-                    Err(MmError::OutOfMemory),
-                    "{count:#x} frames, 2^{align} alignment, {zone:?}"
-                );
+    with_frames(16 * MIB, |fa| {
+        let before = fa.stats();
+        for count in [FRAME_COUNT_4G, u32::MAX] {
+            for align in [0, 20] {
+                for zone in Zone::ALL {
+                    assert_eq!(
+                        fa.alloc_contiguous(count, align, zone),
+                        Err(MmError::OutOfMemory),
+                        "{count:#x} frames, 2^{align} alignment, {zone:?}"
+                    );
+                }
             }
         }
-    }
-    assert_eq!(fa.stats(), before);
-    fa.validate().unwrap();
+        assert_eq!(fa.stats(), before);
+        fa.validate().unwrap();
+    });
 }
 
 #[test]
 fn frames_share_refcount_of_foreign_or_reserved_frames_are_refused() {
-    let m = SimMachine::new(16 * MIB).unwrap();
-    let map = m.memory_map().to_vec();
-    // SAFETY: the allocator is dropped before the machine.
-    let mut fa = unsafe { FrameAllocator::new(&m, &map) }.unwrap();
-    let before = fa.stats();
-    // Past RAM, and the last frame of the 32-bit space.
-    for f in [frame(16 * 256), frame(FRAME_COUNT_4G - 1)] {
-        assert_eq!(fa.share(f), Err(MmError::OutOfRange));
-        assert_eq!(fa.refcount(f), Err(MmError::OutOfRange));
-        assert_eq!(fa.release(f), Err(MmError::OutOfRange));
-        assert!(!fa.manages(f));
-    }
-    // The BIOS hole (0xA0000..0x100000) and the allocator's own metadata.
-    let (meta, _) = fa.metadata_frames();
-    for f in [frame(0xA0), meta] {
-        assert_eq!(fa.share(f), Err(MmError::FrameReserved));
-        assert_eq!(fa.refcount(f), Err(MmError::FrameReserved));
-        assert_eq!(fa.claim(f), Err(MmError::FrameReserved));
-    }
-    assert_eq!(fa.stats(), before);
-    fa.validate().unwrap();
+    with_frames(16 * MIB, |fa| {
+        let before = fa.stats();
+        // Past RAM, and the last frame of the 32-bit space.
+        for f in [frame(16 * 256), frame(FRAME_COUNT_4G - 1)] {
+            assert_eq!(fa.share(f), Err(MmError::OutOfRange));
+            assert_eq!(fa.refcount(f), Err(MmError::OutOfRange));
+            assert_eq!(fa.release(f), Err(MmError::OutOfRange));
+            assert!(!fa.manages(f));
+        }
+        // The BIOS hole (0xA0000..0x100000) and the allocator's own metadata.
+        let (meta, _) = fa.metadata_frames();
+        for f in [frame(0xA0), meta] {
+            assert_eq!(fa.share(f), Err(MmError::FrameReserved));
+            assert_eq!(fa.refcount(f), Err(MmError::FrameReserved));
+            assert_eq!(fa.claim(f), Err(MmError::FrameReserved));
+        }
+        assert_eq!(fa.stats(), before);
+        fa.validate().unwrap();
+    });
 }
 
 #[test]
 fn frames_exhausted_then_every_zone_is_out_of_memory_and_recovers() {
-    let m = SimMachine::new(4 * MIB).unwrap();
-    let map = m.memory_map().to_vec();
-    // SAFETY: the allocator is dropped before the machine.
-    let mut fa = unsafe { FrameAllocator::new(&m, &map) }.unwrap();
-    let mut got = Vec::new();
-    while let Ok(f) = fa.alloc(Zone::High) {
-        got.push(f);
-    }
-    for zone in Zone::ALL {
-        assert_eq!(fa.alloc(zone), Err(MmError::OutOfMemory));
-        assert_eq!(fa.alloc_contiguous(1, 0, zone), Err(MmError::OutOfMemory));
-    }
-    assert_eq!(fa.stats().free, 0);
-    for f in got {
-        assert_eq!(fa.release(f), Ok(true));
-    }
-    fa.validate().unwrap();
+    with_frames(4 * MIB, |fa| {
+        let mut got = Vec::new();
+        while let Ok(f) = fa.alloc(Zone::High) {
+            got.push(f);
+        }
+        for zone in Zone::ALL {
+            assert_eq!(fa.alloc(zone), Err(MmError::OutOfMemory));
+            assert_eq!(fa.alloc_contiguous(1, 0, zone), Err(MmError::OutOfMemory));
+        }
+        assert_eq!(fa.stats().free, 0);
+        for f in got {
+            assert_eq!(fa.release(f), Ok(true));
+        }
+        fa.validate().unwrap();
+    });
 }
 
 // ----------------------------------------------------------------- paging
 
-/// A machine, its allocator and kernel space, for the paging rows.
-struct Pg {
-    w: World,
-}
-
-impl Pg {
-    fn new() -> Pg {
-        Pg {
-            w: World::new(32 * MIB),
-        }
-    }
-    fn user(&self) -> AddressSpace {
-        AddressSpace::new_user(
-            &self.w.m,
-            &mut *self.w.fa.lock(),
-            self.w.kernel.as_ref().unwrap(),
-        )
-        .unwrap()
-    }
-    fn done(self, us: AddressSpace) {
-        us.destroy(&self.w.m, &mut *self.w.fa.lock());
-        self.w.finish();
-    }
+/// Runs `body` on a fresh user page directory of a 32 MiB machine, with
+/// the machine and its frame allocator; then destroys the space and checks
+/// that every frame came back.
+fn with_user_space(body: impl FnOnce(&SimMachine, &mut FrameAllocator, &mut AddressSpace)) {
+    let w = World::new(32 * MIB);
+    let kernel = w.kernel.as_ref().unwrap();
+    let mut us = AddressSpace::new_user(&w.m, &mut *w.fa.lock(), kernel).unwrap();
+    body(&w.m, &mut w.fa.lock(), &mut us);
+    us.destroy(&w.m, &mut *w.fa.lock());
+    w.finish();
 }
 
 #[test]
 fn paging_map_remap_in_the_direct_map_is_fixed_mapping() {
-    let pg = Pg::new();
-    let mut us = pg.user();
-    let (m, mut fa) = (&pg.w.m, pg.w.fa.lock());
-    let f = fa.alloc(Zone::High).unwrap();
-    let before = fa.stats();
-    for a in [KERNEL_BASE, KERNEL_BASE + 0x1234_5000, HEAP_START - 0x1000] {
+    with_user_space(|m, fa, us| {
+        let f = fa.alloc(Zone::High).unwrap();
+        let before = fa.stats();
+        for a in [KERNEL_BASE, KERNEL_BASE + 0x1234_5000, HEAP_START - 0x1000] {
+            assert_eq!(
+                us.map(m, &mut *fa, page(a), f, RW_USER).err(),
+                Some(MmError::FixedMapping),
+                "{a:#x}"
+            );
+            assert_eq!(
+                us.remap(m, &mut *fa, page(a), f, RW_USER).err(),
+                Some(MmError::FixedMapping)
+            );
+        }
+        assert_eq!(fa.stats(), before);
+        // The direct map still translates as before.
         assert_eq!(
-            us.map(m, &mut *fa, page(a), f, RW_USER).err(),
-            Some(MmError::FixedMapping),
-            "{a:#x}"
+            us.translate(m, va(KERNEL_BASE + 0x5000)),
+            Some(PhysAddr::new(0x5000))
         );
-        assert_eq!(
-            us.remap(m, &mut *fa, page(a), f, RW_USER).err(),
-            Some(MmError::FixedMapping)
-        );
-    }
-    assert_eq!(fa.stats(), before);
-    // The direct map still translates as before.
-    assert_eq!(
-        us.translate(m, va(KERNEL_BASE + 0x5000)),
-        Some(PhysAddr::new(0x5000))
-    );
-    fa.release(f).unwrap();
-    drop(fa);
-    pg.done(us);
+        fa.release(f).unwrap();
+    });
 }
 
 #[test]
 fn paging_unmap_protect_get_page_in_the_direct_map_are_fixed_mapping() {
-    let pg = Pg::new();
-    let mut us = pg.user();
-    let (m, mut fa) = (&pg.w.m, pg.w.fa.lock());
-    let before = fa.stats();
-    let p = page(KERNEL_BASE + 0x10_0000);
-    assert_eq!(us.unmap(m, &mut *fa, p).err(), Some(MmError::FixedMapping));
-    assert_eq!(
-        us.protect(m, p, PteFlags::empty()).err(),
-        Some(MmError::FixedMapping)
-    );
-    for make in [false, true] {
+    with_user_space(|m, fa, us| {
+        let before = fa.stats();
+        let p = page(KERNEL_BASE + 0x10_0000);
+        assert_eq!(us.unmap(m, &mut *fa, p).err(), Some(MmError::FixedMapping));
         assert_eq!(
-            us.get_page(m, &mut *fa, p.start(), make).err(),
+            us.protect(m, p, PteFlags::empty()).err(),
             Some(MmError::FixedMapping)
         );
-    }
-    assert_eq!(us.entry(m, p), None, "no page-table entry for a 4 MiB page");
-    assert_eq!(fa.stats(), before);
-    drop(fa);
-    pg.done(us);
+        for make in [false, true] {
+            assert_eq!(
+                us.get_page(m, &mut *fa, p.start(), make).err(),
+                Some(MmError::FixedMapping)
+            );
+        }
+        assert_eq!(us.entry(m, p), None, "no page-table entry for a 4 MiB page");
+        assert_eq!(fa.stats(), before);
+    });
 }
 
 #[test]
 fn paging_remap_unmap_protect_in_the_top_4mib_are_refused() {
-    let pg = Pg::new();
-    let mut us = pg.user();
-    let (m, mut fa) = (&pg.w.m, pg.w.fa.lock());
-    let f = fa.alloc(Zone::High).unwrap();
-    let before = fa.stats();
-    for a in [KMAP_END, 0xFFFF_F000] {
-        assert_eq!(
-            us.remap(m, &mut *fa, page(a), f, RW_USER).err(),
-            Some(MmError::OutOfRange)
-        );
-        assert_eq!(
-            us.unmap(m, &mut *fa, page(a)).err(),
-            Some(MmError::NotMapped)
-        );
-        assert_eq!(
-            us.protect(m, page(a), RW_USER).err(),
-            Some(MmError::NotMapped)
-        );
-        assert_eq!(us.translate(m, va(a + 0xFFF)), None);
-    }
-    assert_eq!(fa.stats(), before);
-    fa.release(f).unwrap();
-    drop(fa);
-    pg.done(us);
+    with_user_space(|m, fa, us| {
+        let f = fa.alloc(Zone::High).unwrap();
+        let before = fa.stats();
+        for a in [KMAP_END, 0xFFFF_F000] {
+            assert_eq!(
+                us.remap(m, &mut *fa, page(a), f, RW_USER).err(),
+                Some(MmError::OutOfRange)
+            );
+            assert_eq!(
+                us.unmap(m, &mut *fa, page(a)).err(),
+                Some(MmError::NotMapped)
+            );
+            assert_eq!(
+                us.protect(m, page(a), RW_USER).err(),
+                Some(MmError::NotMapped)
+            );
+            assert_eq!(us.translate(m, va(a + 0xFFF)), None);
+        }
+        assert_eq!(fa.stats(), before);
+        fa.release(f).unwrap();
+    });
 }
 
 #[test]
 fn paging_translate_of_never_mapped_addresses_is_none() {
-    let pg = Pg::new();
-    let us = pg.user();
-    let m = &pg.w.m;
-    for a in [
-        0,
-        0x1000,
-        USER_MMAP_MIN,
-        USER_END - 1,
-        HEAP_START,
-        KMAP_END,
-        u32::MAX,
-    ] {
-        assert_eq!(us.translate(m, va(a)), None, "{a:#x}");
-    }
-    // Direct-map addresses past RAM (32 MiB here) are not mapped either.
-    assert_eq!(us.translate(m, va(KERNEL_BASE + (64 << 20))), None);
-    pg.done(us);
+    with_user_space(|m, _, us| {
+        for a in [
+            0,
+            0x1000,
+            USER_MMAP_MIN,
+            USER_END - 1,
+            HEAP_START,
+            KMAP_END,
+            u32::MAX,
+        ] {
+            assert_eq!(us.translate(m, va(a)), None, "{a:#x}");
+        }
+        // Direct-map addresses past RAM (32 MiB here) are not mapped either.
+        assert_eq!(us.translate(m, va(KERNEL_BASE + (64 << 20))), None);
+    });
 }
 
 #[test]
@@ -320,35 +300,32 @@ fn paging_new_user_without_frames_is_out_of_memory() {
 fn paging_map_of_a_huge_flag_or_unknown_bits_in_kernel_half() {
     // HUGE is refused everywhere, also in the kernel half; the OS-available
     // bits (9..11) are kept as given.
-    let pg = Pg::new();
-    let mut us = pg.user();
-    let (m, mut fa) = (&pg.w.m, pg.w.fa.lock());
-    let f = fa.alloc(Zone::High).unwrap();
-    assert_eq!(
-        us.map(
-            m,
-            &mut *fa,
-            page(HEAP_START),
-            f,
-            PteFlags::HUGE | PteFlags::WRITABLE
-        )
-        .err(),
-        Some(MmError::InvalidArgument)
-    );
-    let avail = PteFlags::AVAIL0 | PteFlags::AVAIL1 | PteFlags::AVAIL2;
-    us.map(m, &mut *fa, page(0x40_0000), f, RW_USER | avail)
-        .unwrap()
-        .flush(m);
-    assert_eq!(
-        us.entry(m, page(0x40_0000)).unwrap().flags(),
-        RW_USER | avail | PteFlags::PRESENT
-    );
-    assert_eq!(
-        us.protect(m, page(0x40_0000), PteFlags::HUGE).err(),
-        Some(MmError::InvalidArgument)
-    );
-    drop(fa);
-    pg.done(us);
+    with_user_space(|m, fa, us| {
+        let f = fa.alloc(Zone::High).unwrap();
+        assert_eq!(
+            us.map(
+                m,
+                &mut *fa,
+                page(HEAP_START),
+                f,
+                PteFlags::HUGE | PteFlags::WRITABLE
+            )
+            .err(),
+            Some(MmError::InvalidArgument)
+        );
+        let avail = PteFlags::AVAIL0 | PteFlags::AVAIL1 | PteFlags::AVAIL2;
+        us.map(m, &mut *fa, page(0x40_0000), f, RW_USER | avail)
+            .unwrap()
+            .flush(m);
+        assert_eq!(
+            us.entry(m, page(0x40_0000)).unwrap().flags(),
+            RW_USER | avail | PteFlags::PRESENT
+        );
+        assert_eq!(
+            us.protect(m, page(0x40_0000), PteFlags::HUGE).err(),
+            Some(MmError::InvalidArgument)
+        );
+    });
 }
 
 // ------------------------------------------------------------------- heap
@@ -512,28 +489,37 @@ fn heap_alloc_zero_size_and_max_alignment_are_served() {
 
 // --------------------------------------------------------------------- vm
 
+/// Runs `body` on a fresh user space of a 16 MiB machine with an empty
+/// descriptor table, then destroys the space and checks that every frame
+/// came back.
+fn with_vm(body: impl FnOnce(&World, &mut Vm<'_>, &mut FdTable)) {
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    let mut fds = FdTable::new();
+    body(&w, &mut vm, &mut fds);
+    vm.destroy();
+    w.finish();
+}
+
 fn errno<T: std::fmt::Debug>(r: Result<T, MmError>) -> i32 {
     r.unwrap_err().errno()
 }
 
 #[test]
 fn vm_mmap_fd_out_of_range_or_negative_is_ebadf() {
-    let w = World::new(16 * MIB);
-    let mut vm = w.space();
-    let fs = MemFs::new();
-    fs.create("f", b"data");
-    let mut fds = FdTable::new();
-    let fd = fds.insert(fs.open("f", OpenMode::ReadWrite).unwrap());
-    for bad in [fd + 1, 1024, i32::MAX, -2, -4096, i32::MIN] {
-        for flags in [MAP_PRIVATE, MAP_SHARED, MAP_PRIVATE | MAP_FIXED] {
-            let r = vm.mmap(&fds, va(0x1000_0000), PAGE, PROT_READ, flags, bad, 0);
-            assert_eq!(r, Err(MmError::BadFileDescriptor), "fd {bad}");
-            assert_eq!(errno(r), EBADF);
+    with_vm(|_, vm, fds| {
+        let fs = MemFs::new();
+        fs.create("f", b"data");
+        let fd = fds.insert(fs.open("f", OpenMode::ReadWrite).unwrap());
+        for bad in [fd + 1, 1024, i32::MAX, -2, -4096, i32::MIN] {
+            for flags in [MAP_PRIVATE, MAP_SHARED, MAP_PRIVATE | MAP_FIXED] {
+                let r = vm.mmap(fds, va(0x1000_0000), PAGE, PROT_READ, flags, bad, 0);
+                assert_eq!(r, Err(MmError::BadFileDescriptor), "fd {bad}");
+                assert_eq!(errno(r), EBADF);
+            }
         }
-    }
-    assert_eq!(vm.region_count(), 0);
-    drop(vm);
-    w.finish();
+        assert_eq!(vm.region_count(), 0);
+    });
 }
 
 #[test]
@@ -557,173 +543,149 @@ fn vm_fd_table_get_and_close_of_bad_descriptors_are_ebadf() {
 
 #[test]
 fn vm_mmap_file_offset_plus_length_past_4gib_is_einval() {
-    let w = World::new(16 * MIB);
-    let mut vm = w.space();
-    let fs = MemFs::new();
-    fs.create("f", &[1; 8192]);
-    let mut fds = FdTable::new();
-    let fd = fds.insert(fs.open("f", OpenMode::ReadOnly).unwrap());
-    let off = 0xFFFF_F000;
-    assert_eq!(
-        errno(vm.mmap(&fds, NULL, 2 * PAGE, PROT_READ, MAP_PRIVATE, fd, off)),
-        EINVAL
-    );
-    // One page at the very last file page is fine (pages past EOF: SIGBUS).
-    let a = vm
-        .mmap(&fds, NULL, PAGE, PROT_READ, MAP_PRIVATE, fd, off)
-        .unwrap();
-    assert_eq!(
-        w.read_u32(&mut vm, a, U),
-        Err(FaultOutcome::Signal(Signal::Bus { addr: a }))
-    );
-    drop(vm);
-    w.finish();
+    with_vm(|w, vm, fds| {
+        let fs = MemFs::new();
+        fs.create("f", &[1; 8192]);
+        let fd = fds.insert(fs.open("f", OpenMode::ReadOnly).unwrap());
+        let off = 0xFFFF_F000;
+        assert_eq!(
+            errno(vm.mmap(fds, NULL, 2 * PAGE, PROT_READ, MAP_PRIVATE, fd, off)),
+            EINVAL
+        );
+        // One page at the very last file page is fine (pages past EOF: SIGBUS).
+        let a = vm
+            .mmap(fds, NULL, PAGE, PROT_READ, MAP_PRIVATE, fd, off)
+            .unwrap();
+        assert_eq!(
+            w.read_u32(vm, a, U),
+            Err(FaultOutcome::Signal(Signal::Bus { addr: a }))
+        );
+    });
 }
 
 #[test]
 fn vm_mmap_fixed_wrapping_past_4gib_is_out_of_range() {
-    let w = World::new(16 * MIB);
-    let mut vm = w.space();
-    let fds = FdTable::new();
-    let cases = [
-        (0xFFFF_F000, 2 * PAGE),
-        (0xBFFF_F000, 2 * PAGE),
-        (0x1000_0000, 0xB000_1000),
-        (KERNEL_BASE, PAGE),
-    ];
-    for (addr, len) in cases {
-        let r = vm.mmap(&fds, va(addr), len, RW, ANON | MAP_FIXED, -1, 0);
-        assert_eq!(r, Err(MmError::OutOfRange), "{addr:#x} + {len:#x}");
-        assert_eq!(errno(r), EINVAL);
-    }
-    assert_eq!(vm.region_count(), 0);
-    drop(vm);
-    w.finish();
+    with_vm(|_, vm, fds| {
+        let cases = [
+            (0xFFFF_F000, 2 * PAGE),
+            (0xBFFF_F000, 2 * PAGE),
+            (0x1000_0000, 0xB000_1000),
+            (KERNEL_BASE, PAGE),
+        ];
+        for (addr, len) in cases {
+            let r = vm.mmap(fds, va(addr), len, RW, ANON | MAP_FIXED, -1, 0);
+            assert_eq!(r, Err(MmError::OutOfRange), "{addr:#x} + {len:#x}");
+            assert_eq!(errno(r), EINVAL);
+        }
+        assert_eq!(vm.region_count(), 0);
+    });
 }
 
 #[test]
 fn vm_mmap_length_larger_than_user_space_is_enomem() {
-    let w = World::new(16 * MIB);
-    let mut vm = w.space();
-    let fds = FdTable::new();
-    for len in [u32::MAX, 0xFFFF_F001, USER_END] {
-        let r = vm.mmap(&fds, NULL, len, RW, ANON, -1, 0);
-        assert_eq!(errno(r), ENOMEM, "{len:#x}");
-    }
-    assert_eq!(vm.region_count(), 0);
-    drop(vm);
-    w.finish();
+    with_vm(|_, vm, fds| {
+        for len in [u32::MAX, 0xFFFF_F001, USER_END] {
+            let r = vm.mmap(fds, NULL, len, RW, ANON, -1, 0);
+            assert_eq!(errno(r), ENOMEM, "{len:#x}");
+        }
+        assert_eq!(vm.region_count(), 0);
+    });
 }
 
 #[test]
 fn vm_mmap_hint_that_wraps_or_is_unaligned_is_ignored() {
-    let w = World::new(16 * MIB);
-    let mut vm = w.space();
-    let fds = FdTable::new();
-    for hint in [0xFFFF_FFFF, 0xFFFF_F000, 0xBFFF_F001, 0x10, USER_END - 1] {
-        let a = vm.mmap(&fds, va(hint), 2 * PAGE, RW, ANON, -1, 0).unwrap();
-        assert!(
-            a.as_u32() >= USER_MMAP_MIN && a.as_u32() + 2 * PAGE <= USER_END,
-            "hint {hint:#x} gave {a:?}"
-        );
-        assert!(a.is_page_aligned());
-        vm.munmap(a, 2 * PAGE).unwrap();
-    }
-    // An unaligned hint in a free range is rounded up to the next page.
-    let a = vm
-        .mmap(&fds, va(0x2000_0001), PAGE, RW, ANON, -1, 0)
-        .unwrap();
-    assert_eq!(a, va(0x2000_1000));
-    drop(vm);
-    w.finish();
+    with_vm(|_, vm, fds| {
+        for hint in [0xFFFF_FFFF, 0xFFFF_F000, 0xBFFF_F001, 0x10, USER_END - 1] {
+            let a = vm.mmap(fds, va(hint), 2 * PAGE, RW, ANON, -1, 0).unwrap();
+            assert!(
+                a.as_u32() >= USER_MMAP_MIN && a.as_u32() + 2 * PAGE <= USER_END,
+                "hint {hint:#x} gave {a:?}"
+            );
+            assert!(a.is_page_aligned());
+            vm.munmap(a, 2 * PAGE).unwrap();
+        }
+        // An unaligned hint in a free range is rounded up to the next page.
+        let a = vm
+            .mmap(fds, va(0x2000_0001), PAGE, RW, ANON, -1, 0)
+            .unwrap();
+        assert_eq!(a, va(0x2000_1000));
+    });
 }
 
 #[test]
 fn vm_munmap_wrapping_past_4gib_or_past_user_space_is_einval() {
-    let w = World::new(16 * MIB);
-    let mut vm = w.space();
-    let fds = FdTable::new();
-    let a = vm.mmap(&fds, NULL, PAGE, RW, ANON, -1, 0).unwrap();
-    for (addr, len) in [
-        (0xFFFF_F000, 2 * PAGE),
-        (a.as_u32(), u32::MAX),
-        (USER_END, PAGE),
-        (KERNEL_BASE, PAGE),
-    ] {
-        let r = vm.munmap(va(addr), len);
-        assert_eq!(r, Err(MmError::OutOfRange), "{addr:#x} + {len:#x}");
-        assert_eq!(errno(r), EINVAL);
-    }
-    assert_eq!(vm.region_count(), 1, "nothing changed");
-    drop(vm);
-    w.finish();
+    with_vm(|_, vm, fds| {
+        let a = vm.mmap(fds, NULL, PAGE, RW, ANON, -1, 0).unwrap();
+        for (addr, len) in [
+            (0xFFFF_F000, 2 * PAGE),
+            (a.as_u32(), u32::MAX),
+            (USER_END, PAGE),
+            (KERNEL_BASE, PAGE),
+        ] {
+            let r = vm.munmap(va(addr), len);
+            assert_eq!(r, Err(MmError::OutOfRange), "{addr:#x} + {len:#x}");
+            assert_eq!(errno(r), EINVAL);
+        }
+        assert_eq!(vm.region_count(), 1, "nothing changed");
+    });
 }
 
 #[test]
 fn vm_munmap_of_a_never_mapped_or_already_unmapped_range_is_a_no_op() {
-    let w = World::new(16 * MIB);
-    let mut vm = w.space();
-    let fds = FdTable::new();
-    assert_eq!(vm.munmap(va(0x3000_0000), 16 * PAGE), Ok(()));
-    assert_eq!(vm.munmap(va(0), PAGE), Ok(()), "below the mmap floor");
-    let a = vm.mmap(&fds, NULL, 4 * PAGE, RW, ANON, -1, 0).unwrap();
-    w.write_u32(&mut vm, a, 7, U).unwrap();
-    let used = w.used();
-    vm.munmap(a, 4 * PAGE).unwrap();
-    assert!(w.used() < used, "the touched page went back");
-    assert_eq!(vm.munmap(a, 4 * PAGE), Ok(()), "twice");
-    assert_eq!(vm.region_count(), 0);
-    assert_eq!(vm.resident_pages(), 0);
-    drop(vm);
-    w.finish();
+    with_vm(|w, vm, fds| {
+        assert_eq!(vm.munmap(va(0x3000_0000), 16 * PAGE), Ok(()));
+        assert_eq!(vm.munmap(va(0), PAGE), Ok(()), "below the mmap floor");
+        let a = vm.mmap(fds, NULL, 4 * PAGE, RW, ANON, -1, 0).unwrap();
+        w.write_u32(vm, a, 7, U).unwrap();
+        let used = w.used();
+        vm.munmap(a, 4 * PAGE).unwrap();
+        assert!(w.used() < used, "the touched page went back");
+        assert_eq!(vm.munmap(a, 4 * PAGE), Ok(()), "twice");
+        assert_eq!(vm.region_count(), 0);
+        assert_eq!(vm.resident_pages(), 0);
+    });
 }
 
 #[test]
 fn vm_mprotect_msync_on_a_destroyed_range_are_enomem() {
-    let w = World::new(16 * MIB);
-    let mut vm = w.space();
-    let fds = FdTable::new();
-    let a = vm.mmap(&fds, NULL, 2 * PAGE, RW, ANON, -1, 0).unwrap();
-    vm.munmap(a, 2 * PAGE).unwrap();
-    assert_eq!(vm.mprotect(a, PAGE, PROT_READ), Err(MmError::NoRegion));
-    assert_eq!(vm.msync(a, PAGE), Err(MmError::NoRegion));
-    assert_eq!(errno(vm.msync(a, PAGE)), ENOMEM);
-    // Never mapped at all, and below the mmap floor.
-    assert_eq!(vm.mprotect(va(0x1000), PAGE, RW), Err(MmError::NoRegion));
-    assert_eq!(vm.region_count(), 0);
-    drop(vm);
-    w.finish();
+    with_vm(|_, vm, fds| {
+        let a = vm.mmap(fds, NULL, 2 * PAGE, RW, ANON, -1, 0).unwrap();
+        vm.munmap(a, 2 * PAGE).unwrap();
+        assert_eq!(vm.mprotect(a, PAGE, PROT_READ), Err(MmError::NoRegion));
+        assert_eq!(vm.msync(a, PAGE), Err(MmError::NoRegion));
+        assert_eq!(errno(vm.msync(a, PAGE)), ENOMEM);
+        // Never mapped at all, and below the mmap floor.
+        assert_eq!(vm.mprotect(va(0x1000), PAGE, RW), Err(MmError::NoRegion));
+        assert_eq!(vm.region_count(), 0);
+    });
 }
 
 #[test]
 fn vm_mprotect_msync_wrapping_or_zero_length_are_einval() {
-    let w = World::new(16 * MIB);
-    let mut vm = w.space();
-    let fds = FdTable::new();
-    let a = vm.mmap(&fds, NULL, PAGE, RW, ANON, -1, 0).unwrap();
-    for (addr, len) in [
-        (0xFFFF_F000, 2 * PAGE),
-        (a.as_u32(), u32::MAX),
-        (USER_END, PAGE),
-    ] {
-        assert_eq!(
-            vm.mprotect(va(addr), len, PROT_READ),
-            Err(MmError::OutOfRange)
-        );
-        assert_eq!(vm.msync(va(addr), len), Err(MmError::OutOfRange));
-    }
-    assert_eq!(vm.msync(a, 0), Err(MmError::InvalidArgument));
-    assert_eq!(vm.msync(at(a, 12), PAGE), Err(MmError::Misaligned));
-    for prot in [0x8, 0x10, 0xFF, u32::MAX] {
-        assert_eq!(
-            vm.mprotect(a, PAGE, prot),
-            Err(MmError::InvalidArgument),
-            "{prot:#x}"
-        );
-    }
-    assert_eq!(vm.region_at(a).unwrap().prot, Prot::READ | Prot::WRITE);
-    drop(vm);
-    w.finish();
+    with_vm(|_, vm, fds| {
+        let a = vm.mmap(fds, NULL, PAGE, RW, ANON, -1, 0).unwrap();
+        for (addr, len) in [
+            (0xFFFF_F000, 2 * PAGE),
+            (a.as_u32(), u32::MAX),
+            (USER_END, PAGE),
+        ] {
+            assert_eq!(
+                vm.mprotect(va(addr), len, PROT_READ),
+                Err(MmError::OutOfRange)
+            );
+            assert_eq!(vm.msync(va(addr), len), Err(MmError::OutOfRange));
+        }
+        assert_eq!(vm.msync(a, 0), Err(MmError::InvalidArgument));
+        assert_eq!(vm.msync(at(a, 12), PAGE), Err(MmError::Misaligned));
+        for prot in [0x8, 0x10, 0xFF, u32::MAX] {
+            assert_eq!(
+                vm.mprotect(a, PAGE, prot),
+                Err(MmError::InvalidArgument),
+                "{prot:#x}"
+            );
+        }
+        assert_eq!(vm.region_at(a).unwrap().prot, Prot::READ | Prot::WRITE);
+    });
 }
 
 #[test]
@@ -740,58 +702,49 @@ fn vm_prot_from_raw_with_unknown_bits_is_einval() {
 
 #[test]
 fn vm_copy_user_wrapping_past_4gib_or_into_the_kernel_is_efault() {
-    let w = World::new(16 * MIB);
-    let mut vm = w.space();
-    let fds = FdTable::new();
-    let a = vm.mmap(&fds, NULL, PAGE, RW, ANON, -1, 0).unwrap();
-    let data = [0xAB; 32];
-    let mut buf = [0u8; 32];
-    for dst in [0xFFFF_FFF0, KERNEL_BASE, KERNEL_BASE - 16, HEAP_START] {
-        let r = vm.copy_to_user(va(dst), &data);
-        assert_eq!(r, Err(MmError::BadAddress), "{dst:#x}");
-        assert_eq!(errno(r), EFAULT);
+    with_vm(|_, vm, fds| {
+        let a = vm.mmap(fds, NULL, PAGE, RW, ANON, -1, 0).unwrap();
+        let data = [0xAB; 32];
+        let mut buf = [0u8; 32];
+        for dst in [0xFFFF_FFF0, KERNEL_BASE, KERNEL_BASE - 16, HEAP_START] {
+            let r = vm.copy_to_user(va(dst), &data);
+            assert_eq!(r, Err(MmError::BadAddress), "{dst:#x}");
+            assert_eq!(errno(r), EFAULT);
+            assert_eq!(
+                vm.copy_from_user(va(dst), &mut buf),
+                Err(MmError::BadAddress)
+            );
+        }
+        // Crossing from a mapped page into an unmapped one.
         assert_eq!(
-            vm.copy_from_user(va(dst), &mut buf),
+            vm.copy_to_user(at(a, PAGE - 16), &data),
             Err(MmError::BadAddress)
         );
-    }
-    // Crossing from a mapped page into an unmapped one.
-    assert_eq!(
-        vm.copy_to_user(at(a, PAGE - 16), &data),
-        Err(MmError::BadAddress)
-    );
-    // Into a destroyed range.
-    vm.munmap(a, PAGE).unwrap();
-    assert_eq!(vm.copy_to_user(a, &data), Err(MmError::BadAddress));
-    assert_eq!(vm.copy_from_user(a, &mut buf), Err(MmError::BadAddress));
-    drop(vm);
-    w.finish();
+        // Into a destroyed range.
+        vm.munmap(a, PAGE).unwrap();
+        assert_eq!(vm.copy_to_user(a, &data), Err(MmError::BadAddress));
+        assert_eq!(vm.copy_from_user(a, &mut buf), Err(MmError::BadAddress));
+    });
 }
 
 #[test]
 fn vm_access_to_a_destroyed_range_is_sigsegv() {
-    let w = World::new(16 * MIB);
-    let mut vm = w.space();
-    let fds = FdTable::new();
-    let a = vm.mmap(&fds, NULL, 2 * PAGE, RW, ANON, -1, 0).unwrap();
-    w.write_u32(&mut vm, a, 1, U).unwrap();
-    w.write_u32(&mut vm, at(a, PAGE), 2, U).unwrap();
-    vm.munmap(a, 2 * PAGE).unwrap();
-    let segv = |addr| {
-        FaultOutcome::Signal(Signal::Segv {
-            addr,
-            cause: SegvCause::NoRegion,
-        })
-    };
-    assert_eq!(w.read_u32(&mut vm, a, U), Err(segv(a)));
-    assert_eq!(
-        w.write_u32(&mut vm, at(a, PAGE), 3, U),
-        Err(segv(at(a, PAGE)))
-    );
-    assert_eq!(w.read_u32(&mut vm, a, S), Err(FaultOutcome::KernelBug));
-    assert_eq!(vm.resident_pages(), 0);
-    drop(vm);
-    w.finish();
+    with_vm(|w, vm, fds| {
+        let a = vm.mmap(fds, NULL, 2 * PAGE, RW, ANON, -1, 0).unwrap();
+        w.write_u32(vm, a, 1, U).unwrap();
+        w.write_u32(vm, at(a, PAGE), 2, U).unwrap();
+        vm.munmap(a, 2 * PAGE).unwrap();
+        let segv = |addr| {
+            FaultOutcome::Signal(Signal::Segv {
+                addr,
+                cause: SegvCause::NoRegion,
+            })
+        };
+        assert_eq!(w.read_u32(vm, a, U), Err(segv(a)));
+        assert_eq!(w.write_u32(vm, at(a, PAGE), 3, U), Err(segv(at(a, PAGE))));
+        assert_eq!(w.read_u32(vm, a, S), Err(FaultOutcome::KernelBug));
+        assert_eq!(vm.resident_pages(), 0);
+    });
 }
 
 #[test]
@@ -799,58 +752,53 @@ fn vm_handle_fault_with_unknown_error_code_bits_or_any_address() {
     // Garbage in CR2 or the error code never panics: a user fault outside
     // any region is SIGSEGV, a supervisor one a kernel bug, and a reserved
     // bit a kernel bug.
-    let w = World::new(16 * MIB);
-    let mut vm = w.space();
-    for addr in [0, 0xFFF, USER_MMAP_MIN, USER_END - 1, KERNEL_BASE, u32::MAX] {
-        for code in [0x4, 0x6, 0x7, 0xC, 0x14, 0xFFFF_FFE4, 0xFFFF_FFF4, u32::MAX] {
-            let out = vm.handle_fault(PageFault::new(addr, code));
-            let user = code & ERR_USER != 0;
-            let reserved = code & ERR_RESERVED != 0;
-            match out {
-                FaultOutcome::KernelBug => assert!(reserved || !user, "{addr:#x} {code:#x}"),
-                FaultOutcome::Signal(Signal::Segv { addr: a, .. }) => {
-                    assert!(user && !reserved);
-                    assert_eq!(a, va(addr));
+    with_vm(|_, vm, _| {
+        for addr in [0, 0xFFF, USER_MMAP_MIN, USER_END - 1, KERNEL_BASE, u32::MAX] {
+            for code in [0x4, 0x6, 0x7, 0xC, 0x14, 0xFFFF_FFE4, 0xFFFF_FFF4, u32::MAX] {
+                let out = vm.handle_fault(PageFault::new(addr, code));
+                let user = code & ERR_USER != 0;
+                let reserved = code & ERR_RESERVED != 0;
+                match out {
+                    FaultOutcome::KernelBug => assert!(reserved || !user, "{addr:#x} {code:#x}"),
+                    FaultOutcome::Signal(Signal::Segv { addr: a, .. }) => {
+                        assert!(user && !reserved);
+                        assert_eq!(a, va(addr));
+                    }
+                    other => panic!("{addr:#x} {code:#x}: {other:?}"),
                 }
-                other => panic!("{addr:#x} {code:#x}: {other:?}"),
             }
+            let out = vm.handle_fault(PageFault::new(addr, 0));
+            assert_eq!(out, FaultOutcome::KernelBug, "supervisor {addr:#x}");
         }
-        let out = vm.handle_fault(PageFault::new(addr, 0));
-        assert_eq!(out, FaultOutcome::KernelBug, "supervisor {addr:#x}");
-    }
-    assert_eq!(vm.resident_pages(), 0);
-    drop(vm);
-    w.finish();
+        assert_eq!(vm.resident_pages(), 0);
+    });
 }
 
 #[test]
 fn vm_map_stack_wrapping_or_overlapping_is_refused() {
-    let w = World::new(16 * MIB);
-    let mut vm = w.space();
-    let fds = FdTable::new();
-    assert_eq!(
-        vm.map_stack(va(0xFFFF_F000), PAGE, PAGE),
-        Err(MmError::OutOfRange)
-    );
-    assert_eq!(
-        vm.map_stack(va(USER_END), PAGE, u32::MAX),
-        Err(MmError::OutOfRange)
-    );
-    assert_eq!(
-        vm.map_stack(va(USER_END), u32::MAX, u32::MAX),
-        Err(MmError::OutOfRange)
-    );
-    let a = vm
-        .mmap(&fds, va(USER_END - PAGE), PAGE, RW, ANON | MAP_FIXED, -1, 0)
-        .unwrap();
-    assert_eq!(
-        vm.map_stack(va(USER_END), 2 * PAGE, 16 * PAGE),
-        Err(MmError::AlreadyMapped)
-    );
-    assert_eq!(vm.region_count(), 1);
-    vm.munmap(a, PAGE).unwrap();
-    drop(vm);
-    w.finish();
+    with_vm(|_, vm, fds| {
+        assert_eq!(
+            vm.map_stack(va(0xFFFF_F000), PAGE, PAGE),
+            Err(MmError::OutOfRange)
+        );
+        assert_eq!(
+            vm.map_stack(va(USER_END), PAGE, u32::MAX),
+            Err(MmError::OutOfRange)
+        );
+        assert_eq!(
+            vm.map_stack(va(USER_END), u32::MAX, u32::MAX),
+            Err(MmError::OutOfRange)
+        );
+        let a = vm
+            .mmap(fds, va(USER_END - PAGE), PAGE, RW, ANON | MAP_FIXED, -1, 0)
+            .unwrap();
+        assert_eq!(
+            vm.map_stack(va(USER_END), 2 * PAGE, 16 * PAGE),
+            Err(MmError::AlreadyMapped)
+        );
+        assert_eq!(vm.region_count(), 1);
+        vm.munmap(a, PAGE).unwrap();
+    });
 }
 
 /// Fills a 16-page heap: a big block, 32 blocks of about 1000 bytes (eight
