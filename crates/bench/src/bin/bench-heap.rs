@@ -651,13 +651,29 @@ fn drain<C: Contender>(c: &mut C, slots: &mut [Slot]) {
     }
 }
 
+/// One replay of a trace, not timed (`--replay`, for callgrind's
+/// `--toggle-collect='*replay_once*'`).
+#[inline(never)]
+fn replay_once<C: Contender>(arena: &Arena, t: &Trace) {
+    let (mut c, mut slots) = start::<C>(arena, t);
+    for &op in &t.ops {
+        black_box(step(&mut c, &mut slots, op));
+    }
+    drain(&mut c, &mut slots);
+}
+
+/// A fresh contender on the arena, and the empty slots of the trace.
+fn start<C: Contender>(arena: &Arena, t: &Trace) -> (C, Vec<Slot>) {
+    // SAFETY: the arena outlives the contender (every caller drops it first).
+    let c = unsafe { C::init(arena.0.as_ptr(), t.arena, t.initial) };
+    (c, vec![EMPTY; t.slots])
+}
+
 /// Nanoseconds for the whole trace (best of `TIMED_REPEATS` fresh runs).
 fn timed<C: Contender>(arena: &Arena, t: &Trace) -> f64 {
-    let mut slots = vec![EMPTY; t.slots];
     let mut best = f64::MAX;
     for _ in 0..TIMED_REPEATS {
-        // SAFETY: the arena outlives the contender.
-        let mut c = unsafe { C::init(arena.0.as_ptr(), t.arena, t.initial) };
+        let (mut c, mut slots) = start::<C>(arena, t);
         let start = Instant::now();
         for &op in &t.ops {
             black_box(step(&mut c, &mut slots, op));
@@ -686,10 +702,8 @@ fn cycles() -> u64 {
 
 /// p50 and p99.9 of per-operation cycles.
 fn latencies<C: Contender>(arena: &Arena, t: &Trace) -> (u64, u64) {
-    let mut slots = vec![EMPTY; t.slots];
     let mut lat = Vec::with_capacity(t.ops.len());
-    // SAFETY: the arena outlives the contender.
-    let mut c = unsafe { C::init(arena.0.as_ptr(), t.arena, t.initial) };
+    let (mut c, mut slots) = start::<C>(arena, t);
     for &op in &t.ops {
         let t0 = cycles();
         black_box(step(&mut c, &mut slots, op));
@@ -706,9 +720,7 @@ fn latencies<C: Contender>(arena: &Arena, t: &Trace) -> (u64, u64) {
 fn efficiency<C: Contender>(arena: &Arena, rounds: &[Trace]) -> f64 {
     let mut sum = 0.0;
     for t in rounds {
-        let mut slots = vec![EMPTY; t.slots];
-        // SAFETY: the arena outlives the contender.
-        let mut c = unsafe { C::init(arena.0.as_ptr(), t.arena, t.initial) };
+        let (mut c, mut slots) = start::<C>(arena, t);
         for &op in &t.ops {
             if !step(&mut c, &mut slots, op) {
                 break;
@@ -868,6 +880,25 @@ fn main() {
         .collect();
     let names: Vec<&str> = traces.iter().map(|t| t.name).collect();
     let arena = Arena::new(ARENA);
+    if let Some(i) = std::env::args().position(|a| a == "--replay") {
+        // `--replay TRACE ALLOCATOR`: one replay, for instruction counts.
+        let args: Vec<String> = std::env::args().skip(i + 1).collect();
+        let (Some(t), Some(a)) = (args.first(), args.get(1)) else {
+            panic!("usage: --replay TRACE floor|ours|talc|rlsf|buddy|list");
+        };
+        let t = traces.iter().find(|x| x.name == t.as_str()).expect("trace");
+        match a.as_str() {
+            "floor" => replay_once::<Floor>(&arena, t),
+            "ours" => replay_once::<Ours>(&arena, t),
+            "talc" => replay_once::<Talc>(&arena, t),
+            "rlsf" => replay_once::<Rlsf>(&arena, t),
+            "buddy" => replay_once::<Buddy>(&arena, t),
+            "list" => replay_once::<LinkedList>(&arena, t),
+            _ => panic!("unknown allocator {a}"),
+        }
+        eprintln!("{} ops", t.ops.len());
+        return;
+    }
     let runs = std::env::args()
         .skip_while(|a| a != "--runs")
         .nth(1)

@@ -809,10 +809,10 @@ impl<B: HeapBackend> Heap<B> {
                 {
                     return Err(MmError::HeapCorrupted);
                 }
-                self.check_merge(off, tag)?;
-                self.quick[c] = self.rd(q);
+                let link = self.rd(q);
+                self.merge_block(off, tag)?;
+                self.quick[c] = link;
                 self.quick_len[c] -= 1;
-                self.release(off, size_of_tag(tag), tag & PREV_FREE != 0);
             }
             self.quick_len[c] = 0;
         }
@@ -1259,11 +1259,88 @@ impl<B: HeapBackend> Heap<B> {
     /// checks its neighbours, then merges it.
     #[inline(never)]
     fn free_merge(&mut self, off: usize, tag: u32) -> Result<(), MmError> {
-        self.check_size(off, tag)?;
-        self.check_merge(off, tag)?;
+        self.merge_block(off, tag)?;
         self.live -= 1;
-        self.release(off, size_of_tag(tag), tag & PREV_FREE != 0);
         self.after_free()
+    }
+
+    /// Checks the block at `off` (allocated or quick-listed, `tag` without
+    /// `QUICK`, its own header checked) and its neighbours as
+    /// [`Self::check_size`] and [`Self::check_merge`] do, then merges it with
+    /// its free neighbours into one listed free block — reading every
+    /// header and footer once (the checks and the merge share the reads).
+    /// Nothing changes on error. The caller adjusts `live`.
+    #[inline(always)]
+    fn merge_block(&mut self, off: usize, tag: u32) -> Result<(), MmError> {
+        let size = size_of_tag(tag);
+        let end = self.len - SENTINEL;
+        if size < MIN_BLOCK || size > end - off {
+            return Err(corrupted());
+        }
+        // The successor's header (the one an overflow of this block
+        // clobbers first) and, if it is free, its size.
+        let next = off + size;
+        let nhdr = self.rd_hdr(next);
+        let ntag = tag_of_header(nhdr);
+        if !header_ok(nhdr, next, self.key) || ntag & PREV_FREE != 0 {
+            return Err(corrupted());
+        }
+        let nsize = if ntag & FREE != 0 {
+            let nsize = size_of_tag(ntag);
+            if nsize < MIN_BLOCK || nsize > end - next {
+                return Err(corrupted());
+            }
+            nsize
+        } else {
+            0
+        };
+        // A free predecessor's footer and header.
+        let psize = if tag & PREV_FREE != 0 {
+            // `off >= FIRST + MIN_BLOCK` when a predecessor exists; the word
+            // before `off` is in the heap either way (`off >= FIRST`).
+            let psize = self.rd(off - 4) as usize;
+            if psize < MIN_BLOCK || psize > off - FIRST || !psize.is_multiple_of(GRANULE) {
+                return Err(corrupted());
+            }
+            let phdr = self.rd_hdr(off - psize);
+            let ptag = tag_of_header(phdr);
+            if !header_ok(phdr, off - psize, self.key)
+                || ptag & (FREE | PREV_FREE) != FREE
+                || size_of_tag(ptag) != psize
+            {
+                return Err(corrupted());
+            }
+            psize
+        } else {
+            0
+        };
+        // Checked: merge.
+        self.free_bytes += size;
+        let mut start = off;
+        let mut total = size;
+        if psize != 0 {
+            // Mark the block itself free, so a second free of it is reported
+            // even though it is merged into its predecessor.
+            self.set_tag(off, size as u32 | FREE);
+            start = off - psize;
+            total += psize;
+            self.unlink(start, psize);
+            self.free_blocks -= 1;
+        }
+        if nsize != 0 {
+            self.unlink(next, nsize);
+            total += nsize;
+            self.free_blocks -= 1;
+        } else {
+            self.set_tag(next, ntag | PREV_FREE);
+        }
+        self.set_free(start, total, 0);
+        self.insert(start, total);
+        self.free_blocks += 1;
+        if start + total == end && self.len > self.min_len {
+            self.shrink(false);
+        }
+        Ok(())
     }
 
     /// Whether the block at `next` with tag `ntag` is the free block at the
