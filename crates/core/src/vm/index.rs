@@ -1,22 +1,31 @@
-//! [`BlockMap`]: an ordered map from `u32` keys (page numbers) built for
-//! predecessor lookups, the operation the fault path and every region query
-//! start with.
+//! [`BlockMap`]: an ordered map from `u32` keys (page numbers) to spans
+//! `key..end` with a value, built for the question the fault path and every
+//! region query start with: which entry contains page `k`?
 //!
-//! Keys live in sorted blocks of at most [`BLOCK`] entries, and a separate
-//! sorted array holds each block's first key. A lookup is two branch-free
-//! binary searches — over the block minimums (a few KiB even for 100,000
-//! regions, so it stays in L1) and within one block's keys (four cache
-//! lines) — and one access to the value: O(log n) with about two cache
-//! misses, where a `BTreeMap` with region-sized values misses at every one of
-//! its five or six levels. Insertion and removal move at most one block's
-//! entries, plus the block-minimum array when a block splits, merges or
-//! empties (once per ~`BLOCK / 2` updates): O(BLOCK + n / BLOCK).
+//! Entries live in sorted blocks of at most [`BLOCK`]; a separate sorted
+//! array holds each block's first key. Each block keeps its keys and the
+//! entries' ends in two fixed arrays inline in one allocation (unused key
+//! slots hold `u32::MAX`), and the values in a dense vector beside them. A
+//! lookup is a branch-free binary search over the block minimums (a few KiB
+//! even for 100,000 regions, so it stays in L1), a branch-free count over the
+//! block's fixed key array (independent loads the compiler vectorises, not a
+//! chain of dependent ones), and a compare with the end in the same block:
+//! a page in a hole never touches a value, and a hit reads exactly one. The
+//! hot part of the index is 8 bytes per entry, so 100,000 regions' keys and
+//! ends (under 1 MB) fit in L2.
+//!
+//! Lookups are O(log n). Insertion and removal move at most one block's
+//! entries, plus the block-minimum and block-pointer arrays when a block
+//! splits, merges or empties (once per ~`BLOCK / 2` updates):
+//! O(BLOCK + n / BLOCK). A full block split by an insert past its last key
+//! (or before its first, at the ends of the map) keeps its entries and
+//! starts a new block, so ascending or descending inserts leave full blocks.
 //!
 //! A lookup first tries the block the previous one landed in (a
 //! [`Finger`]), so lookups with locality skip the search over the block
-//! minimums; a block that splits keeps only the capacity it uses, so the
-//! values stay dense (fewer pages and cache lines for random lookups).
+//! minimums.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
@@ -25,6 +34,19 @@ pub(crate) const BLOCK: usize = 64;
 
 /// Below this many blocks lookups don't use the [`Finger`].
 const FINGER_MIN_BLOCKS: usize = 16;
+
+/// A value that knows where its span ends; the map keeps a copy of the end
+/// beside the key (checked by [`BlockMap::validate`]).
+pub(crate) trait Span {
+    /// One past the span's last page.
+    fn end(&self) -> u32;
+}
+
+impl Span for u32 {
+    fn end(&self) -> u32 {
+        *self
+    }
+}
 
 /// Number of keys `<= k` in the sorted slice `ks` (branch-free binary search).
 #[inline]
@@ -50,10 +72,92 @@ fn count_lt(ks: &[u32], k: u32) -> usize {
     }
 }
 
+/// One block: `vals.len()` entries, their keys and ends in the first slots
+/// of the arrays.
 #[derive(Clone)]
 struct Block<V> {
-    keys: Vec<u32>,
+    /// Sorted keys, then `u32::MAX` in every unused slot.
+    keys: [u32; BLOCK],
+    /// `ends[i]` is `vals[i].end()`.
+    ends: [u32; BLOCK],
     vals: Vec<V>,
+}
+
+impl<V: Span> Block<V> {
+    fn new() -> Box<Self> {
+        Box::new(Block {
+            keys: [u32::MAX; BLOCK],
+            ends: [0; BLOCK],
+            vals: Vec::new(),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.vals.len()
+    }
+
+    /// Number of keys `<= k`: a count over the whole fixed array, with no
+    /// data-dependent branch (unused slots hold `u32::MAX`, counted only when
+    /// `k` is `u32::MAX`, hence the `min`).
+    #[inline]
+    fn count_le(&self, k: u32) -> usize {
+        let mut n = 0u32;
+        for &x in &self.keys {
+            n += u32::from(x <= k);
+        }
+        (n as usize).min(self.len())
+    }
+
+    /// Number of keys `< k`.
+    #[inline]
+    fn count_lt(&self, k: u32) -> usize {
+        match k.checked_sub(1) {
+            Some(k1) => self.count_le(k1),
+            None => 0,
+        }
+    }
+
+    /// Inserts an entry at slot `i` (the block has room).
+    fn insert_at(&mut self, i: usize, k: u32, v: V) {
+        let n = self.len();
+        debug_assert!(n < BLOCK && i <= n);
+        self.keys.copy_within(i..n, i + 1);
+        self.ends.copy_within(i..n, i + 1);
+        self.keys[i] = k;
+        self.ends[i] = v.end();
+        self.vals.insert(i, v);
+    }
+
+    /// Removes the entry at slot `i`.
+    fn remove_at(&mut self, i: usize) -> V {
+        let n = self.len();
+        self.keys.copy_within(i + 1..n, i);
+        self.ends.copy_within(i + 1..n, i);
+        self.keys[n - 1] = u32::MAX;
+        self.vals.remove(i)
+    }
+
+    /// Moves the entries from slot `at` on into a new block.
+    fn split_off(&mut self, at: usize) -> Box<Self> {
+        let n = self.len();
+        let mut new = Block::new();
+        new.keys[..n - at].copy_from_slice(&self.keys[at..n]);
+        new.ends[..n - at].copy_from_slice(&self.ends[at..n]);
+        self.keys[at..n].fill(u32::MAX);
+        new.vals = self.vals.split_off(at);
+        // Keep only the capacity in use: values stay dense.
+        self.vals.shrink_to_fit();
+        new
+    }
+
+    /// Appends every entry of `other` (which fits).
+    fn append(&mut self, mut other: Box<Self>) {
+        let (n, m) = (self.len(), other.len());
+        debug_assert!(n + m <= BLOCK);
+        self.keys[n..n + m].copy_from_slice(&other.keys[..m]);
+        self.ends[n..n + m].copy_from_slice(&other.ends[..m]);
+        self.vals.append(&mut other.vals);
+    }
 }
 
 /// The block the last lookup landed in (a finger): lookups with locality —
@@ -68,13 +172,14 @@ impl Clone for Finger {
     }
 }
 
-/// An ordered map `u32 -> V` (see the module documentation).
+/// An ordered map `u32 -> V` of spans `key..V::end()` (see the module
+/// documentation).
 #[derive(Clone)]
 pub(crate) struct BlockMap<V> {
     /// First key of each block, sorted.
     mins: Vec<u32>,
     /// Non-empty blocks, in key order.
-    blocks: Vec<Block<V>>,
+    blocks: Vec<Box<Block<V>>>,
     len: usize,
     finger: Finger,
 }
@@ -82,7 +187,7 @@ pub(crate) struct BlockMap<V> {
 /// A position: block and index within it.
 type Pos = (usize, usize);
 
-impl<V> BlockMap<V> {
+impl<V: Span> BlockMap<V> {
     /// An empty map.
     pub(crate) const fn new() -> Self {
         BlockMap {
@@ -104,6 +209,7 @@ impl<V> BlockMap<V> {
     }
 
     /// Position of the last key `<= k`.
+    #[inline]
     fn pos_le(&self, k: u32) -> Option<Pos> {
         // With few blocks the search is a few steps and the finger, often
         // right at random, would only add mispredicted branches.
@@ -118,7 +224,7 @@ impl<V> BlockMap<V> {
             self.finger.0.store(b as u32, Relaxed);
             b
         };
-        let i = count_le(&self.blocks[b].keys, k);
+        let i = self.blocks[b].count_le(k);
         debug_assert!(i > 0);
         Some((b, i - 1))
     }
@@ -127,13 +233,30 @@ impl<V> BlockMap<V> {
     fn pos_ge(&self, k: u32) -> Option<Pos> {
         let b = count_lt(&self.mins, k);
         if let Some(prev) = b.checked_sub(1) {
-            let keys = &self.blocks[prev].keys;
-            let i = count_lt(keys, k);
-            if i < keys.len() {
+            let blk = &self.blocks[prev];
+            let i = blk.count_lt(k);
+            if i < blk.len() {
                 return Some((prev, i));
             }
         }
         (b < self.blocks.len()).then_some((b, 0))
+    }
+
+    /// The entry whose span contains `k` (key `<= k <` end). A `k` outside
+    /// every span reads no value: the ends are kept beside the keys.
+    #[inline]
+    pub(crate) fn find(&self, k: u32) -> Option<(u32, &V)> {
+        let (b, i) = self.pos_le(k)?;
+        let blk = &self.blocks[b];
+        (k < blk.ends[i]).then(|| (blk.keys[i], &blk.vals[i]))
+    }
+
+    /// The span (key, end) with the greatest key `<= k`, without reading
+    /// its value.
+    pub(crate) fn span_le(&self, k: u32) -> Option<(u32, u32)> {
+        let (b, i) = self.pos_le(k)?;
+        let blk = &self.blocks[b];
+        Some((blk.keys[i], blk.ends[i]))
     }
 
     /// The entry with the greatest key `<= k`.
@@ -164,48 +287,63 @@ impl<V> BlockMap<V> {
         }
     }
 
-    /// The value at key `k`, mutably.
-    pub(crate) fn get_mut(&mut self, k: u32) -> Option<&mut V> {
+    /// Runs `f` on the value at key `k` (which may change its end) and
+    /// returns its result; `None` when there is no such key.
+    pub(crate) fn update<R>(&mut self, k: u32, f: impl FnOnce(&mut V) -> R) -> Option<R> {
         let (b, i) = self.pos_le(k)?;
         let blk = &mut self.blocks[b];
-        if blk.keys[i] == k {
-            Some(&mut blk.vals[i])
-        } else {
-            None
+        if blk.keys[i] != k {
+            return None;
         }
+        let r = f(&mut blk.vals[i]);
+        blk.ends[i] = blk.vals[i].end();
+        Some(r)
     }
 
     /// Inserts `v` at `k`; returns the value it replaced.
     pub(crate) fn insert(&mut self, k: u32, v: V) -> Option<V> {
         if self.blocks.is_empty() {
+            let mut blk = Block::new();
+            blk.insert_at(0, k, v);
             self.mins.push(k);
-            self.blocks.push(Block {
-                keys: alloc::vec![k],
-                vals: alloc::vec![v],
-            });
+            self.blocks.push(blk);
             self.len = 1;
             return None;
         }
         let b = count_le(&self.mins, k).saturating_sub(1);
+        let last = b + 1 == self.blocks.len();
         let blk = &mut self.blocks[b];
-        let i = count_lt(&blk.keys, k);
-        if blk.keys.get(i) == Some(&k) {
+        let i = blk.count_lt(k);
+        if i < blk.len() && blk.keys[i] == k {
+            blk.ends[i] = v.end();
             return Some(core::mem::replace(&mut blk.vals[i], v));
         }
-        blk.keys.insert(i, k);
-        blk.vals.insert(i, v);
         self.len += 1;
-        if i == 0 {
-            self.mins[b] = k;
+        if blk.len() < BLOCK {
+            blk.insert_at(i, k, v);
+            self.mins[b] = blk.keys[0];
+            return None;
         }
-        if blk.keys.len() > BLOCK {
-            let keys = blk.keys.split_off(BLOCK / 2);
-            let vals = blk.vals.split_off(BLOCK / 2);
-            blk.keys.shrink_to_fit();
-            blk.vals.shrink_to_fit();
-            self.mins.insert(b + 1, keys[0]);
-            self.blocks.insert(b + 1, Block { keys, vals });
+        // A full block. At either end of the map, start a new block and keep
+        // this one full (ascending or descending inserts then fill blocks);
+        // elsewhere split it in halves.
+        if (i == BLOCK && last) || i == 0 {
+            let mut new = Block::new();
+            new.insert_at(0, k, v);
+            let at = if i == 0 { b } else { b + 1 };
+            self.mins.insert(at, k);
+            self.blocks.insert(at, new);
+            return None;
         }
+        let mut tail = blk.split_off(BLOCK / 2);
+        if i <= BLOCK / 2 {
+            blk.insert_at(i, k, v);
+        } else {
+            tail.insert_at(i - BLOCK / 2, k, v);
+        }
+        self.mins[b] = blk.keys[0];
+        self.mins.insert(b + 1, tail.keys[0]);
+        self.blocks.insert(b + 1, tail);
         None
     }
 
@@ -216,23 +354,20 @@ impl<V> BlockMap<V> {
             return None;
         }
         let blk = &mut self.blocks[b];
-        blk.keys.remove(i);
-        let v = blk.vals.remove(i);
+        let v = blk.remove_at(i);
         self.len -= 1;
-        if blk.keys.is_empty() {
+        let n = blk.len();
+        if n == 0 {
             self.blocks.remove(b);
             self.mins.remove(b);
             return Some(v);
         }
-        if i == 0 {
-            self.mins[b] = blk.keys[0];
-        }
+        self.mins[b] = blk.keys[0];
         // Keep blocks from thinning out: merge a small one into a neighbour.
-        let n = blk.keys.len();
         if n < BLOCK / 4 {
-            if b > 0 && self.blocks[b - 1].keys.len() + n <= BLOCK {
+            if b > 0 && self.blocks[b - 1].len() + n <= BLOCK {
                 self.merge_into_prev(b);
-            } else if b + 1 < self.blocks.len() && self.blocks[b + 1].keys.len() + n <= BLOCK {
+            } else if b + 1 < self.blocks.len() && self.blocks[b + 1].len() + n <= BLOCK {
                 self.merge_into_prev(b + 1);
             }
         }
@@ -241,11 +376,9 @@ impl<V> BlockMap<V> {
 
     /// Appends block `b` to block `b - 1` and drops it.
     fn merge_into_prev(&mut self, b: usize) {
-        let Block { mut keys, mut vals } = self.blocks.remove(b);
+        let blk = self.blocks.remove(b);
         self.mins.remove(b);
-        let prev = &mut self.blocks[b - 1];
-        prev.keys.append(&mut keys);
-        prev.vals.append(&mut vals);
+        self.blocks[b - 1].append(blk);
     }
 
     /// Entries with keys in `lo..hi`, in order.
@@ -256,10 +389,10 @@ impl<V> BlockMap<V> {
 
     /// All entries, in order (keys are page numbers, never `u32::MAX`).
     pub(crate) fn iter(&self) -> Range<'_, V> {
-        debug_assert!(self.mins.last().is_none_or(|_| self
+        debug_assert!(self
             .blocks
             .last()
-            .is_some_and(|b| b.keys.last() != Some(&u32::MAX))));
+            .is_none_or(|b| b.keys[b.len() - 1] != u32::MAX));
         Range {
             map: self,
             pos: (0, 0),
@@ -273,7 +406,8 @@ impl<V> BlockMap<V> {
         self.len = 0;
         let mut out = Vec::new();
         for blk in core::mem::take(&mut self.blocks) {
-            out.extend(blk.keys.into_iter().zip(blk.vals));
+            let Block { keys, vals, .. } = *blk;
+            out.extend(keys.into_iter().zip(vals));
         }
         out
     }
@@ -286,19 +420,26 @@ impl<V> BlockMap<V> {
         let mut prev: Option<u32> = None;
         let mut n = 0;
         for (m, blk) in self.mins.iter().zip(&self.blocks) {
-            if blk.keys.is_empty() || blk.keys.len() > BLOCK || blk.keys.len() != blk.vals.len() {
-                return Err("block empty, overfull, or keys and values out of step");
+            let len = blk.len();
+            if len == 0 || len > BLOCK {
+                return Err("block empty or overfull");
             }
             if *m != blk.keys[0] {
                 return Err("block minimum is not the block's first key");
             }
-            for &k in &blk.keys {
+            if blk.keys[len..].iter().any(|&k| k != u32::MAX) {
+                return Err("unused key slot not u32::MAX");
+            }
+            for (i, &k) in blk.keys[..len].iter().enumerate() {
                 if prev.is_some_and(|p| p >= k) {
                     return Err("keys out of order");
                 }
                 prev = Some(k);
+                if blk.ends[i] != blk.vals[i].end() {
+                    return Err("stored end differs from the value's end");
+                }
             }
-            n += blk.keys.len();
+            n += len;
         }
         if n != self.len {
             return Err("entry count out of date");
@@ -320,7 +461,7 @@ pub(crate) struct Range<'a, V> {
     hi: u32,
 }
 
-impl<'a, V> Iterator for Range<'a, V> {
+impl<'a, V: Span> Iterator for Range<'a, V> {
     type Item = (u32, &'a V);
 
     fn next(&mut self) -> Option<(u32, &'a V)> {
@@ -330,7 +471,7 @@ impl<'a, V> Iterator for Range<'a, V> {
         if k >= self.hi {
             return None;
         }
-        self.pos = if i + 1 < blk.keys.len() {
+        self.pos = if i + 1 < blk.len() {
             (b, i + 1)
         } else {
             (b + 1, 0)
@@ -353,29 +494,34 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             ((rng >> 33) as u32) % m
         };
+        // Values are span ends: `k..k + len`.
         let mut ours: BlockMap<u32> = BlockMap::new();
         let mut model: BTreeMap<u32, u32> = BTreeMap::new();
         for step in 0..40_000u32 {
             let k = next(3000);
             match next(10) {
-                0..=4 => assert_eq!(ours.insert(k, step), model.insert(k, step)),
+                0..=4 => {
+                    let end = k + 1 + next(4);
+                    assert_eq!(ours.insert(k, end), model.insert(k, end));
+                }
                 5..=7 => assert_eq!(ours.remove(k), model.remove(&k)),
                 _ => {
-                    if let Some(v) = ours.get_mut(k) {
-                        *v += 1;
-                    }
-                    if let Some(v) = model.get_mut(&k) {
-                        *v += 1;
-                    }
+                    assert_eq!(
+                        ours.update(k, |v| *v += 1),
+                        model.get_mut(&k).map(|v| *v += 1)
+                    );
                 }
             }
             if step % 997 == 0 {
                 ours.check();
             }
             let q = next(3100);
+            let pred = model.range(..=q).next_back().map(|(&k, &v)| (k, v));
+            assert_eq!(ours.pred_le(q).map(|(k, v)| (k, *v)), pred);
+            assert_eq!(ours.span_le(q), pred);
             assert_eq!(
-                ours.pred_le(q).map(|(k, v)| (k, *v)),
-                model.range(..=q).next_back().map(|(&k, &v)| (k, v))
+                ours.find(q).map(|(k, v)| (k, *v)),
+                pred.filter(|&(_, e)| q < e)
             );
             assert_eq!(
                 ours.pred_lt(q).map(|(k, _)| k),
@@ -408,14 +554,39 @@ mod tests {
     }
 
     #[test]
+    fn ascending_and_descending_inserts_fill_blocks() {
+        let n = 10 * BLOCK as u32;
+        let mut up: BlockMap<u32> = BlockMap::new();
+        let mut down: BlockMap<u32> = BlockMap::new();
+        for k in 0..n {
+            up.insert(2 * k, 2 * k + 1);
+            down.insert(2 * (n - k), 2 * (n - k) + 1);
+        }
+        up.check();
+        down.check();
+        assert_eq!(up.blocks.len(), 10);
+        assert_eq!(down.blocks.len(), 10);
+        assert_eq!(up.find(2 * 77).map(|e| e.0), Some(2 * 77));
+        assert_eq!(up.find(2 * 77 + 1), None, "a hole");
+        // A middle insert into a full block splits it in halves.
+        up.insert(2 * 70 + 1, 2 * 70 + 2);
+        up.check();
+        assert_eq!(up.blocks.len(), 11);
+        assert_eq!(up.find(2 * 70 + 1).map(|e| e.0), Some(2 * 70 + 1));
+    }
+
+    #[test]
     fn edge_keys() {
-        let mut m: BlockMap<()> = BlockMap::new();
+        let mut m: BlockMap<u32> = BlockMap::new();
         assert_eq!(m.pred_lt(0), None);
-        m.insert(0, ());
-        m.insert(u32::MAX - 1, ());
+        m.insert(0, 1);
+        m.insert(u32::MAX - 1, u32::MAX);
         assert_eq!(m.pred_le(0).map(|e| e.0), Some(0));
         assert_eq!(m.pred_lt(0), None);
         assert_eq!(m.succ_gt(0).map(|e| e.0), Some(u32::MAX - 1));
+        assert_eq!(m.find(u32::MAX).map(|e| e.0), None);
+        assert_eq!(m.find(u32::MAX - 1).map(|e| e.0), Some(u32::MAX - 1));
+        assert_eq!(m.pred_le(u32::MAX).map(|e| e.0), Some(u32::MAX - 1));
         assert_eq!(m.iter().count(), 2);
         assert_eq!(count_le(&[], 3), 0);
         assert_eq!(count_lt(&[0, 1], 0), 0);

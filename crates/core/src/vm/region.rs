@@ -1,7 +1,8 @@
 //! The region tree of an address space, with an index of free gaps.
 //!
-//! Regions are kept in a [`BlockMap`] keyed by their first page number; they
-//! never overlap. Free space is indexed twice — by start (another
+//! Regions are kept in a [`BlockMap`] keyed by their first page number, which
+//! keeps each region's end beside its start (so a lookup in a hole reads no
+//! region record); they never overlap. Free space is indexed twice — by start (another
 //! `BlockMap`, to test a hint and to find a gap's neighbours) and by
 //! (length, start) (a `BTreeSet`, to find the smallest gap that fits) — so
 //! lookup and placement are O(log n) in the number of regions (Linux gets
@@ -11,7 +12,7 @@
 
 use alloc::collections::BTreeSet;
 
-use super::index::BlockMap;
+use super::index::{BlockMap, Span};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::num::NonZeroU32;
@@ -59,6 +60,12 @@ pub(crate) struct Region {
     /// 0, so the option costs no space: a region is 32 bytes, two to a cache
     /// line).
     pub stack_limit: Option<NonZeroU32>,
+}
+
+impl Span for Region {
+    fn end(&self) -> u32 {
+        self.end
+    }
 }
 
 impl Region {
@@ -155,9 +162,9 @@ impl RegionTree {
     }
 
     /// The region containing `page`: (start, region).
+    #[inline]
     pub(crate) fn find(&self, page: u32) -> Option<(u32, &Region)> {
-        let (s, r) = self.regions.pred_le(page)?;
-        (page < r.end).then_some((s, r))
+        self.regions.find(page)
     }
 
     /// A copy of the region containing `page`, through the one-entry cache.
@@ -198,17 +205,18 @@ impl RegionTree {
         self.regions.iter()
     }
 
-    /// Mutable access to the region starting at `start`.
-    pub(crate) fn get_mut(&mut self, start: u32) -> Option<&mut Region> {
+    /// Runs `f` on the region starting at `start` and returns its result
+    /// (`None` when no region starts there). The index follows a changed end.
+    pub(crate) fn update<R>(&mut self, start: u32, f: impl FnOnce(&mut Region) -> R) -> Option<R> {
         self.cache = None;
-        self.regions.get_mut(start)
+        self.regions.update(start, f)
     }
 
     /// True when `lo..hi` is wholly free (not in a region, a stack reserve
     /// or a guard gap).
     pub(crate) fn is_free(&self, lo: u32, hi: u32) -> bool {
-        match self.gaps.pred_le(lo) {
-            Some((_, &end)) => hi <= end,
+        match self.gaps.span_le(lo) {
+            Some((_, end)) => hi <= end,
             None => false,
         }
     }
@@ -230,9 +238,7 @@ impl RegionTree {
             return;
         }
         let tail = r.tail(s, at);
-        if let Some(r) = self.regions.get_mut(s) {
-            r.end = at;
-        }
+        self.regions.update(s, |r| r.end = at);
         self.regions.insert(at, tail);
     }
 
@@ -299,9 +305,7 @@ impl RegionTree {
             }
             let end = cur.end;
             self.regions.remove(start);
-            if let Some(p) = self.regions.get_mut(ps) {
-                p.end = end;
-            }
+            self.regions.update(ps, |p| p.end = end);
             start = ps;
         }
         while let Some(cur) = self.regions.get(start) {
@@ -314,9 +318,7 @@ impl RegionTree {
             }
             let next_end = next.end;
             self.regions.remove(end);
-            if let Some(c) = self.regions.get_mut(start) {
-                c.end = next_end;
-            }
+            self.regions.update(start, |c| c.end = next_end);
         }
         start
     }

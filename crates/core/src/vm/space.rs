@@ -575,11 +575,12 @@ impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
         let starts: Vec<u32> = self.regions.range(lo, hi).map(|(s, _)| s).collect();
         let mut flusher = Flusher::new();
         for &s in &starts {
-            let Some(r) = self.regions.get_mut(s) else {
+            let Some(region) = self.regions.update(s, |r| {
+                r.prot = prot;
+                r.clone()
+            }) else {
                 continue;
             };
-            r.prot = prot;
-            let region = r.clone();
             for (page, e) in self.present_pages(s, region.end) {
                 let writable = self.may_write_in_place(s, &region, page, e.frame());
                 let flags = pte_flags(prot, writable);
