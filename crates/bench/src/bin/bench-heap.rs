@@ -30,7 +30,7 @@ use std::hint::black_box;
 use std::ptr::{self, NonNull};
 use std::time::Instant;
 
-use myos_mm::heap::{ArenaBackend, Heap, HeapFlags};
+use myos_mm::heap::{grow_step, ArenaBackend, Heap, HeapFlags};
 
 const PAGE: usize = 4096;
 const ARENA: usize = 32 << 20;
@@ -83,6 +83,22 @@ unsafe fn move_block<C: Contender>(
         }
     }
     q
+}
+
+/// How many bytes the harness gives a peer whose heap has `len` bytes and
+/// `room` more in its arena, after a request of `need` bytes failed: the
+/// request (plus room for the peer's own metadata) or our heap's growth
+/// step for a heap of that size ([`grow_step`]: an eighth of the heap,
+/// 16 KiB to 1 MiB), whichever is more — the policy by which ours grows
+/// itself — so every allocator is extended by the same steps. `None` when
+/// the arena is used up.
+fn extension(len: usize, room: usize, need: usize) -> Option<usize> {
+    (room != 0).then(|| {
+        (need + 64)
+            .max(grow_step(len))
+            .next_multiple_of(PAGE)
+            .min(room)
+    })
 }
 
 fn layout(size: usize, align: usize) -> Layout {
@@ -142,6 +158,7 @@ impl Contender for Ours {
 
 struct Talc {
     talc: talc::base::Talc<talc::source::Manual, talc::DefaultBinning>,
+    base: *mut u8,
     end: NonNull<u8>,
     limit: *mut u8,
 }
@@ -154,7 +171,12 @@ impl Contender for Talc {
         let end = unsafe { talc.claim(base, initial) }.expect("claim");
         // SAFETY: in bounds of the arena.
         let limit = unsafe { base.add(arena) };
-        Talc { talc, end, limit }
+        Talc {
+            talc,
+            base,
+            end,
+            limit,
+        }
     }
     #[inline]
     fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
@@ -179,11 +201,13 @@ impl Contender for Talc {
     }
     fn grow(&mut self, need: usize) -> bool {
         let cur = self.end.as_ptr();
-        let room = self.limit.addr() - cur.addr();
-        if room == 0 {
+        let (len, room) = (
+            cur.addr() - self.base.addr(),
+            self.limit.addr() - cur.addr(),
+        );
+        let Some(by) = extension(len, room, need) else {
             return false;
-        }
-        let by = ((need + 64).next_multiple_of(PAGE)).min(room);
+        };
         // SAFETY: extends into the arena we own, right after the heap's end.
         self.end = unsafe { self.talc.extend(self.end, cur.add(by)) };
         true
@@ -195,6 +219,7 @@ type TlsfT =
 
 struct Rlsf {
     tlsf: TlsfT,
+    base: *mut u8,
     end: *mut u8,
     limit: *mut u8,
 }
@@ -208,7 +233,12 @@ impl Contender for Rlsf {
         unsafe { tlsf.insert_free_block_ptr(block) };
         // SAFETY: in bounds of the arena.
         let (end, limit) = unsafe { (base.add(initial), base.add(arena)) };
-        Rlsf { tlsf, end, limit }
+        Rlsf {
+            tlsf,
+            base,
+            end,
+            limit,
+        }
     }
     #[inline]
     fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
@@ -231,11 +261,13 @@ impl Contender for Rlsf {
         .map_or(ptr::null_mut(), NonNull::as_ptr)
     }
     fn grow(&mut self, need: usize) -> bool {
-        let room = self.limit.addr() - self.end.addr();
-        if room == 0 {
+        let (len, room) = (
+            self.end.addr() - self.base.addr(),
+            self.limit.addr() - self.end.addr(),
+        );
+        let Some(by) = extension(len, room, need) else {
             return false;
-        }
-        let by = ((need + 64).next_multiple_of(PAGE)).min(room);
+        };
         let block = NonNull::slice_from_raw_parts(NonNull::new(self.end).expect("end"), by);
         // SAFETY: the block starts at the pool's end and lies in our arena.
         unsafe { self.tlsf.append_free_block_ptr(block) };
@@ -247,6 +279,7 @@ impl Contender for Rlsf {
 
 struct Buddy {
     heap: buddy_system_allocator::Heap<32>,
+    base: usize,
     end: usize,
     limit: usize,
 }
@@ -259,6 +292,7 @@ impl Contender for Buddy {
         unsafe { heap.init(base.addr(), initial) };
         Buddy {
             heap,
+            base: base.addr(),
             end: base.addr() + initial,
             limit: base.addr() + arena,
         }
@@ -283,11 +317,9 @@ impl Contender for Buddy {
         unsafe { move_block(self, p, size, align, new) }
     }
     fn grow(&mut self, need: usize) -> bool {
-        let room = self.limit - self.end;
-        if room == 0 {
+        let Some(by) = extension(self.end - self.base, self.limit - self.end, need) else {
             return false;
-        }
-        let by = ((need + 64).next_multiple_of(PAGE)).min(room);
+        };
         // SAFETY: a fresh part of our arena.
         unsafe { self.heap.add_to_heap(self.end, self.end + by) };
         self.end += by;
@@ -331,10 +363,9 @@ impl Contender for LinkedList {
     }
     fn grow(&mut self, need: usize) -> bool {
         let room = self.limit - self.heap.top().addr();
-        if room == 0 {
+        let Some(by) = extension(self.heap.size(), room, need) else {
             return false;
-        }
-        let by = ((need + 64).next_multiple_of(PAGE)).min(room);
+        };
         // SAFETY: the bytes after the heap's top are ours.
         unsafe { self.heap.extend(by) };
         true

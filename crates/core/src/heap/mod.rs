@@ -105,12 +105,21 @@
 //!
 //! # Growth and shrinking
 //!
-//! When no free block fits, the heap maps just enough pages at its top
-//! (merging them with a free last block), up to `max`. After a free leaves a
-//! free block at the top, whole pages at the top are returned to the backend
-//! when at least [`SHRINK_THRESHOLD`] bytes can go, or when the heap is
-//! completely free; the heap never shrinks below its initial size.
-//! [`Heap::trim`] returns every releasable page.
+//! When no free block fits, the heap maps pages at its top (extending the
+//! top block), up to `max`: at least [`grow_step`] bytes — an eighth of
+//! the heap, between 16 KiB and 1 MiB — or what the request needs if that
+//! is more, so a growing heap makes O(log size) backend calls, not one per
+//! page. Near `max` it maps what is left if that is enough; if the backend
+//! refuses the step (out of frames), it retries with just the pages the
+//! request needs. Physically contiguous runs (for
+//! [`Heap::alloc_physical`]) are never rounded up to a step.
+//!
+//! After a free leaves a free block at the top, whole pages at the top are
+//! returned to the backend when at least [`shrink_threshold`] bytes can go
+//! (twice the growth step, so growing and shrinking never alternate at
+//! every operation), or when the heap is completely free; the heap never
+//! shrinks below its initial size. [`Heap::trim`] returns every releasable
+//! page.
 
 mod backend;
 mod locked;
@@ -137,8 +146,41 @@ pub const MIN_BLOCK: usize = 32;
 const FIRST: usize = GRANULE - HEADER;
 /// Size of the end sentinel at `top - 8`.
 const SENTINEL: usize = 8;
-/// Free tail bytes that trigger giving pages back after a free.
-pub const SHRINK_THRESHOLD: usize = 4 * PAGE_SIZE;
+/// Smallest growth step (see [`grow_step`]).
+pub const GROW_MIN: usize = 4 * PAGE_SIZE;
+/// Largest growth step (see [`grow_step`]).
+pub const GROW_MAX: usize = 256 * PAGE_SIZE;
+/// Smallest number of free bytes at the top that makes the heap give pages
+/// back after a free (see [`shrink_threshold`]).
+pub const SHRINK_THRESHOLD: usize = 2 * GROW_MIN;
+
+/// How much the heap grows by, at least, when `len` bytes are mapped and no
+/// free block fits a request: an eighth of the heap, between [`GROW_MIN`]
+/// (16 KiB) and [`GROW_MAX`] (1 MiB), in whole pages. (A request bigger than
+/// that maps what it needs; near `max` the heap maps what is left up to
+/// `max` if that is enough.) Growing by a fraction of the heap makes the
+/// number of backend calls logarithmic in the heap's size rather than
+/// linear, and leaves at most one step of mapped free memory at the top.
+pub const fn grow_step(len: usize) -> usize {
+    let s = len / 8;
+    let s = if s < GROW_MIN {
+        GROW_MIN
+    } else if s > GROW_MAX {
+        GROW_MAX
+    } else {
+        s
+    };
+    s & !(PAGE_SIZE - 1)
+}
+
+/// Free bytes at the top above which a free gives whole pages back, when
+/// `len` bytes are mapped: twice [`grow_step`]`(len)` (so a heap that has
+/// just grown does not shrink again at the next free, nor grow again at the
+/// next allocation: growth and shrinking are amortised), at least
+/// [`SHRINK_THRESHOLD`].
+pub const fn shrink_threshold(len: usize) -> usize {
+    2 * grow_step(len)
+}
 /// Largest heap span (`max - start`): block metadata is 32 bits wide.
 pub const MAX_SPAN: usize = 0xFFFF_F000;
 
@@ -296,6 +338,11 @@ pub struct Heap<B: HeapBackend> {
     /// Allocated blocks (all blocks are these, the free ones and the quick
     /// ones; merges change only `free_blocks`).
     live: usize,
+    /// The *top block*: the free block that ends at the sentinel, or `NIL`.
+    /// It is kept out of the lists (as dlmalloc's "top chunk"): requests
+    /// that no listed block fits are carved from it, growth extends it and
+    /// shrinking cuts it, without list or bitmap updates.
+    wild: u32,
     /// Bit `w` set when `words[w] != 0`.
     summary: u32,
     /// Bit `b` set when list `b` is non-empty.
@@ -368,6 +415,7 @@ impl<B: HeapBackend> Heap<B> {
             free_bytes: 0,
             free_blocks: 0,
             live: 0,
+            wild: NIL,
             summary: 0,
             words: [0; WORDS],
             heads: [NIL; BINS],
@@ -479,8 +527,14 @@ impl<B: HeapBackend> Heap<B> {
 
     // ----- free lists --------------------------------------------------------
 
+    /// Lists the free block `[off, off + size)`, or makes it the top block
+    /// if it ends at the sentinel.
     #[inline(always)]
     fn insert(&mut self, off: usize, size: usize) {
+        if off + size == self.len - SENTINEL {
+            self.wild = off as u32;
+            return;
+        }
         let b = bin_of(size);
         let head = self.heads[b];
         self.wr(off + 8, head);
@@ -494,8 +548,14 @@ impl<B: HeapBackend> Heap<B> {
         self.heads[b] = off as u32;
     }
 
+    /// Takes the free block `[off, off + size)` out of its list (or
+    /// clears the top block if it is that).
     #[inline(always)]
     fn unlink(&mut self, off: usize, size: usize) {
+        if off as u32 == self.wild {
+            self.wild = NIL;
+            return;
+        }
         let next = self.rd(off + 8);
         let prev = self.rd(off + 12);
         if prev != NIL {
@@ -537,10 +597,25 @@ impl<B: HeapBackend> Heap<B> {
     /// A free block of at least `need` bytes (`need < 2^32`), not unlinked.
     #[inline(always)]
     fn find(&self, need: usize) -> Result<Option<(usize, usize)>, MmError> {
-        Ok(self.find_bin(need)?.map(|(off, size, _)| (off, size)))
+        match self.find_bin(need)? {
+            Some((off, size, _)) => Ok(Some((off, size))),
+            None => self.wild_fit(need),
+        }
     }
 
-    /// As [`Self::find`], with the list the block heads: `(off, size, bin)`.
+    /// The top block if it has at least `need` bytes (its header checked).
+    #[inline(always)]
+    fn wild_fit(&self, need: usize) -> Result<Option<(usize, usize)>, MmError> {
+        if self.wild == NIL {
+            return Ok(None);
+        }
+        let off = self.wild as usize;
+        let size = self.free_size(off)?;
+        Ok((size >= need).then_some((off, size)))
+    }
+
+    /// As [`Self::find`] among the listed blocks only (not the top block),
+    /// with the list the block heads: `(off, size, bin)`.
     /// The header of a block read here is checked (it may have been
     /// clobbered by an overflow of the block before it).
     #[inline(always)]
@@ -642,7 +717,10 @@ impl<B: HeapBackend> Heap<B> {
                 (off, bs)
             }
             None => {
-                let (off, bs) = self.refill(bsize)?;
+                let (off, bs) = match self.wild_fit(bsize)? {
+                    Some(found) => found,
+                    None => self.refill(bsize)?,
+                };
                 self.unlink(off, bs);
                 (off, bs)
             }
@@ -1041,17 +1119,37 @@ impl<B: HeapBackend> Heap<B> {
         } else {
             last.map_or(0, |(_, s)| s)
         };
-        let want = self
-            .len
-            .checked_add(need.saturating_sub(have))
-            .ok_or(MmError::OutOfMemory)?;
-        let new_len = align_up(want.max(self.len + 1), PAGE_SIZE);
-        if new_len > self.max_len {
+        let short = need.saturating_sub(have).max(1);
+        // The amortised step (see `grow_step`), except for physically
+        // contiguous runs, which are as short as they can be; near `max`,
+        // what is left if that is enough.
+        let step = if contiguous {
+            short
+        } else {
+            short.max(grow_step(self.len))
+        };
+        let exact = align_up(
+            self.len.checked_add(short).ok_or(MmError::OutOfMemory)?,
+            PAGE_SIZE,
+        );
+        if exact > self.max_len {
             return Err(MmError::OutOfMemory);
         }
+        let mut new_len = align_up(self.len.saturating_add(step), PAGE_SIZE).min(self.max_len);
+        let at = self.start + self.len;
+        if let Err(e) =
+            self.backend
+                .map(at, (new_len - self.len) / PAGE_SIZE, contiguous, self.flags)
+        {
+            // The backend may still have the pages the request needs.
+            if new_len == exact {
+                return Err(e);
+            }
+            new_len = exact;
+            self.backend
+                .map(at, (new_len - self.len) / PAGE_SIZE, contiguous, self.flags)?;
+        }
         let pages = (new_len - self.len) / PAGE_SIZE;
-        self.backend
-            .map(self.start + self.len, pages, contiguous, self.flags)?;
         let old_sentinel = self.len - SENTINEL;
         self.len = new_len;
         let (off, size) = match last {
@@ -1087,10 +1185,11 @@ impl<B: HeapBackend> Heap<B> {
             return;
         }
         let release = self.len - new_len;
-        if !all && release < SHRINK_THRESHOLD && off != FIRST {
+        if !all && release < shrink_threshold(self.len) && off != FIRST {
             return;
         }
         self.unlink(off, size);
+        self.len = new_len;
         let left = new_len - SENTINEL - off;
         if left == 0 {
             self.free_blocks -= 1;
@@ -1101,7 +1200,6 @@ impl<B: HeapBackend> Heap<B> {
             self.set_tag(new_len - SENTINEL, PREV_FREE);
         }
         self.free_bytes -= release;
-        self.len = new_len;
         self.backend
             .unmap(self.start + new_len, release / PAGE_SIZE);
     }
@@ -1350,15 +1448,7 @@ impl<B: HeapBackend> Heap<B> {
     /// the merge path, which checks it.)
     #[inline(always)]
     fn tops(&self, next: usize) -> bool {
-        if self.len <= self.min_len {
-            return false;
-        }
-        if next > self.len - SENTINEL {
-            // A damaged size: the merge path reports it.
-            return true;
-        }
-        let ntag = self.rd(next);
-        ntag & FREE != 0 && next + size_of_tag(ntag) == self.len - SENTINEL
+        next as u32 == self.wild && self.len > self.min_len
     }
 
     /// Puts the checked, allocated block at `off` (of size `c * 16`, below
@@ -1381,9 +1471,53 @@ impl<B: HeapBackend> Heap<B> {
     #[cold]
     #[inline(never)]
     fn flush_all(&mut self) -> Result<(), MmError> {
-        self.flush_quick()?;
+        if !self.reset_empty() {
+            self.flush_quick()?;
+        }
         self.shrink(false);
         Ok(())
+    }
+
+    /// Nothing is allocated: if every header from the first block to the
+    /// sentinel passes its check (each block free or quick-listed, sizes
+    /// tiling the heap), makes the heap one free block again at once —
+    /// emptying the lists and the quick lists — instead of merging the
+    /// quick blocks one by one (a walk of ~10 instructions per block against
+    /// a checked merge of ~100). Returns false, changing nothing, if a
+    /// header fails: the block-by-block merge then reports it as usual.
+    fn reset_empty(&mut self) -> bool {
+        let end = self.len - SENTINEL;
+        let mut cur = FIRST;
+        while cur < end {
+            let hdr = self.rd_hdr(cur);
+            let tag = tag_of_header(hdr);
+            let size = size_of_tag(tag);
+            if !header_ok(hdr, cur, self.key)
+                || tag & (FREE | QUICK) == 0
+                || size < MIN_BLOCK
+                || size > end - cur
+            {
+                return false;
+            }
+            cur += size;
+        }
+        match self.tag(end) {
+            Some(t) if t & !PREV_FREE == 0 => {}
+            _ => return false,
+        }
+        self.heads = [NIL; BINS];
+        self.words = [0; WORDS];
+        self.summary = 0;
+        self.quick = [0; QUICK_CLASSES];
+        self.quick_len = [0; QUICK_CLASSES];
+        self.wild = NIL;
+        let size = end - FIRST;
+        self.set_free(FIRST, size, 0);
+        self.insert(FIRST, size);
+        self.set_tag(end, PREV_FREE);
+        self.free_bytes = size;
+        self.free_blocks = 1;
+        true
     }
 
     /// When nothing is allocated any more, merges the quick lists (so the
@@ -1566,6 +1700,11 @@ impl<B: HeapBackend> Heap<B> {
             .rev()
             .find(|&c| self.quick_len[c] != 0)
             .map_or(0, |c| c * GRANULE);
+        let quick = if self.wild == NIL {
+            quick
+        } else {
+            quick.max(size_of_tag(self.rd(self.wild as usize)))
+        };
         if self.summary == 0 {
             return quick;
         }
@@ -1602,6 +1741,7 @@ impl<B: HeapBackend> Heap<B> {
         let end = self.len - SENTINEL;
         let (mut cur, mut prev_free) = (FIRST, false);
         let (mut blocks, mut frees, mut free_bytes, mut quicks) = (0, 0, 0, 0);
+        let mut wild_seen = false;
         while cur < end {
             let Some(tag) = self.tag(cur) else { return bad };
             let size = size_of_tag(tag);
@@ -1624,8 +1764,17 @@ impl<B: HeapBackend> Heap<B> {
                 if prev_free || self.rd(cur + size - 4) as usize != size {
                     return bad;
                 }
-                // The block must be in its own list.
-                let mut x = self.heads[bin_of(size)];
+                // The top block is the free block that ends at the
+                // sentinel; every other one must be in its own list.
+                if (cur + size == end) != (self.wild as usize == cur) {
+                    return bad;
+                }
+                wild_seen |= cur + size == end;
+                let mut x = if cur + size == end {
+                    NIL
+                } else {
+                    self.heads[bin_of(size)]
+                };
                 let mut steps = 0;
                 while x != NIL && x as usize != cur {
                     x = self.rd(x as usize + 8);
@@ -1634,7 +1783,7 @@ impl<B: HeapBackend> Heap<B> {
                         return bad;
                     }
                 }
-                if x == NIL {
+                if x == NIL && cur + size != end {
                     return bad;
                 }
                 frees += 1;
@@ -1710,7 +1859,10 @@ impl<B: HeapBackend> Heap<B> {
                 return bad;
             }
         }
-        if listed != frees
+        if wild_seen != (self.wild != NIL) {
+            return bad;
+        }
+        if listed + wild_seen as usize != frees
             || frees != self.free_blocks
             || blocks != self.live + frees + quicks
             || free_bytes != self.free_bytes + self.quick_bytes()
