@@ -912,19 +912,28 @@ fn main() {
     let names: Vec<&str> = traces.iter().map(|t| t.name).collect();
     let arena = Arena::new(ARENA);
     if let Some(i) = std::env::args().position(|a| a == "--replay") {
-        // `--replay TRACE ALLOCATOR`: one replay, for instruction counts.
+        // `--replay TRACE ALLOCATOR [--time]`: one replay, for instruction
+        // counts; with `--time`, then the best of 3 timed replays (ns/op,
+        // harness floor included).
         let args: Vec<String> = std::env::args().skip(i + 1).collect();
         let (Some(t), Some(a)) = (args.first(), args.get(1)) else {
-            panic!("usage: --replay TRACE floor|ours|talc|rlsf|buddy|list");
+            panic!("usage: --replay TRACE floor|ours|talc|rlsf|buddy|list [--time]");
         };
         let t = traces.iter().find(|x| x.name == t.as_str()).expect("trace");
+        let time = args.iter().any(|a| a == "--time");
+        fn run<C: Contender>(arena: &Arena, t: &Trace, time: bool) {
+            replay_once::<C>(arena, t);
+            if time {
+                println!("{} {}: {:.1} ns/op", t.name, C::NAME, timed::<C>(arena, t) / t.ops.len() as f64);
+            }
+        }
         match a.as_str() {
-            "floor" => replay_once::<Floor>(&arena, t),
-            "ours" => replay_once::<Ours>(&arena, t),
-            "talc" => replay_once::<Talc>(&arena, t),
-            "rlsf" => replay_once::<Rlsf>(&arena, t),
-            "buddy" => replay_once::<Buddy>(&arena, t),
-            "list" => replay_once::<LinkedList>(&arena, t),
+            "floor" => run::<Floor>(&arena, t, time),
+            "ours" => run::<Ours>(&arena, t, time),
+            "talc" => run::<Talc>(&arena, t, time),
+            "rlsf" => run::<Rlsf>(&arena, t, time),
+            "buddy" => run::<Buddy>(&arena, t, time),
+            "list" => run::<LinkedList>(&arena, t, time),
             _ => panic!("unknown allocator {a}"),
         }
         eprintln!("{} ops", t.ops.len());
