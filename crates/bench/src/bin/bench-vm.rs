@@ -14,7 +14,8 @@
 //! Prints a table and writes the VM section of `BENCHMARKS.md` (between
 //! `<!-- vm:begin -->` and `<!-- vm:end -->`, appended if missing);
 //! `bench-vm faults|regions|fork` runs one part and writes nothing;
-//! `bench-vm mm <regions>` times only mmap+munmap (a profiling aid).
+//! `bench-vm mm <regions>` times only mmap+munmap and `bench-vm lookup
+//! <regions>` only random lookups (profiling aids).
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -146,7 +147,30 @@ struct Pairs {
     fault_first: Vec<f64>,
 }
 
+/// Runs `fault` and `base` (each returns its ns per op), the baseline first
+/// when `base_first`; returns (fault, base).
+fn paired(base_first: bool, fault: impl FnOnce() -> f64, base: impl FnOnce() -> f64) -> (f64, f64) {
+    if base_first {
+        let b = base();
+        (fault(), b)
+    } else {
+        let f = fault();
+        (f, base())
+    }
+}
+
 impl Pairs {
+    /// Times one chunk and its baseline ([`paired`]) and records them.
+    fn time_pair(
+        &mut self,
+        base_first: bool,
+        fault: impl FnOnce() -> f64,
+        base: impl FnOnce() -> f64,
+    ) {
+        let (f, b) = paired(base_first, fault, base);
+        self.push(f, b, base_first);
+    }
+
     fn push(&mut self, fault: f64, base: f64, base_first: bool) {
         self.fault.push(fault);
         self.base.push(base);
@@ -188,14 +212,17 @@ fn faults(w: &World, pages: u32) -> [f64; 6] {
             fa.release(f).expect("release");
         }
     };
+    let map = |vm: &mut Vm<'_>| {
+        vm.mmap(&fds, base, pages * PAGE, RW, ANON | MAP_FIXED, -1, 0)
+            .expect("mmap");
+    };
     // Demand-zero. The baseline zeroes its own frames, taken for the whole
     // round, so they and the faults' frames were both last touched a round
     // ago (equally cold, as a fault's fresh frame is).
     let mut dz = Pairs::default();
     for round in 0..=ROUNDS {
         let frames = alloc(pages);
-        vm.mmap(&fds, base, pages * PAGE, RW, ANON | MAP_FIXED, -1, 0)
-            .expect("mmap");
+        map(&mut vm);
         for c in 0..pages / CHUNK {
             let range = c * CHUNK..(c + 1) * CHUNK;
             let zero = || {
@@ -205,7 +232,7 @@ fn faults(w: &World, pages: u32) -> [f64; 6] {
                     }
                 })
             };
-            let mut fault = || {
+            let fault = || {
                 time(CHUNK, || {
                     for i in range.clone() {
                         let f = PageFault::new(page_va(i), ERR_USER | ERR_WRITE);
@@ -213,16 +240,10 @@ fn faults(w: &World, pages: u32) -> [f64; 6] {
                     }
                 })
             };
-            let base_first = c % 2 == 0;
-            let (d, z) = if base_first {
-                let z = zero();
-                (fault(), z)
-            } else {
-                let d = fault();
-                (d, zero())
-            };
             if round > 0 {
-                dz.push(d, z, base_first);
+                dz.time_pair(c % 2 == 0, fault, zero);
+            } else {
+                paired(c % 2 == 0, fault, zero);
             }
         }
         vm.munmap(base, pages * PAGE).expect("munmap");
@@ -230,8 +251,7 @@ fn faults(w: &World, pages: u32) -> [f64; 6] {
     }
     // COW: the parent has every page touched; a child writes each. The
     // baseline copies the parent's frames into the frames the faults use.
-    vm.mmap(&fds, base, pages * PAGE, RW, ANON | MAP_FIXED, -1, 0)
-        .expect("mmap");
+    map(&mut vm);
     for i in 0..pages {
         resolved(vm.handle_fault(PageFault::new(page_va(i), ERR_USER | ERR_WRITE)));
     }
@@ -259,7 +279,7 @@ fn faults(w: &World, pages: u32) -> [f64; 6] {
                     }
                 })
             };
-            let mut fault = || {
+            let fault = || {
                 time(CHUNK, || {
                     for i in range.clone() {
                         let f = PageFault::new(page_va(i), ERR_USER | ERR_WRITE | ERR_PRESENT);
@@ -269,16 +289,10 @@ fn faults(w: &World, pages: u32) -> [f64; 6] {
             };
             // Whichever runs second finds the source pages in the cache:
             // alternate, and combine both orders (`Pairs::result`).
-            let base_first = c % 2 == 0;
-            let (f, cp) = if base_first {
-                let cp = copy();
-                (fault(), cp)
-            } else {
-                let f = fault();
-                (f, copy())
-            };
             if round > 0 {
-                cow.push(f, cp, base_first);
+                cow.time_pair(c % 2 == 0, fault, copy);
+            } else {
+                paired(c % 2 == 0, fault, copy);
             }
         }
         free(dst);
@@ -291,59 +305,75 @@ fn faults(w: &World, pages: u32) -> [f64; 6] {
     [d, z, r_dz, f, cp, r_cow]
 }
 
-/// Region lookup and mmap+munmap with `n` regions.
-fn regions(w: &World, n: u32) -> (f64, f64, f64) {
-    let fds = FdTable::new();
+/// A space with `n` one-page regions separated by one-page holes
+/// (read-only, so a new read/write mapping never merges with them).
+fn space_with_regions<'a>(w: &'a World, fds: &FdTable, n: u32) -> Vm<'a> {
     let mut vm = w.space();
-    // n one-page regions separated by one-page holes (read-only, so a new
-    // read/write mapping never merges with them).
     for i in 0..n {
         let a = VirtAddr::new(USER_MMAP_MIN + 2 * i * PAGE);
-        vm.mmap(&fds, a, PAGE, PROT_READ, ANON | MAP_FIXED, -1, 0)
+        vm.mmap(fds, a, PAGE, PROT_READ, ANON | MAP_FIXED, -1, 0)
             .expect("mmap");
     }
     assert_eq!(vm.region_count(), n as usize);
-    const OPS: usize = 100_000;
+    vm
+}
+
+/// `ops` times: mmap 2 pages anywhere, then munmap them. Two pages fit none
+/// of the one-page holes: a linear gap scan would walk past all of them.
+fn mmap_munmap_loop(vm: &mut Vm<'_>, fds: &FdTable, ops: usize) {
+    for _ in 0..ops {
+        let a = vm
+            .mmap(fds, VirtAddr::new(0), 2 * PAGE, RW, ANON, -1, 0)
+            .expect("mmap");
+        vm.munmap(a, 2 * PAGE).expect("munmap");
+    }
+}
+
+/// Lookups per timed round.
+const LOOKUPS: usize = 100_000;
+
+/// `LOOKUPS` addresses (12 bytes into a page), uniformly at random over the
+/// `n` regions and their `n` holes.
+fn random_probes(n: u32) -> Vec<VirtAddr> {
     let mut rng = Lcg(7);
-    let probes: Vec<VirtAddr> = (0..OPS)
+    (0..LOOKUPS)
         .map(|_| VirtAddr::new(USER_MMAP_MIN + (rng.next() as u32 % (2 * n)) * PAGE + 12))
-        .collect();
-    let lookup = |vm: &mut Vm<'_>, probes: &[VirtAddr]| {
-        measure(
-            OPS,
-            vm,
-            |_| (),
-            |vm, _| {
-                let mut hits = 0usize;
-                for &a in probes {
-                    hits += vm.region_at(a).is_some() as usize;
-                }
-                black_box(hits);
-            },
-            |_, _| (),
-        )
-    };
-    let random = lookup(&mut vm, &probes);
+        .collect()
+}
+
+/// Best-of-rounds ns per `region_at` over `probes`. Every result is handed
+/// to `black_box` whole, so the compiler cannot skip reading what a caller
+/// gets (the region's protection, sharing and backing on a hit).
+fn lookups(vm: &mut Vm<'_>, probes: &[VirtAddr]) -> f64 {
+    measure(
+        probes.len(),
+        vm,
+        |_| (),
+        |vm, _| {
+            for &a in probes {
+                black_box(vm.region_at(a));
+            }
+        },
+        |_, _| (),
+    )
+}
+
+/// Region lookup and mmap+munmap with `n` regions.
+fn regions(w: &World, n: u32) -> (f64, f64, f64) {
+    let fds = FdTable::new();
+    let mut vm = space_with_regions(w, &fds, n);
+    let random = lookups(&mut vm, &random_probes(n));
     // Each region in address order, over and over (the locality faults have).
-    let in_order: Vec<VirtAddr> = (0..OPS as u32)
+    let in_order: Vec<VirtAddr> = (0..LOOKUPS as u32)
         .map(|k| VirtAddr::new(USER_MMAP_MIN + 2 * (k % n) * PAGE + 12))
         .collect();
-    let sequential = lookup(&mut vm, &in_order);
-    // Two pages fit none of the n one-page holes: a linear gap scan would
-    // walk past all of them.
+    let sequential = lookups(&mut vm, &in_order);
     const MAPS: usize = 20_000;
     let mm = measure(
         MAPS,
         &mut vm,
         |_| (),
-        |vm, _| {
-            for _ in 0..MAPS {
-                let a = vm
-                    .mmap(&fds, VirtAddr::new(0), 2 * PAGE, RW, ANON, -1, 0)
-                    .expect("mmap");
-                vm.munmap(a, 2 * PAGE).expect("munmap");
-            }
-        },
+        |vm, _| mmap_munmap_loop(vm, &fds, MAPS),
         |_, _| (),
     );
     drop(vm);
@@ -353,20 +383,15 @@ fn regions(w: &World, n: u32) -> (f64, f64, f64) {
 /// ns per mmap+munmap of 2 pages (`ops` of them) with `n` regions.
 fn mmap_munmap(w: &World, n: u32, ops: u32) -> f64 {
     let fds = FdTable::new();
-    let mut vm = w.space();
-    for i in 0..n {
-        let a = VirtAddr::new(USER_MMAP_MIN + 2 * i * PAGE);
-        vm.mmap(&fds, a, PAGE, PROT_READ, ANON | MAP_FIXED, -1, 0)
-            .expect("mmap");
-    }
-    time(ops, || {
-        for _ in 0..ops {
-            let a = vm
-                .mmap(&fds, VirtAddr::new(0), 2 * PAGE, RW, ANON, -1, 0)
-                .expect("mmap");
-            vm.munmap(a, 2 * PAGE).expect("munmap");
-        }
-    })
+    let mut vm = space_with_regions(w, &fds, n);
+    time(ops, || mmap_munmap_loop(&mut vm, &fds, ops as usize))
+}
+
+/// ns per random-address `region_at` with `n` regions (best of rounds).
+fn random_lookups(w: &World, n: u32) -> f64 {
+    let fds = FdTable::new();
+    let mut vm = space_with_regions(w, &fds, n);
+    lookups(&mut vm, &random_probes(n))
 }
 
 /// fork of a process with `mib` MiB touched: ms per fork and frames the fork
@@ -559,13 +584,19 @@ fn main() {
         Some("faults") => return println!("{}", fault_section(&w, &mut goals)),
         Some("regions") => return println!("{}", region_section(&w, &mut goals)),
         Some("fork") => return println!("{}", fork_section(&w, &mut goals)),
-        Some("mm") => {
-            // Profiling aid: mmap+munmap only, with the region count given.
+        Some(aid @ ("mm" | "lookup")) => {
+            // Profiling aids: mmap+munmap only, or random lookups only, with
+            // the region count given.
             let n = std::env::args()
                 .nth(2)
                 .and_then(|a| a.parse().ok())
                 .unwrap_or(100_000);
-            return println!("{:.1} ns", mmap_munmap(&w, n, 200_000));
+            let ns = if aid == "mm" {
+                mmap_munmap(&w, n, 200_000)
+            } else {
+                random_lookups(&w, n)
+            };
+            return println!("{ns:.1} ns");
         }
         _ => {}
     }

@@ -2,21 +2,23 @@
 //! `key..end` with a value, built for the question the fault path and every
 //! region query start with: which entry contains page `k`?
 //!
-//! Entries live in sorted blocks of at most [`BLOCK`]; a separate sorted
-//! array holds each block's first key. Each block keeps its keys and the
-//! entries' ends in two fixed arrays inline in one allocation (unused key
-//! slots hold `u32::MAX`), and the values in a dense vector beside them. A
-//! lookup is a branch-free binary search over the block minimums (a few KiB
-//! even for 100,000 regions, so it stays in L1), a branch-free count over the
-//! block's fixed key array (independent loads the compiler vectorises, not a
-//! chain of dependent ones), and a compare with the end in the same block:
-//! a page in a hole never touches a value, and a hit reads exactly one. The
-//! hot part of the index is 8 bytes per entry, so 100,000 regions' keys and
-//! ends (under 1 MB) fit in L2.
+//! Entries live in sorted blocks of at most [`BLOCK`]; a sorted array holds
+//! each block's first key, and a summary holds every [`FAN`]th of those.
+//! Each block keeps its keys and the entries' ends in two fixed arrays
+//! inline in one cache-line-aligned allocation (unused key slots hold
+//! `u32::MAX`), and the values in a dense vector beside them.
+//!
+//! A lookup is a branch-free binary search over the summary (a few dozen
+//! entries for 100,000 regions), a count over one window of `FAN` block
+//! minimums, a count over the block's fixed key array (both counts are
+//! independent loads the compiler vectorises, not chains of dependent
+//! ones), and a compare with the end in the same block: a page in a hole
+//! never touches a value, and a hit reads exactly one. The keys and ends
+//! are 8 bytes per entry, so 100,000 regions' index (under 1 MB) fits in L2.
 //!
 //! Lookups are O(log n). Insertion and removal move at most one block's
-//! entries, plus the block-minimum and block-pointer arrays when a block
-//! splits, merges or empties (once per ~`BLOCK / 2` updates):
+//! entries, plus the block arrays (and the summary from that point) when a
+//! block splits, merges or empties (once per ~`BLOCK / 2` updates):
 //! O(BLOCK + n / BLOCK). A full block split by an insert past its last key
 //! (or before its first, at the ends of the map) keeps its entries and
 //! starts a new block, so ascending or descending inserts leave full blocks.
@@ -34,6 +36,20 @@ pub(crate) const BLOCK: usize = 64;
 
 /// Below this many blocks lookups don't use the [`Finger`].
 const FINGER_MIN_BLOCKS: usize = 16;
+
+/// Block minimums per summary entry (see [`BlockMap::tops`]).
+const FAN: usize = 64;
+
+/// Number of values `<= k` in a fixed window of `FAN` sorted values: a
+/// count with no data-dependent branch, which the compiler vectorises.
+#[inline]
+fn count_le_fixed(ks: &[u32; FAN], k: u32) -> usize {
+    let mut n = 0u32;
+    for &x in ks {
+        n += u32::from(x <= k);
+    }
+    n as usize
+}
 
 /// A value that knows where its span ends; the map keeps a copy of the end
 /// beside the key (checked by [`BlockMap::validate`]).
@@ -73,8 +89,10 @@ fn count_lt(ks: &[u32], k: u32) -> usize {
 }
 
 /// One block: `vals.len()` entries, their keys and ends in the first slots
-/// of the arrays.
+/// of the arrays. Cache-line aligned, keys first: the key array is exactly
+/// `BLOCK / 16` lines.
 #[derive(Clone)]
+#[repr(C, align(64))]
 struct Block<V> {
     /// Sorted keys, then `u32::MAX` in every unused slot.
     keys: [u32; BLOCK],
@@ -178,7 +196,14 @@ impl Clone for Finger {
 pub(crate) struct BlockMap<V> {
     /// First key of each block, sorted.
     mins: Vec<u32>,
-    /// Non-empty blocks, in key order.
+    /// `mins[FAN * t]` for each `t`: a lookup among many blocks searches
+    /// this (a few dozen entries for 100,000 regions), then counts within
+    /// one full window of `FAN` minimums, instead of a long chain of
+    /// dependent binary-search steps over all of them.
+    tops: Vec<u32>,
+    /// Non-empty blocks, in key order. Boxed on purpose: a block is over
+    /// 500 bytes, and a split or merge then moves pointers, not blocks.
+    #[allow(clippy::vec_box)]
     blocks: Vec<Box<Block<V>>>,
     len: usize,
     finger: Finger,
@@ -192,6 +217,7 @@ impl<V: Span> BlockMap<V> {
     pub(crate) const fn new() -> Self {
         BlockMap {
             mins: Vec::new(),
+            tops: Vec::new(),
             blocks: Vec::new(),
             len: 0,
             finger: Finger(AtomicU32::new(0)),
@@ -208,22 +234,63 @@ impl<V: Span> BlockMap<V> {
         (blk.keys[i], &blk.vals[i])
     }
 
+    /// The last block whose minimum is `<= k`, by search.
+    #[inline]
+    fn block_le(&self, k: u32) -> Option<usize> {
+        if self.mins.len() <= FAN {
+            return count_le(&self.mins, k).checked_sub(1);
+        }
+        let t = count_le(&self.tops, k).checked_sub(1)?;
+        let lo = t * FAN;
+        match self.mins.get(lo..lo + FAN) {
+            Some(w) => {
+                let w: &[u32; FAN] = w.try_into().ok()?;
+                Some(lo + count_le_fixed(w, k) - 1)
+            }
+            // The last, partial window.
+            None => Some(lo + count_le(&self.mins[lo..], k) - 1),
+        }
+    }
+
+    /// Brings `tops` up to date with `mins` from block `b` on.
+    fn sync_tops(&mut self, b: usize) {
+        let n = self.mins.len().div_ceil(FAN);
+        self.tops.truncate(n);
+        for t in b / FAN..n {
+            let m = self.mins[t * FAN];
+            match self.tops.get_mut(t) {
+                Some(x) => *x = m,
+                None => self.tops.push(m),
+            }
+        }
+    }
+
+    /// Sets block `b`'s minimum.
+    fn set_min(&mut self, b: usize, k: u32) {
+        self.mins[b] = k;
+        if b.is_multiple_of(FAN) {
+            self.tops[b / FAN] = k;
+        }
+    }
+
+    /// Inserts block `blk` at index `b`.
+    fn insert_block(&mut self, b: usize, blk: Box<Block<V>>) {
+        self.mins.insert(b, blk.keys[0]);
+        self.blocks.insert(b, blk);
+        self.sync_tops(b);
+    }
+
+    /// Removes block `b`.
+    fn remove_block(&mut self, b: usize) -> Box<Block<V>> {
+        self.mins.remove(b);
+        self.sync_tops(b);
+        self.blocks.remove(b)
+    }
+
     /// Position of the last key `<= k`.
     #[inline]
     fn pos_le(&self, k: u32) -> Option<Pos> {
-        // With few blocks the search is a few steps and the finger, often
-        // right at random, would only add mispredicted branches.
-        let f = self.finger.0.load(Relaxed) as usize;
-        let hit = self.mins.len() > FINGER_MIN_BLOCKS
-            && self.mins.get(f).is_some_and(|&m| m <= k)
-            && self.mins.get(f + 1).is_none_or(|&m| k < m);
-        let b = if hit {
-            f
-        } else {
-            let b = count_le(&self.mins, k).checked_sub(1)?;
-            self.finger.0.store(b as u32, Relaxed);
-            b
-        };
+        let b = self.block_of(k)?;
         let i = self.blocks[b].count_le(k);
         debug_assert!(i > 0);
         Some((b, i - 1))
@@ -240,6 +307,24 @@ impl<V: Span> BlockMap<V> {
             }
         }
         (b < self.blocks.len()).then_some((b, 0))
+    }
+
+    /// Block whose key range holds `k` (its minimum `<= k`), through the
+    /// finger when it is right.
+    #[inline]
+    fn block_of(&self, k: u32) -> Option<usize> {
+        // With few blocks the search is a few steps and the finger, often
+        // right at random, would only add mispredicted branches.
+        let f = self.finger.0.load(Relaxed) as usize;
+        let hit = self.mins.len() > FINGER_MIN_BLOCKS
+            && self.mins.get(f).is_some_and(|&m| m <= k)
+            && self.mins.get(f + 1).is_none_or(|&m| k < m);
+        if hit {
+            return Some(f);
+        }
+        let b = self.block_le(k)?;
+        self.finger.0.store(b as u32, Relaxed);
+        Some(b)
     }
 
     /// The entry whose span contains `k` (key `<= k <` end). A `k` outside
@@ -305,12 +390,11 @@ impl<V: Span> BlockMap<V> {
         if self.blocks.is_empty() {
             let mut blk = Block::new();
             blk.insert_at(0, k, v);
-            self.mins.push(k);
-            self.blocks.push(blk);
+            self.insert_block(0, blk);
             self.len = 1;
             return None;
         }
-        let b = count_le(&self.mins, k).saturating_sub(1);
+        let b = self.block_le(k).unwrap_or(0);
         let last = b + 1 == self.blocks.len();
         let blk = &mut self.blocks[b];
         let i = blk.count_lt(k);
@@ -321,7 +405,8 @@ impl<V: Span> BlockMap<V> {
         self.len += 1;
         if blk.len() < BLOCK {
             blk.insert_at(i, k, v);
-            self.mins[b] = blk.keys[0];
+            let m = blk.keys[0];
+            self.set_min(b, m);
             return None;
         }
         // A full block. At either end of the map, start a new block and keep
@@ -330,9 +415,7 @@ impl<V: Span> BlockMap<V> {
         if (i == BLOCK && last) || i == 0 {
             let mut new = Block::new();
             new.insert_at(0, k, v);
-            let at = if i == 0 { b } else { b + 1 };
-            self.mins.insert(at, k);
-            self.blocks.insert(at, new);
+            self.insert_block(if i == 0 { b } else { b + 1 }, new);
             return None;
         }
         let mut tail = blk.split_off(BLOCK / 2);
@@ -341,9 +424,9 @@ impl<V: Span> BlockMap<V> {
         } else {
             tail.insert_at(i - BLOCK / 2, k, v);
         }
-        self.mins[b] = blk.keys[0];
-        self.mins.insert(b + 1, tail.keys[0]);
-        self.blocks.insert(b + 1, tail);
+        let m = blk.keys[0];
+        self.set_min(b, m);
+        self.insert_block(b + 1, tail);
         None
     }
 
@@ -358,11 +441,11 @@ impl<V: Span> BlockMap<V> {
         self.len -= 1;
         let n = blk.len();
         if n == 0 {
-            self.blocks.remove(b);
-            self.mins.remove(b);
+            self.remove_block(b);
             return Some(v);
         }
-        self.mins[b] = blk.keys[0];
+        let m = blk.keys[0];
+        self.set_min(b, m);
         // Keep blocks from thinning out: merge a small one into a neighbour.
         if n < BLOCK / 4 {
             if b > 0 && self.blocks[b - 1].len() + n <= BLOCK {
@@ -376,8 +459,7 @@ impl<V: Span> BlockMap<V> {
 
     /// Appends block `b` to block `b - 1` and drops it.
     fn merge_into_prev(&mut self, b: usize) {
-        let blk = self.blocks.remove(b);
-        self.mins.remove(b);
+        let blk = self.remove_block(b);
         self.blocks[b - 1].append(blk);
     }
 
@@ -403,6 +485,7 @@ impl<V: Span> BlockMap<V> {
     /// Removes and returns every entry, in order.
     pub(crate) fn take_all(&mut self) -> Vec<(u32, V)> {
         self.mins.clear();
+        self.tops.clear();
         self.len = 0;
         let mut out = Vec::new();
         for blk in core::mem::take(&mut self.blocks) {
@@ -416,6 +499,14 @@ impl<V: Span> BlockMap<V> {
     pub(crate) fn validate(&self) -> Result<(), &'static str> {
         if self.mins.len() != self.blocks.len() {
             return Err("block minimums out of step with the blocks");
+        }
+        if !self
+            .tops
+            .iter()
+            .copied()
+            .eq(self.mins.iter().copied().step_by(FAN))
+        {
+            return Err("summary of the block minimums out of date");
         }
         let mut prev: Option<u32> = None;
         let mut n = 0;
@@ -573,6 +664,31 @@ mod tests {
         up.check();
         assert_eq!(up.blocks.len(), 11);
         assert_eq!(up.find(2 * 70 + 1).map(|e| e.0), Some(2 * 70 + 1));
+    }
+
+    #[test]
+    fn many_blocks_use_the_summary() {
+        // Enough blocks for several summary windows, then removals that
+        // empty and merge blocks everywhere.
+        let n = (3 * FAN * BLOCK) as u32;
+        let mut m: BlockMap<u32> = BlockMap::new();
+        for k in 0..n {
+            m.insert(2 * k, 2 * k + 1);
+        }
+        m.check();
+        assert!(m.tops.len() >= 3);
+        for k in (0..n).step_by(7) {
+            assert_eq!(m.find(2 * k).map(|e| e.0), Some(2 * k));
+            assert_eq!(m.find(2 * k + 1), None);
+        }
+        for k in (0..n).filter(|k| k % 5 != 0) {
+            assert_eq!(m.remove(2 * k), Some(2 * k + 1));
+        }
+        m.check();
+        for k in 0..n {
+            let want = (k % 5 == 0).then_some(2 * k);
+            assert_eq!(m.find(2 * k).map(|e| e.0), want);
+        }
     }
 
     #[test]
