@@ -10,9 +10,10 @@
 //! leaves every byte and the heap's size as they were. At the end, freeing
 //! every block brings the heap back to one free block of its initial size.
 //!
-//! The backend is [`ArenaBackend`] (optionally behind a wrapper that
-//! scatters pages physically, so physical requests must grow the heap by a
-//! contiguous run) with an optional page limit (out of memory).
+//! The backend is [`ArenaBackend`] (optionally
+//! [`ArenaBackend::scattered`]: pages physically scattered, so physical
+//! requests must grow the heap by a contiguous run) with an optional page
+//! limit (out of memory).
 
 use std::ptr::NonNull;
 
@@ -27,90 +28,6 @@ const ARENA_PAGES: usize = 80;
 const INIT_PAGES: usize = 2;
 /// The heap's `max`, in pages from its start.
 const MAX_PAGES: usize = 64;
-
-/// Physically scattered pages unless mapped with `contiguous = true`.
-struct Scatter<'a> {
-    arena: ArenaBackend<'a>,
-    contiguous: Vec<bool>,
-}
-
-// SAFETY: memory and pointers come from the arena, which keeps the contract;
-// `phys` is injective, and the identity plus a constant (contiguous) on
-// pages mapped with `contiguous = true`.
-unsafe impl HeapBackend for Scatter<'_> {
-    fn pointer(&self, addr: usize) -> *mut u8 {
-        self.arena.pointer(addr)
-    }
-    fn map(
-        &mut self,
-        addr: usize,
-        pages: usize,
-        contig: bool,
-        f: HeapFlags,
-    ) -> Result<(), MmError> {
-        self.arena.map(addr, pages, contig, f)?;
-        let first = (addr - self.arena.start()) / PAGE;
-        self.contiguous[first..first + pages].fill(contig);
-        Ok(())
-    }
-    fn unmap(&mut self, addr: usize, pages: usize) {
-        self.arena.unmap(addr, pages)
-    }
-    fn phys(&self, addr: usize) -> Option<PhysAddr> {
-        self.arena.phys(addr)?;
-        let off = addr - self.arena.start();
-        let page = off / PAGE;
-        let p = if self.contiguous[page] {
-            0x0100_0000 + off
-        } else {
-            0x2000_0000 + (ARENA_PAGES - page) * PAGE + off % PAGE
-        };
-        Some(PhysAddr::new(p as u32))
-    }
-}
-
-/// Either backend, so one heap type serves both.
-enum Backend<'a> {
-    Arena(ArenaBackend<'a>),
-    Scatter(Scatter<'a>),
-}
-
-impl Backend<'_> {
-    fn arena(&self) -> &ArenaBackend<'_> {
-        match self {
-            Backend::Arena(a) => a,
-            Backend::Scatter(s) => &s.arena,
-        }
-    }
-}
-
-// SAFETY: forwards to backends that keep the contract.
-unsafe impl HeapBackend for Backend<'_> {
-    fn pointer(&self, addr: usize) -> *mut u8 {
-        match self {
-            Backend::Arena(a) => a.pointer(addr),
-            Backend::Scatter(s) => s.pointer(addr),
-        }
-    }
-    fn map(&mut self, addr: usize, pages: usize, c: bool, f: HeapFlags) -> Result<(), MmError> {
-        match self {
-            Backend::Arena(a) => a.map(addr, pages, c, f),
-            Backend::Scatter(s) => s.map(addr, pages, c, f),
-        }
-    }
-    fn unmap(&mut self, addr: usize, pages: usize) {
-        match self {
-            Backend::Arena(a) => a.unmap(addr, pages),
-            Backend::Scatter(s) => s.unmap(addr, pages),
-        }
-    }
-    fn phys(&self, addr: usize) -> Option<PhysAddr> {
-        match self {
-            Backend::Arena(a) => a.phys(addr),
-            Backend::Scatter(s) => s.phys(addr),
-        }
-    }
-}
 
 /// A request size: mostly small, sometimes page-sized or large, rarely
 /// absurd (must be refused).
@@ -256,7 +173,7 @@ fn memory(s: HeapStats) -> (usize, usize, usize, usize) {
 /// Everything the model knows must hold. The contents of every live block
 /// are compared when `contents` is set (every few steps: it is the costly
 /// part), else only the newest block's.
-fn check(h: &Heap<Backend<'_>>, live: &[Live], contents: bool) {
+fn check(h: &Heap<ArenaBackend<'_>>, live: &[Live], contents: bool) {
     assert_eq!(h.validate(), Ok(()), "validate");
     let s = h.stats();
     assert_eq!(s.total_blocks - s.free_blocks, live.len(), "{s:?}");
@@ -285,7 +202,7 @@ fn check(h: &Heap<Backend<'_>>, live: &[Live], contents: bool) {
     }
     assert_eq!(s.used_bytes, used, "{s:?}");
     assert_eq!(s.free_bytes + s.used_bytes, s.heap_bytes);
-    assert_eq!(s.heap_bytes, h.backend().arena().mapped_pages() * PAGE);
+    assert_eq!(s.heap_bytes, h.backend().mapped_pages() * PAGE);
     assert!(s.largest_free <= s.free_bytes);
     assert!(s.heap_bytes >= INIT_PAGES * PAGE && s.heap_bytes <= MAX_PAGES * PAGE);
     let mut spans: Vec<(usize, usize)> = live
@@ -308,7 +225,7 @@ struct Setup {
 
 /// A pointer outside the heap `[start, max)`: below it, past `max`, or
 /// something small (NULL-ish).
-fn foreign(h: &Heap<Backend<'_>>, at: u32) -> Option<NonNull<u8>> {
+fn foreign(h: &Heap<ArenaBackend<'_>>, at: u32) -> Option<NonNull<u8>> {
     let base = h.backend().pointer(h.start());
     let addr = match at % 4 {
         0 => h
@@ -342,19 +259,15 @@ pub fn run(data: &[u8]) {
 /// Runs `ops` on a fresh heap and checks the model after each.
 fn run_ops(scatter: bool, page_limit: u8, ops: &[Op]) {
     let mut mem = vec![0u8; (ARENA_PAGES + 1) * PAGE];
-    let mut arena = ArenaBackend::new(&mut mem);
-    if page_limit != 0 && (page_limit as usize) < MAX_PAGES {
-        arena.set_page_limit((page_limit as usize).max(INIT_PAGES));
-    }
-    let start = arena.start();
-    let backend = if scatter {
-        Backend::Scatter(Scatter {
-            arena,
-            contiguous: vec![false; ARENA_PAGES],
-        })
+    let mut backend = if scatter {
+        ArenaBackend::scattered(&mut mem)
     } else {
-        Backend::Arena(arena)
+        ArenaBackend::new(&mut mem)
     };
+    if page_limit != 0 && (page_limit as usize) < MAX_PAGES {
+        backend.set_page_limit((page_limit as usize).max(INIT_PAGES));
+    }
+    let start = backend.start();
     let mut h = Heap::new(
         backend,
         start,
@@ -392,7 +305,7 @@ fn run_ops(scatter: bool, page_limit: u8, ops: &[Op]) {
     );
     assert_eq!((end.total_blocks, end.free_blocks), (1, 1));
     assert_eq!(end.free_bytes, baseline.free_bytes);
-    assert_eq!(h.backend().arena().bad_unmaps(), 0);
+    assert_eq!(h.backend().bad_unmaps(), 0);
 }
 
 /// `a` is the start of a live block.
@@ -410,7 +323,7 @@ fn admit(live: &mut Vec<Live>, freed: &mut Vec<NonNull<u8>>, l: Live) {
 /// Checks a refused request changed nothing the caller can see: bytes,
 /// heap size, live blocks (it may merge quick-listed free blocks, which
 /// changes block counts). (It used to shrink the heap: finding F1.)
-fn refused(h: &Heap<Backend<'_>>, before: HeapStats, r: MmError, what: &str) {
+fn refused(h: &Heap<ArenaBackend<'_>>, before: HeapStats, r: MmError, what: &str) {
     assert!(
         matches!(r, MmError::OutOfMemory | MmError::InvalidArgument),
         "{what}: unexpected {r:?}"
@@ -423,10 +336,12 @@ fn refused(h: &Heap<Backend<'_>>, before: HeapStats, r: MmError, what: &str) {
 /// used to give the room it made back before the lookup, so the retry
 /// succeeded: finding F3.)
 fn spurious(
-    h: &mut Heap<Backend<'_>>,
+    h: &mut Heap<ArenaBackend<'_>>,
     before: HeapStats,
     e: MmError,
-    mut again: impl FnMut(&mut Heap<Backend<'_>>) -> Result<(NonNull<u8>, Option<PhysAddr>), MmError>,
+    mut again: impl FnMut(
+        &mut Heap<ArenaBackend<'_>>,
+    ) -> Result<(NonNull<u8>, Option<PhysAddr>), MmError>,
 ) {
     if e != MmError::OutOfMemory {
         return;
@@ -437,7 +352,7 @@ fn spurious(
 }
 
 fn step(
-    h: &mut Heap<Backend<'_>>,
+    h: &mut Heap<ArenaBackend<'_>>,
     live: &mut Vec<Live>,
     freed: &mut Vec<NonNull<u8>>,
     op: Op,
@@ -649,7 +564,7 @@ fn step(
 
 /// A free of `p`, which is not a live block: must be refused and change
 /// nothing.
-fn bad_free(h: &mut Heap<Backend<'_>>, before: HeapStats, p: NonNull<u8>, what: &str) {
+fn bad_free(h: &mut Heap<ArenaBackend<'_>>, before: HeapStats, p: NonNull<u8>, what: &str) {
     match h.free(p) {
         Ok(()) => panic!("{what} of {p:?} accepted"),
         Err(MmError::BadPointer | MmError::DoubleFree | MmError::HeapCorrupted) => {}

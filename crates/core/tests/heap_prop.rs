@@ -45,46 +45,6 @@ impl Drop for Buf {
     }
 }
 
-/// Physically scattered pages unless mapped with `contiguous = true`.
-struct Scatter<'a> {
-    arena: ArenaBackend<'a>,
-    contiguous: Vec<bool>,
-}
-
-// SAFETY: memory comes from the arena; `phys` is injective and the identity
-// (contiguous) on pages mapped contiguously.
-unsafe impl HeapBackend for Scatter<'_> {
-    fn pointer(&self, addr: usize) -> *mut u8 {
-        self.arena.pointer(addr)
-    }
-    fn map(
-        &mut self,
-        addr: usize,
-        pages: usize,
-        contig: bool,
-        f: HeapFlags,
-    ) -> Result<(), MmError> {
-        self.arena.map(addr, pages, contig, f)?;
-        let first = (addr - self.arena.start()) / PAGE;
-        self.contiguous[first..first + pages].fill(contig);
-        Ok(())
-    }
-    fn unmap(&mut self, addr: usize, pages: usize) {
-        self.arena.unmap(addr, pages)
-    }
-    fn phys(&self, addr: usize) -> Option<PhysAddr> {
-        self.arena.phys(addr)?;
-        let off = addr - self.arena.start();
-        let page = off / PAGE;
-        let p = if self.contiguous[page] {
-            0x0100_0000 + off
-        } else {
-            0x2000_0000 + (ARENA_PAGES - page) * PAGE + off % PAGE
-        };
-        Some(PhysAddr::new(p as u32))
-    }
-}
-
 #[derive(Clone, Debug)]
 enum Op {
     Alloc { size: usize, align_shift: u32 },
@@ -201,12 +161,9 @@ fn memory(s: HeapStats) -> (usize, usize, usize, usize) {
 
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut buf = Buf::new(ARENA_PAGES * PAGE);
-    let arena = ArenaBackend::new(buf.slice());
-    let start = arena.start();
-    let backend = Scatter {
-        arena,
-        contiguous: vec![false; ARENA_PAGES],
-    };
+    // Physically scattered pages: physical requests need contiguous runs.
+    let backend = ArenaBackend::scattered(buf.slice());
+    let start = backend.start();
     let mut h = Heap::new(
         backend,
         start,
@@ -295,7 +252,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 );
             }
         }
-        let mapped = h.backend().arena.mapped_pages();
+        let mapped = h.backend().mapped_pages();
         check(&h, &live, mapped)?;
     }
     for l in live.drain(..) {
@@ -311,11 +268,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         "heap back to its initial size"
     );
     prop_assert_eq!(
-        h.backend().arena.mapped_pages(),
+        h.backend().mapped_pages(),
         INIT_PAGES,
         "frames back to baseline"
     );
-    prop_assert_eq!(h.backend().arena.bad_unmaps(), 0);
+    prop_assert_eq!(h.backend().bad_unmaps(), 0);
     Ok(())
 }
 

@@ -1,6 +1,8 @@
 //! The memory behind a heap: the [`HeapBackend`] trait and the host
 //! [`ArenaBackend`].
 
+use alloc::vec;
+use alloc::vec::Vec;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
@@ -99,8 +101,12 @@ pub const ARENA_PHYS_BASE: u32 = 0x0100_0000;
 /// [`phys`](HeapBackend::phys) returns a *fake* physical address,
 /// [`ARENA_PHYS_BASE`] plus the offset in the arena: physically contiguous
 /// across the whole arena, so every request for contiguous pages succeeds.
-/// A page limit ([`set_page_limit`](ArenaBackend::set_page_limit)) simulates
-/// running out of frames.
+/// A [`scattered`](ArenaBackend::scattered) arena instead gives pages
+/// physically scattered frames unless they were mapped with
+/// `contiguous = true` (so a heap must ask for contiguous runs to serve
+/// physical requests, as with a real frame allocator). A page limit
+/// ([`set_page_limit`](ArenaBackend::set_page_limit)) simulates running out
+/// of frames.
 #[derive(Debug)]
 pub struct ArenaBackend<'a> {
     base: NonNull<u8>,
@@ -111,6 +117,10 @@ pub struct ArenaBackend<'a> {
     maps: usize,
     unmaps: usize,
     bad_unmaps: usize,
+    /// Scattered arenas only: bit `i` set when page `i` was mapped with
+    /// `contiguous = true` (empty for a plain arena).
+    contiguous: Vec<u64>,
+    contiguous_maps: usize,
     _mem: PhantomData<&'a mut [u8]>,
 }
 
@@ -122,10 +132,30 @@ impl<'a> ArenaBackend<'a> {
     /// A backend over the whole pages inside `mem`. Fewer than one page
     /// gives an arena with no pages (every `map` fails).
     pub fn new(mem: &'a mut [u8]) -> Self {
+        Self::with_frames(mem, false)
+    }
+
+    /// A backend over the whole pages inside `mem` (as [`ArenaBackend::new`])
+    /// whose pages are *physically scattered*: page `i` of an arena of `n`
+    /// pages has the fake frame `ARENA_PHYS_BASE + (2n - 1 - i) * 4096`,
+    /// so no two pages mapped apart are physically contiguous (each page is
+    /// physically right *below* the page virtually before it), except pages
+    /// mapped with `contiguous = true`, which get the frames
+    /// `ARENA_PHYS_BASE + i * 4096` (identity plus a constant: contiguous,
+    /// and disjoint from the scattered frames). For tests of physical
+    /// requests ([`Heap::alloc_physical`](super::Heap::alloc_physical)); at
+    /// most half the pages of a plain arena (the frames of both kinds fit in
+    /// 32 bits).
+    pub fn scattered(mem: &'a mut [u8]) -> Self {
+        Self::with_frames(mem, true)
+    }
+
+    fn with_frames(mem: &'a mut [u8], scattered: bool) -> Self {
         let len = mem.len();
         let raw = mem.as_mut_ptr();
         let skip = raw.align_offset(PAGE_SIZE).min(len);
         let max_pages = ((u32::MAX - ARENA_PHYS_BASE) as usize) / PAGE_SIZE;
+        let max_pages = if scattered { max_pages / 2 } else { max_pages };
         let pages = ((len - skip) / PAGE_SIZE).min(max_pages);
         // SAFETY: `skip <= len`, so the pointer stays inside (or one past)
         // the buffer; it is non-null because `raw` is.
@@ -139,6 +169,13 @@ impl<'a> ArenaBackend<'a> {
             maps: 0,
             unmaps: 0,
             bad_unmaps: 0,
+            // At least one word, so `is_empty` means "not scattered".
+            contiguous: if scattered {
+                vec![0; pages.div_ceil(64).max(1)]
+            } else {
+                Vec::new()
+            },
+            contiguous_maps: 0,
             _mem: PhantomData,
         }
     }
@@ -168,6 +205,17 @@ impl<'a> ArenaBackend<'a> {
         self.unmaps
     }
 
+    /// Whether pages are physically scattered (see
+    /// [`ArenaBackend::scattered`]).
+    pub fn is_scattered(&self) -> bool {
+        !self.contiguous.is_empty()
+    }
+
+    /// Successful `map` calls with `contiguous = true`.
+    pub fn contiguous_maps(&self) -> usize {
+        self.contiguous_maps
+    }
+
     /// `unmap` calls that did not release the top of the mapped interval
     /// (always 0 for a correct heap).
     pub fn bad_unmaps(&self) -> usize {
@@ -188,8 +236,10 @@ impl<'a> ArenaBackend<'a> {
 
 // SAFETY: the buffer is borrowed mutably for 'a, so nothing else uses it;
 // `pointer` derives from the buffer's own pointer (provenance over the whole
-// buffer); `phys` is an injective, increasing function of the address, so
-// every range is "physically contiguous".
+// buffer); `phys` is injective (scattered frames lie above every identity
+// frame), and increasing across every run mapped with `contiguous = true`
+// (the whole arena for a plain one), so those runs are physically
+// contiguous.
 unsafe impl HeapBackend for ArenaBackend<'_> {
     fn pointer(&self, addr: usize) -> *mut u8 {
         self.base.as_ptr().with_addr(addr)
@@ -199,7 +249,7 @@ unsafe impl HeapBackend for ArenaBackend<'_> {
         &mut self,
         addr: usize,
         pages: usize,
-        _contig: bool,
+        contig: bool,
         _f: HeapFlags,
     ) -> Result<(), MmError> {
         if !addr.is_multiple_of(PAGE_SIZE) {
@@ -222,6 +272,17 @@ unsafe impl HeapBackend for ArenaBackend<'_> {
         }
         self.hi = end;
         self.maps += 1;
+        self.contiguous_maps += contig as usize;
+        if self.is_scattered() {
+            for page in first..end {
+                let (w, bit) = (page / 64, 1u64 << (page % 64));
+                if contig {
+                    self.contiguous[w] |= bit;
+                } else {
+                    self.contiguous[w] &= !bit;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -242,7 +303,13 @@ unsafe impl HeapBackend for ArenaBackend<'_> {
         if page < self.lo || page >= self.hi {
             return None;
         }
-        let off = (addr - self.start()) as u32;
-        Some(PhysAddr::new(ARENA_PHYS_BASE + off))
+        let off = addr - self.start();
+        if self.is_scattered() && self.contiguous[page / 64] & (1 << (page % 64)) == 0 {
+            let frame = 2 * self.pages - 1 - page;
+            return Some(PhysAddr::new(
+                ARENA_PHYS_BASE + (frame * PAGE_SIZE + off % PAGE_SIZE) as u32,
+            ));
+        }
+        Some(PhysAddr::new(ARENA_PHYS_BASE + off as u32))
     }
 }

@@ -496,61 +496,11 @@ fn physical_on_the_arena_is_the_arena_offset() {
     h.free(q).unwrap();
 }
 
-/// A backend whose pages are physically scattered unless mapped with
-/// `contiguous = true`.
-struct Scatter<'a> {
-    arena: ArenaBackend<'a>,
-    contiguous: [bool; ARENA_PAGES],
-    contiguous_maps: usize,
-}
-
-// SAFETY: delegates memory to the arena; `phys` is injective, and identity
-// (hence contiguous) on pages mapped with `contiguous`.
-unsafe impl HeapBackend for Scatter<'_> {
-    fn pointer(&self, addr: usize) -> *mut u8 {
-        self.arena.pointer(addr)
-    }
-    fn map(
-        &mut self,
-        addr: usize,
-        pages: usize,
-        contig: bool,
-        f: HeapFlags,
-    ) -> Result<(), MmError> {
-        self.arena.map(addr, pages, contig, f)?;
-        let first = (addr - self.arena.start()) / PAGE_SIZE;
-        self.contiguous[first..first + pages]
-            .iter_mut()
-            .for_each(|c| *c = contig);
-        self.contiguous_maps += contig as usize;
-        Ok(())
-    }
-    fn unmap(&mut self, addr: usize, pages: usize) {
-        self.arena.unmap(addr, pages)
-    }
-    fn phys(&self, addr: usize) -> Option<PhysAddr> {
-        self.arena.phys(addr)?;
-        let off = addr - self.arena.start();
-        let page = off / PAGE_SIZE;
-        let p = if self.contiguous[page] {
-            0x0100_0000 + off
-        } else {
-            0x0800_0000 + (ARENA_PAGES - page) * PAGE_SIZE + off % PAGE_SIZE
-        };
-        Some(PhysAddr::new(p as u32))
-    }
-}
-
 #[test]
 fn physical_requests_are_contiguous_on_scattered_pages() {
     let mut a = Arena::new(ARENA_PAGES);
-    let arena = ArenaBackend::new(a.slice());
-    let s = arena.start();
-    let backend = Scatter {
-        arena,
-        contiguous: [false; ARENA_PAGES],
-        contiguous_maps: 0,
-    };
+    let backend = ArenaBackend::scattered(a.slice());
+    let s = backend.start();
     let mut h = Heap::new(
         backend,
         s,
@@ -561,11 +511,11 @@ fn physical_requests_are_contiguous_on_scattered_pages() {
     .unwrap();
     // Fits in one page: served from the scattered pages.
     let (p, pp) = h.alloc_physical(200, false).unwrap();
-    assert_eq!(h.backend().contiguous_maps, 0);
+    assert_eq!(h.backend().contiguous_maps(), 0);
     assert_eq!(h.backend().phys(p.as_ptr().addr()), Some(pp));
     // Spans pages: the heap grows by a contiguous run.
     let (q, qp) = h.alloc_physical(2 * PAGE_SIZE + 100, false).unwrap();
-    assert_eq!(h.backend().contiguous_maps, 1);
+    assert_eq!(h.backend().contiguous_maps(), 1);
     let qa = q.as_ptr().addr();
     for off in (0..2 * PAGE_SIZE + 100).step_by(512) {
         assert_eq!(
