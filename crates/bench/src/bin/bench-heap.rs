@@ -924,7 +924,12 @@ fn main() {
         fn run<C: Contender>(arena: &Arena, t: &Trace, time: bool) {
             replay_once::<C>(arena, t);
             if time {
-                println!("{} {}: {:.1} ns/op", t.name, C::NAME, timed::<C>(arena, t) / t.ops.len() as f64);
+                println!(
+                    "{} {}: {:.1} ns/op",
+                    t.name,
+                    C::NAME,
+                    timed::<C>(arena, t) / t.ops.len() as f64
+                );
             }
         }
         match a.as_str() {

@@ -703,3 +703,125 @@ fn quick_lists_reuse_small_blocks_and_merge_when_needed() {
     assert_eq!((s.total_blocks, s.free_blocks, s.used_bytes), (1, 1, 16));
     h.validate().unwrap();
 }
+
+#[test]
+fn growth_is_amortised_and_shrinking_gives_the_pages_back() {
+    const PAGES: usize = 256;
+    let mut a = Arena::new(PAGES);
+    let mut h = heap(&mut a, 1, PAGES);
+    let mut live = Vec::new();
+    let mut steps = 0;
+    let mut top = h.top();
+    while h.stats().heap_bytes < (PAGES - 8) * PAGE_SIZE {
+        let p = h.alloc(200, 8).unwrap();
+        fill(p, 200, live.len() as u8);
+        live.push(p);
+        if h.top() != top {
+            // Each growth maps at least the step for the size it had (or
+            // what is left up to max).
+            let grown = h.top() - top;
+            assert!(
+                grown >= grow_step(top - h.start()) || h.top() == h.max(),
+                "grew by {grown}"
+            );
+            top = h.top();
+            steps += 1;
+        }
+    }
+    h.validate().unwrap();
+    // An eighth of the heap at a time: far fewer backend calls than pages.
+    assert!(steps <= 32, "{steps} growth steps for {PAGES} pages");
+    assert_eq!(h.backend().map_calls(), steps + 1);
+    // Freeing from the top gives pages back once twice the step is free.
+    while let Some(p) = live.pop() {
+        assert!(intact(p, 200, live.len() as u8));
+        h.free(p).unwrap();
+        let s = h.stats();
+        assert!(s.heap_bytes - s.used_bytes < shrink_threshold(s.heap_bytes) + 2 * PAGE_SIZE);
+    }
+    h.validate().unwrap();
+    assert_eq!(h.backend().mapped_pages(), 1);
+    assert_eq!(h.backend().bad_unmaps(), 0);
+    // The step never exceeds GROW_MAX nor goes below GROW_MIN.
+    assert_eq!(grow_step(0), GROW_MIN);
+    assert_eq!(grow_step(1 << 30), GROW_MAX);
+    assert_eq!(grow_step(64 * PAGE_SIZE), 8 * PAGE_SIZE);
+}
+
+#[test]
+fn growth_falls_back_to_the_pages_needed_when_the_step_is_refused() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let backend = {
+        let mut b = ArenaBackend::new(a.slice());
+        // One page more than the initial one: the 4-page step is refused.
+        b.set_page_limit(2);
+        b
+    };
+    let s = backend.start();
+    let mut h = Heap::new(
+        backend,
+        s,
+        s + PAGE_SIZE,
+        s + 8 * PAGE_SIZE,
+        HeapFlags::KERNEL,
+    )
+    .unwrap();
+    let p = h.alloc(3000, 8).unwrap();
+    let q = h.alloc(3000, 8).unwrap();
+    assert_eq!(h.backend().mapped_pages(), 2);
+    h.validate().unwrap();
+    h.free(p).unwrap();
+    h.free(q).unwrap();
+    assert_eq!(h.backend().mapped_pages(), 1);
+}
+
+#[test]
+fn emptied_heap_is_reset_but_a_clobbered_quick_block_is_still_reported() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 1, 8);
+    // Clean: the last free resets the heap to one free block.
+    let blocks: Vec<_> = (0..40)
+        .map(|i| h.alloc(16 + 16 * (i % 5), 8).unwrap())
+        .collect();
+    for &p in &blocks {
+        h.free(p).unwrap();
+    }
+    h.validate().unwrap();
+    let s = h.stats();
+    assert_eq!((s.total_blocks, s.free_blocks), (1, 1));
+    // A freed block freed again after the reset is still a double free.
+    assert_eq!(h.free(blocks[7]), Err(MmError::DoubleFree));
+    // A quick-listed block clobbered by an overflow of the block before it:
+    // the last free walks into it and reports it.
+    let p = h.alloc(24, 8).unwrap();
+    let q = h.alloc(24, 8).unwrap();
+    h.free(q).unwrap();
+    let size = h.usable_size(p).unwrap();
+    let old = poke(p, size as isize + 2, 0x41);
+    assert_eq!(h.validate(), Err(MmError::HeapCorrupted));
+    assert_eq!(h.free(p), Err(MmError::HeapCorrupted));
+    poke(p, size as isize + 2, old);
+    h.validate().unwrap();
+    h.trim();
+    h.validate().unwrap();
+    assert_eq!(h.stats().free_blocks, 1);
+}
+
+#[test]
+fn realloc_grows_into_the_top_block() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 4, 8);
+    let p = h.alloc(100, 8).unwrap();
+    fill(p, 100, 9);
+    // The block before the top block grows into it in place.
+    let q = h.realloc(p, 3000, 8).unwrap();
+    assert_eq!(q, p);
+    assert!(intact(q, 100, 9));
+    h.validate().unwrap();
+    let r = h.realloc(q, 50, 8).unwrap();
+    assert_eq!(r, p);
+    h.validate().unwrap();
+    h.free(r).unwrap();
+    h.validate().unwrap();
+    assert_eq!(h.stats().free_blocks, 1);
+}
