@@ -128,7 +128,7 @@ fn time(ops: u32, f: impl FnOnce()) -> f64 {
 }
 
 /// What the region-lookup figures mean (written under the goals).
-const NOTE: &str = "Random lookups are bound by memory latency, not by the search: with 100 regions the index and its records sit in L1; with 100,000 the records (32 bytes each, about 3.2 MB) exceed the 2 MB L2, and each lookup at a random address reads one record from further away (the `BTreeMap` this replaced missed at every level and measured 6-13x here). Lookups with locality (the fault path's usual case) hit a remembered last block and stay well within the goal. The index is O(log n): a branch-free binary search over block keys, then within one block (`crates/core/src/vm/index.rs`); the free-range search is a best-fit lookup in a (length, start) B-tree of gaps, O(log n). Reaching 3x at random addresses would need the records (or the region ends) to fit in L2, about 16 bytes per region.";
+const NOTE: &str = "Random lookups at 100,000 regions are bound by memory latency, not by the search. The index keeps each region's end beside its start, 8 bytes per region in cache-line-aligned blocks of 64 (about 0.9 MB in all, close to the 1 MiB L2; the 32-byte region records take 3.2 MB more): a probe in a hole reads no record, and a hit (half the probes) reads one. A lookup is a binary search over a summary of every 64th block minimum (25 entries at 100,000 regions), a vectorised count over one window of 64 minimums, and a vectorised count over the block's keys: O(log n), with the dependent loads of the old chain (block header, then its key vector, then the record to compare the end) gone. Under cachegrind with a 1 MiB last-level cache (standing for L2), a random lookup at 100,000 regions misses L2 0.63 times in the index and 0.9 times per hit in the record, so the remaining cost over 100 regions is mostly those misses. Each lookup's whole result goes to `black_box`, so a hit's record read is measured (using only `is_some()` would let the compiler skip it now that the end is in the index). Lookups with locality (the fault path's usual case) hit a remembered last block. The free-range search is a best-fit lookup in a (length, start) B-tree of gaps, O(log n).";
 
 /// Whole fault-benchmark runs; the section reports their median.
 const FAULT_RUNS: usize = 5;
@@ -618,8 +618,9 @@ fn main() {
          {ROUNDS} rounds' chunks, and the ratio is the geometric mean of the two orders' \
          median per-chunk ratios (short chunks and pairing make it robust to other load on \
          the machine); the table gives the median of {FAULT_RUNS} such runs and their range. Region \
-         rows: `n` one-page regions with one-page holes; 100,000 lookups per round at random \
-         addresses, or visiting the regions in address order; mmap+munmap of 2 pages, which \
+         rows: `n` one-page regions with one-page holes; 100,000 `region_at` lookups per round \
+         at random addresses (half in holes), or visiting the regions in address order, each \
+         result passed whole to `black_box`; mmap+munmap of 2 pages, which \
          fit none of the holes (a linear gap scan would visit all of them); best of \
          {ROUNDS} rounds. fork rows: private anonymous memory, every page writable before \
          the fork (so the fork write-protects each one); best of 5 forks.\n\n{out}\n\
