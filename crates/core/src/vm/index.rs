@@ -4,18 +4,19 @@
 //!
 //! Entries live in sorted blocks of at most [`BLOCK`]; a sorted array holds
 //! each block's first key, and a summary holds every [`FAN`]th of those.
-//! Each block keeps its keys and the entries' ends in two fixed arrays
-//! inline in one cache-line-aligned allocation (unused key slots hold
-//! `u32::MAX`), and the values in a dense vector beside them.
+//! Each block keeps its keys, the entries' ends and a one-byte summary of
+//! each value ([`Span::tag`]) in fixed arrays inline in one
+//! cache-line-aligned allocation (unused key slots hold `u32::MAX`), and the
+//! values in a dense vector beside them.
 //!
 //! A lookup is a branch-free binary search over the summary (a few dozen
 //! entries for 100,000 regions), a count over one window of `FAN` block
 //! minimums, a count over the block's fixed key array (both counts are
 //! independent loads the compiler vectorises, not chains of dependent
 //! ones), and a compare with the end in the same block: a page in a hole
-//! never touches a value, and a hit reads exactly one. The keys and ends
-//! are 8 bytes per entry: 100,000 regions' blocks take about 0.9 MB, close
-//! to a 1 MiB L2, where the values (32-byte regions) would take 3.2 MB.
+//! never touches a value, and a hit hands back the key, end and tag without
+//! reading the value. That is 9 bytes per entry: 100,000 regions' blocks
+//! take about 1 MB, where the values (32-byte regions) take 3.2 MB.
 //!
 //! Lookups are O(log n). Insertion and removal move at most one block's
 //! entries, plus the block arrays (and the summary from that point) when a
@@ -52,11 +53,17 @@ fn count_le_fixed(ks: &[u32; FAN], k: u32) -> usize {
     n as usize
 }
 
-/// A value that knows where its span ends; the map keeps a copy of the end
-/// beside the key (checked by [`BlockMap::validate`]).
+/// A value that knows where its span ends; the map keeps a copy of the end,
+/// and of a one-byte summary of the value, beside the key (checked by
+/// [`BlockMap::validate`]).
 pub(crate) trait Span {
     /// One past the span's last page.
     fn end(&self) -> u32;
+
+    /// A summary of the value that lookups may need without reading it.
+    fn tag(&self) -> u8 {
+        0
+    }
 }
 
 impl Span for u32 {
@@ -89,9 +96,9 @@ fn count_lt(ks: &[u32], k: u32) -> usize {
     }
 }
 
-/// One block: `vals.len()` entries, their keys and ends in the first slots
-/// of the arrays. Cache-line aligned, keys first: the key array is exactly
-/// `BLOCK / 16` lines.
+/// One block: `vals.len()` entries, their keys, ends and tags in the first
+/// slots of the arrays. Cache-line aligned, keys first: the key array is
+/// exactly `BLOCK / 16` lines.
 #[derive(Clone)]
 #[repr(C, align(64))]
 struct Block<V> {
@@ -99,6 +106,8 @@ struct Block<V> {
     keys: [u32; BLOCK],
     /// `ends[i]` is `vals[i].end()`.
     ends: [u32; BLOCK],
+    /// `tags[i]` is `vals[i].tag()`.
+    tags: [u8; BLOCK],
     vals: Vec<V>,
 }
 
@@ -107,6 +116,7 @@ impl<V: Span> Block<V> {
         Box::new(Block {
             keys: [u32::MAX; BLOCK],
             ends: [0; BLOCK],
+            tags: [0; BLOCK],
             vals: Vec::new(),
         })
     }
@@ -136,14 +146,22 @@ impl<V: Span> Block<V> {
         }
     }
 
+    /// Copies the end and tag of the value in slot `i` (after it changed).
+    fn resync(&mut self, i: usize) {
+        self.ends[i] = self.vals[i].end();
+        self.tags[i] = self.vals[i].tag();
+    }
+
     /// Inserts an entry at slot `i` (the block has room).
     fn insert_at(&mut self, i: usize, k: u32, v: V) {
         let n = self.len();
         debug_assert!(n < BLOCK && i <= n);
         self.keys.copy_within(i..n, i + 1);
         self.ends.copy_within(i..n, i + 1);
+        self.tags.copy_within(i..n, i + 1);
         self.keys[i] = k;
         self.ends[i] = v.end();
+        self.tags[i] = v.tag();
         self.vals.insert(i, v);
     }
 
@@ -152,6 +170,7 @@ impl<V: Span> Block<V> {
         let n = self.len();
         self.keys.copy_within(i + 1..n, i);
         self.ends.copy_within(i + 1..n, i);
+        self.tags.copy_within(i + 1..n, i);
         self.keys[n - 1] = u32::MAX;
         self.vals.remove(i)
     }
@@ -162,6 +181,7 @@ impl<V: Span> Block<V> {
         let mut new = Block::new();
         new.keys[..n - at].copy_from_slice(&self.keys[at..n]);
         new.ends[..n - at].copy_from_slice(&self.ends[at..n]);
+        new.tags[..n - at].copy_from_slice(&self.tags[at..n]);
         self.keys[at..n].fill(u32::MAX);
         new.vals = self.vals.split_off(at);
         // Keep only the capacity in use: values stay dense.
@@ -175,6 +195,7 @@ impl<V: Span> Block<V> {
         debug_assert!(n + m <= BLOCK);
         self.keys[n..n + m].copy_from_slice(&other.keys[..m]);
         self.ends[n..n + m].copy_from_slice(&other.ends[..m]);
+        self.tags[n..n + m].copy_from_slice(&other.tags[..m]);
         self.vals.append(&mut other.vals);
     }
 }
@@ -208,6 +229,19 @@ pub(crate) struct BlockMap<V> {
     blocks: Vec<Box<Block<V>>>,
     len: usize,
     finger: Finger,
+}
+
+/// An entry found by [`BlockMap::find`]: what the index holds about it,
+/// and the value itself.
+pub(crate) struct Hit<'a, V> {
+    /// Its key (the span's start).
+    pub key: u32,
+    /// The span's end.
+    pub end: u32,
+    /// The value's [`Span::tag`].
+    pub tag: u8,
+    /// The value.
+    pub val: &'a V,
 }
 
 /// A position: block and index within it.
@@ -329,12 +363,18 @@ impl<V: Span> BlockMap<V> {
     }
 
     /// The entry whose span contains `k` (key `<= k <` end). A `k` outside
-    /// every span reads no value: the ends are kept beside the keys.
+    /// every span reads no value: the ends are kept beside the keys; nor
+    /// does a `k` inside one, unless the caller reads [`Hit::val`].
     #[inline]
-    pub(crate) fn find(&self, k: u32) -> Option<(u32, &V)> {
+    pub(crate) fn find(&self, k: u32) -> Option<Hit<'_, V>> {
         let (b, i) = self.pos_le(k)?;
         let blk = &self.blocks[b];
-        (k < blk.ends[i]).then(|| (blk.keys[i], &blk.vals[i]))
+        (k < blk.ends[i]).then(|| Hit {
+            key: blk.keys[i],
+            end: blk.ends[i],
+            tag: blk.tags[i],
+            val: &blk.vals[i],
+        })
     }
 
     /// The span (key, end) with the greatest key `<= k`, without reading
@@ -382,7 +422,7 @@ impl<V: Span> BlockMap<V> {
             return None;
         }
         let r = f(&mut blk.vals[i]);
-        blk.ends[i] = blk.vals[i].end();
+        blk.resync(i);
         Some(r)
     }
 
@@ -400,8 +440,9 @@ impl<V: Span> BlockMap<V> {
         let blk = &mut self.blocks[b];
         let i = blk.count_lt(k);
         if i < blk.len() && blk.keys[i] == k {
-            blk.ends[i] = v.end();
-            return Some(core::mem::replace(&mut blk.vals[i], v));
+            let old = core::mem::replace(&mut blk.vals[i], v);
+            blk.resync(i);
+            return Some(old);
         }
         self.len += 1;
         if blk.len() < BLOCK {
@@ -527,8 +568,8 @@ impl<V: Span> BlockMap<V> {
                     return Err("keys out of order");
                 }
                 prev = Some(k);
-                if blk.ends[i] != blk.vals[i].end() {
-                    return Err("stored end differs from the value's end");
+                if blk.ends[i] != blk.vals[i].end() || blk.tags[i] != blk.vals[i].tag() {
+                    return Err("stored end or tag differs from the value's");
                 }
             }
             n += len;
@@ -612,7 +653,7 @@ mod tests {
             assert_eq!(ours.pred_le(q).map(|(k, v)| (k, *v)), pred);
             assert_eq!(ours.span_le(q), pred);
             assert_eq!(
-                ours.find(q).map(|(k, v)| (k, *v)),
+                ours.find(q).map(|h| (h.key, *h.val)),
                 pred.filter(|&(_, e)| q < e)
             );
             assert_eq!(
@@ -658,13 +699,13 @@ mod tests {
         down.check();
         assert_eq!(up.blocks.len(), 10);
         assert_eq!(down.blocks.len(), 10);
-        assert_eq!(up.find(2 * 77).map(|e| e.0), Some(2 * 77));
-        assert_eq!(up.find(2 * 77 + 1), None, "a hole");
+        assert_eq!(up.find(2 * 77).map(|h| h.key), Some(2 * 77));
+        assert!(up.find(2 * 77 + 1).is_none(), "a hole");
         // A middle insert into a full block splits it in halves.
         up.insert(2 * 70 + 1, 2 * 70 + 2);
         up.check();
         assert_eq!(up.blocks.len(), 11);
-        assert_eq!(up.find(2 * 70 + 1).map(|e| e.0), Some(2 * 70 + 1));
+        assert_eq!(up.find(2 * 70 + 1).map(|h| h.key), Some(2 * 70 + 1));
     }
 
     #[test]
@@ -679,8 +720,8 @@ mod tests {
         m.check();
         assert!(m.tops.len() >= 3);
         for k in (0..n).step_by(7) {
-            assert_eq!(m.find(2 * k).map(|e| e.0), Some(2 * k));
-            assert_eq!(m.find(2 * k + 1), None);
+            assert_eq!(m.find(2 * k).map(|h| h.key), Some(2 * k));
+            assert!(m.find(2 * k + 1).is_none());
         }
         for k in (0..n).filter(|k| k % 5 != 0) {
             assert_eq!(m.remove(2 * k), Some(2 * k + 1));
@@ -688,8 +729,37 @@ mod tests {
         m.check();
         for k in 0..n {
             let want = (k % 5 == 0).then_some(2 * k);
-            assert_eq!(m.find(2 * k).map(|e| e.0), want);
+            assert_eq!(m.find(2 * k).map(|h| h.key), want);
         }
+    }
+
+    #[test]
+    fn ends_and_tags_follow_updates() {
+        /// A span with a tag.
+        struct Sp(u32, u8);
+        impl Span for Sp {
+            fn end(&self) -> u32 {
+                self.0
+            }
+            fn tag(&self) -> u8 {
+                self.1
+            }
+        }
+        let mut m: BlockMap<Sp> = BlockMap::new();
+        for k in 0..3 * BLOCK as u32 {
+            m.insert(4 * k, Sp(4 * k + 2, k as u8));
+        }
+        m.check();
+        let h = m.find(4 * 70 + 1).unwrap();
+        assert_eq!((h.key, h.end, h.tag), (4 * 70, 4 * 70 + 2, 70));
+        m.update(4 * 70, |v| *v = Sp(4 * 70 + 3, 7));
+        m.check();
+        let h = m.find(4 * 70 + 2).unwrap();
+        assert_eq!((h.end, h.tag), (4 * 70 + 3, 7));
+        assert!(m.insert(4 * 70, Sp(4 * 70 + 1, 9)).is_some());
+        m.check();
+        assert!(m.find(4 * 70 + 2).is_none());
+        assert_eq!(m.find(4 * 70).map(|h| h.tag), Some(9));
     }
 
     #[test]
@@ -701,8 +771,8 @@ mod tests {
         assert_eq!(m.pred_le(0).map(|e| e.0), Some(0));
         assert_eq!(m.pred_lt(0), None);
         assert_eq!(m.succ_gt(0).map(|e| e.0), Some(u32::MAX - 1));
-        assert_eq!(m.find(u32::MAX).map(|e| e.0), None);
-        assert_eq!(m.find(u32::MAX - 1).map(|e| e.0), Some(u32::MAX - 1));
+        assert_eq!(m.find(u32::MAX).map(|h| h.key), None);
+        assert_eq!(m.find(u32::MAX - 1).map(|h| h.key), Some(u32::MAX - 1));
         assert_eq!(m.pred_le(u32::MAX).map(|e| e.0), Some(u32::MAX - 1));
         assert_eq!(m.iter().count(), 2);
         assert_eq!(count_le(&[], 3), 0);

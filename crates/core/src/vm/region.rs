@@ -1,8 +1,10 @@
 //! The region tree of an address space, with an index of free gaps.
 //!
 //! Regions are kept in a [`BlockMap`] keyed by their first page number, which
-//! keeps each region's end beside its start (so a lookup in a hole reads no
-//! region record); they never overlap. Free space is indexed twice — by start (another
+//! keeps each region's end and a one-byte [`tag`] (protection, shared, stack,
+//! file-backed) beside its start: a lookup in a hole reads no region record,
+//! and neither does [`VmSpace::region_at`](super::VmSpace::region_at) on a
+//! region that no file backs. Regions never overlap. Free space is indexed twice — by start (another
 //! `BlockMap`, to test a hint and to find a gap's neighbours) and by
 //! (length, start) (a `BTreeSet`, to find the smallest gap that fits) — so
 //! lookup and placement are O(log n) in the number of regions (Linux gets
@@ -12,7 +14,7 @@
 
 use alloc::collections::BTreeSet;
 
-use super::index::{BlockMap, Span};
+use super::index::{BlockMap, Hit, Span};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::num::NonZeroU32;
@@ -62,9 +64,36 @@ pub(crate) struct Region {
     pub stack_limit: Option<NonZeroU32>,
 }
 
+/// The bits of a region's index tag ([`Span::tag`]).
+pub(crate) mod tag {
+    /// The protection's bits ([`Prot`](crate::vm::Prot) fits in them).
+    pub(crate) const PROT: u8 = 0b111;
+    /// A shared region.
+    pub(crate) const SHARED: u8 = 1 << 3;
+    /// A growable stack.
+    pub(crate) const STACK: u8 = 1 << 4;
+    /// A file backs the region.
+    pub(crate) const FILE: u8 = 1 << 5;
+}
+
+const _: () = assert!(Prot::all().bits() <= tag::PROT as u32);
+
 impl Span for Region {
     fn end(&self) -> u32 {
         self.end
+    }
+
+    fn tag(&self) -> u8 {
+        let file = matches!(&self.backing, Backing::Object { object, .. } if object.is_file());
+        // `as u8` keeps all of the protection's bits (asserted above).
+        (self.prot.bits() as u8)
+            | if self.shared { tag::SHARED } else { 0 }
+            | if self.stack_limit.is_some() {
+                tag::STACK
+            } else {
+                0
+            }
+            | if file { tag::FILE } else { 0 }
     }
 }
 
@@ -164,6 +193,13 @@ impl RegionTree {
     /// The region containing `page`: (start, region).
     #[inline]
     pub(crate) fn find(&self, page: u32) -> Option<(u32, &Region)> {
+        self.regions.find(page).map(|h| (h.key, h.val))
+    }
+
+    /// The region containing `page`, with its start, end and [`tag`] as the
+    /// index holds them (read without touching the region record).
+    #[inline]
+    pub(crate) fn find_hit(&self, page: u32) -> Option<Hit<'_, Region>> {
         self.regions.find(page)
     }
 

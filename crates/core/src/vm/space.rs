@@ -8,7 +8,7 @@ use super::fault::{
 };
 use super::file::{FdTable, OpenFile, PageCache};
 use super::object::{PageError, VmObject};
-use super::region::{Backing, Region, RegionTree, END_PAGE, GUARD_PAGES, MIN_PAGE};
+use super::region::{tag, Backing, Region, RegionTree, END_PAGE, GUARD_PAGES, MIN_PAGE};
 use super::{MapFlags, Prot};
 use crate::addr::{Frame, Page, VirtAddr};
 use crate::error::MmError;
@@ -243,9 +243,22 @@ impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
 
     /// The region containing `addr`.
     pub fn region_at(&self, addr: VirtAddr) -> Option<RegionInfo> {
-        self.regions
-            .find(addr.page().number())
-            .map(|(s, r)| info(s, r))
+        let hit = self.regions.find_hit(addr.page().number())?;
+        if hit.tag & tag::FILE != 0 {
+            // The file offset is only in the region record.
+            return Some(info(hit.key, hit.val));
+        }
+        // Everything else is in the index: the record stays unread.
+        let found = RegionInfo {
+            start: VirtAddr::new(hit.key << PAGE_SHIFT),
+            end: end_addr(hit.end),
+            prot: Prot::from_bits_truncate(u32::from(hit.tag & tag::PROT)),
+            shared: hit.tag & tag::SHARED != 0,
+            backing: BackingKind::Anonymous,
+            stack: hit.tag & tag::STACK != 0,
+        };
+        debug_assert_eq!(found, info(hit.key, hit.val));
+        Some(found)
     }
 
     /// Checks the space's bookkeeping: regions ordered and disjoint, the
@@ -1061,6 +1074,12 @@ fn user_addr(base: VirtAddr, offset: usize) -> Result<VirtAddr, MmError> {
     }
 }
 
+/// The address of end page `end` (`u32::MAX` for the end of the address
+/// space).
+fn end_addr(end: u32) -> VirtAddr {
+    VirtAddr::new(((u64::from(end) << PAGE_SHIFT).min(u64::from(u32::MAX))) as u32)
+}
+
 fn info(start: u32, r: &Region) -> RegionInfo {
     let backing = match &r.backing {
         Backing::Object { object, offset, .. } if object.is_file() => BackingKind::File {
@@ -1070,7 +1089,7 @@ fn info(start: u32, r: &Region) -> RegionInfo {
     };
     RegionInfo {
         start: VirtAddr::new(start << PAGE_SHIFT),
-        end: VirtAddr::new(((u64::from(r.end) << PAGE_SHIFT).min(u64::from(u32::MAX))) as u32),
+        end: end_addr(r.end),
         prot: r.prot,
         shared: r.shared,
         backing,
