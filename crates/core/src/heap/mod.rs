@@ -256,6 +256,15 @@ const fn header_ok(hdr: u64, off: usize, key: u32) -> bool {
     ((hdr >> 32) as u32 ^ hdr as u32 ^ off as u32) == key
 }
 
+/// What to XOR into a valid header word to flip the `flags` of its tag: the
+/// same bits of the check word flip with them (`check = tag ^ off ^ key`),
+/// so the result is the valid header of the new tag, without recomputing
+/// the check (on either endianness: the pattern is symmetric).
+#[inline(always)]
+const fn flip(flags: u32) -> u64 {
+    flags as u64 | (flags as u64) << 32
+}
+
 /// The tag in a header word (see [`header_of`]).
 #[inline(always)]
 const fn tag_of_header(hdr: u64) -> u32 {
@@ -776,7 +785,8 @@ impl<B: HeapBackend> Heap<B> {
         self.quick[c] = next;
         self.quick_len[c] -= 1;
         self.live += 1;
-        self.set_tag(off, tag & !QUICK);
+        // Checked above, with `QUICK` set: clear it.
+        self.wr_hdr(off, hdr ^ flip(QUICK));
         Ok(self.ptr_at(p))
     }
 
@@ -817,7 +827,7 @@ impl<B: HeapBackend> Heap<B> {
                 self.wr(prev, next);
                 self.quick_len[c] -= 1;
                 self.live += 1;
-                self.set_tag(off, tag & !QUICK);
+                self.wr_hdr(off, hdr ^ flip(QUICK));
                 return Ok(Some(self.ptr_at(p)));
             }
             prev = p;
@@ -1078,8 +1088,10 @@ impl<B: HeapBackend> Heap<B> {
             bsize += rest;
             self.free_blocks -= 1;
             let n = b + bsize;
-            let ntag = self.rd(n);
-            self.set_tag(n, ntag & !PREV_FREE);
+            // The block after a free block has `PREV_FREE`: clear it (a
+            // damaged header stays damaged, for its next check to find).
+            let nhdr = self.rd_hdr(n);
+            self.wr_hdr(n, nhdr ^ flip(PREV_FREE));
         }
         self.set_tag(b, bsize as u32 | prev_flag);
         self.free_bytes -= bsize;
@@ -1430,7 +1442,8 @@ impl<B: HeapBackend> Heap<B> {
             total += nsize;
             self.free_blocks -= 1;
         } else {
-            self.set_tag(next, ntag | PREV_FREE);
+            // Checked above, with `PREV_FREE` clear: set it.
+            self.wr_hdr(next, nhdr ^ flip(PREV_FREE));
         }
         self.set_free(start, total, 0);
         self.insert(start, total);
@@ -1455,7 +1468,11 @@ impl<B: HeapBackend> Heap<B> {
     /// [`QUICK_LIMIT`]) on quick list `c`, which has room.
     #[inline(always)]
     fn push_quick(&mut self, off: usize, tag: u32, c: usize) -> Result<(), MmError> {
-        self.set_tag(off, tag | QUICK);
+        // The header is valid with `QUICK` clear (checked by the caller, or
+        // written by the heap): set it.
+        debug_assert_eq!(self.tag(off), Some(tag));
+        let hdr = self.rd_hdr(off);
+        self.wr_hdr(off, hdr ^ flip(QUICK));
         self.wr(off + HEADER, self.quick[c]);
         self.quick[c] = (off + HEADER) as u32;
         self.quick_len[c] += 1;
@@ -1555,7 +1572,9 @@ impl<B: HeapBackend> Heap<B> {
             total += nsize;
             self.free_blocks -= 1;
         } else {
-            self.set_tag(next, ntag | PREV_FREE);
+            // Allocated or quick: `PREV_FREE` clear; set it.
+            let nhdr = self.rd_hdr(next);
+            self.wr_hdr(next, nhdr ^ flip(PREV_FREE));
         }
         self.set_free(start, total, 0);
         self.insert(start, total);
@@ -1611,8 +1630,8 @@ impl<B: HeapBackend> Heap<B> {
             // The block now ends where the free successor ended, and the
             // block after that has PREV_FREE set: clear it, then split.
             let after = off + whole;
-            let atag = self.rd(after);
-            self.set_tag(after, atag & !PREV_FREE);
+            let ahdr = self.rd_hdr(after);
+            self.wr_hdr(after, ahdr ^ flip(PREV_FREE));
             self.set_tag(off, whole as u32 | (tag & PREV_FREE));
             self.split_tail(off, whole, bsize, tag & PREV_FREE);
             return Ok(ptr);
@@ -1657,7 +1676,9 @@ impl<B: HeapBackend> Heap<B> {
             self.unlink(next, nsize);
             total += nsize;
         } else {
-            self.set_tag(next, ntag | PREV_FREE);
+            // Allocated or quick: `PREV_FREE` clear; set it.
+            let nhdr = self.rd_hdr(next);
+            self.wr_hdr(next, nhdr ^ flip(PREV_FREE));
             self.free_blocks += 1;
         }
         self.set_free(r, total, 0);
