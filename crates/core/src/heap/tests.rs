@@ -705,6 +705,10 @@ fn quick_lists_reuse_small_blocks_and_merge_when_needed() {
 }
 
 #[test]
+// Too slow under Miri (it did not finish in 400 s); the growth and shrink
+// code it drives runs under Miri in `grows_up_to_max_and_shrinks_back` and
+// `growth_falls_back_to_the_pages_needed_when_the_step_is_refused`.
+#[cfg_attr(miri, ignore)]
 fn growth_is_amortised_and_shrinking_gives_the_pages_back() {
     const PAGES: usize = 64;
     let mut a = Arena::new(PAGES);
