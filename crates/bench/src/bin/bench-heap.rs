@@ -1157,7 +1157,8 @@ arena of the same size (32 MiB; `growth` starts at 64 KiB and grows to 16 MiB; `
 {TIMED_REPEATS} runs of a trace minus the harness-only floor ({floor_ns} ns/op). Workloads: \
 talc's random-actions protocol with reallocation (`ra-<max size>`), a kernel mix (70% 16–256 B, \
 25% ≤ 4 KiB, 5% ≤ 64 KiB, 2% page-aligned, ~2000 live), `growth` (allocate to 3/4 of 16 MiB \
-from a 64 KiB heap, peers extended by the harness on failure, then free all) and talc's \
+from a 64 KiB heap, then free all; ours grows by its amortised step, the peers are extended by the \
+harness on failure by the same step) and talc's \
 heap-efficiency protocol (live bytes / arena at the first failure, mean of {EFF_ROUNDS} rounds).\n\n\
 ### ns/op (lower is better)\n\n{md}\n\
 ![ns/op per workload per allocator](docs/bench-heap.svg)\n\n\
