@@ -755,12 +755,24 @@ impl<B: HeapBackend> Heap<B> {
             }
         }
         // Small alignments: the block found for the size alone often fits
-        // with the payload aligned (or with room for a gap block in front).
+        // with the payload aligned (or with room for a gap block in front);
+        // else the first listed block of at least `bsize + align + MIN_BLOCK`
+        // bytes surely does (one more search, no block read twice).
         if let Some((off, bs, b)) = self.find_bin(bsize)? {
             if let Some(p) = self.place(off, bs, 0, align, bsize) {
                 self.pop_head(b, off);
                 self.take(off, bs, p, bsize);
                 return Ok(self.ptr_at(p));
+            }
+            let need = bsize.checked_add(align).and_then(|n| n.checked_add(MIN_BLOCK));
+            if let Some(need) = need.filter(|&n| n <= self.max_len - SENTINEL) {
+                if let Some((off, bs, b)) = self.find_bin(need)? {
+                    if let Some(p) = self.place(off, bs, 0, align, bsize) {
+                        self.pop_head(b, off);
+                        self.take(off, bs, p, bsize);
+                        return Ok(self.ptr_at(p));
+                    }
+                }
             }
         }
         self.alloc_aligned_slow(bsize, align, false).map(|(p, _)| p)
@@ -798,7 +810,9 @@ impl<B: HeapBackend> Heap<B> {
         c: usize,
         align: usize,
     ) -> Result<Option<NonNull<u8>>, MmError> {
-        const DEPTH: usize = 8;
+        // Each step reads the link of the block before (a dependent load,
+        // often another cache line): the walk stays short.
+        const DEPTH: usize = 2;
         let head = self.quick[c] as usize;
         if (self.start + head) & (align - 1) == 0 {
             return self.pop_quick(c, head).map(Some);
