@@ -565,6 +565,13 @@ impl<B: HeapBackend> Heap<B> {
             self.wild = NIL;
             return;
         }
+        self.unlink_listed(off, size);
+    }
+
+    /// Takes the listed free block `[off, off + size)` (not the top block:
+    /// e.g. a free predecessor, which a block follows) out of its list.
+    #[inline(always)]
+    fn unlink_listed(&mut self, off: usize, size: usize) {
         let next = self.rd(off + 8);
         let prev = self.rd(off + 12);
         if prev != NIL {
@@ -1448,7 +1455,7 @@ impl<B: HeapBackend> Heap<B> {
             self.set_tag(off, size as u32 | FREE);
             start = off - psize;
             total += psize;
-            self.unlink(start, psize);
+            self.unlink_listed(start, psize);
             self.free_blocks -= 1;
         }
         if nsize != 0 {
@@ -1575,7 +1582,7 @@ impl<B: HeapBackend> Heap<B> {
             let psize = self.rd(off - 4) as usize;
             start = off - psize;
             total += psize;
-            self.unlink(start, psize);
+            self.unlink_listed(start, psize);
             self.free_blocks -= 1;
         }
         let next = off + size;
