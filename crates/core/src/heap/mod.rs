@@ -771,7 +771,9 @@ impl<B: HeapBackend> Heap<B> {
                 self.take(off, bs, p, bsize);
                 return Ok(self.ptr_at(p));
             }
-            let need = bsize.checked_add(align).and_then(|n| n.checked_add(MIN_BLOCK));
+            let need = bsize
+                .checked_add(align)
+                .and_then(|n| n.checked_add(MIN_BLOCK));
             if let Some(need) = need.filter(|&n| n <= self.max_len - SENTINEL) {
                 if let Some((off, bs, b)) = self.find_bin(need)? {
                     if let Some(p) = self.place(off, bs, 0, align, bsize) {
