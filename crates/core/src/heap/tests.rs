@@ -43,7 +43,18 @@ const ARENA_PAGES: usize = 16;
 
 /// A heap over `arena`, initially `init` pages, at most `max` pages.
 fn heap(arena: &mut Arena, init: usize, max: usize) -> Heap<ArenaBackend<'_>> {
-    let backend = ArenaBackend::new(arena.slice());
+    limited_heap(arena, init, max, usize::MAX)
+}
+
+/// Like [`heap`], over a backend that maps at most `limit` pages.
+fn limited_heap(
+    arena: &mut Arena,
+    init: usize,
+    max: usize,
+    limit: usize,
+) -> Heap<ArenaBackend<'_>> {
+    let mut backend = ArenaBackend::new(arena.slice());
+    backend.set_page_limit(limit);
     let start = backend.start();
     Heap::new(
         backend,
@@ -417,20 +428,7 @@ fn grows_up_to_max_and_shrinks_back() {
 #[test]
 fn growth_failure_in_backend_changes_nothing() {
     let mut a = Arena::new(ARENA_PAGES);
-    let backend = {
-        let mut b = ArenaBackend::new(a.slice());
-        b.set_page_limit(2);
-        b
-    };
-    let s = backend.start();
-    let mut h = Heap::new(
-        backend,
-        s,
-        s + PAGE_SIZE,
-        s + 8 * PAGE_SIZE,
-        HeapFlags::KERNEL,
-    )
-    .unwrap();
+    let mut h = limited_heap(&mut a, 1, 8, 2);
     let p = h.alloc(3000, 8).unwrap();
     let q = h.alloc(3000, 8).unwrap();
     let before = h.stats();
@@ -755,21 +753,8 @@ fn growth_is_amortised_and_shrinking_gives_the_pages_back() {
 #[test]
 fn growth_falls_back_to_the_pages_needed_when_the_step_is_refused() {
     let mut a = Arena::new(ARENA_PAGES);
-    let backend = {
-        let mut b = ArenaBackend::new(a.slice());
-        // One page more than the initial one: the 4-page step is refused.
-        b.set_page_limit(2);
-        b
-    };
-    let s = backend.start();
-    let mut h = Heap::new(
-        backend,
-        s,
-        s + PAGE_SIZE,
-        s + 8 * PAGE_SIZE,
-        HeapFlags::KERNEL,
-    )
-    .unwrap();
+    // One page more than the initial one: the 4-page step is refused.
+    let mut h = limited_heap(&mut a, 1, 8, 2);
     let p = h.alloc(3000, 8).unwrap();
     let q = h.alloc(3000, 8).unwrap();
     assert_eq!(h.backend().mapped_pages(), 2);
