@@ -356,6 +356,13 @@ fn win(page: u32) -> u32 {
     BASE / PAGE + page
 }
 
+/// A fuzzed range inside the window: its first window page and its length
+/// (1 to 8 pages, cut at the window's end).
+fn span(start: u8, len: u8) -> (u32, u32) {
+    let start = u32::from(start) % WINDOW;
+    (start, (1 + u32::from(len) % 8).min(WINDOW - start))
+}
+
 fn va_of(page: u32) -> VirtAddr {
     VirtAddr::new(page * PAGE)
 }
@@ -631,8 +638,7 @@ fn step(
             shared,
         } => {
             let (vm, m) = &mut procs[pick(p)];
-            let start = u32::from(start) % WINDOW;
-            let len = (1 + u32::from(len) % 8).min(WINDOW - start);
+            let (start, len) = span(start, len);
             let flags = MAP_FIXED | MAP_ANONYMOUS | if shared { MAP_SHARED } else { MAP_PRIVATE };
             let at = va_of(win(start));
             assert_eq!(
@@ -781,8 +787,7 @@ fn step(
             prot,
         } => {
             let (vm, m) = &mut procs[pick(p)];
-            let start = u32::from(start) % WINDOW;
-            let len = (1 + u32::from(len) % 8).min(WINDOW - start);
+            let (start, len) = span(start, len);
             let (lo, hi) = (win(start), win(start) + len);
             let r = vm.mprotect(va_of(lo), len * PAGE, prot.raw());
             let prot = Prot::from_bits(prot.raw()).unwrap();
@@ -957,8 +962,7 @@ fn step(
         } => {
             let (vm, m) = &mut procs[pick(p)];
             let f = usize::from(file) % FILES.len();
-            let start = u32::from(start) % WINDOW;
-            let len = (1 + u32::from(len) % 8).min(WINDOW - start);
+            let (start, len) = span(start, len);
             let first = u32::from(offset) % 10;
             let flags = MAP_FIXED | if shared { MAP_SHARED } else { MAP_PRIVATE };
             let at = va_of(win(start));
@@ -991,8 +995,7 @@ fn step(
         }
         Op::Msync { p, start, len } => {
             let (vm, m) = &mut procs[pick(p)];
-            let start = u32::from(start) % WINDOW;
-            let len = (1 + u32::from(len) % 8).min(WINDOW - start);
+            let (start, len) = span(start, len);
             let (lo, hi) = (win(start), win(start) + len);
             let r = vm.msync(va_of(lo), len * PAGE);
             if count_range(m, lo, hi) == u64::from(len) {
