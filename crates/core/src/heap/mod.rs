@@ -55,7 +55,10 @@
 //! before anything changes: before a merge, a resize or a move, the block's
 //! size and the next block's header (the one an overflow of this block
 //! clobbers first), a free successor's size, and a free predecessor's
-//! footer and header; popping a quick block checks its header, its size
+//! footer and header when the block is merged into it (a moving `realloc`
+//! merges the old block after the copy: if that check fails, the new block
+//! is freed again and the old one stays as it was); popping a quick block
+//! checks its header, its size
 //! class and its link; taking a free block from a list checks its header;
 //! merging the quick lists checks every block as a free would; growing
 //! and shrinking check the end sentinel and the free block before it.
@@ -1303,29 +1306,6 @@ impl<B: HeapBackend> Heap<B> {
         }
     }
 
-    /// The checks before the checked block `[off, off + size)` is merged
-    /// with its neighbours, resized or moved: the successor's header (the one
-    /// an overflow of this block clobbers first) and a free successor's
-    /// size, and a free predecessor's footer and header.
-    /// (`check_size` has passed.)
-    #[inline(always)]
-    fn check_merge(&self, off: usize, tag: u32) -> Result<(), MmError> {
-        self.check_next(off + size_of_tag(tag))?;
-        if tag & PREV_FREE != 0 {
-            // `off >= FIRST + MIN_BLOCK` when a predecessor exists; the word
-            // before `off` is in the heap either way (`off >= FIRST`).
-            let psize = self.rd(off - 4) as usize;
-            if psize < MIN_BLOCK || psize > off - FIRST || !psize.is_multiple_of(GRANULE) {
-                return Err(MmError::HeapCorrupted);
-            }
-            match self.tag(off - psize) {
-                Some(ptag) if ptag & (FREE | PREV_FREE) == FREE && size_of_tag(ptag) == psize => {}
-                _ => return Err(MmError::HeapCorrupted),
-            }
-        }
-        Ok(())
-    }
-
     /// The header at `next`, after a checked allocated block whose size has
     /// passed `check_size` (the header an overflow of that block clobbers
     /// first), and a free block's size there.
@@ -1399,7 +1379,8 @@ impl<B: HeapBackend> Heap<B> {
 
     /// Checks the block at `off` (allocated or quick-listed, `tag` without
     /// `QUICK`, its own header checked) and its neighbours as
-    /// [`Self::check_size`] and [`Self::check_merge`] do, then merges it with
+    /// [`Self::check_size`] and [`Self::check_next`] do (and a free
+    /// predecessor's footer and header), then merges it with
     /// its free neighbours into one listed free block — reading every
     /// header and footer once (the checks and the merge share the reads).
     /// Nothing changes on error. The caller adjusts `live`.
@@ -1570,43 +1551,6 @@ impl<B: HeapBackend> Heap<B> {
         Ok(())
     }
 
-    /// Frees the checked, allocated block `[off, off + size)`: merges it with
-    /// free neighbours and puts the result in its list.
-    #[inline(always)]
-    fn release(&mut self, off: usize, size: usize, prev_free: bool) {
-        self.free_bytes += size;
-        let mut start = off;
-        let mut total = size;
-        if prev_free {
-            // Mark the block itself free, so a second free of it is reported
-            // even though it is merged into its predecessor.
-            self.set_tag(off, size as u32 | FREE);
-            let psize = self.rd(off - 4) as usize;
-            start = off - psize;
-            total += psize;
-            self.unlink_listed(start, psize);
-            self.free_blocks -= 1;
-        }
-        let next = off + size;
-        let ntag = self.rd(next);
-        if ntag & FREE != 0 {
-            let nsize = size_of_tag(ntag);
-            self.unlink(next, nsize);
-            total += nsize;
-            self.free_blocks -= 1;
-        } else {
-            // Allocated or quick: `PREV_FREE` clear; set it.
-            let nhdr = self.rd_hdr(next);
-            self.wr_hdr(next, nhdr ^ flip(PREV_FREE));
-        }
-        self.set_free(start, total, 0);
-        self.insert(start, total);
-        self.free_blocks += 1;
-        if start + total == self.len - SENTINEL && self.len > self.min_len {
-            self.shrink(false);
-        }
-    }
-
     /// The usable size of a live block: at least what was asked for (the
     /// rounding slack included). Pointer errors are those of [`Heap::free`].
     pub fn usable_size(&self, ptr: NonNull<u8>) -> Result<usize, MmError> {
@@ -1637,7 +1581,10 @@ impl<B: HeapBackend> Heap<B> {
             }
             return Ok(ptr);
         }
-        self.check_merge(off, tag)?;
+        // Growing: every path below touches the successor (to grow into it,
+        // or to merge with it when the old block is freed): check it. The
+        // predecessor is touched only by that merge, which checks it then.
+        self.check_next(next)?;
         let ntag = self.rd(next);
         if ntag & FREE != 0 && size + size_of_tag(ntag) >= bsize {
             let nsize = size_of_tag(ntag);
@@ -1664,22 +1611,30 @@ impl<B: HeapBackend> Heap<B> {
         // one is still allocated), and the old payload has `size - HEADER`
         // bytes, fewer than the new one's.
         unsafe { core::ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), size - HEADER) };
-        // The old block and its neighbours were checked above; since then
-        // only the heap itself changed them (merging quick blocks may have
-        // set its `PREV_FREE`), so its header is re-read, not re-checked.
+        // Since the checks above only the heap itself changed the old block
+        // (merging quick blocks may have set its `PREV_FREE`): re-read it.
         let tag = self.rd(off);
         let c = size / GRANULE;
-        // The old block is freed in any case; a damaged block that a merge
-        // of the quick lists runs into stays listed (`validate` reports it).
-        let _ = if size < QUICK_LIMIT && self.quick_len[c] < QUICK_CAP[c] && !self.tops(off + size)
-        {
-            self.push_quick(off, tag, c)
-        } else {
-            self.live -= 1;
-            self.release(off, size, tag & PREV_FREE != 0);
-            self.after_free()
-        };
-        Ok(new)
+        if size < QUICK_LIMIT && self.quick_len[c] < QUICK_CAP[c] && !self.tops(off + size) {
+            // A damaged block that a merge of the quick lists (when the heap is
+            // empty) runs into stays listed (`validate` reports it).
+            let _ = self.push_quick(off, tag, c);
+            return Ok(new);
+        }
+        match self.merge_block(off, tag) {
+            Ok(()) => {
+                self.live -= 1;
+                // As above: the old block is freed in any case.
+                let _ = self.after_free();
+                Ok(new)
+            }
+            Err(e) => {
+                // A damaged predecessor: the old block stays as it was, and
+                // the new one goes back.
+                let _ = self.free(new);
+                Err(e)
+            }
+        }
     }
 
     /// Shrinks the allocated block `[off, off + size)` to `keep` bytes if the

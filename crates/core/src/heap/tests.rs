@@ -539,6 +539,38 @@ fn physical_requests_are_contiguous_on_scattered_pages() {
     assert_eq!(h.stats().heap_bytes, 4 * PAGE_SIZE);
 }
 
+/// A moving realloc checks the free predecessor only when it merges the old
+/// block into it, after the copy: a damaged predecessor then fails the
+/// realloc, the old block stays live and intact and the new block goes back.
+#[test]
+fn moving_realloc_with_a_damaged_predecessor_keeps_the_block() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 2, 8);
+    let big = h.alloc(2000, 8).unwrap(); // too big for a quick list
+    let p = h.alloc(1600, 8).unwrap(); // merged when freed, not quick-listed
+    let blocker = h.alloc(16, 8).unwrap();
+    fill(p, 1600, 7);
+    h.free(big).unwrap(); // a listed free block before `p`
+    let before = h.stats();
+    // The predecessor's footer is the word just before `p`'s header.
+    let old = poke(p, -12, 0x41);
+    assert_eq!(h.realloc(p, 3000, 8), Err(MmError::HeapCorrupted));
+    assert!(intact(p, 1600, 7), "the old block keeps its contents");
+    let after = h.stats();
+    assert_eq!(
+        (after.free_bytes, after.heap_bytes),
+        (before.free_bytes, before.heap_bytes),
+        "the new block went back"
+    );
+    poke(p, -12, old);
+    h.validate().unwrap();
+    assert!(h.usable_size(p).unwrap() >= 1600, "still live");
+    h.free(p).unwrap();
+    h.free(blocker).unwrap();
+    h.validate().unwrap();
+    assert_eq!(h.stats().total_blocks, 1);
+}
+
 #[test]
 fn realloc_in_place_and_moving() {
     let mut a = Arena::new(ARENA_PAGES);
