@@ -38,6 +38,7 @@ mod error;
 mod fault;
 mod machine;
 pub mod mmu;
+pub mod model;
 mod ram;
 mod tlb;
 mod world;
