@@ -15,6 +15,9 @@
 //! requests must grow the heap by a contiguous run) with an optional page
 //! limit (out of memory). The model and its checks are
 //! [`myos_sim::model::heap`], shared with the core's property test.
+//!
+//! [`ArenaBackend`]: myos_mm::heap::ArenaBackend
+//! [`ArenaBackend::scattered`]: myos_mm::heap::ArenaBackend::scattered
 
 use std::ptr::NonNull;
 
@@ -22,8 +25,7 @@ use arbitrary::Arbitrary;
 use myos_mm::heap::HeapBackend;
 use myos_mm::MmError;
 use myos_sim::model::heap::{
-    bad_free, memory, new_heap, refused, spurious, ArenaHeap, Live, Model, INIT_PAGES, MAX_PAGES,
-    PAGE,
+    bad_free, memory, new_heap, ArenaHeap, Live, Model, Request, INIT_PAGES, MAX_PAGES, PAGE,
 };
 
 /// Pages of host memory behind the arena.
@@ -111,7 +113,7 @@ pub enum Op {
     },
     /// `kfree` (or `realloc`) of a pointer outside the heap.
     FreeForeign {
-        /// Where, relative to the heap (see [`foreign`]).
+        /// Where, relative to the heap (see `foreign`).
         at: u32,
         /// `realloc` instead of `kfree`.
         realloc: bool,
@@ -204,10 +206,19 @@ fn is_live(live: &[Live], p: NonNull<u8>) -> bool {
     live.iter().any(|l| l.ptr == p)
 }
 
-/// Records a new block (forgetting freed pointers it reuses) and fills it.
-fn admit(model: &mut Model, freed: &mut Vec<NonNull<u8>>, l: Live) {
-    freed.retain(|&f| f != l.ptr);
-    model.admit(l);
+/// [`Model::alloc`], forgetting the freed pointers the block reuses.
+fn alloc(
+    h: &mut ArenaHeap<'_>,
+    model: &mut Model,
+    freed: &mut Vec<NonNull<u8>>,
+    r: Request,
+    byte: u8,
+) -> Result<NonNull<u8>, MmError> {
+    let got = model.alloc(h, r, byte);
+    if let Ok(p) = got {
+        freed.retain(|&f| f != p);
+    }
+    got
 }
 
 fn step(h: &mut ArenaHeap<'_>, model: &mut Model, freed: &mut Vec<NonNull<u8>>, op: Op, byte: u8) {
@@ -215,91 +226,26 @@ fn step(h: &mut ArenaHeap<'_>, model: &mut Model, freed: &mut Vec<NonNull<u8>>, 
     match op {
         Op::Alloc { size, align_shift } => {
             let (size, align) = (size.bytes(), 1usize << (align_shift % 15));
-            match h.alloc(size, align) {
-                Ok(ptr) => admit(
-                    model,
-                    freed,
-                    Live {
-                        ptr,
-                        size,
-                        align: align.max(8),
-                        phys: None,
-                        byte,
-                    },
-                ),
-                Err(e) => {
-                    if size > u32::MAX as usize - 16 {
-                        assert_eq!(e, MmError::InvalidArgument);
-                    }
-                    refused(h, before, e, "alloc");
-                    spurious(h, before, e, |h| h.alloc(size, align));
-                }
+            let r = alloc(h, model, freed, Request::Align(size, align), byte);
+            if size > u32::MAX as usize - 16 {
+                assert_eq!(r, Err(MmError::InvalidArgument));
             }
         }
         Op::AllocOddAlign { size, align } => {
             let (size, align) = (size.bytes(), align as usize);
-            match h.alloc(size, align) {
-                Ok(ptr) => {
-                    assert!(align.is_power_of_two(), "alignment {align} accepted");
-                    admit(
-                        model,
-                        freed,
-                        Live {
-                            ptr,
-                            size,
-                            align: align.max(8),
-                            phys: None,
-                            byte,
-                        },
-                    )
+            match alloc(h, model, freed, Request::Align(size, align), byte) {
+                Ok(_) => assert!(align.is_power_of_two(), "alignment {align} accepted"),
+                Err(e) if size <= MAX_PAGES * PAGE && !align.is_power_of_two() => {
+                    assert_eq!(e, MmError::InvalidArgument, "alignment {align}")
                 }
-                Err(e) => {
-                    if !align.is_power_of_two() && size <= MAX_PAGES * PAGE {
-                        assert_eq!(e, MmError::InvalidArgument, "alignment {align}");
-                    }
-                    refused(h, before, e, "alloc (odd alignment)")
-                }
+                Err(_) => {}
             }
         }
         Op::AllocPage { size } => {
-            let size = size.bytes();
-            match h.alloc_page_aligned(size) {
-                Ok(ptr) => admit(
-                    model,
-                    freed,
-                    Live {
-                        ptr,
-                        size,
-                        align: PAGE,
-                        phys: None,
-                        byte,
-                    },
-                ),
-                Err(e) => {
-                    refused(h, before, e, "alloc_page_aligned");
-                    spurious(h, before, e, |h| h.alloc_page_aligned(size));
-                }
-            }
+            let _ = alloc(h, model, freed, Request::Page(size.bytes()), byte);
         }
         Op::AllocPhys { size, page } => {
-            let size = size.bytes();
-            match h.alloc_physical(size, page) {
-                Ok((ptr, phys)) => admit(
-                    model,
-                    freed,
-                    Live {
-                        ptr,
-                        size,
-                        align: if page { PAGE } else { 8 },
-                        phys: Some(phys),
-                        byte,
-                    },
-                ),
-                Err(e) => {
-                    refused(h, before, e, "alloc_physical");
-                    spurious(h, before, e, |h| h.alloc_physical(size, page));
-                }
-            }
+            let _ = alloc(h, model, freed, Request::Phys(size.bytes(), page), byte);
         }
         Op::Realloc { pick, size } => {
             if model.live.is_empty() {

@@ -11,7 +11,7 @@
 //! result is predicted by a reference validation of the arguments, and
 //! errors must change nothing.
 //!
-//! Files ([`FILES`]: read-write, read-only, and one whose last page is
+//! Files (`FILES`: read-write, read-only, and one whose last page is
 //! partial) are mapped shared or private at page offsets that may reach
 //! past their end: pages past the end raise SIGBUS; shared mappings of one
 //! file see each other's writes; a private page sees the file until its
@@ -22,20 +22,22 @@
 //! model's (and every 16 operations the frame allocator validates); at the
 //! end every process still sees its model, and after every space is
 //! destroyed every frame is back and each file holds exactly the writes
-//! made through shared mappings.
-
-use std::collections::BTreeMap;
+//! made through shared mappings. The model and those checks are
+//! [`myos_sim::model::vm`], shared with the core's property test.
 
 use arbitrary::Arbitrary;
 use myos_mm::layout::{USER_END, USER_MMAP_MIN};
 use myos_mm::vm::{
-    FaultOutcome, FdTable, MemFs, OpenMode, Prot, SegvCause, Signal, MAP_ANONYMOUS, MAP_FIXED,
-    MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE,
+    FdTable, MemFs, Prot, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_NONE,
+    PROT_READ, PROT_WRITE,
 };
 use myos_mm::{MmError, VirtAddr};
-use myos_sim::{Mode, Vm, World};
+use myos_sim::model::vm::{
+    self as model, check, count_range, expect_protect, fork, mprotect, munmap, protect,
+    remove_range, va, FileSpec, Model, Pages, Proc, PAGE,
+};
+use myos_sim::World;
 
-const PAGE: u32 = 4096;
 const RAM: u64 = 8 << 20;
 /// The window of the well-formed calls, spanning a page-table boundary.
 const BASE: u32 = 0x1000_0000 - 8 * PAGE;
@@ -71,6 +73,10 @@ impl P {
             P::Exec => PROT_EXEC,
             P::Write => PROT_WRITE,
         }
+    }
+
+    fn prot(self) -> Prot {
+        Prot::from_bits(self.raw()).unwrap()
     }
 }
 
@@ -223,7 +229,7 @@ pub enum Op {
         p: u8,
     },
     /// `mmap(window + start, len pages, prot, MAP_FIXED|shared/private, fd, offset)`
-    /// of one of the [`FILES`] (descriptor `file % 3`), possibly reaching
+    /// of one of the files (`FILES`, descriptor `file % 3`), possibly reaching
     /// past its end.
     MmapFile {
         /// Process.
@@ -252,103 +258,20 @@ pub enum Op {
     },
 }
 
-/// Where a modelled page's contents live.
-#[derive(Clone, Copy, Debug)]
-enum Cell {
-    /// A private value (copied on fork).
-    Private(u32),
-    /// Page `idx` of shared object `obj`.
-    Shared { obj: usize, idx: u32 },
-    /// Page `idx` of file `f`: through a shared mapping, or a private one
-    /// not written yet (it sees the file's page cache until its first
-    /// write copies it).
-    File { f: usize, idx: u32, shared: bool },
-}
-
-#[derive(Clone, Copy, Debug)]
-struct MPage {
-    prot: Prot,
-    cell: Cell,
-    /// A shared mapping of a file opened read-only: never writable.
-    read_only_file: bool,
-}
-
-type Pages = BTreeMap<u32, MPage>;
-
-/// Shared objects' page values, and the files' (their page caches, which
-/// every mapping of a file shares and which reach the file).
-struct Objects {
-    objs: Vec<Vec<u32>>,
-    files: Vec<Vec<u32>>,
-}
-
-/// The files: `(name, pages, extra bytes in a last partial page, read-write)`.
-/// Page `i` of file `f` starts with the `u32` `f << 16 | i`.
-const FILES: [(&str, u32, u32, bool); 3] = [
-    ("rw", 8, 0, true),
-    ("ro", 8, 0, false),
-    ("tail", 5, 100, true),
+/// The files: read-write, read-only, and one whose last page is partial.
+static FILES: [FileSpec; 3] = [
+    FileSpec::new("rw", 8, 0, true),
+    FileSpec::new("ro", 8, 0, false),
+    FileSpec::new("tail", 5, 100, true),
 ];
 
-impl Objects {
-    fn new() -> Self {
-        let files = FILES
-            .iter()
-            .enumerate()
-            .map(|(f, &(_, pages, extra, _))| {
-                (0..pages + u32::from(extra > 0))
-                    .map(|i| (f as u32) << 16 | i)
-                    .collect()
-            })
-            .collect();
-        Objects {
-            objs: Vec::new(),
-            files,
+impl How {
+    fn model(self) -> model::How {
+        match self {
+            How::User => model::How::User,
+            How::Supervisor => model::How::Supervisor,
+            How::Copy => model::How::Copy,
         }
-    }
-    /// The file's bytes as created.
-    fn file_bytes(f: usize) -> Vec<u8> {
-        let (_, pages, extra, _) = FILES[f];
-        let mut data = vec![0u8; (pages * PAGE + extra) as usize];
-        for i in 0..pages + u32::from(extra > 0) {
-            let at = (i * PAGE) as usize;
-            data[at..at + 4].copy_from_slice(&((f as u32) << 16 | i).to_le_bytes());
-        }
-        data
-    }
-    /// `None` past the end of the file (SIGBUS).
-    fn get(&self, c: Cell) -> Option<u32> {
-        match c {
-            Cell::Private(v) => Some(v),
-            Cell::Shared { obj, idx } => Some(self.objs[obj][idx as usize]),
-            Cell::File { f, idx, .. } => self.files[f].get(idx as usize).copied(),
-        }
-    }
-    fn value(&self, c: Cell) -> u32 {
-        self.get(c).expect("page past the end of its file")
-    }
-    fn set(&mut self, c: &mut Cell, v: u32) {
-        match c {
-            Cell::Private(x) => *x = v,
-            Cell::Shared { obj, idx } => self.objs[*obj][*idx as usize] = v,
-            Cell::File {
-                f,
-                idx,
-                shared: true,
-            } => self.files[*f][*idx as usize] = v,
-            Cell::File { shared: false, .. } => *c = Cell::Private(v),
-        }
-    }
-    /// Cells of a new mapping of `len` pages.
-    fn cells(&mut self, shared: bool, len: u32) -> impl Iterator<Item = Cell> {
-        let obj = shared.then(|| {
-            self.objs.push(vec![0; len as usize]);
-            self.objs.len() - 1
-        });
-        (0..len).map(move |idx| match obj {
-            Some(obj) => Cell::Shared { obj, idx },
-            None => Cell::Private(0),
-        })
     }
 }
 
@@ -363,22 +286,6 @@ fn span(start: u8, len: u8) -> (u32, u32) {
     (start, (1 + u32::from(len) % 8).min(WINDOW - start))
 }
 
-fn va_of(page: u32) -> VirtAddr {
-    VirtAddr::new(page * PAGE)
-}
-
-/// Removes `lo..hi` from the model.
-fn remove_range(m: &mut Pages, lo: u32, hi: u32) {
-    let mut tail = m.split_off(&lo);
-    let mut keep = tail.split_off(&hi);
-    m.append(&mut keep);
-}
-
-/// Pages of the model in `lo..hi`.
-fn count_range(m: &Pages, lo: u32, hi: u32) -> u64 {
-    m.range(lo..hi).count() as u64
-}
-
 /// Runs one input.
 pub fn run(data: &[u8]) {
     let ops: Vec<Op> = crate::decode(data);
@@ -390,17 +297,9 @@ fn run_ops(ops: &[Op]) {
     let w = World::new(RAM);
     let fs = MemFs::new();
     let mut fds = FdTable::new();
-    for (f, &(name, _, _, rw)) in FILES.iter().enumerate() {
-        fs.create(name, &Objects::file_bytes(f));
-        let mode = if rw {
-            OpenMode::ReadWrite
-        } else {
-            OpenMode::ReadOnly
-        };
-        assert_eq!(fds.insert(fs.open(name, mode).unwrap()), f as i32);
-    }
-    let mut objs = Objects::new();
-    let mut procs: Vec<(Vm<'_>, Pages)> = vec![(w.space(), Pages::new())];
+    let mut model = Model::new(&FILES);
+    model.open(&fs, &mut fds);
+    let mut procs: Vec<Proc<'_>> = vec![(w.space(), Pages::new())];
     for (i, op) in ops.iter().enumerate() {
         if procs.is_empty() {
             procs.push((w.space(), Pages::new()));
@@ -409,60 +308,11 @@ fn run_ops(ops: &[Op]) {
         if crate::tracing() {
             eprintln!("{i}: {op:?}");
         }
-        step(&w, &fds, &mut objs, &mut procs, n, *op);
-        for (vm, m) in &procs {
-            for page in 0..WINDOW {
-                let page = win(page);
-                assert_eq!(
-                    vm.region_at(va_of(page)).map(|r| r.prot),
-                    m.get(&page).map(|p| p.prot),
-                    "page {page:#x} after {op:?}"
-                );
-            }
-            let modelled = m.len();
-            let mut in_regions = 0u64;
-            for r in vm.regions() {
-                in_regions += u64::from((r.end.as_u32() - r.start.as_u32()) / PAGE);
-            }
-            assert_eq!(in_regions, modelled as u64, "region sizes after {op:?}");
-        }
-        if i % 16 == 15 {
-            // The full check of the allocator's bitmaps is the costly part.
-            w.fa.lock().validate().expect("frame allocator");
-        }
+        step(&w, &fds, &mut model, &mut procs, n, *op);
+        // The full check of the allocator's bitmaps is the costly part.
+        check(&w, &procs, win(0)..win(WINDOW), i % 16 == 15, op);
     }
-    for (vm, m) in &mut procs {
-        for (&page, p) in m.iter() {
-            if p.prot.is_empty() {
-                continue;
-            }
-            let got = w.run(vm, |mm| mm.read_u32(page * PAGE, Mode::User));
-            match objs.get(p.cell) {
-                Some(v) => assert_eq!(got, Ok(v), "final read of {page:#x}"),
-                None => assert!(
-                    matches!(got, Err(FaultOutcome::Signal(Signal::Bus { .. }))),
-                    "final read of {page:#x} past EOF: {got:?}"
-                ),
-            }
-        }
-    }
-    drop(procs);
-    // Every write through a shared mapping reached its file (written back
-    // at munmap or exit), and no private write did.
-    for (f, &(name, ..)) in FILES.iter().enumerate() {
-        let data = fs.read(name).unwrap();
-        assert_eq!(
-            data.len(),
-            Objects::file_bytes(f).len(),
-            "file {name} changed size"
-        );
-        for (i, &v) in objs.files[f].iter().enumerate() {
-            let at = i * PAGE as usize;
-            let got = u32::from_le_bytes(data[at..at + 4].try_into().unwrap());
-            assert_eq!(got, v, "file {name}, page {i}");
-        }
-    }
-    drop(fds);
+    model.finish(&w, procs, &fs, fds);
     w.finish();
 }
 
@@ -472,46 +322,6 @@ fn page_of(m: &Pages, at: Target) -> u32 {
         Target::Mapped(i) if !m.is_empty() => *m.keys().nth(i as usize % m.len()).unwrap(),
         Target::Mapped(i) => win(u32::from(i) % WINDOW),
         Target::Anywhere(a) => (a % USER_END) / PAGE,
-    }
-}
-
-/// True when an access the protection allows lands on a file page past
-/// the end of the file: SIGBUS (`BadAddress` for the copy functions).
-fn past_eof(objs: &Objects, m: &Pages, page: u32, allowed: bool) -> bool {
-    allowed && m.get(&page).is_some_and(|q| objs.get(q.cell).is_none())
-}
-
-/// Checks an access to a page past the end of its file.
-fn expect_bus(w: &World, vm: &mut Vm<'_>, va: VirtAddr, how: How, write: bool) {
-    let bus = Err(FaultOutcome::Signal(Signal::Bus { addr: va }));
-    let a = va.as_u32();
-    match (how, write) {
-        (How::User, true) => assert_eq!(w.run(vm, |m| m.write_u32(a, 1, Mode::User)), bus),
-        (How::User, false) => {
-            assert_eq!(w.run(vm, |m| m.read_u32(a, Mode::User)).map(|_| ()), bus)
-        }
-        (How::Supervisor, true) => {
-            assert_eq!(w.run(vm, |m| m.write_u32(a, 1, Mode::Supervisor)), bus)
-        }
-        (How::Supervisor, false) => assert_eq!(
-            w.run(vm, |m| m.read_u32(a, Mode::Supervisor)).map(|_| ()),
-            bus
-        ),
-        (How::Copy, true) => assert_eq!(vm.copy_to_user(va, &[1]), Err(MmError::BadAddress)),
-        (How::Copy, false) => {
-            assert_eq!(vm.copy_from_user(va, &mut [0]), Err(MmError::BadAddress))
-        }
-    }
-}
-
-/// The outcome a user access should have.
-fn expect_user(m: &Pages, page: u32, write: bool) -> Result<(), SegvCause> {
-    match m.get(&page) {
-        None => Err(SegvCause::NoRegion),
-        Some(p) if p.prot.is_empty() || (write && !p.prot.contains(Prot::WRITE)) => {
-            Err(SegvCause::Protection)
-        }
-        Some(_) => Ok(()),
     }
 }
 
@@ -554,7 +364,7 @@ fn expect_mmap(
         if !offset.is_multiple_of(PAGE) {
             return bad;
         }
-        if flags & MAP_SHARED != 0 && prot & PROT_WRITE != 0 && !FILES[f].3 {
+        if flags & MAP_SHARED != 0 && prot & PROT_WRITE != 0 && !FILES[f].writable {
             return Err(MmError::AccessDenied);
         }
         if u64::from(offset / PAGE) + u64::from(pages) > 1 << 20 {
@@ -574,36 +384,6 @@ fn expect_mmap(
     Ok((Some(s), file))
 }
 
-/// Cells of a mapping of `len` pages of file `f` from page `first`.
-fn file_cells(f: usize, first: u32, len: u32, shared: bool) -> impl Iterator<Item = Cell> {
-    (0..len).map(move |i| Cell::File {
-        f,
-        idx: first + i,
-        shared,
-    })
-}
-
-/// The first error `mprotect(lo..hi, prot)` must give: a hole
-/// (`NoRegion`) or a shared read-only file page made writable
-/// (`AccessDenied`), whichever comes first in address order.
-fn expect_protect(m: &Pages, lo: u32, hi: u32, prot: Prot) -> Result<(), MmError> {
-    let mut next = lo;
-    for (&k, p) in m.range(lo..hi) {
-        if k != next {
-            return Err(MmError::NoRegion);
-        }
-        if p.read_only_file && prot.writable() {
-            return Err(MmError::AccessDenied);
-        }
-        next = k + 1;
-    }
-    if next == hi {
-        Ok(())
-    } else {
-        Err(MmError::NoRegion)
-    }
-}
-
 /// `munmap`/`mprotect` range validation: the page range or the error.
 fn expect_range(addr: u32, length: u32) -> Result<(u32, u32), MmError> {
     if !addr.is_multiple_of(PAGE) {
@@ -620,14 +400,7 @@ fn expect_range(addr: u32, length: u32) -> Result<(u32, u32), MmError> {
     Ok((lo, hi as u32))
 }
 
-fn step(
-    w: &World,
-    fds: &FdTable,
-    objs: &mut Objects,
-    procs: &mut Vec<(Vm<'_>, Pages)>,
-    n: usize,
-    op: Op,
-) {
+fn step(w: &World, fds: &FdTable, model: &mut Model, procs: &mut Vec<Proc<'_>>, n: usize, op: Op) {
     let pick = |p: u8| p as usize % n;
     match op {
         Op::Mmap {
@@ -637,25 +410,9 @@ fn step(
             prot,
             shared,
         } => {
-            let (vm, m) = &mut procs[pick(p)];
             let (start, len) = span(start, len);
-            let flags = MAP_FIXED | MAP_ANONYMOUS | if shared { MAP_SHARED } else { MAP_PRIVATE };
-            let at = va_of(win(start));
-            assert_eq!(
-                vm.mmap(fds, at, len * PAGE, prot.raw(), flags, -1, 0),
-                Ok(at)
-            );
-            let prot = Prot::from_bits(prot.raw()).unwrap();
-            for (i, cell) in objs.cells(shared, len).enumerate() {
-                m.insert(
-                    win(start) + i as u32,
-                    MPage {
-                        prot,
-                        cell,
-                        read_only_file: false,
-                    },
-                );
-            }
+            let pages = win(start)..win(start) + len;
+            model.mmap_fixed(fds, &mut procs[pick(p)], pages, prot.raw(), shared, None);
         }
         Op::MmapHint {
             p,
@@ -669,7 +426,7 @@ fn step(
             let len = 1 + u32::from(len) % 16;
             let flags = MAP_ANONYMOUS | if shared { MAP_SHARED } else { MAP_PRIVATE };
             let got = vm
-                .mmap(fds, va_of(start), len * PAGE, prot.raw(), flags, -1, 0)
+                .mmap(fds, va(start), len * PAGE, prot.raw(), flags, -1, 0)
                 .expect("mmap with a hint");
             let s = got.as_u32() / PAGE;
             assert_eq!(got.as_u32() % PAGE, 0);
@@ -678,17 +435,7 @@ fn step(
             if (start..start + len).all(|q| !m.contains_key(&q)) && start + len <= END_PAGE {
                 assert_eq!(s, start, "free hint not used");
             }
-            let prot = Prot::from_bits(prot.raw()).unwrap();
-            for (i, cell) in objs.cells(shared, len).enumerate() {
-                m.insert(
-                    s + i as u32,
-                    MPage {
-                        prot,
-                        cell,
-                        read_only_file: false,
-                    },
-                );
-            }
+            model.map_anon(m, s, len, prot.prot(), shared);
         }
         Op::MmapRaw {
             p,
@@ -742,20 +489,9 @@ fn step(
                     remove_range(m, s, s + pages);
                     let shared = flags & MAP_SHARED != 0;
                     let prot = Prot::from_bits(prot).unwrap();
-                    let cells: Vec<Cell> = match file {
-                        Some(f) => file_cells(f, offset / PAGE, pages, shared).collect(),
-                        None => objs.cells(shared, pages).collect(),
-                    };
-                    let read_only_file = shared && file.is_some_and(|f| !FILES[f].3);
-                    for (i, cell) in cells.into_iter().enumerate() {
-                        m.insert(
-                            s + i as u32,
-                            MPage {
-                                prot,
-                                cell,
-                                read_only_file,
-                            },
-                        );
+                    match file {
+                        Some(f) => model.map_file(m, s, pages, prot, f, offset / PAGE, shared),
+                        None => model.map_anon(m, s, pages, prot, shared),
                     }
                 }
                 (Ok((None, _)), Err(MmError::OutOfMemory)) => {}
@@ -763,11 +499,8 @@ fn step(
             }
         }
         Op::Munmap { p, start, len } => {
-            let (vm, m) = &mut procs[pick(p)];
             let start = win(u32::from(start) % WINDOW);
-            let len = 1 + u32::from(len) % 8;
-            vm.munmap(va_of(start), len * PAGE).expect("munmap");
-            remove_range(m, start, start + len);
+            munmap(&mut procs[pick(p)], start, start + 1 + u32::from(len) % 8);
         }
         Op::MunmapRaw { p, addr, length } => {
             let (vm, m) = &mut procs[pick(p)];
@@ -786,20 +519,13 @@ fn step(
             len,
             prot,
         } => {
-            let (vm, m) = &mut procs[pick(p)];
             let (start, len) = span(start, len);
-            let (lo, hi) = (win(start), win(start) + len);
-            let r = vm.mprotect(va_of(lo), len * PAGE, prot.raw());
-            let prot = Prot::from_bits(prot.raw()).unwrap();
-            match expect_protect(m, lo, hi, prot) {
-                Ok(()) => {
-                    assert_eq!(r, Ok(()));
-                    for q in lo..hi {
-                        m.get_mut(&q).unwrap().prot = prot;
-                    }
-                }
-                Err(e) => assert_eq!(r, Err(e), "mprotect {lo:#x}..{hi:#x}"),
-            }
+            mprotect(
+                &mut procs[pick(p)],
+                win(start),
+                win(start) + len,
+                prot.raw(),
+            );
         }
         Op::MprotectRaw {
             p,
@@ -816,136 +542,30 @@ fn step(
             match expect {
                 Ok((pr, lo, hi)) => {
                     assert_eq!(r, Ok(()));
-                    for q in lo..hi {
-                        m.get_mut(&q).unwrap().prot = pr;
-                    }
+                    protect(m, lo, hi, pr);
                 }
                 Err(e) => assert_eq!(r, Err(e), "mprotect({addr:#x}, {length:#x}, {prot})"),
             }
         }
         Op::Fork { p } => {
             if n < MAX_PROCS {
-                let (vm, m) = &mut procs[pick(p)];
-                let child = vm.fork().expect("fork");
-                let cm = m.clone();
-                procs.push((child, cm));
+                fork(procs, pick(p));
             }
         }
         Op::Write { p, at, how, value } => {
             let (vm, m) = &mut procs[pick(p)];
             let page = page_of(m, at);
-            let va = va_of(page);
-            let user = expect_user(m, page, true);
-            if past_eof(objs, m, page, user.is_ok()) {
-                return expect_bus(w, vm, va, how, true);
-            }
-            let ok = match how {
-                How::User => {
-                    let r = w.run(vm, |mm| mm.write_u32(va.as_u32(), value, Mode::User));
-                    match user {
-                        Ok(()) => assert_eq!(r, Ok(()), "user write {va:?}"),
-                        Err(cause) => assert_eq!(
-                            r,
-                            Err(FaultOutcome::Signal(Signal::Segv { addr: va, cause })),
-                            "user write {va:?}"
-                        ),
-                    }
-                    user.is_ok()
-                }
-                How::Supervisor => {
-                    // CR0.WP is set: the kernel writes only where the region
-                    // allows writing; anything else is a kernel bug.
-                    let r = w.run(vm, |mm| mm.write_u32(va.as_u32(), value, Mode::Supervisor));
-                    match user {
-                        Ok(()) => assert_eq!(r, Ok(()), "supervisor write {va:?}"),
-                        Err(_) => {
-                            assert_eq!(r, Err(FaultOutcome::KernelBug), "supervisor write {va:?}")
-                        }
-                    }
-                    user.is_ok()
-                }
-                How::Copy => {
-                    let r = vm.copy_to_user(va, &value.to_le_bytes());
-                    match user {
-                        Ok(()) => assert_eq!(r, Ok(()), "copy_to_user {va:?}"),
-                        Err(_) => assert_eq!(r, Err(MmError::BadAddress), "copy_to_user {va:?}"),
-                    }
-                    user.is_ok()
-                }
-            };
-            if ok {
-                let cell = &mut m.get_mut(&page).unwrap().cell;
-                objs.set(cell, value);
-            }
+            model.write(w, vm, m, page, how.model(), value);
         }
         Op::Read { p, at, how } => {
             let (vm, m) = &mut procs[pick(p)];
             let page = page_of(m, at);
-            let va = va_of(page);
-            let user = expect_user(m, page, false);
-            if past_eof(objs, m, page, user.is_ok()) {
-                return expect_bus(w, vm, va, how, false);
-            }
-            let want = m.get(&page).and_then(|q| objs.get(q.cell));
-            match how {
-                How::User => {
-                    let r = w.run(vm, |mm| mm.read_u32(va.as_u32(), Mode::User));
-                    match user {
-                        Ok(()) => assert_eq!(r.ok(), want, "user read {va:?}"),
-                        Err(cause) => assert_eq!(
-                            r,
-                            Err(FaultOutcome::Signal(Signal::Segv { addr: va, cause })),
-                            "user read {va:?}"
-                        ),
-                    }
-                }
-                How::Supervisor => {
-                    let r = w.run(vm, |mm| mm.read_u32(va.as_u32(), Mode::Supervisor));
-                    match (user, r) {
-                        (Ok(()), r) => assert_eq!(r.ok(), want, "supervisor read {va:?}"),
-                        // A resident PROT_NONE page is a supervisor-only
-                        // entry: the kernel may read it.
-                        (Err(SegvCause::Protection), Ok(v)) => {
-                            assert_eq!(Some(v), want, "supervisor read {va:?}")
-                        }
-                        (Err(_), r) => {
-                            assert_eq!(r, Err(FaultOutcome::KernelBug), "supervisor read {va:?}")
-                        }
-                    }
-                }
-                How::Copy => {
-                    let mut b = [0u8; 4];
-                    let r = vm
-                        .copy_from_user(va, &mut b)
-                        .map(|()| u32::from_le_bytes(b));
-                    match user {
-                        Ok(()) => assert_eq!(r.ok(), want, "copy_from_user {va:?}"),
-                        Err(_) => assert_eq!(r, Err(MmError::BadAddress), "copy_from_user {va:?}"),
-                    }
-                }
-            }
+            model.read(w, vm, m, page, how.model());
         }
         Op::Fetch { p, at } => {
             let (vm, m) = &mut procs[pick(p)];
             let page = page_of(m, at);
-            let va = va_of(page);
-            let r = w.run(vm, |mm| mm.fetch(va.as_u32(), Mode::User));
-            let user = expect_user(m, page, false);
-            if past_eof(objs, m, page, user.is_ok()) {
-                assert_eq!(r, Err(FaultOutcome::Signal(Signal::Bus { addr: va })));
-                return;
-            }
-            match user {
-                Ok(()) => {
-                    let v = objs.value(m[&page].cell);
-                    assert_eq!(r, Ok(v as u8), "fetch {va:?}");
-                }
-                Err(cause) => assert_eq!(
-                    r,
-                    Err(FaultOutcome::Signal(Signal::Segv { addr: va, cause })),
-                    "fetch {va:?}"
-                ),
-            }
+            model.fetch(w, vm, m, page);
         }
         Op::Exit { p } => {
             let (vm, _) = procs.remove(pick(p));
@@ -960,44 +580,18 @@ fn step(
             file,
             offset,
         } => {
-            let (vm, m) = &mut procs[pick(p)];
             let f = usize::from(file) % FILES.len();
             let (start, len) = span(start, len);
             let first = u32::from(offset) % 10;
-            let flags = MAP_FIXED | if shared { MAP_SHARED } else { MAP_PRIVATE };
-            let at = va_of(win(start));
-            let r = vm.mmap(
-                fds,
-                at,
-                len * PAGE,
-                prot.raw(),
-                flags,
-                f as i32,
-                first * PAGE,
-            );
-            let read_only_file = shared && !FILES[f].3;
-            if read_only_file && prot.raw() & PROT_WRITE != 0 {
-                assert_eq!(r, Err(MmError::AccessDenied));
-                return;
-            }
-            assert_eq!(r, Ok(at), "mmap of file {f}");
-            let prot = Prot::from_bits(prot.raw()).unwrap();
-            for (i, cell) in file_cells(f, first, len, shared).enumerate() {
-                m.insert(
-                    win(start) + i as u32,
-                    MPage {
-                        prot,
-                        cell,
-                        read_only_file,
-                    },
-                );
-            }
+            let pages = win(start)..win(start) + len;
+            let file = Some((f, first));
+            model.mmap_fixed(fds, &mut procs[pick(p)], pages, prot.raw(), shared, file);
         }
         Op::Msync { p, start, len } => {
             let (vm, m) = &mut procs[pick(p)];
             let (start, len) = span(start, len);
             let (lo, hi) = (win(start), win(start) + len);
-            let r = vm.msync(va_of(lo), len * PAGE);
+            let r = vm.msync(va(lo), len * PAGE);
             if count_range(m, lo, hi) == u64::from(len) {
                 assert_eq!(r, Ok(()), "msync {lo:#x}..{hi:#x}");
             } else {

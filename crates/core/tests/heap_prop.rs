@@ -9,40 +9,11 @@
 //! change nothing. At the end, freeing everything brings the heap and the
 //! backend back to their baseline.
 
-use std::alloc::{alloc, dealloc, Layout};
-use std::ptr::NonNull;
-
 use myos_mm::MmError;
-use myos_sim::model::heap::{bad_free, new_heap, refused, spurious, Live, Model, PAGE};
+use myos_sim::model::heap::{bad_free, new_heap, Model, Request, PAGE};
 use proptest::prelude::*;
 
 const ARENA_PAGES: usize = 96;
-
-/// A page-aligned host buffer.
-struct Buf(NonNull<u8>, Layout);
-
-impl Buf {
-    fn new(bytes: usize) -> Self {
-        let layout = Layout::from_size_align(bytes, PAGE).unwrap();
-        // SAFETY: non-zero size.
-        let p = unsafe { alloc(layout) };
-        Buf(NonNull::new(p).unwrap(), layout)
-    }
-    fn slice(&mut self) -> &mut [u8] {
-        // SAFETY: owned buffer of layout.size() bytes, zeroed first.
-        unsafe {
-            self.0.as_ptr().write_bytes(0, self.1.size());
-            std::slice::from_raw_parts_mut(self.0.as_ptr(), self.1.size())
-        }
-    }
-}
-
-impl Drop for Buf {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { dealloc(self.0.as_ptr(), self.1) }
-    }
-}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -72,76 +43,44 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let mut buf = Buf::new(ARENA_PAGES * PAGE);
+    let mut mem = vec![0u8; (ARENA_PAGES + 1) * PAGE];
     // Physically scattered pages: physical requests need contiguous runs.
-    let mut h = new_heap(buf.slice(), true, None);
+    let mut h = new_heap(&mut mem, true, None);
     let mut model = Model::new(&h);
     let mut counter = 0u8;
     for (i, op) in ops.into_iter().enumerate() {
         counter = counter.wrapping_add(1).max(1);
-        let before = h.stats();
-        let result = match op {
+        let refused = match op {
             Op::Alloc { size, align_shift } => {
-                let align = 1usize << align_shift;
-                let r = h.alloc(size, align).map(|p| (p, size, align.max(8), None));
-                if let Err(e) = r {
-                    spurious(&mut h, before, e, |h| h.alloc(size, align));
-                }
-                Some(r)
+                let r = Request::Align(size, 1 << align_shift);
+                model.alloc(&mut h, r, counter).err()
             }
-            Op::AllocPage { size } => {
-                let r = h.alloc_page_aligned(size).map(|p| (p, size, PAGE, None));
-                if let Err(e) = r {
-                    spurious(&mut h, before, e, |h| h.alloc_page_aligned(size));
-                }
-                Some(r)
-            }
+            Op::AllocPage { size } => model.alloc(&mut h, Request::Page(size), counter).err(),
             Op::AllocPhys { size, page } => {
-                let r = h
-                    .alloc_physical(size, page)
-                    .map(|(p, phys)| (p, size, if page { PAGE } else { 8 }, Some(phys)));
-                if let Err(e) = r {
-                    spurious(&mut h, before, e, |h| h.alloc_physical(size, page));
-                }
-                Some(r)
+                let r = Request::Phys(size, page);
+                model.alloc(&mut h, r, counter).err()
             }
-            Op::Free { pick } => {
-                if !model.live.is_empty() {
-                    let l = model.free(&mut h, pick % model.live.len());
-                    // Freed again: a double free, or a foreign pointer if
-                    // the heap shrank below it.
-                    let again = if l.ptr.as_ptr().addr() < h.top() {
-                        MmError::DoubleFree
-                    } else {
-                        MmError::BadPointer
-                    };
-                    prop_assert_eq!(bad_free(&mut h, l.ptr, "double free"), again);
-                }
+            Op::Free { pick } if !model.live.is_empty() => {
+                let l = model.free(&mut h, pick % model.live.len());
+                // Freed again: a double free, or a foreign pointer if
+                // the heap shrank below it.
+                let again = if l.ptr.as_ptr().addr() < h.top() {
+                    MmError::DoubleFree
+                } else {
+                    MmError::BadPointer
+                };
+                prop_assert_eq!(bad_free(&mut h, l.ptr, "double free"), again);
                 None
             }
-            Op::Realloc { pick, size } => {
-                if !model.live.is_empty() {
-                    if let Err(e) = model.realloc(&mut h, pick % model.live.len(), size, counter) {
-                        prop_assert_eq!(e, MmError::OutOfMemory);
-                    }
-                }
-                None
+            Op::Realloc { pick, size } if !model.live.is_empty() => {
+                let i = pick % model.live.len();
+                model.realloc(&mut h, i, size, counter).err()
             }
+            Op::Free { .. } | Op::Realloc { .. } => None,
         };
-        match result {
-            None => {}
-            Some(Ok((ptr, size, align, phys))) => model.admit(Live {
-                ptr,
-                size,
-                align,
-                phys,
-                byte: counter,
-            }),
-            Some(Err(e)) => {
-                // Sizes stay far below the limits: only room can lack.
-                prop_assert_eq!(e, MmError::OutOfMemory);
-                refused(&h, before, e, "alloc");
-            }
+        if let Some(e) = refused {
+            // Sizes stay far below the limits: only room can lack.
+            prop_assert_eq!(e, MmError::OutOfMemory);
         }
         model.check(&h, i % 16 == 15);
     }

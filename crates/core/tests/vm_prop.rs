@@ -1,14 +1,16 @@
 //! Property test: random sequences of mmap / munmap / mprotect / fork /
 //! access / copy_to_user / exit, run on the simulated machine against a
-//! plain model of every process's pages (contents and permissions). After
-//! every sequence all spaces are destroyed and every frame is back.
+//! plain model of every process's pages (contents and permissions):
+//! [`myos_sim::model::vm`], shared with the `vm` fuzz target. After every
+//! sequence all spaces are destroyed, every frame is back and the file
+//! holds exactly the writes made through shared mappings.
 
 mod vm_support;
 
-use std::collections::BTreeMap;
-
 use myos_mm::vm::*;
-use myos_mm::{MmError, VirtAddr};
+use myos_sim::model::vm::{
+    check, count_range, fork, mprotect, munmap, va, FileSpec, How, Model, Pages, Proc,
+};
 use proptest::prelude::*;
 use vm_support::*;
 
@@ -18,16 +20,8 @@ const WINDOW: u32 = 24;
 const MAX_PROCS: usize = 4;
 /// Pages of the mapped file.
 const FILE_PAGES: u32 = 8;
-
-/// The file's initial contents: `0x1000 + i` at the start of page `i`.
-fn file_data() -> Vec<u8> {
-    let mut d = vec![0u8; FILE_PAGES as usize * 4096];
-    for i in 0..FILE_PAGES {
-        let o = i as usize * 4096;
-        d[o..o + 4].copy_from_slice(&(0x1000 + i).to_le_bytes());
-    }
-    d
-}
+/// The one file, descriptor 0.
+static FILES: [FileSpec; 1] = [FileSpec::new("f", FILE_PAGES, 0, true)];
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -115,83 +109,21 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Where a modelled page's contents live.
-#[derive(Clone, Copy, Debug)]
-enum Cell {
-    /// A private value (copied on fork).
-    Private(u32),
-    /// Page `idx` of shared object `obj`.
-    Shared { obj: usize, idx: u32 },
-    /// A private file page not written yet: it shows the page cache.
-    FileView { idx: u32 },
-}
-
-#[derive(Clone, Copy, Debug)]
-struct MPage {
-    prot: Prot,
-    cell: Cell,
-}
-
-#[derive(Default)]
-struct Model {
-    /// Shared objects' page values.
-    objects: Vec<Vec<u32>>,
-    /// The file's page values (its page cache).
-    file: Vec<u32>,
-}
-
-impl Model {
-    fn value(&self, c: Cell) -> u32 {
-        match c {
-            Cell::Private(v) => v,
-            Cell::Shared {
-                obj: usize::MAX,
-                idx,
-            }
-            | Cell::FileView { idx } => self.file[idx as usize],
-            Cell::Shared { obj, idx } => self.objects[obj][idx as usize],
-        }
-    }
-
-    /// The shared value `obj`/`idx` (`usize::MAX` is the file).
-    fn slot(&mut self, obj: usize, idx: u32) -> &mut u32 {
-        if obj == usize::MAX {
-            &mut self.file[idx as usize]
-        } else {
-            &mut self.objects[obj][idx as usize]
-        }
-    }
-}
-
-fn va(page: u32) -> VirtAddr {
-    VirtAddr::new(BASE + page * PAGE)
-}
-
-/// The outcome an access should have.
-fn expect_access(m: &BTreeMap<u32, MPage>, page: u32, write: bool) -> Result<(), SegvCause> {
-    match m.get(&page) {
-        None => Err(SegvCause::NoRegion),
-        Some(p) if p.prot.is_empty() || (write && !p.prot.contains(Prot::WRITE)) => {
-            Err(SegvCause::Protection)
-        }
-        Some(_) => Ok(()),
-    }
+/// The window's `i`-th page number.
+fn win(i: u32) -> u32 {
+    BASE / PAGE + i
 }
 
 fn run(ops: &[Op]) {
     let w = World::new(16 * MIB);
     let fs = MemFs::new();
-    fs.create("f", &file_data());
     let mut fds = FdTable::new();
-    let fd = fds.insert(fs.open("f", OpenMode::ReadWrite).unwrap());
-    let mut model = Model {
-        objects: Vec::new(),
-        file: (0..FILE_PAGES).map(|i| 0x1000 + i).collect(),
-    };
-    let mut procs: Vec<(Vm<'_>, BTreeMap<u32, MPage>)> = vec![(w.space(), BTreeMap::new())];
+    let mut model = Model::new(&FILES);
+    model.open(&fs, &mut fds);
+    let mut procs: Vec<Proc<'_>> = vec![(w.space(), Pages::new())];
     for op in ops {
         if procs.is_empty() {
-            procs.push((w.space(), BTreeMap::new()));
+            procs.push((w.space(), Pages::new()));
         }
         let n = procs.len();
         match *op {
@@ -202,31 +134,9 @@ fn run(ops: &[Op]) {
                 prot,
                 shared,
             } => {
-                let (vm, m) = &mut procs[p % n];
                 let len = len.min(WINDOW - start);
-                let flags =
-                    MAP_FIXED | MAP_ANONYMOUS | if shared { MAP_SHARED } else { MAP_PRIVATE };
-                assert_eq!(
-                    vm.mmap(&fds, va(start), len * PAGE, prot, flags, -1, 0),
-                    Ok(va(start))
-                );
-                let obj = shared.then(|| {
-                    model.objects.push(vec![0; len as usize]);
-                    model.objects.len() - 1
-                });
-                for i in 0..len {
-                    let cell = match obj {
-                        Some(obj) => Cell::Shared { obj, idx: i },
-                        None => Cell::Private(0),
-                    };
-                    m.insert(
-                        start + i,
-                        MPage {
-                            prot: Prot::from_bits(prot).unwrap(),
-                            cell,
-                        },
-                    );
-                }
+                let pages = win(start)..win(start) + len;
+                model.mmap_fixed(&fds, &mut procs[p % n], pages, prot, shared, None);
             }
             Op::MmapFile {
                 p,
@@ -236,162 +146,52 @@ fn run(ops: &[Op]) {
                 prot,
                 shared,
             } => {
-                let (vm, m) = &mut procs[p % n];
                 let len = len.min(WINDOW - start).min(FILE_PAGES - file_page);
-                let flags = MAP_FIXED | if shared { MAP_SHARED } else { MAP_PRIVATE };
-                let r = vm.mmap(
-                    &fds,
-                    va(start),
-                    len * PAGE,
-                    prot,
-                    flags,
-                    fd,
-                    file_page * PAGE,
-                );
-                assert_eq!(r, Ok(va(start)));
-                for i in 0..len {
-                    let idx = file_page + i;
-                    let cell = if shared {
-                        Cell::Shared {
-                            obj: usize::MAX,
-                            idx,
-                        }
-                    } else {
-                        Cell::FileView { idx }
-                    };
-                    m.insert(
-                        start + i,
-                        MPage {
-                            prot: Prot::from_bits(prot).unwrap(),
-                            cell,
-                        },
-                    );
-                }
+                let pages = win(start)..win(start) + len;
+                let file = Some((0, file_page));
+                model.mmap_fixed(&fds, &mut procs[p % n], pages, prot, shared, file);
             }
-            Op::Munmap { p, start, len } => {
-                let (vm, m) = &mut procs[p % n];
-                vm.munmap(va(start), len * PAGE).unwrap();
-                for i in start..start + len {
-                    m.remove(&i);
-                }
-            }
+            Op::Munmap { p, start, len } => munmap(&mut procs[p % n], win(start), win(start) + len),
             Op::Mprotect {
                 p,
                 start,
                 len,
                 prot,
             } => {
-                let (vm, m) = &mut procs[p % n];
                 let len = len.min(WINDOW - start);
-                let all = (start..start + len).all(|i| m.contains_key(&i));
-                let r = vm.mprotect(va(start), len * PAGE, prot);
-                if all {
-                    assert_eq!(r, Ok(()));
-                    for i in start..start + len {
-                        m.get_mut(&i).unwrap().prot = Prot::from_bits(prot).unwrap();
-                    }
-                } else {
-                    assert_eq!(r, Err(MmError::NoRegion));
-                }
+                mprotect(&mut procs[p % n], win(start), win(start) + len, prot);
             }
             Op::Fork { p } => {
                 if n < MAX_PROCS {
-                    let (vm, m) = &mut procs[p % n];
-                    let child = vm.fork().unwrap();
-                    let cm = m.clone();
-                    procs.push((child, cm));
+                    fork(&mut procs, p % n);
                 }
             }
             Op::Write { p, page, value } | Op::CopyIn { p, page, value } => {
-                let kernel = matches!(op, Op::CopyIn { .. });
-                let (vm, m) = &mut procs[p % n];
-                let addr = va(page);
-                let expect = expect_access(m, page, true);
-                if kernel {
-                    let r = vm.copy_to_user(addr, &value.to_le_bytes());
-                    assert_eq!(r.is_ok(), expect.is_ok(), "{op:?}");
+                let how = if matches!(op, Op::CopyIn { .. }) {
+                    How::Copy
                 } else {
-                    let r = w.write_u32(vm, addr, value, U);
-                    match expect {
-                        Ok(()) => assert_eq!(r, Ok(())),
-                        Err(cause) => {
-                            assert_eq!(
-                                r,
-                                Err(FaultOutcome::Signal(Signal::Segv { addr, cause })),
-                                "{op:?}"
-                            )
-                        }
-                    }
-                }
-                if expect.is_ok() {
-                    let cell = &mut m.get_mut(&page).unwrap().cell;
-                    match *cell {
-                        Cell::Private(ref mut v) => *v = value,
-                        Cell::Shared { obj, idx } => *model.slot(obj, idx) = value,
-                        Cell::FileView { .. } => *cell = Cell::Private(value),
-                    }
-                }
+                    How::User
+                };
+                let (vm, m) = &mut procs[p % n];
+                model.write(&w, vm, m, win(page), how, value);
             }
             Op::Read { p, page } | Op::CopyOut { p, page } => {
-                let kernel = matches!(op, Op::CopyOut { .. });
-                let (vm, m) = &mut procs[p % n];
-                let addr = va(page);
-                let expect = expect_access(m, page, false).map(|()| model.value(m[&page].cell));
-                if kernel {
-                    let mut b = [0u8; 4];
-                    let r = vm
-                        .copy_from_user(addr, &mut b)
-                        .map(|()| u32::from_le_bytes(b));
-                    assert_eq!(r.ok(), expect.ok(), "{op:?}");
+                let how = if matches!(op, Op::CopyOut { .. }) {
+                    How::Copy
                 } else {
-                    let r = w.read_u32(vm, addr, U);
-                    match expect {
-                        Ok(v) => assert_eq!(r, Ok(v), "{op:?}"),
-                        Err(cause) => {
-                            assert_eq!(
-                                r,
-                                Err(FaultOutcome::Signal(Signal::Segv { addr, cause })),
-                                "{op:?}"
-                            )
-                        }
-                    }
-                }
+                    How::User
+                };
+                let (vm, m) = &mut procs[p % n];
+                model.read(&w, vm, m, win(page), how);
             }
             Op::Exit { p } => {
                 let (vm, _) = procs.remove(p % n);
                 vm.destroy();
             }
         }
-        // Region protections agree with the model, page by page.
-        for (vm, m) in &procs {
-            vm.validate().unwrap();
-            for page in 0..WINDOW {
-                assert_eq!(
-                    vm.region_at(va(page)).map(|r| r.prot),
-                    m.get(&page).map(|p| p.prot),
-                    "page {page}"
-                );
-            }
-        }
-        w.fa.lock().validate().unwrap();
+        check(&w, &procs, win(0)..win(WINDOW), true, op);
     }
-    // Every process still sees exactly its model, then exits.
-    for (vm, m) in &mut procs {
-        for (&page, p) in m.iter() {
-            if p.prot.is_empty() {
-                continue;
-            }
-            assert_eq!(w.read_u32(vm, va(page), U), Ok(model.value(p.cell)));
-        }
-    }
-    drop(procs);
-    // Shared writes reached the file (written back at exit); private ones didn't.
-    let data = fs.read("f").unwrap();
-    for i in 0..FILE_PAGES as usize {
-        let v = u32::from_le_bytes(data[i * 4096..i * 4096 + 4].try_into().unwrap());
-        assert_eq!(v, model.file[i], "file page {i}");
-    }
-    assert_eq!(data.len(), FILE_PAGES as usize * 4096);
+    model.finish(&w, procs, &fs, fds);
     w.finish();
 }
 
@@ -449,93 +249,53 @@ fn regression_fork_then_mprotect_then_write() {
 
 /// Region bookkeeping only, over a window wide enough for hundreds of
 /// regions (the index splits and merges its blocks): random fixed and
-/// non-fixed mmap, munmap and mprotect against a page -> protection model.
+/// non-fixed mmap, munmap and mprotect against the model's pages.
 fn run_regions(ops: &[(u8, u32, u32, u32)]) {
     const PAGES: u32 = 600;
     let w = World::new(16 * MIB);
     let fds = FdTable::new();
-    let mut vm = w.space();
-    let mut model: BTreeMap<u32, Prot> = BTreeMap::new();
+    let mut model = Model::new(&[]);
+    let mut procs: Vec<Proc<'_>> = vec![(w.space(), Pages::new())];
     let prots = [PROT_NONE, PROT_READ, PROT_READ | PROT_WRITE, PROT_EXEC];
-    for &(kind, start, len, prot) in ops {
+    for op @ &(kind, start, len, prot) in ops {
         let (start, len) = (start % PAGES, 1 + len % 6);
-        let len = len.min(PAGES - start);
+        let (lo, len) = (win(start), len.min(PAGES - start));
         let raw = prots[prot as usize % prots.len()];
-        let p = Prot::from_bits(raw).unwrap();
+        let proc = &mut procs[0];
         match kind % 4 {
-            0 => {
-                vm.mmap(
-                    &fds,
-                    va(start),
-                    len * PAGE,
-                    raw,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-                    -1,
-                    0,
-                )
-                .unwrap();
-                for i in start..start + len {
-                    model.insert(i, p);
-                }
-            }
+            0 => model.mmap_fixed(&fds, proc, lo..lo + len, raw, false, None),
             1 => {
                 // Non-fixed, hinted inside the window: must land on free pages.
+                let (vm, m) = proc;
+                let flags = MAP_PRIVATE | MAP_ANONYMOUS;
                 let a = vm
-                    .mmap(
-                        &fds,
-                        va(start),
-                        len * PAGE,
-                        raw,
-                        MAP_PRIVATE | MAP_ANONYMOUS,
-                        -1,
-                        0,
-                    )
+                    .mmap(&fds, va(lo), len * PAGE, raw, flags, -1, 0)
                     .unwrap();
-                let first = a.as_u32().checked_sub(BASE).map(|d| d / PAGE);
+                let s = a.as_u32() / PAGE;
+                assert_eq!(count_range(m, s, s + len), 0, "placed over a mapping");
                 // Placed wholly inside the window: modelled; else undone.
-                if let Some(first) = first.filter(|&f| f + len <= PAGES) {
-                    for i in first..first + len {
-                        assert!(model.insert(i, p).is_none(), "placed over a mapping");
-                    }
+                if s >= win(0) && s + len <= win(PAGES) {
+                    model.map_anon(m, s, len, Prot::from_bits(raw).unwrap(), false);
                 } else {
                     vm.munmap(a, len * PAGE).unwrap();
                 }
             }
-            2 => {
-                vm.munmap(va(start), len * PAGE).unwrap();
-                for i in start..start + len {
-                    model.remove(&i);
-                }
-            }
-            _ => {
-                let all = (start..start + len).all(|i| model.contains_key(&i));
-                let r = vm.mprotect(va(start), len * PAGE, raw);
-                assert_eq!(r.is_ok(), all);
-                if all {
-                    for i in start..start + len {
-                        model.insert(i, p);
-                    }
-                }
-            }
+            2 => munmap(proc, lo, lo + len),
+            _ => mprotect(proc, lo, lo + len, raw),
         }
-        vm.validate().unwrap();
+        // Every page's protection is compared at the end only.
+        check(&w, &procs, 0..0, false, op);
     }
-    for page in 0..PAGES {
-        assert_eq!(
-            vm.region_at(va(page)).map(|r| r.prot),
-            model.get(&page).copied(),
-            "page {page}"
-        );
-    }
+    check(&w, &procs, win(0)..win(PAGES), true, &"the end");
     // Adjacent equal regions were merged: no two neighbours are mergeable.
-    let regions: Vec<RegionInfo> = vm.regions().collect();
+    let regions: Vec<RegionInfo> = procs[0].0.regions().collect();
     for pair in regions.windows(2) {
         assert!(
             pair[0].end != pair[1].start || pair[0].prot != pair[1].prot,
             "{pair:?}"
         );
     }
-    drop(vm);
+    drop(procs);
     w.finish();
 }
 

@@ -17,6 +17,7 @@
 //! ([`Model::finish`]) freeing every block brings the heap and the backend
 //! back to their initial state.
 
+use std::fmt::Debug;
 use std::ptr::NonNull;
 
 use myos_mm::heap::{ArenaBackend, Heap, HeapBackend, HeapFlags, HeapStats, HEADER};
@@ -108,6 +109,39 @@ pub fn memory(s: HeapStats) -> (usize, usize, usize, usize) {
     )
 }
 
+/// An allocation request.
+#[derive(Clone, Copy, Debug)]
+pub enum Request {
+    /// `alloc(size, align)` (`kmalloc` with an alignment).
+    Align(usize, usize),
+    /// `alloc_page_aligned(size)` (`kmalloc_aligned`).
+    Page(usize),
+    /// `alloc_physical(size, page_aligned)` (`kmalloc_physical`,
+    /// `kmalloc_aligned_physical`).
+    Phys(usize, bool),
+}
+
+impl Request {
+    /// Makes the request: the block's address and physical address, or
+    /// the error.
+    fn make(self, h: &mut ArenaHeap<'_>) -> Result<(NonNull<u8>, Option<PhysAddr>), MmError> {
+        match self {
+            Request::Align(size, align) => h.alloc(size, align).map(|p| (p, None)),
+            Request::Page(size) => h.alloc_page_aligned(size).map(|p| (p, None)),
+            Request::Phys(size, page) => h.alloc_physical(size, page).map(|(p, a)| (p, Some(a))),
+        }
+    }
+
+    /// The size asked for and the alignment the block must have.
+    fn layout(self) -> (usize, usize) {
+        match self {
+            Request::Align(size, align) => (size, align.max(8)),
+            Request::Page(size) | Request::Phys(size, true) => (size, PAGE),
+            Request::Phys(size, false) => (size, 8),
+        }
+    }
+}
+
 /// The live blocks of a heap made by [`new_heap`].
 #[derive(Debug)]
 pub struct Model {
@@ -182,6 +216,38 @@ impl Model {
         spans.sort_unstable();
         for w in spans.windows(2) {
             assert!(w[0].0 + w[0].1 <= w[1].0, "overlap {w:x?}");
+        }
+    }
+
+    /// Makes request `r`. On success records the block (filled with
+    /// `byte`) and returns it; on failure checks the heap is unchanged
+    /// ([`refused`]) and the refusal not spurious ([`spurious`]), and
+    /// returns the error.
+    pub fn alloc(
+        &mut self,
+        h: &mut ArenaHeap<'_>,
+        r: Request,
+        byte: u8,
+    ) -> Result<NonNull<u8>, MmError> {
+        let before = h.stats();
+        match r.make(h) {
+            Ok((ptr, phys)) => {
+                let (size, align) = r.layout();
+                let l = Live {
+                    ptr,
+                    size,
+                    align,
+                    phys,
+                    byte,
+                };
+                self.admit(l);
+                Ok(ptr)
+            }
+            Err(e) => {
+                refused(h, before, e, r);
+                spurious(h, before, e, |h| r.make(h));
+                Err(e)
+            }
         }
     }
 
@@ -272,12 +338,16 @@ impl Model {
 /// failed with `OutOfMemory` or `InvalidArgument`. (It used to shrink the
 /// heap: finding F1.) Callers that know which error it must be check that
 /// too.
-pub fn refused(h: &ArenaHeap<'_>, before: HeapStats, r: MmError, what: &str) {
+pub fn refused(h: &ArenaHeap<'_>, before: HeapStats, r: MmError, what: impl Debug) {
     assert!(
         matches!(r, MmError::OutOfMemory | MmError::InvalidArgument),
-        "{what}: unexpected {r:?}"
+        "{what:?}: unexpected {r:?}"
     );
-    assert_eq!(memory(h.stats()), memory(before), "{what} changed the heap");
+    assert_eq!(
+        memory(h.stats()),
+        memory(before),
+        "{what:?} changed the heap"
+    );
 }
 
 /// A request refused with `e` (`OutOfMemory`) is tried again at once

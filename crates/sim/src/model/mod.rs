@@ -8,3 +8,4 @@
 //! catches the panic and shrinks the input).
 
 pub mod heap;
+pub mod vm;
