@@ -6,8 +6,10 @@
 //! pages growing up to [`MAX_PAGES`]), keep a [`Model`] of its live blocks
 //! and go through it for every allocation, `realloc` and free. After every
 //! step [`Model::check`] asserts: `validate()` passes; live blocks are
-//! aligned as asked, don't overlap and still hold the bytes written into
-//! them; `usable_size` is at least the request and at most a small slack
+//! aligned as asked and don't overlap; the last block of the list still
+//! holds the bytes written into it (every live block does, on the steps
+//! that ask for the full comparison, and every block is compared when it is
+//! freed or resized); `usable_size` is at least the request and at most a small slack
 //! above it; physical blocks are physically contiguous at the reported
 //! address; the statistics equal the model's (live blocks, used bytes,
 //! `free + used == heap`, heap size == pages the backend maps, within its
@@ -145,8 +147,9 @@ impl Request {
 /// The live blocks of a heap made by [`new_heap`].
 #[derive(Debug)]
 pub struct Model {
-    /// The live blocks, oldest first (a block made by [`Model::realloc`]
-    /// goes last, as a new one).
+    /// The live blocks. A new block (also one made by [`Model::realloc`])
+    /// goes last; [`Model::free`] moves the last block into the freed slot,
+    /// so the order is not the order of allocation.
     pub live: Vec<Live>,
     /// The heap's statistics when it was created.
     baseline: HeapStats,
@@ -168,8 +171,8 @@ impl Model {
 
     /// Everything the model knows must hold (see the module's doc). The
     /// contents of every live block are compared when `contents` is set
-    /// (every few steps: it is the costly part), else only the newest
-    /// block's.
+    /// (every few steps: it is the costly part), else only the last
+    /// block's in the list (after an allocation, the newest).
     pub fn check(&self, h: &ArenaHeap<'_>, contents: bool) {
         assert_eq!(h.validate(), Ok(()), "validate");
         let s = h.stats();
@@ -201,7 +204,7 @@ impl Model {
             }
         }
         if let Some(l) = self.live.last() {
-            assert!(l.intact(), "contents of the newest block changed");
+            assert!(l.intact(), "contents of the last block changed");
         }
         assert_eq!(s.used_bytes, used, "{s:?}");
         assert_eq!(s.free_bytes + s.used_bytes, s.heap_bytes);

@@ -8,7 +8,9 @@
 //! go through the model for accesses ([`Model::write`], [`Model::read`],
 //! [`Model::fetch`]): user accesses fault with the model's SIGSEGV cause or
 //! SIGBUS past the end of a file, supervisor accesses (CR0.WP set) succeed
-//! exactly where the region allows them, `copy_to_user` /
+//! where the region allows them (and reads of a resident `PROT_NONE` page,
+//! a supervisor-only entry, may succeed too), else are a `KernelBug`,
+//! `copy_to_user` /
 //! `copy_from_user` fail with `BadAddress` exactly where a user access
 //! would fault, and every value read is the model's. After every operation
 //! [`check`] compares the regions with the model; at the end
