@@ -217,21 +217,10 @@ impl Model {
             self.objs.push(vec![0; len as usize]);
             self.objs.len() - 1
         });
-        for i in 0..len {
-            let cell = match obj {
-                Some(obj) => Cell::Shared { obj, idx: i },
-                None => Cell::Private(0),
-            };
-            let read_only_file = false;
-            m.insert(
-                start + i,
-                MPage {
-                    prot,
-                    cell,
-                    read_only_file,
-                },
-            );
-        }
+        place(m, start, len, prot, false, |idx| match obj {
+            Some(obj) => Cell::Shared { obj, idx },
+            None => Cell::Private(0),
+        });
     }
 
     /// Models a mapping of pages `start..start + len` to file `f`'s pages
@@ -248,21 +237,11 @@ impl Model {
         shared: bool,
     ) {
         let read_only_file = shared && !self.files[f].writable;
-        for i in 0..len {
-            let cell = Cell::File {
-                f,
-                idx: first + i,
-                shared,
-            };
-            m.insert(
-                start + i,
-                MPage {
-                    prot,
-                    cell,
-                    read_only_file,
-                },
-            );
-        }
+        place(m, start, len, prot, read_only_file, |i| Cell::File {
+            f,
+            idx: first + i,
+            shared,
+        });
     }
 
     /// `mmap(MAP_FIXED)` of `pages` in `(vm, m)` with raw protection `prot`
@@ -577,5 +556,25 @@ pub fn check(w: &World, procs: &[Proc<'_>], window: Range<u32>, frames: bool, af
     }
     if frames {
         w.fa.lock().validate().expect("frame allocator");
+    }
+}
+
+/// Models pages `start..start + len` as mapped with `prot`, page `i` of
+/// them holding `cell(i)`, replacing what was there.
+fn place(
+    m: &mut Pages,
+    start: u32,
+    len: u32,
+    prot: Prot,
+    read_only_file: bool,
+    cell: impl Fn(u32) -> Cell,
+) {
+    for i in 0..len {
+        let page = MPage {
+            prot,
+            cell: cell(i),
+            read_only_file,
+        };
+        m.insert(start + i, page);
     }
 }
