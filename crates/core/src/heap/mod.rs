@@ -1358,14 +1358,23 @@ impl<B: HeapBackend> Heap<B> {
     #[inline]
     pub fn free(&mut self, ptr: NonNull<u8>) -> Result<(), MmError> {
         let (off, tag) = self.check_block(ptr)?;
-        let size = size_of_tag(tag);
-        let c = size / GRANULE;
-        if size < QUICK_LIMIT && self.quick_len[c] < QUICK_CAP[c] && !self.tops(off + size) {
+        if let Some(c) = self.quick_class(off, size_of_tag(tag)) {
             // Fast path: onto the quick list, merged later (no neighbour is
             // touched, so none needs checking beyond `check_block`).
             return self.push_quick(off, tag, c);
         }
         self.free_merge(off, tag)
+    }
+
+    /// The quick list that the block `[off, off + size)` goes onto when it
+    /// is freed, if any: it is below [`QUICK_LIMIT`], its list has room, and
+    /// it does not lie just below the free top of a heap that has grown
+    /// (that one is merged at once, so the heap can shrink).
+    #[inline(always)]
+    fn quick_class(&self, off: usize, size: usize) -> Option<usize> {
+        let c = size / GRANULE;
+        (size < QUICK_LIMIT && self.quick_len[c] < QUICK_CAP[c] && !self.tops(off + size))
+            .then_some(c)
     }
 
     /// The rest of [`Heap::free`] for a block that is not quick-listed:
@@ -1614,8 +1623,7 @@ impl<B: HeapBackend> Heap<B> {
         // Since the checks above only the heap itself changed the old block
         // (merging quick blocks may have set its `PREV_FREE`): re-read it.
         let tag = self.rd(off);
-        let c = size / GRANULE;
-        if size < QUICK_LIMIT && self.quick_len[c] < QUICK_CAP[c] && !self.tops(off + size) {
+        if let Some(c) = self.quick_class(off, size) {
             // A damaged block that a merge of the quick lists (when the heap is
             // empty) runs into stays listed (`validate` reports it).
             let _ = self.push_quick(off, tag, c);
