@@ -65,7 +65,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 Some(s) => s.parse().map_err(|_| usage.to_string())?,
                 None => LONG_SECONDS,
             };
-            if !nightly_available() {
+            if !util::nightly_has(None) {
                 return Err(
                     "libFuzzer needs the nightly toolchain: rustup toolchain install nightly"
                         .into(),
@@ -86,7 +86,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
 /// under libFuzzer, or, without nightly, the stable corpus replay.
 pub fn smoke(secs: u64) -> Result<(), String> {
     let t0 = Instant::now();
-    if !nightly_available() {
+    if !util::nightly_has(None) {
         eprintln!();
         eprintln!("=====================================================================");
         eprintln!("xtask fuzz: NIGHTLY TOOLCHAIN NOT FOUND - libFuzzer did NOT run.");
@@ -126,25 +126,9 @@ fn replay() -> Result<(), String> {
     )
 }
 
-/// True when `cargo +nightly` works (through rustup).
-fn nightly_available() -> bool {
-    Command::new("cargo")
-        .args(["+nightly", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Installs cargo-fuzz unless `cargo fuzz` already works.
 fn ensure_cargo_fuzz() -> Result<(), String> {
-    let have = Command::new("cargo")
-        .args(["+nightly", "fuzz", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if have {
+    if util::nightly_has(Some("fuzz")) {
         return Ok(());
     }
     eprintln!("xtask fuzz: cargo-fuzz not found, installing it (once)");

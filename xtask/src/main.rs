@@ -119,32 +119,32 @@ const MIRI_SKIP: [&str; 7] = [
 /// in the other growth tests).
 const MIRI_HEAP_SKIP: [&str; 1] = ["growth_is_amortised_and_shrinking_gives_the_pages_back"];
 
+/// `cargo +nightly miri test -p myos-mm ARGS -- --skip SKIP...` with strict
+/// provenance (and `extra` Miri flags).
+fn miri_test(args: &[&str], skip: &[&str], extra: &str) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.args(["+nightly", "miri", "test", "-p", "myos-mm"])
+        .args(args)
+        .arg("--");
+    for s in skip {
+        cmd.args(["--skip", s]);
+    }
+    cmd.env("MIRIFLAGS", format!("-Zmiri-strict-provenance {extra}"));
+    cmd
+}
+
 /// The heap's unit tests (its raw block access, boundary tags, quick lists
-/// and `GlobalAlloc`) under Miri with strict provenance: about a minute, so
-/// part of `cargo xtask test`. Skipped with a note when the nightly
-/// toolchain has no Miri (`.ci/run` tries to add it).
+/// and `GlobalAlloc`) under Miri: about 40 s, so part of `cargo xtask
+/// test`. Skipped with a note when the nightly toolchain has no Miri
+/// (`.ci/run` tries to add it).
 fn miri_heap() -> Result<(), String> {
-    let have = Command::new("cargo")
-        .args(["+nightly", "miri", "--version"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have {
+    if !util::nightly_has(Some("miri")) {
         eprintln!("xtask: note: nightly with Miri unavailable; skipping the heap tests under Miri");
         eprintln!("xtask:   (rustup toolchain install nightly --component miri)");
         return Ok(());
     }
     let t0 = std::time::Instant::now();
-    let mut cmd = Command::new("cargo");
-    cmd.args([
-        "+nightly", "miri", "test", "-p", "myos-mm", "--lib", "heap::", "--",
-    ]);
-    for s in MIRI_HEAP_SKIP {
-        cmd.args(["--skip", s]);
-    }
-    cmd.env("MIRIFLAGS", "-Zmiri-strict-provenance");
-    util::run(&mut cmd)?;
+    util::run(&mut miri_test(&["--lib", "heap::"], &MIRI_HEAP_SKIP, ""))?;
     eprintln!(
         "xtask: heap unit tests under Miri passed in {:.0} s",
         t0.elapsed().as_secs_f64()
@@ -155,34 +155,20 @@ fn miri_heap() -> Result<(), String> {
 /// The core's unit tests and the feasible simulated-machine tests under
 /// Miri with strict provenance (needs nightly with the miri component).
 fn miri() -> Result<(), String> {
-    let mut cmd = Command::new("cargo");
-    cmd.args(["+nightly", "miri", "test", "-p", "myos-mm", "--lib"]);
+    let mut args = vec!["--lib"];
     for t in MIRI_TESTS {
-        cmd.args(["--test", t]);
+        args.extend(["--test", t]);
     }
-    cmd.arg("--");
-    for s in MIRI_SKIP {
-        cmd.args(["--skip", s]);
-    }
-    cmd.env("MIRIFLAGS", "-Zmiri-strict-provenance");
     let t0 = std::time::Instant::now();
     let hint = |e| format!("{e}\n(Miri needs: rustup toolchain install nightly --component miri)");
-    util::run(&mut cmd).map_err(hint)?;
+    util::run(&mut miri_test(&args, &MIRI_SKIP, "")).map_err(hint)?;
     // The paged heap's tests leak their machines on purpose (the system
     // needs a 'static platform): run without the leak check.
-    util::run(
-        Command::new("cargo")
-            .args([
-                "+nightly",
-                "miri",
-                "test",
-                "-p",
-                "myos-mm",
-                "--test",
-                "paged_heap",
-            ])
-            .env("MIRIFLAGS", "-Zmiri-strict-provenance -Zmiri-ignore-leaks"),
-    )
+    util::run(&mut miri_test(
+        &["--test", "paged_heap"],
+        &[],
+        "-Zmiri-ignore-leaks",
+    ))
     .map_err(hint)?;
     eprintln!("xtask miri: passed in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())

@@ -1,6 +1,6 @@
 //! Small helpers for running commands.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// The cargo binary that invoked xtask (falls back to `cargo`).
 pub fn cargo() -> String {
@@ -18,4 +18,17 @@ pub fn run(cmd: &mut Command) -> Result<(), String> {
     } else {
         Err(format!("{cmd:?} failed: {status}"))
     }
+}
+
+/// Whether `cargo +nightly <tool> --version` works: the nightly toolchain
+/// (through rustup), with `tool` (e.g. `miri`, `fuzz`) if one is given.
+pub fn nightly_has(tool: Option<&str>) -> bool {
+    Command::new("cargo")
+        .arg("+nightly")
+        .args(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
