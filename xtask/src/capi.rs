@@ -6,9 +6,8 @@
 //! - `cargo xtask capi test`: builds it, compiles every `tests/c/*.c` with
 //!   `cc -DMYOS_HOSTED`, links and runs each, and prints the total as
 //!   `N passed, M failed` (part of `cargo xtask test`);
-//! - `cargo xtask capi kernel-test`: runs every `tests/c/*.c` in the
-//!   reference kernel (through `--c`: the file's `c_main` after the memory
-//!   manager is up);
+//! - (`cargo xtask capi kernel-test`, which runs every `tests/c/*.c` in
+//!   the reference kernel, is in `suite.rs`);
 //! - `cargo xtask capi kernel-obj FILE.c`: compiles `FILE.c` freestanding
 //!   for i686 with the C runtime (`kprintf`) into one relocatable object and
 //!   prints its path ([`kernel_object`], for the kernel's `--c`).
@@ -16,66 +15,37 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util;
+use crate::{setup, util};
 
 /// Libraries a Rust `staticlib` needs from the host's C library.
 const HOST_LIBS: [&str; 5] = ["-lpthread", "-ldl", "-lm", "-lrt", "-lgcc_s"];
 
-/// The repository root (xtask lives one level below it).
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
-
-/// Cargo's target directory for the workspace.
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { root().join(p) })
-        .unwrap_or_else(|| root().join("target"))
-}
-
 /// Where xtask puts C build products.
 fn c_out_dir(what: &str) -> Result<PathBuf, String> {
-    let dir = target_dir().join("capi").join(what);
+    let dir = util::target_dir().join("capi").join(what);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     Ok(dir)
 }
 
-/// `cargo xtask capi …`.
-pub fn main(args: &[String]) -> Result<(), String> {
-    match args.first().map(String::as_str) {
-        Some("lib") => {
-            let lib = host_lib()?;
-            println!("{}", lib.display());
-            println!(
-                "link: cc -DMYOS_HOSTED -I{}/include YOUR.c {}/crates/capi/c/kprintf.c {} {}",
-                root().display(),
-                root().display(),
-                lib.display(),
-                HOST_LIBS.join(" ")
-            );
-            Ok(())
-        }
-        Some("test") => host_tests(),
-        Some("kernel-test") => kernel_tests(),
-        Some("kernel-obj") => {
-            let file = args
-                .get(1)
-                .ok_or("usage: cargo xtask capi kernel-obj FILE.c")?;
-            println!("{}", kernel_object(Path::new(file))?.display());
-            Ok(())
-        }
-        _ => Err("usage: cargo xtask capi lib | test | kernel-test | kernel-obj FILE.c".into()),
-    }
+/// `cargo xtask capi lib`: builds the host library, prints its path and
+/// the link line.
+pub fn print_lib() -> Result<(), String> {
+    let lib = host_lib()?;
+    println!("{}", lib.display());
+    println!(
+        "link: cc -DMYOS_HOSTED -I{}/include YOUR.c {}/crates/capi/c/kprintf.c {} {}",
+        util::root().display(),
+        util::root().display(),
+        lib.display(),
+        HOST_LIBS.join(" ")
+    );
+    Ok(())
 }
 
 /// Builds the host static library (`myos-capi` with feature `hosted`,
 /// release) and returns its path.
 pub fn host_lib() -> Result<PathBuf, String> {
-    util::run(Command::new(util::cargo()).current_dir(root()).args([
+    util::run(Command::new(util::cargo()).current_dir(util::root()).args([
         "rustc",
         "-p",
         "myos-capi",
@@ -86,7 +56,7 @@ pub fn host_lib() -> Result<PathBuf, String> {
         "--crate-type",
         "staticlib",
     ]))?;
-    let lib = target_dir().join("release").join("libmyos_capi.a");
+    let lib = util::target_dir().join("release").join("libmyos_capi.a");
     if lib.is_file() {
         Ok(lib)
     } else {
@@ -95,8 +65,8 @@ pub fn host_lib() -> Result<PathBuf, String> {
 }
 
 /// The C tests, `tests/c/*.c` (sorted).
-fn test_sources() -> Result<Vec<PathBuf>, String> {
-    let dir = root().join("tests").join("c");
+pub fn test_sources() -> Result<Vec<PathBuf>, String> {
+    let dir = util::root().join("tests").join("c");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -108,7 +78,7 @@ fn test_sources() -> Result<Vec<PathBuf>, String> {
 
 /// Compiles and links one host C test against `lib`.
 fn build_host_test(src: &Path, lib: &Path, out: &Path) -> Result<(), String> {
-    let root = root();
+    let root = util::root();
     util::run(
         Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
             .args([
@@ -144,6 +114,7 @@ fn summary(output: &str) -> Option<(u32, u32)> {
 
 /// Builds the host library, then compiles, links and runs every C test.
 pub fn host_tests() -> Result<(), String> {
+    setup::ensure(&setup::C_TOOLS)?;
     let lib = host_lib()?;
     let out_dir = c_out_dir("tests")?;
     let (mut passed, mut failed) = (0, 0);
@@ -185,33 +156,6 @@ pub fn host_tests() -> Result<(), String> {
     }
 }
 
-/// Runs every C test in the reference kernel (`c_main` is the test's entry
-/// point there; see `tests/c/check.h`).
-pub fn kernel_tests() -> Result<(), String> {
-    let mut broken = Vec::new();
-    let sources = test_sources()?;
-    for src in &sources {
-        match crate::qemu::c_program(src, "128M", false) {
-            Ok(0) => {}
-            Ok(v) => broken.push(format!("{} (c_main returned {v})", src.display())),
-            Err(e) => broken.push(format!("{} ({e})", src.display())),
-        }
-    }
-    println!(
-        "C API tests in the kernel: {} of {} files passed",
-        sources.len() - broken.len(),
-        sources.len()
-    );
-    if broken.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "C API tests failed in the kernel: {}",
-            broken.join(", ")
-        ))
-    }
-}
-
 /// Compiles `file` (which defines `int c_main(void)`) freestanding for i686
 /// together with the C runtime of the API (`kprintf`), into one relocatable
 /// ELF32 object the kernel links; returns its path. Flags:
@@ -219,7 +163,7 @@ pub fn kernel_tests() -> Result<(), String> {
 /// -mgeneral-regs-only -fno-asynchronous-unwind-tables -Iinclude/myos/libc
 /// -Iinclude -c`, then `ld -m elf_i386 -r`.
 pub fn kernel_object(file: &Path) -> Result<PathBuf, String> {
-    let root = root();
+    let root = util::root();
     let file = if file.is_absolute() {
         file.to_path_buf()
     } else {

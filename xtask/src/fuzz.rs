@@ -15,18 +15,17 @@
 //! executions (Miri covers the core's unsafe code instead). `--asan` turns
 //! it on.
 //!
-//! libFuzzer needs the nightly toolchain and `cargo-fuzz`. When nightly is
-//! installed and cargo-fuzz is not, it is installed once (`cargo install
-//! --locked cargo-fuzz`). Without nightly, the smoke run replays the
-//! committed corpus on stable instead and says loudly that libFuzzer did not
-//! run: it never passes silently.
+//! libFuzzer needs the nightly toolchain and `cargo-fuzz`; both are
+//! installed when missing (`setup.rs`). When that is impossible, the smoke
+//! run replays the committed corpus on stable instead and says loudly that
+//! libFuzzer did not run: it never passes silently.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use crate::util;
+use crate::{setup, util};
 
 /// The fuzz targets, in the order the smoke run runs them.
 pub const TARGETS: [&str; 3] = ["heap", "vm", "paging"];
@@ -35,68 +34,38 @@ pub const SMOKE_SECONDS: u64 = 15;
 /// Seconds of a single-target run when none are given.
 const LONG_SECONDS: u64 = 600;
 
+/// The cargo-fuzz workspace.
 fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .join("fuzz")
+    util::root().join("fuzz")
 }
 
-/// Entry point of `cargo xtask fuzz ...`.
-pub fn run(args: &[String]) -> Result<(), String> {
-    let usage =
-        "usage: cargo xtask fuzz --smoke [--seconds N] | TARGET [SECONDS] [--asan] | --replay";
-    match args.first().map(String::as_str) {
-        Some("--smoke") => {
-            let secs = match args.get(1).map(String::as_str) {
-                Some("--seconds") => args
-                    .get(2)
-                    .and_then(|s| s.parse().ok())
-                    .ok_or(usage.to_string())?,
-                None => SMOKE_SECONDS,
-                Some(_) => return Err(usage.into()),
-            };
-            smoke(secs)
-        }
-        Some("--replay") => replay(),
-        Some(t) if TARGETS.contains(&t) => {
-            let asan = args.iter().any(|a| a == "--asan");
-            let secs = match args.get(1).filter(|a| *a != "--asan") {
-                Some(s) => s.parse().map_err(|_| usage.to_string())?,
-                None => LONG_SECONDS,
-            };
-            if !util::nightly_has(None) {
-                return Err(
-                    "libFuzzer needs the nightly toolchain: rustup toolchain install nightly"
-                        .into(),
-                );
-            }
-            ensure_cargo_fuzz()?;
-            let san = if asan { "address" } else { "none" };
-            build(san)?;
-            let r = fuzz_target(t, secs, false, san)?;
-            print_table(&[r]);
-            Ok(())
-        }
-        _ => Err(format!("{usage}\n  targets: {}", TARGETS.join(", "))),
-    }
+/// `cargo xtask fuzz TARGET [SECONDS] [--asan]`: one target under
+/// libFuzzer for `secs` seconds (default [`LONG_SECONDS`]).
+pub fn long_run(target: &str, secs: Option<u64>, asan: bool) -> Result<(), String> {
+    setup::ensure(&[setup::NIGHTLY, setup::CARGO_FUZZ])?;
+    let san = if asan { "address" } else { "none" };
+    build(san)?;
+    let r = fuzz_target(target, secs.unwrap_or(LONG_SECONDS), false, san)?;
+    print_table(&[r]);
+    Ok(())
 }
 
 /// The smoke run of `cargo xtask test`: every target for `secs` seconds
 /// under libFuzzer, or, without nightly, the stable corpus replay.
 pub fn smoke(secs: u64) -> Result<(), String> {
     let t0 = Instant::now();
-    if !util::nightly_has(None) {
+    setup::ensure_optional(&[setup::NIGHTLY, setup::CARGO_FUZZ]);
+    if !setup::NIGHTLY.is_met() || !setup::CARGO_FUZZ.is_met() {
         eprintln!();
         eprintln!("=====================================================================");
-        eprintln!("xtask fuzz: NIGHTLY TOOLCHAIN NOT FOUND - libFuzzer did NOT run.");
+        eprintln!("xtask fuzz: NIGHTLY OR CARGO-FUZZ MISSING - libFuzzer did NOT run.");
         eprintln!("xtask fuzz: replaying the committed corpus (fuzz/seeds) on stable");
-        eprintln!("xtask fuzz: instead; install nightly for the real smoke run:");
-        eprintln!("xtask fuzz:   rustup toolchain install nightly");
+        eprintln!("xtask fuzz: instead; for the real smoke run install them with:");
+        eprintln!("xtask fuzz:   {}", setup::NIGHTLY.install_command());
+        eprintln!("xtask fuzz:   {}", setup::CARGO_FUZZ.install_command());
         eprintln!("=====================================================================");
         return replay();
     }
-    ensure_cargo_fuzz()?;
     build("none")?;
     let mut rows = Vec::new();
     for t in TARGETS {
@@ -111,7 +80,7 @@ pub fn smoke(secs: u64) -> Result<(), String> {
 }
 
 /// The committed inputs through the target functions, on stable.
-fn replay() -> Result<(), String> {
+pub fn replay() -> Result<(), String> {
     let dir = fuzz_dir();
     util::run(
         Command::new(util::cargo())
@@ -124,15 +93,6 @@ fn replay() -> Result<(), String> {
             .arg(dir.join("Cargo.toml"))
             .env("CARGO_TARGET_DIR", dir.join("target")),
     )
-}
-
-/// Installs cargo-fuzz unless `cargo fuzz` already works.
-fn ensure_cargo_fuzz() -> Result<(), String> {
-    if util::nightly_has(Some("fuzz")) {
-        return Ok(());
-    }
-    eprintln!("xtask fuzz: cargo-fuzz not found, installing it (once)");
-    util::run(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"]))
 }
 
 /// `cargo +nightly fuzz` in `fuzz/`, with its own target directory.

@@ -1,47 +1,171 @@
 //! `cargo xtask` — builds, tests, runs and benchmarks the MyOS memory manager.
 //!
-//! Commands:
-//! - `test [--miri]`: host tests of every crate, the C API tests and the fuzz
-//!   smoke run (with `--miri`, Miri too), then the kernel's in-QEMU test suite;
-//! - `bench frames|heap|vm`: the benchmark binaries, side by side with peers;
-//! - `run [--memory SIZE] [--c FILE.c]`: boots the reference kernel's demo
-//!   under QEMU, or the C program `FILE.c` linked into the kernel;
-//! - `gdb`: boots it stopped, waiting for gdb;
-//! - `capi lib|test|kernel-obj FILE.c`: the C API's host library, C tests, kernel objects;
-//! - `miri`: the core's unit tests and the feasible simulated-machine tests
-//!   under Miri (nightly);
-//! - `fuzz --smoke | TARGET [SECONDS] | --replay`: the cargo-fuzz targets
-//!   (see `xtask/src/fuzz.rs` and `docs/reliability.md`).
+//! Every command first checks what it needs from the machine (the i686
+//! target, QEMU, the C tools, nightly with Miri and cargo-fuzz) and
+//! installs what is missing (`setup.rs`). `cargo xtask --help` and
+//! `cargo xtask COMMAND --help` list the commands and their flags.
+//!
+//! Module map: `setup` (what the machine needs, probed and installed),
+//! `fresh` (the fresh-machine check), `qemu` (one boot and its outcome),
+//! `kernel` (building and booting the reference kernel), `suite` (the
+//! in-QEMU test suite), `capi` (the C API's host library, C tests and
+//! kernel objects), `miri`, `fuzz`, `util` (paths, running commands).
 
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
+use clap::{Parser, Subcommand, ValueEnum};
+
 mod capi;
+mod fresh;
 mod fuzz;
+mod kernel;
+mod miri;
 mod qemu;
+mod setup;
+mod suite;
 mod util;
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (cmd, rest) = match args.split_first() {
-        Some((c, r)) => (c.as_str(), r),
-        None => ("help", &[][..]),
-    };
-    let result = match cmd {
-        "test" => test(rest),
-        "bench" => bench(rest),
-        "miri" => miri(),
-        "run" => qemu::run(rest),
-        "gdb" => qemu::gdb(rest),
-        "capi" => capi::main(rest),
-        "fuzz" => fuzz::run(rest),
-        _ => {
-            eprintln!(
-                "usage: cargo xtask <test|run [--memory SIZE]|gdb|bench frames|heap|vm|miri|fuzz>"
-            );
-            return ExitCode::from(2);
+/// Builds, tests, runs and benchmarks the MyOS memory manager.
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Build the i386 kernel and boot the demo under QEMU.
+    Run {
+        /// QEMU RAM size (e.g. 32M, 128M, 3G).
+        #[arg(long, default_value = "128M", value_parser = qemu::check_memory)]
+        memory: String,
+        /// Words added to the kernel command line.
+        #[arg(long, default_value = "")]
+        append: String,
+        /// Link this C file (defining `int c_main(void)`) into the kernel,
+        /// run it, and exit with its value.
+        #[arg(long, value_name = "FILE.c")]
+        c: Option<PathBuf>,
+    },
+    /// Host tests, C API tests, fuzz smoke run, Miri (heap), the
+    /// fresh-machine check, then the kernel's in-QEMU suite.
+    Test {
+        /// Only the in-QEMU suite.
+        #[arg(long, conflicts_with_all = ["miri", "c"])]
+        qemu_only: bool,
+        /// Run the whole Miri set (about an hour) instead of the heap's.
+        #[arg(long)]
+        miri: bool,
+        /// Run one C file in the kernel as a test (0 = pass) instead.
+        #[arg(long, value_name = "FILE.c")]
+        c: Option<PathBuf>,
+    },
+    /// Boot the demo stopped at the first instruction, waiting for gdb.
+    Gdb {
+        /// QEMU RAM size (e.g. 32M, 128M, 3G).
+        #[arg(long, default_value = "128M", value_parser = qemu::check_memory)]
+        memory: String,
+    },
+    /// Run a benchmark binary (release), side by side with its peers.
+    Bench {
+        /// Which benchmark.
+        which: Bench,
+        /// Arguments for the benchmark binary (e.g. `--runs 9`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The C API: host library, C tests, kernel objects.
+    Capi {
+        #[command(subcommand)]
+        what: Capi,
+    },
+    /// The core's unit tests and simulated-machine tests under Miri (nightly).
+    Miri,
+    /// The cargo-fuzz targets (see docs/reliability.md).
+    Fuzz {
+        /// Every target briefly (what `cargo xtask test` runs).
+        #[arg(long, conflicts_with_all = ["replay", "target"])]
+        smoke: bool,
+        /// The committed inputs through the targets on stable, without libFuzzer.
+        #[arg(long, conflicts_with = "target")]
+        replay: bool,
+        /// One target, for a longer run.
+        #[arg(value_enum, required_unless_present_any = ["smoke", "replay"])]
+        target: Option<FuzzTarget>,
+        /// Seconds of the run (one target: default 600; smoke: per target).
+        #[arg(value_name = "SECONDS")]
+        secs: Option<u64>,
+        /// Seconds of the run, as a flag.
+        #[arg(long = "seconds", conflicts_with = "secs")]
+        seconds: Option<u64>,
+        /// Build with AddressSanitizer (one target only).
+        #[arg(long, conflicts_with_all = ["smoke", "replay"])]
+        asan: bool,
+    },
+    /// Check for (and install) everything the commands need.
+    Setup {
+        /// Only report; install nothing (exit 1 when something required is missing).
+        #[arg(long)]
+        check: bool,
+    },
+    /// `cargo xtask run` in a throw-away toolchain without the i686 target.
+    FreshCheck,
+}
+
+/// The benchmark binaries of `myos-bench`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum Bench {
+    /// Frame allocator vs bitmap-allocator.
+    Frames,
+    /// Kernel heap vs talc, rlsf and others.
+    Heap,
+    /// Address spaces: region lookup, mmap/munmap, faults.
+    Vm,
+}
+
+/// `cargo xtask capi …`.
+#[derive(Subcommand, Debug)]
+enum Capi {
+    /// Build the host static library; print its path and the link line.
+    Lib,
+    /// Every `tests/c/*.c` against the host library.
+    Test,
+    /// Every `tests/c/*.c` in the reference kernel.
+    KernelTest,
+    /// Compile FILE.c freestanding for i686 into one object; print its path.
+    KernelObj {
+        /// The C file.
+        file: PathBuf,
+    },
+}
+
+/// The cargo-fuzz targets.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum FuzzTarget {
+    /// The kernel heap against its model.
+    Heap,
+    /// Address spaces against their model.
+    Vm,
+    /// Page tables against the simulator's MMU.
+    Paging,
+}
+
+impl FuzzTarget {
+    fn name(self) -> &'static str {
+        match self {
+            FuzzTarget::Heap => "heap",
+            FuzzTarget::Vm => "vm",
+            FuzzTarget::Paging => "paging",
         }
-    };
-    match result {
+    }
+}
+
+fn main() -> ExitCode {
+    // Under `cargo xtask`, the first argument is the binary's own name.
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("xtask: {e}");
@@ -50,126 +174,160 @@ fn main() -> ExitCode {
     }
 }
 
-/// Host tests of the whole workspace, the C API's tests, the fuzz smoke
-/// run and the heap's unit tests under Miri (when nightly has Miri), then
-/// the kernel's in-QEMU suite (`--qemu-only` skips the host tests; `--miri`
-/// runs the whole `cargo xtask miri` set instead of the heap's, see
-/// docs/reliability.md for its time); `--c FILE.c` runs one C file in the
-/// kernel instead.
-fn test(args: &[String]) -> Result<(), String> {
-    if let Some(i) = args.iter().position(|a| a == "--c") {
-        let file = args
-            .get(i + 1)
-            .ok_or("usage: cargo xtask test --c FILE.c")?;
-        return qemu::test_c(std::path::Path::new(file));
+fn dispatch(cmd: Cmd) -> Result<(), String> {
+    match cmd {
+        Cmd::Run { memory, append, c } => kernel::run(&memory, &append, c.as_deref()),
+        Cmd::Test { c: Some(file), .. } => kernel::test_c(&file),
+        Cmd::Test {
+            qemu_only, miri, ..
+        } => test(qemu_only, miri),
+        Cmd::Gdb { memory } => kernel::gdb(&memory),
+        Cmd::Bench { which, args } => bench(which, &args),
+        Cmd::Capi { what } => match what {
+            Capi::Lib => capi::print_lib(),
+            Capi::Test => capi::host_tests(),
+            Capi::KernelTest => suite::c_api_tests(),
+            Capi::KernelObj { file } => {
+                println!("{}", capi::kernel_object(&file)?.display());
+                Ok(())
+            }
+        },
+        Cmd::Miri => miri::all(),
+        Cmd::Fuzz {
+            smoke,
+            replay,
+            target,
+            secs,
+            seconds,
+            asan,
+        } => {
+            let secs = secs.or(seconds);
+            match target {
+                Some(t) => fuzz::long_run(t.name(), secs, asan),
+                None if replay => fuzz::replay(),
+                None => {
+                    debug_assert!(smoke);
+                    fuzz::smoke(secs.unwrap_or(fuzz::SMOKE_SECONDS))
+                }
+            }
+        }
+        Cmd::Setup { check } => setup::setup(check),
+        Cmd::FreshCheck => fresh::check(),
     }
-    if !args.iter().any(|a| a == "--qemu-only") {
+}
+
+/// `cargo xtask test`: host tests of the whole workspace, the examples,
+/// the C API's tests, the fuzz smoke run, the heap's unit tests under Miri
+/// (the whole Miri set with `miri`), the fresh-machine check, then the
+/// kernel's in-QEMU suite (`qemu_only` skips all but the last).
+fn test(qemu_only: bool, all_miri: bool) -> Result<(), String> {
+    setup::ensure(&setup::FOR_TEST)?;
+    if !qemu_only {
         util::run(Command::new(util::cargo()).args(["test", "--workspace", "--release"]))?;
         capi::host_tests()?;
         fuzz::smoke(fuzz::SMOKE_SECONDS)?;
-        if args.iter().any(|a| a == "--miri") {
-            miri()?;
+        if all_miri {
+            miri::all()?;
         } else {
-            miri_heap()?;
+            miri::heap()?;
         }
+        fresh::check()?;
     }
-    qemu::kernel_tests()
+    suite::kernel_tests()
 }
 
 /// One benchmark binary of `myos-bench`, in release mode.
-fn bench(args: &[String]) -> Result<(), String> {
-    let which = args
-        .first()
-        .ok_or("usage: cargo xtask bench frames|heap|vm")?;
+fn bench(which: Bench, args: &[String]) -> Result<(), String> {
+    let name = match which {
+        Bench::Frames => "bench-frames",
+        Bench::Heap => "bench-heap",
+        Bench::Vm => "bench-vm",
+    };
     util::run(
         Command::new(util::cargo())
-            .args(["run", "--release", "-p", "myos-bench", "--bin"])
-            .arg(format!("bench-{which}"))
-            .arg("--")
-            .args(&args[1..]),
+            .args(["run", "--release", "-p", "myos-bench", "--bin", name, "--"])
+            .args(args),
     )
 }
 
-/// Integration tests of the core that Miri runs (simulated machines of
-/// 4-64 MiB): frames, page tables, address spaces, the bad-input matrix.
-/// See docs/reliability.md for what is left out and why.
-const MIRI_TESTS: [&str; 6] = [
-    "frames",
-    "paging",
-    "bad_input",
-    "vm_errors",
-    "vm_scenarios",
-    "vm_files",
-];
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Tests too slow under Miri that exercise no unsafe code of their own:
-/// proptest drivers (hundreds of cases; the same code paths run in the
-/// tests kept), machines of 1-4 GiB, and long safe-code model checks.
-const MIRI_SKIP: [&str; 7] = [
-    "allocator_matches_model",
-    "paging_matches_model",
-    "four_gib_of_ram",
-    "zones_are_honoured",
-    "map_translate_unmap_round_trip_user_low_and_high_frames",
-    "agrees_with_btreemap_under_random_updates",
-    "thousands_of_regions_stay_consistent",
-];
-
-/// Heap unit tests too slow under Miri for every test run (their paths run
-/// in the other growth tests).
-const MIRI_HEAP_SKIP: [&str; 1] = ["growth_is_amortised_and_shrinking_gives_the_pages_back"];
-
-/// `cargo +nightly miri test -p myos-mm ARGS -- --skip SKIP...` with strict
-/// provenance (and `extra` Miri flags).
-fn miri_test(args: &[&str], skip: &[&str], extra: &str) -> Command {
-    let mut cmd = Command::new("cargo");
-    cmd.args(["+nightly", "miri", "test", "-p", "myos-mm"])
-        .args(args)
-        .arg("--");
-    for s in skip {
-        cmd.args(["--skip", s]);
+    fn parse(args: &[&str]) -> Result<Cmd, clap::Error> {
+        Cli::try_parse_from(std::iter::once("cargo xtask").chain(args.iter().copied()))
+            .map(|c| c.command)
     }
-    cmd.env("MIRIFLAGS", format!("-Zmiri-strict-provenance {extra}"));
-    cmd
-}
 
-/// The heap's unit tests (its raw block access, boundary tags, quick lists
-/// and `GlobalAlloc`) under Miri: about 40 s, so part of `cargo xtask
-/// test`. Skipped with a note when the nightly toolchain has no Miri
-/// (`.ci/run` tries to add it).
-fn miri_heap() -> Result<(), String> {
-    if !util::nightly_has(Some("miri")) {
-        eprintln!("xtask: note: nightly with Miri unavailable; skipping the heap tests under Miri");
-        eprintln!("xtask:   (rustup toolchain install nightly --component miri)");
-        return Ok(());
+    #[test]
+    fn unknown_flags_and_bad_values_are_rejected() {
+        assert!(parse(&["run", "--bogus-flag"]).is_err());
+        assert!(parse(&["run", "--memroy", "3G"]).is_err());
+        assert!(parse(&["run", "--memory", "three"]).is_err());
+        assert!(parse(&["run", "--memory"]).is_err());
+        assert!(parse(&["test", "--qemu-only", "--miri"]).is_err());
+        assert!(parse(&["bench", "nothing"]).is_err());
+        assert!(parse(&["fuzz"]).is_err());
+        assert!(parse(&["fuzz", "heap", "ten"]).is_err());
+        assert!(parse(&["fuzz", "--smoke", "--replay"]).is_err());
+        assert!(parse(&["fuzz", "--smoke", "--asan"]).is_err());
+        assert!(parse(&["capi", "kernel-obj"]).is_err());
+        assert!(parse(&["frobnicate"]).is_err());
+        assert!(parse(&[]).is_err());
     }
-    let t0 = std::time::Instant::now();
-    util::run(&mut miri_test(&["--lib", "heap::"], &MIRI_HEAP_SKIP, ""))?;
-    eprintln!(
-        "xtask: heap unit tests under Miri passed in {:.0} s",
-        t0.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
 
-/// The core's unit tests and the feasible simulated-machine tests under
-/// Miri with strict provenance (needs nightly with the miri component).
-fn miri() -> Result<(), String> {
-    let mut args = vec!["--lib"];
-    for t in MIRI_TESTS {
-        args.extend(["--test", t]);
+    #[test]
+    fn known_commands_parse_to_what_they_say() {
+        assert!(matches!(
+            parse(&["run", "--memory", "3G"]),
+            Ok(Cmd::Run { memory, c: None, .. }) if memory == "3G"
+        ));
+        assert!(matches!(
+            parse(&["run"]),
+            Ok(Cmd::Run { memory, .. }) if memory == "128M"
+        ));
+        assert!(matches!(
+            parse(&["test", "--qemu-only"]),
+            Ok(Cmd::Test {
+                qemu_only: true,
+                miri: false,
+                c: None
+            })
+        ));
+        assert!(matches!(
+            parse(&["bench", "heap", "--runs", "9"]),
+            Ok(Cmd::Bench { which: Bench::Heap, args }) if args == ["--runs", "9"]
+        ));
+        assert!(matches!(
+            parse(&["fuzz", "vm", "600", "--asan"]),
+            Ok(Cmd::Fuzz {
+                target: Some(FuzzTarget::Vm),
+                secs: Some(600),
+                asan: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["fuzz", "--smoke", "--seconds", "60"]),
+            Ok(Cmd::Fuzz {
+                smoke: true,
+                seconds: Some(60),
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["fuzz", "--replay"]),
+            Ok(Cmd::Fuzz { replay: true, .. })
+        ));
+        assert!(matches!(
+            parse(&["setup", "--check"]),
+            Ok(Cmd::Setup { check: true })
+        ));
     }
-    let t0 = std::time::Instant::now();
-    let hint = |e| format!("{e}\n(Miri needs: rustup toolchain install nightly --component miri)");
-    util::run(&mut miri_test(&args, &MIRI_SKIP, "")).map_err(hint)?;
-    // The paged heap's tests leak their machines on purpose (the system
-    // needs a 'static platform): run without the leak check.
-    util::run(&mut miri_test(
-        &["--test", "paged_heap"],
-        &[],
-        "-Zmiri-ignore-leaks",
-    ))
-    .map_err(hint)?;
-    eprintln!("xtask miri: passed in {:.0} s", t0.elapsed().as_secs_f64());
-    Ok(())
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

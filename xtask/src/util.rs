@@ -1,6 +1,23 @@
-//! Small helpers for running commands.
+//! Small helpers: where things are, and running commands.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+/// The repository root (xtask lives one level below it).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// Cargo's target directory for the workspace.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root().join(p) })
+        .unwrap_or_else(|| root().join("target"))
+}
 
 /// The cargo binary that invoked xtask (falls back to `cargo`).
 pub fn cargo() -> String {

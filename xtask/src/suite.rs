@@ -1,0 +1,243 @@
+//! The in-QEMU half of `cargo xtask test`: the kernel's own test suite at
+//! several RAM sizes, the demo, the deliberate-crash boots, and C programs
+//! (the spec's examples and the C API tests) linked into the kernel.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::kernel::{build_kernel, c_program};
+use crate::qemu::{boot, symbolize, Boot, Outcome};
+use crate::{capi, setup, util};
+
+/// How long one test boot may take before it is killed.
+const TEST_TIMEOUT: Duration = Duration::from_secs(180);
+/// Time limit of the boot that checks the timeout itself.
+const HANG_TIMEOUT: Duration = Duration::from_secs(5);
+/// RAM sizes the test suite boots with: small, ordinary, and beyond the direct map.
+const TEST_MEMORY: [&str; 3] = ["32M", "128M", "3G"];
+
+/// The spec's examples as C files (`examples/c/*.c`), which the suite runs
+/// in the kernel.
+fn c_examples() -> Vec<PathBuf> {
+    let dir = util::root().join("examples/c");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "c"));
+    files.sort();
+    files
+}
+
+/// One expectation of the in-QEMU suite.
+struct Case {
+    /// Shown in the summary.
+    name: String,
+    memory: &'static str,
+    cmdline: &'static str,
+    /// Time limit of the boot.
+    timeout: Duration,
+    /// The outcome the case needs.
+    expect: Outcome,
+    /// Text the console must contain.
+    must_print: &'static [&'static str],
+    /// Boot with a multiboot module (a small file of the repository).
+    with_module: bool,
+}
+
+/// The in-QEMU half of `cargo xtask test`: the kernel's test suite at each
+/// RAM size, the demo, and the deliberate-crash boots.
+pub fn kernel_tests() -> Result<(), String> {
+    setup::ensure(&[setup::QEMU])?;
+    let kernel = build_kernel()?;
+    let mut cases: Vec<Case> = TEST_MEMORY
+        .iter()
+        .map(|&memory| Case {
+            name: format!("kernel test suite, {memory}"),
+            memory,
+            cmdline: "mode=test",
+            timeout: TEST_TIMEOUT,
+            expect: Outcome::Success,
+            must_print: &["test result: ok"],
+            with_module: false,
+        })
+        .collect();
+    for memory in ["32M", "3G"] {
+        cases.push(Case {
+            name: format!("demo, {memory}: every step behaves, memory back to baseline"),
+            memory,
+            cmdline: "mode=demo",
+            timeout: TEST_TIMEOUT,
+            expect: Outcome::Success,
+            must_print: &[
+                "DEMO OK",
+                "steps: 10 run, 10 as expected",
+                "free frames:",
+                "heap in use:",
+            ],
+            with_module: false,
+        });
+    }
+    cases.push(Case {
+        name: "demo, 5G: RAM above 4 GiB left alone (no PAE)".into(),
+        memory: "5G",
+        cmdline: "mode=demo",
+        timeout: TEST_TIMEOUT,
+        expect: Outcome::Success,
+        must_print: &["out of reach without PAE", "DEMO OK"],
+        with_module: false,
+    });
+    cases.push(Case {
+        name: "kernel test suite, 64M, with a boot module reserved".into(),
+        memory: "64M",
+        cmdline: "mode=test",
+        timeout: TEST_TIMEOUT,
+        expect: Outcome::Success,
+        must_print: &["test result: ok", "boot module"],
+        with_module: true,
+    });
+    cases.push(Case {
+        name: "oops on a kernel-mode page fault".into(),
+        memory: "32M",
+        cmdline: "test=oops",
+        timeout: TEST_TIMEOUT,
+        expect: Outcome::Failure,
+        must_print: &[
+            "KERNEL OOPS",
+            "#PF page fault",
+            "address 0x",
+            "supervisor write, page not present",
+            "eip",
+        ],
+        with_module: false,
+    });
+    cases.push(Case {
+        name: "double fault on a kernel stack overflow".into(),
+        memory: "32M",
+        cmdline: "test=stack-overflow",
+        timeout: TEST_TIMEOUT,
+        expect: Outcome::Failure,
+        must_print: &["KERNEL OOPS: #DF double fault", "kernel stack overflow"],
+        with_module: false,
+    });
+    cases.push(Case {
+        name: "double fault on a process kernel-stack overflow (guard page)".into(),
+        memory: "32M",
+        cmdline: "test=kstack-overflow",
+        timeout: TEST_TIMEOUT,
+        expect: Outcome::Failure,
+        must_print: &["KERNEL OOPS: #DF double fault", "kernel stack overflow"],
+        with_module: false,
+    });
+    cases.push(Case {
+        name: "a hung kernel is killed and reported as a timeout".into(),
+        memory: "32M",
+        cmdline: "test=hang",
+        timeout: HANG_TIMEOUT,
+        expect: Outcome::TimedOut(HANG_TIMEOUT),
+        must_print: &["halting without reporting"],
+        with_module: false,
+    });
+    let module = util::root().join("kernel/link.ld");
+    let mut failed = Vec::new();
+    for case in &cases {
+        eprintln!(
+            "xtask: qemu [{}] -m {} -append {:?}",
+            case.name, case.memory, case.cmdline
+        );
+        let run = boot(&Boot {
+            kernel: &kernel,
+            memory: case.memory,
+            cmdline: case.cmdline,
+            timeout: case.timeout,
+            echo: false,
+            module: case.with_module.then_some(module.as_path()),
+        })?;
+        let missing: Vec<&str> = case
+            .must_print
+            .iter()
+            .copied()
+            .filter(|t| !run.output.contains(t))
+            .collect();
+        for line in run
+            .output
+            .lines()
+            .filter(|l| l.starts_with("test ") || l.contains("OOPS") || l.contains("PANIC"))
+        {
+            eprintln!("    {line}");
+        }
+        if run.output.contains("KERNEL OOPS") || run.output.contains("KERNEL PANIC") {
+            symbolize(&kernel, &run.output);
+        }
+        if run.outcome == case.expect && missing.is_empty() {
+            eprintln!(
+                "xtask: PASS [{}] in {:.2} s",
+                case.name,
+                run.elapsed.as_secs_f64()
+            );
+        } else {
+            eprintln!(
+                "xtask: FAIL [{}]: {} (expected {}), missing output {missing:?}",
+                case.name, run.outcome, case.expect
+            );
+            eprintln!(
+                "---- console ----\n{}\n-----------------",
+                run.output.trim_end()
+            );
+            failed.push(case.name.clone());
+        }
+    }
+    let examples = c_examples();
+    for file in &examples {
+        eprintln!("xtask: qemu [C example {} through --c]", file.display());
+        match c_program(file, "32M", false) {
+            Ok(0) => eprintln!("xtask: PASS [C example {}]", file.display()),
+            Ok(v) => {
+                eprintln!(
+                    "xtask: FAIL [C example {}]: c_main returned {v}",
+                    file.display()
+                );
+                failed.push(file.display().to_string());
+            }
+            Err(e) => {
+                eprintln!("xtask: FAIL [C example {}]: {e}", file.display());
+                failed.push(file.display().to_string());
+            }
+        }
+    }
+    if failed.is_empty() {
+        eprintln!(
+            "xtask: all {} QEMU boots behaved",
+            cases.len() + examples.len()
+        );
+        Ok(())
+    } else {
+        Err(format!("QEMU boots failed: {}", failed.join(", ")))
+    }
+}
+
+/// Runs every C test in the reference kernel (`c_main` is the test's entry
+/// point there; see `tests/c/check.h`).
+pub fn c_api_tests() -> Result<(), String> {
+    let mut broken = Vec::new();
+    let sources = capi::test_sources()?;
+    for src in &sources {
+        match c_program(src, "128M", false) {
+            Ok(0) => {}
+            Ok(v) => broken.push(format!("{} (c_main returned {v})", src.display())),
+            Err(e) => broken.push(format!("{} ({e})", src.display())),
+        }
+    }
+    println!(
+        "C API tests in the kernel: {} of {} files passed",
+        sources.len() - broken.len(),
+        sources.len()
+    );
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "C API tests failed in the kernel: {}",
+            broken.join(", ")
+        ))
+    }
+}
