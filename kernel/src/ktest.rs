@@ -8,7 +8,7 @@
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::Ordering;
 
 use myos_mm::frames::{FrameSource, Zone};
 use myos_mm::layout::{DIRECT_ZONE_END, HEAP_END, PAGE_SIZE};
@@ -18,7 +18,7 @@ use myos_mm::{Frame, Page, Platform, VirtAddr};
 use crate::arch::pit;
 use crate::exit::{exit_qemu, ExitCode};
 use crate::mm::{self, Mm};
-use crate::println;
+use crate::{println, trap};
 use crate::process::{self, sig, WaitStatus};
 
 /// A failed check: what went wrong.
@@ -677,15 +677,12 @@ fn interrupts_timer_ticks(_mm: &Mm) -> TestResult {
     Ok(())
 }
 
-/// Breakpoints taken (counted by the trap handler, which then resumes).
-pub static BREAKPOINTS: AtomicU32 = AtomicU32::new(0);
-
 fn interrupts_breakpoint_recovers(_mm: &Mm) -> TestResult {
-    let before = BREAKPOINTS.load(Ordering::SeqCst);
+    let before = trap::BREAKPOINTS.load(Ordering::SeqCst);
     // SAFETY: `int3` traps to the breakpoint handler, which counts and returns.
     unsafe { core::arch::asm!("int3", options(nomem, nostack)) };
     check!(
-        BREAKPOINTS.load(Ordering::SeqCst) == before + 1,
+        trap::BREAKPOINTS.load(Ordering::SeqCst) == before + 1,
         "breakpoint handler did not run once"
     );
     Ok(())

@@ -44,7 +44,7 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         boot::double_fault_stack_top_addr(),
         platform::read_cr3(),
     );
-    arch::idt::init();
+    arch::idt::init(trap::entry_stubs());
     arch::pic::init();
     arch::pit::init();
     arch::pic::unmask(arch::pic::IRQ_TIMER);

@@ -29,13 +29,14 @@ use myos_mm::{MmError, VirtAddr};
 use spin::{Mutex, Once};
 
 use crate::arch::gdt::{self, USER_CODE, USER_DATA};
-use crate::arch::idt::{self, TrapFrame, FXSAVE_SIZE, TRAP_FRAME_SIZE};
+use crate::arch::exception::{self, PageFaultCode};
+use crate::arch::frame::{trap_return_addr, TrapFrame, FXSAVE_SIZE, TRAP_FRAME_SIZE};
 use crate::arch::regs::eflags;
 use crate::kstack::{KernelStack, KSTACK_SIZE};
 use crate::mm::{self, UserFrames, PLATFORM};
 use crate::platform::X86Platform;
 use crate::programs::{self, Elf, PF_W, PF_X};
-use crate::{println, serial, trap};
+use crate::{println, serial};
 
 /// A process's user address space.
 pub type UserSpace = VmSpace<'static, X86Platform, UserFrames>;
@@ -344,7 +345,7 @@ fn prepare_kstack(stack: &mut KernelStack, frame: &TrapFrame, fx: &FxArea) -> u3
     let ctx_at = fx_at - CONTEXT_WORDS * 4;
     let mut ctx = [0u32; CONTEXT_WORDS];
     ctx[CONTEXT_EBX] = frame_at as u32;
-    ctx[CONTEXT_RET] = idt::trap_return_addr();
+    ctx[CONTEXT_RET] = trap_return_addr();
     // SAFETY: all three ranges lie inside `stack` (16 KiB, far more than
     // 76 + 512 + 16 + 20 bytes) and do not overlap; the frame and context
     // are plain integers, written unaligned-safe.
@@ -916,7 +917,7 @@ pub fn page_fault(frame: &mut TrapFrame, addr: u32) -> bool {
                 number,
                 format_args!(
                     "page fault: {} at {addr:#010x}, {cause}",
-                    trap::PageFaultCode(frame.error)
+                    PageFaultCode(frame.error)
                 ),
             )
         }
@@ -943,7 +944,7 @@ pub fn user_exception(frame: &mut TrapFrame) {
     kill_current(
         frame,
         signal,
-        format_args!("{}", idt::exception_name(frame.vector)),
+        format_args!("{}", exception::exception_name(frame.vector)),
     )
 }
 
