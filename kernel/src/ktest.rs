@@ -258,7 +258,7 @@ fn boot_reserved_areas_respected(mm: &Mm) -> TestResult {
         boot.usable_frames() == managed + kept,
         "usable frames != managed + reserved"
     );
-    let (image_start, image_end) = crate::boot::kernel_image_phys();
+    let (image_start, image_end) = crate::layout::kernel_image_phys();
     for f in u64::from(image_start) / PAGE..u64::from(image_end).div_ceil(PAGE) {
         let frame = Frame::from_number(f as u32).map_err(|_| "frame out of range")?;
         check!(
