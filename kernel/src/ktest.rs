@@ -18,8 +18,8 @@ use myos_mm::{Frame, Page, Platform, VirtAddr};
 use crate::arch::pit;
 use crate::exit::{exit_qemu, ExitCode};
 use crate::mm::{self, Mm};
-use crate::{println, trap};
 use crate::process::{self, sig, WaitStatus};
+use crate::{println, trap};
 
 /// A failed check: what went wrong.
 pub type TestResult = Result<(), &'static str>;
@@ -733,19 +733,10 @@ pub fn deliberate_stack_overflow(mm: &Mm) -> ! {
             "push 0",
             "call {recurse}",
             top = in(reg) OVERFLOW_STACK_TOP,
-            recurse = sym recurse,
+            recurse = sym process::recurse,
             options(noreturn),
         )
     }
-}
-
-/// Recurses forever, keeping 256 bytes of each frame alive.
-#[allow(unconditional_recursion)] // the point of the test
-pub extern "C" fn recurse(depth: u32) -> u32 {
-    let mut buf = [0u8; 256];
-    buf[(depth as usize) % 256] = depth as u8;
-    let buf = core::hint::black_box(buf);
-    recurse(depth.wrapping_add(1)).wrapping_add(u32::from(buf[0]))
 }
 
 /// `test=kstack-overflow`: a process asks the kernel (through a system call

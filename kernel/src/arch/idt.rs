@@ -68,4 +68,3 @@ pub fn init(stubs: Stubs) {
     // points at an entry stub or at the double-fault TSS.
     unsafe { core::arch::asm!("lidt [{}]", in(reg) &pointer, options(nostack, readonly)) }
 }
-
