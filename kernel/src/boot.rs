@@ -155,23 +155,4 @@ higher_half:
     kernel_main = sym crate::kernel_main,
 );
 
-extern "C" {
-    static double_fault_stack_top: u8;
-    static __kernel_phys_start: u8;
-    static __kernel_phys_end: u8;
-}
-
-/// Kernel-virtual address one past the double-fault stack.
-pub fn double_fault_stack_top_addr() -> u32 {
-    core::ptr::addr_of!(double_fault_stack_top) as u32
-}
-
-/// Physical range `[start, end)` of the kernel image, `.bss` included.
-pub fn kernel_image_phys() -> (u32, u32) {
-    (
-        core::ptr::addr_of!(__kernel_phys_start) as u32,
-        core::ptr::addr_of!(__kernel_phys_end) as u32,
-    )
-}
-
 const _: () = assert!(KERNEL_BASE == 0xC000_0000);

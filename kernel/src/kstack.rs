@@ -1,7 +1,8 @@
 //! Process kernel stacks, each with an unmapped guard page below it.
 //!
 //! The stacks live in the top [`KSTACK_AREA_SIZE`] bytes of the kernel heap
-//! window (the kernel heap's `max` stops below them), whose page tables are
+//! window (`myos_mm::layout::KSTACK_START..KSTACK_END`; the kernel heap's
+//! `max`, `KERNEL_HEAP_MAX`, stops below them), whose page tables are
 //! preallocated and shared by every address space, so a stack is mapped in
 //! every process at once. Each slot is one guard page followed by
 //! [`KSTACK_PAGES`] mapped pages. A kernel stack overflow runs into the
@@ -10,7 +11,7 @@
 //! reports it.
 //!
 //! ```text
-//!  KSTACK_AREA_START + slot * SLOT_SIZE: | guard | stack page 0..3 | <- top (esp0)
+//!  KSTACK_START + slot * SLOT_SIZE: | guard | stack page 0..3 | <- top (esp0)
 //! ```
 
 use myos_mm::frames::{FrameSource, Zone};
@@ -23,8 +24,6 @@ use crate::mm;
 
 /// Bytes of the kernel heap window given to kernel stacks.
 pub const KSTACK_AREA_SIZE: u32 = KSTACK_END - KSTACK_START;
-/// First address of the kernel-stack area (the kernel heap ends here).
-pub const KSTACK_AREA_START: u32 = KSTACK_START;
 /// Mapped pages of one kernel stack.
 pub const KSTACK_PAGES: u32 = 4;
 /// Bytes of one kernel stack.
@@ -38,7 +37,7 @@ const SLOTS: usize = (KSTACK_AREA_SIZE / SLOT_SIZE) as usize;
 /// Words of the slot bitmap.
 const SLOT_WORDS: usize = SLOTS.div_ceil(64);
 
-const _: () = assert!(KSTACK_AREA_START.is_multiple_of(myos_mm::layout::TABLE_SPAN));
+const _: () = assert!(KSTACK_START.is_multiple_of(myos_mm::layout::TABLE_SPAN));
 const _: () = assert!(SLOTS >= 256);
 
 /// Slots in use (bit set = used).
@@ -91,7 +90,7 @@ impl KernelStack {
 
     /// The `i`-th page of the stack (above the guard page).
     fn page(&self, i: u32) -> Page {
-        let addr = KSTACK_AREA_START + self.slot as u32 * SLOT_SIZE + (1 + i) * PAGE_SIZE as u32;
+        let addr = KSTACK_START + self.slot as u32 * SLOT_SIZE + (1 + i) * PAGE_SIZE as u32;
         VirtAddr::new(addr).page()
     }
 
@@ -139,6 +138,6 @@ impl Drop for KernelStack {
 
 /// True when `addr` lies in the guard page of a kernel stack.
 pub fn is_guard(addr: u32) -> bool {
-    addr.checked_sub(KSTACK_AREA_START)
+    addr.checked_sub(KSTACK_START)
         .is_some_and(|off| off < KSTACK_AREA_SIZE && (off % SLOT_SIZE) < PAGE_SIZE as u32)
 }

@@ -19,6 +19,7 @@ mod demo;
 mod exit;
 mod kstack;
 mod ktest;
+mod layout;
 mod mem;
 mod mm;
 mod multiboot;
@@ -41,15 +42,15 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
     println!("MyOS reference kernel booting");
     arch::gdt::init(
         trap::double_fault_entry_addr(),
-        boot::double_fault_stack_top_addr(),
+        layout::double_fault_stack_top_addr(),
         platform::read_cr3(),
     );
-    arch::idt::init();
+    arch::idt::init(trap::entry_stubs());
     arch::pic::init();
     arch::pit::init();
     arch::pic::unmask(arch::pic::IRQ_TIMER);
 
-    let boot_info = match multiboot::parse(magic, info, boot::kernel_image_phys()) {
+    let boot_info = match multiboot::parse(magic, info, layout::kernel_image_phys()) {
         Ok(b) => multiboot::keep(b),
         Err(e) => {
             println!("boot failed: {e}");

@@ -4,7 +4,7 @@
 
 use myos_mm::frames::{FrameAllocator, FrameSource, FrameStats, MemoryRegion, RegionKind, Zone};
 use myos_mm::heap::{Heap, HeapFlags, HeapStats, LockedHeap};
-use myos_mm::layout::{HEAP_START, PAGE_SIZE};
+use myos_mm::layout::{HEAP_START, KERNEL_HEAP_MAX, PAGE_SIZE};
 use myos_mm::paging::{AddressSpace, PagedHeapBackend};
 use myos_mm::system::System;
 use myos_mm::{Frame, MmError};
@@ -74,7 +74,7 @@ pub fn init(regions: &[MemoryRegion]) -> Result<&'static Mm, MmError> {
         backend,
         HEAP_START as usize,
         HEAP_START as usize + HEAP_INITIAL,
-        crate::kstack::KSTACK_AREA_START as usize,
+        KERNEL_HEAP_MAX as usize,
         HeapFlags::KERNEL,
     )?;
     HEAP.init(heap);

@@ -1,11 +1,19 @@
-//! Where every interrupt lands: exceptions (the page fault included), the
-//! timer, and system calls; and the kernel oops for faults the kernel
-//! cannot explain.
+//! Where every interrupt lands: the assembly entry stubs, which save the
+//! registers as a [`TrapFrame`] and the FPU/SSE state (`fxsave`, 512 bytes,
+//! 16-aligned) below it — user code and the kernel's own SSE-compiled code
+//! may both own those registers — then call [`trap_dispatch`] and leave
+//! through `trap_return` (`arch::frame`); the dispatch of exceptions (the
+//! page fault included), the timer and system calls; and the kernel oops
+//! for faults the kernel cannot explain.
 
-use core::fmt::{self, Write};
+use core::fmt::Write;
+use core::sync::atomic::{AtomicU32, Ordering};
 
-use crate::arch::idt::{self, SelectorError, TrapFrame, EXCEPTION_COUNT, SYSCALL_VECTOR};
-use crate::arch::{gdt, pic, pit};
+use crate::arch::exception::{self, PageFaultCode, SelectorError, EXCEPTION_COUNT};
+use crate::arch::frame::{TrapFrame, FXSAVE_SIZE};
+use crate::arch::gdt::{self, KERNEL_DATA};
+use crate::arch::idt::{self, STUB_COUNT, SYSCALL_VECTOR};
+use crate::arch::{pic, pit};
 use crate::exit::{exit_qemu, ExitCode};
 use crate::platform;
 use crate::serial;
@@ -15,51 +23,87 @@ pub const BREAKPOINT_VECTOR: u32 = 3;
 /// Page-fault vector.
 pub const PAGE_FAULT_VECTOR: u32 = 14;
 
-/// Page-fault error-code bits (the spec's `ERR_*` constants).
-pub mod pf {
-    /// The page was present (a protection violation), else not present.
-    pub const PRESENT: u32 = 0x1;
-    /// The access was a write, else a read.
-    pub const WRITE: u32 = 0x2;
-    /// The access came from ring 3.
-    pub const USER: u32 = 0x4;
-    /// A reserved bit was set in a paging entry.
-    pub const RESERVED: u32 = 0x8;
-    /// The access was an instruction fetch.
-    pub const FETCH: u32 = 0x10;
+core::arch::global_asm!(
+    r#"
+    .macro ISR_STUB n
+    .global isr_stub_\n
+isr_stub_\n:
+    .if (\n == 8) || (\n == 10) || (\n == 11) || (\n == 12) || (\n == 13) || (\n == 14) || (\n == 17) || (\n == 21) || (\n == 29) || (\n == 30)
+    .else
+    push 0
+    .endif
+    push \n
+    jmp isr_common
+    .endm
+
+    .section .text
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,128
+    ISR_STUB \n
+    .endr
+
+isr_common:
+    pushad
+    /* 32-bit pushes of the segment registers (the assembler would pick
+       16-bit ones for `push ds`). */
+    mov eax, ds
+    push eax
+    mov eax, es
+    push eax
+    mov eax, fs
+    push eax
+    mov eax, gs
+    push eax
+    mov ax, {kdata}
+    mov ds, ax
+    mov es, ax
+    mov fs, ax
+    mov gs, ax
+    cld
+    mov ebx, esp
+    sub esp, {fxsave_size}
+    and esp, -16
+    fxsave [esp]
+    mov eax, esp
+    sub esp, 8
+    push eax
+    push ebx
+    call {dispatch}
+    add esp, 16
+
+    /* esp -> the fxsave area, ebx -> the trap frame. */
+    jmp trap_return
+
+    .section .rodata
+    .balign 4
+    .global isr_stub_table
+isr_stub_table:
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47
+    .long isr_stub_\n
+    .endr
+    .section .text
+    "#,
+    kdata = const KERNEL_DATA,
+    fxsave_size = const FXSAVE_SIZE,
+    dispatch = sym trap_dispatch,
+);
+
+extern "C" {
+    static isr_stub_table: [u32; STUB_COUNT];
+    fn isr_stub_128();
 }
 
-/// A page-fault error code, decoded for people.
-#[derive(Clone, Copy)]
-pub struct PageFaultCode(pub u32);
-
-impl fmt::Display for PageFaultCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let e = self.0;
-        let who = if e & pf::USER != 0 {
-            "user"
-        } else {
-            "supervisor"
-        };
-        let what = if e & pf::FETCH != 0 {
-            "instruction fetch"
-        } else if e & pf::WRITE != 0 {
-            "write"
-        } else {
-            "read"
-        };
-        let why = if e & pf::PRESENT != 0 {
-            "protection violation"
-        } else {
-            "page not present"
-        };
-        write!(f, "{who} {what}, {why}")?;
-        if e & pf::RESERVED != 0 {
-            f.write_str(", reserved bit set")?;
-        }
-        Ok(())
+/// The entry stubs, for the IDT.
+pub fn entry_stubs() -> idt::Stubs {
+    idt::Stubs {
+        // SAFETY: the table is an immutable array of stub addresses in .rodata.
+        vectors: unsafe { &*core::ptr::addr_of!(isr_stub_table) },
+        syscall: isr_stub_128 as *const () as usize as u32,
     }
 }
+
+/// Breakpoints (`int3`) taken in the kernel: counted, then resumed (the
+/// tests check the count).
+pub static BREAKPOINTS: AtomicU32 = AtomicU32::new(0);
 
 /// The entry point from the assembly stubs.
 ///
@@ -94,7 +138,7 @@ pub unsafe extern "C" fn trap_dispatch(frame: *mut TrapFrame, fx: *mut u8) {
 fn exception(frame: &mut TrapFrame, fx: *mut u8) {
     let _ = fx;
     if frame.vector == BREAKPOINT_VECTOR && !frame.came_from_user() {
-        crate::ktest::BREAKPOINTS.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
+        BREAKPOINTS.fetch_add(1, Ordering::SeqCst);
         return;
     }
     if frame.vector == PAGE_FAULT_VECTOR {
@@ -117,7 +161,7 @@ pub fn oops(frame: &TrapFrame, fault_addr: Option<u32>) -> ! {
     let _ = writeln!(
         w,
         "\n*** KERNEL OOPS: {} (vector {})",
-        idt::exception_name(frame.vector),
+        exception::exception_name(frame.vector),
         frame.vector
     );
     match fault_addr {

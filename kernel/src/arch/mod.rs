@@ -1,6 +1,9 @@
 //! i386 machine support: control-register bits, port I/O, segments and
-//! descriptor tables, interrupts, the PIC and the timer.
+//! descriptor tables, the trap frame, exceptions, interrupts, the PIC and
+//! the timer.
 
+pub mod exception;
+pub mod frame;
 pub mod gdt;
 pub mod idt;
 pub mod pic;

@@ -1,0 +1,192 @@
+//! The frame allocator over the firmware's map: boot reservations kept
+//! out, sharing and release, contiguous runs, every frame of RAM accounted
+//! for, high memory through the kmap window.
+
+use alloc::vec::Vec;
+
+use myos_mm::frames::{FrameSource, Zone};
+use myos_mm::layout::{DIRECT_ZONE_END, PAGE_SIZE};
+use myos_mm::{Frame, Platform};
+
+use super::support::{check, read_stamp, stamp, TestResult};
+use crate::mm::{self, Mm};
+use crate::println;
+
+/// Every usable frame of the firmware map is either managed by the frame
+/// allocator or touched by a reservation (kernel image, boot data), and no
+/// reserved frame is managed.
+pub(super) fn boot_reserved_areas_respected(mm: &Mm) -> TestResult {
+    use myos_mm::frames::RegionKind;
+    const PAGE: u64 = PAGE_SIZE as u64;
+    let boot = crate::multiboot::get().ok_or("no boot information")?;
+    let regions = boot.regions();
+    let usable: Vec<(u64, u64)> = regions
+        .iter()
+        .filter(|r| r.kind == RegionKind::Usable)
+        .map(|r| (r.start.div_ceil(PAGE), r.end / PAGE))
+        .collect();
+    let reserved: Vec<(u64, u64)> = regions
+        .iter()
+        .filter(|r| r.kind == RegionKind::Reserved)
+        .map(|r| (r.start / PAGE, r.end.div_ceil(PAGE)))
+        .collect();
+    let fa = mm.frames().lock();
+    let mut kept = 0u64;
+    for (i, &(lo, hi)) in reserved.iter().enumerate() {
+        for &(ulo, uhi) in &usable {
+            for f in lo.max(ulo)..hi.min(uhi) {
+                let earlier = reserved[..i].iter().any(|&(a, b)| (a..b).contains(&f));
+                if earlier {
+                    continue;
+                }
+                kept += 1;
+                let frame = Frame::from_number(f as u32).map_err(|_| "frame out of range")?;
+                check!(
+                    !fa.manages(frame),
+                    "a reserved frame is managed by the allocator"
+                );
+            }
+        }
+    }
+    let managed = u64::from(fa.stats().total);
+    check!(
+        boot.usable_frames() == managed + kept,
+        "usable frames != managed + reserved"
+    );
+    let (image_start, image_end) = crate::layout::kernel_image_phys();
+    for f in u64::from(image_start) / PAGE..u64::from(image_end).div_ceil(PAGE) {
+        let frame = Frame::from_number(f as u32).map_err(|_| "frame out of range")?;
+        check!(
+            !fa.manages(frame),
+            "a kernel-image frame is managed by the allocator"
+        );
+    }
+    println!(
+        "    {} usable frames = {managed} managed + {kept} reserved",
+        boot.usable_frames()
+    );
+    Ok(())
+}
+
+pub(super) fn alloc_share_release(mm: &Mm) -> TestResult {
+    let mut fa = mm.frames().lock();
+    let f = fa.alloc(Zone::Direct).map_err(|_| "alloc failed")?;
+    check!(fa.refcount(f) == Ok(1), "fresh frame refcount is not 1");
+    fa.share(f).map_err(|_| "share failed")?;
+    check!(fa.refcount(f) == Ok(2), "shared frame refcount is not 2");
+    check!(fa.release(f) == Ok(false), "first release freed the frame");
+    check!(
+        fa.release(f) == Ok(true),
+        "last release did not free the frame"
+    );
+    check!(fa.release(f).is_err(), "double free was not reported");
+    check!(fa.validate().is_ok(), "allocator invariants broken");
+    Ok(())
+}
+
+pub(super) fn contiguous_aligned(mm: &Mm) -> TestResult {
+    const COUNT: u32 = 16;
+    const ALIGN_LOG2: u32 = 4;
+    let mut fa = mm.frames().lock();
+    let first = fa
+        .alloc_contiguous(COUNT, ALIGN_LOG2, Zone::Low)
+        .map_err(|_| "no DMA run")?;
+    check!(
+        first.number() % (1 << ALIGN_LOG2) == 0,
+        "run is not aligned"
+    );
+    check!(
+        u64::from(first.start().as_u32()) < myos_mm::layout::LOW_ZONE_END,
+        "run is not in the low zone"
+    );
+    for i in 0..COUNT {
+        let f = first.checked_add(i).ok_or("run overflows")?;
+        check!(fa.release(f) == Ok(true), "run frame was not allocated");
+    }
+    Ok(())
+}
+
+/// Allocates every free frame (writing each one, so RAM above the direct map
+/// is really used), chains them through their first word, then frees them.
+pub(super) fn all_ram_accounted(mm: &Mm) -> TestResult {
+    let start = mm::frame_stats();
+    const END: u32 = u32::MAX;
+    let mut head = END;
+    let mut count = 0u32;
+    let mut high = 0u32;
+    loop {
+        let f = match mm.frames().lock().alloc(Zone::High) {
+            Ok(f) => f,
+            Err(_) => break,
+        };
+        if u64::from(f.start().as_u32()) >= DIRECT_ZONE_END {
+            high += 1;
+        }
+        stamp(mm, f, head);
+        head = f.number();
+        count += 1;
+    }
+    let exhausted = mm::frame_stats();
+    let mut freed = 0u32;
+    let mut chain_ok = true;
+    while head != END {
+        let f = Frame::from_number(head).map_err(|_| "chain corrupted")?;
+        let next = read_stamp(mm, f);
+        if mm.frames().lock().release(f) != Ok(true) {
+            chain_ok = false;
+        }
+        head = next;
+        freed += 1;
+        if freed > count {
+            return Err("chain longer than the allocations");
+        }
+    }
+    check!(
+        count == start.free,
+        "allocated a different number of frames than were free"
+    );
+    check!(exhausted.free == 0, "frames left free after exhaustion");
+    check!(
+        chain_ok && freed == count,
+        "frame contents did not survive (chain broken)"
+    );
+    let expect_high = mm::ram_end() > DIRECT_ZONE_END;
+    check!(
+        (high > 0) == expect_high,
+        "high memory use does not match the RAM size"
+    );
+    println!(
+        "    {count} frames ({} MiB) allocated, written and freed; {high} above the direct map",
+        count / 256
+    );
+    Ok(())
+}
+
+pub(super) fn high_memory_through_kmap(mm: &Mm) -> TestResult {
+    let high = match mm.frames().lock().alloc(Zone::High) {
+        Ok(f) => f,
+        Err(_) => return Err("no frame"),
+    };
+    let direct = match mm.frames().lock().alloc(Zone::Direct) {
+        Ok(f) => f,
+        Err(_) => return Err("no direct frame"),
+    };
+    let p = mm.platform();
+    let pattern = [0xA5u8; 64];
+    p.zero_frame(high);
+    p.write_frame(high, PAGE_SIZE - pattern.len(), &pattern);
+    p.copy_frame(direct, high);
+    let mut back = [0u8; 64];
+    p.read_frame(direct, PAGE_SIZE - back.len(), &mut back);
+    let mut head = [0xFFu8; 16];
+    p.read_frame(high, 0, &mut head);
+    let mut fa = mm.frames().lock();
+    let _ = fa.release(high);
+    let _ = fa.release(direct);
+    check!(
+        back == pattern,
+        "copy from a (possibly high) frame lost data"
+    );
+    check!(head == [0u8; 16], "zeroed frame is not zero");
+    Ok(())
+}

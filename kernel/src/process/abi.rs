@@ -1,0 +1,113 @@
+//! The system-call interface as user space sees it (`user/lib/myos.h`):
+//! call numbers, signal numbers, `open` flags, errno values, and the
+//! POSIX wait status.
+
+use core::fmt;
+
+/// System-call numbers (Linux i386 where one exists).
+pub mod nr {
+    /// `exit(status)`.
+    pub const EXIT: u32 = 1;
+    /// `fork()`.
+    pub const FORK: u32 = 2;
+    /// `write(fd, buf, len)` (fd 1 and 2 go to the serial console).
+    pub const WRITE: u32 = 4;
+    /// `open(path, flags)` in the in-memory file system.
+    pub const OPEN: u32 = 5;
+    /// `waitpid(pid, status_ptr)` (`pid` -1: any child).
+    pub const WAITPID: u32 = 7;
+    /// `getpid()`.
+    pub const GETPID: u32 = 20;
+    /// `mmap(addr, length, prot, flags, fd, offset)`, all six in registers.
+    pub const MMAP: u32 = 90;
+    /// `munmap(addr, length)`.
+    pub const MUNMAP: u32 = 91;
+    /// `mprotect(addr, length, prot)`.
+    pub const MPROTECT: u32 = 125;
+    /// `sched_yield()`.
+    pub const YIELD: u32 = 158;
+    /// `show_maps()` (MyOS): prints the caller's regions, like
+    /// `/proc/self/maps`, on the console.
+    pub const SHOW_MAPS: u32 = 400;
+    /// Test only (`test=kstack-overflow`): recurse in the kernel on the
+    /// caller's kernel stack until it overflows into its guard page.
+    pub const OVERFLOW_KERNEL_STACK: u32 = 401;
+}
+
+/// Signal numbers (Linux i386).
+pub mod sig {
+    /// Illegal instruction.
+    pub const SIGILL: i32 = 4;
+    /// Bus error (access past the end of a mapped file).
+    pub const SIGBUS: i32 = 7;
+    /// Arithmetic error.
+    pub const SIGFPE: i32 = 8;
+    /// Killed (out of memory).
+    pub const SIGKILL: i32 = 9;
+    /// Segmentation fault.
+    pub const SIGSEGV: i32 = 11;
+}
+
+/// `O_RDWR` for `open`.
+pub(super) const O_RDWR: u32 = 2;
+/// `O_ACCMODE`.
+pub(super) const O_ACCMODE: u32 = 3;
+/// errno: no such file.
+pub(super) const ENOENT: i32 = 2;
+/// errno: try again (process limit).
+pub(super) const EAGAIN: i32 = 11;
+/// errno: no child processes.
+pub(super) const ECHILD: i32 = 10;
+/// errno: function not implemented.
+pub(super) const ENOSYS: i32 = 38;
+
+/// Wait status: bits of the terminating signal.
+const SIGNAL_MASK: i32 = 0x7F;
+/// Wait status: where the exit code sits, and its bits.
+const EXIT_CODE_SHIFT: u32 = 8;
+const EXIT_CODE_MASK: i32 = 0xFF;
+
+/// A wait status as POSIX encodes it: the exit code in bits 8..15, or the
+/// signal number in bits 0..6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitStatus(pub i32);
+
+impl WaitStatus {
+    /// Normal exit with `code`.
+    pub const fn exited(code: i32) -> Self {
+        WaitStatus((code & EXIT_CODE_MASK) << EXIT_CODE_SHIFT)
+    }
+    /// Killed by `signal`.
+    pub const fn signaled(signal: i32) -> Self {
+        WaitStatus(signal & SIGNAL_MASK)
+    }
+    /// The signal that killed the process, if any.
+    pub const fn signal(self) -> Option<i32> {
+        match self.0 & SIGNAL_MASK {
+            0 => None,
+            s => Some(s),
+        }
+    }
+    /// The exit code, if the process exited normally.
+    pub const fn code(self) -> Option<i32> {
+        match self.signal() {
+            None => Some((self.0 >> EXIT_CODE_SHIFT) & EXIT_CODE_MASK),
+            Some(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for WaitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.code(), self.signal()) {
+            (Some(c), _) => write!(f, "exit {c}"),
+            (_, Some(sig::SIGSEGV)) => f.write_str("killed by SIGSEGV"),
+            (_, Some(sig::SIGBUS)) => f.write_str("killed by SIGBUS"),
+            (_, Some(sig::SIGILL)) => f.write_str("killed by SIGILL"),
+            (_, Some(sig::SIGFPE)) => f.write_str("killed by SIGFPE"),
+            (_, Some(sig::SIGKILL)) => f.write_str("killed by SIGKILL"),
+            (_, Some(s)) => write!(f, "killed by signal {s}"),
+            _ => f.write_str("?"),
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Ring-3 processes: creation from an embedded ELF, the `int 0x80` system
+//! calls, fork/exit/wait, the round-robin scheduler, page faults and
+//! signals.
+//!
+//! | file | what it owns |
+//! |---|---|
+//! | `abi.rs` | system-call, signal and errno numbers; the wait status |
+//! | `table.rs` | the process table, process families, the file system |
+//! | `context.rs` | kernel stacks laid out for a first switch, `switch_context`, the stack canary |
+//! | `spawn.rs` | loading an ELF program into a fresh address space |
+//! | `sched.rs` | the round-robin scheduler, yield, exit |
+//! | `syscall.rs` | the system calls |
+//! | `fault.rs` | page faults and exceptions from ring 3, killing with a signal |
+//! | `stats.rs` | fault service times, the free-frame low-water mark |
+//!
+//! Each process has a 16 KiB kernel stack. A trap from ring 3 lands on it
+//! and pushes the user state; switching processes switches kernel stacks,
+//! so a preempted or blocked process's whole user state waits on its own
+//! stack. The scheduler runs on the boot stack.
+//!
+//! Locks: the process table is taken before the heap, an address space and
+//! the frames (`TABLE → heap → space → frames`), and is never held across
+//! a context switch.
+
+mod abi;
+mod context;
+mod fault;
+mod sched;
+mod spawn;
+mod stats;
+mod syscall;
+mod table;
+
+pub use abi::{sig, WaitStatus};
+pub use context::kstack_high_water;
+pub use fault::{page_fault, user_exception};
+pub use sched::{preempt, run_until_idle};
+pub use spawn::spawn;
+pub use stats::{add_fault_stats, fault_cycles, take_low_water};
+pub use syscall::{enable_kernel_stack_overflow_test, recurse, syscall};
+pub use table::{clear_results, current_for_oops, family_result, fs, init};
