@@ -28,8 +28,8 @@
 #ifndef MYOS_MEMORY_H
 #define MYOS_MEMORY_H
 
-#include <stddef.h>
-#include <stdint.h>
+/* <stdint.h>, or the compiler's own types under -nostdinc. */
+#include "types.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -56,6 +56,10 @@ pub struct Boot {
     pub panic: Option<CWrite>,
 }
 
+// The C layouts (`include/myos/boot.h` asserts the same sizes for i386).
+#[cfg(target_arch = "x86")]
+const _: () = assert!(size_of::<CRegion>() == 20 && size_of::<Boot>() == 32);
+
 /// Why `myos_init` refused (the `MYOS_BOOT_E*` codes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i32)]
