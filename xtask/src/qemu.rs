@@ -102,7 +102,7 @@ pub struct Boot<'a> {
 }
 
 /// The repository root (xtask lives one level below it).
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
