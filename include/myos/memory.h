@@ -8,6 +8,8 @@
  *
  *   - in the kernel it is linked into the reference kernel (i686), which
  *     registers its platform at boot; the functions carry the spec's names;
+ *   - in another C kernel it is the static library libmyos.a
+ *     (crates/libmyos), set up with one call, myos_init (<myos/boot.h>);
  *   - on the host it is the static library `libmyos_capi.a` over a simulated
  *     i386 (see <myos/sim.h>); compile with -DMYOS_HOSTED, which renames
  *     `mmap`/`munmap` (they would clash with the C library's) to
