@@ -54,6 +54,16 @@ static void serial_write(const char *s, uint32_t len) {
     }
 }
 
+/* The kernel's own memset: libmyos.a defines the mem/str functions as weak
+ * symbols, so this definition wins (the library's Rust code calls it too)
+ * and the link has no duplicate. A kernel's own versions must behave as C's
+ * do (memset returns dest). */
+void *memset(void *dest, int c, size_t n) {
+    void *d = dest;
+    __asm__ volatile("cld; rep stosb" : "+D"(d), "+c"(n) : "a"(c) : "memory");
+    return dest;
+}
+
 static void puts_serial(const char *s) {
     serial_write(s, (uint32_t)strlen(s));
 }
