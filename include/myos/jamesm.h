@@ -47,10 +47,18 @@ typedef char s8int;
 extern "C" {
 #endif
 
-/* kheap.h's constants, moved to this library's heap window. */
+/* kheap.h's constants, moved to this library's heap window (the default
+ * layout; a library built with MYOS_HEAP_START / MYOS_HEAP_END defines them
+ * to match before including this header). */
+#ifndef KHEAP_START
 #define KHEAP_START 0xF0000000u
+#endif
+#ifndef KHEAP_INITIAL_SIZE
 #define KHEAP_INITIAL_SIZE 0x10000u
+#endif
+#ifndef JAMESM_CREATE_HEAP_START
 #define JAMESM_CREATE_HEAP_START 0xF8000000u
+#endif
 
 /* The kernel heap, created by myos_init (the tutorial's `heap_t *kheap`). */
 #define kheap (myos_kheap())
