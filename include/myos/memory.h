@@ -338,7 +338,8 @@ int munmap(void *addr, uint32_t length);
  * SIGSEGV or reports a kernel bug); MM_ENOMEM when no frame was free. No
  * pending fault: MM_EINVAL. (The kernel's and the host library's own fault
  * paths call the same handler directly; this entry point is for C code that
- * dispatches faults itself.)
+ * dispatches faults itself. libmyos.a also offers the one-call
+ * myos_page_fault(cr2, error_code) in <myos/boot.h>.)
  */
 void page_fault_handler(void);
 
