@@ -9,8 +9,8 @@
 #ifndef MYOS_CONSOLE_H
 #define MYOS_CONSOLE_H
 
-#include <stdarg.h>
-#include <stdint.h>
+/* <stdint.h>, or the compiler's own types under -nostdinc. */
+#include "types.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,8 +28,9 @@ void console_write(const char *s, uint32_t len);
  */
 int kprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* kprintf with a va_list. */
-int kvprintf(const char *fmt, va_list ap);
+/* kprintf with a va_list (written as the compiler's own type, which is what
+ * <stdarg.h>'s va_list is, so this header needs no <stdarg.h>). */
+int kvprintf(const char *fmt, __builtin_va_list ap);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,8 @@
  *
  *   - in the kernel it is linked into the reference kernel (i686), which
  *     registers its platform at boot; the functions carry the spec's names;
+ *   - in another C kernel it is the static library libmyos.a
+ *     (crates/libmyos), set up with one call, myos_init (<myos/boot.h>);
  *   - on the host it is the static library `libmyos_capi.a` over a simulated
  *     i386 (see <myos/sim.h>); compile with -DMYOS_HOSTED, which renames
  *     `mmap`/`munmap` (they would clash with the C library's) to
@@ -28,8 +30,8 @@
 #ifndef MYOS_MEMORY_H
 #define MYOS_MEMORY_H
 
-#include <stddef.h>
-#include <stdint.h>
+/* <stdint.h>, or the compiler's own types under -nostdinc. */
+#include "types.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -336,7 +338,8 @@ int munmap(void *addr, uint32_t length);
  * SIGSEGV or reports a kernel bug); MM_ENOMEM when no frame was free. No
  * pending fault: MM_EINVAL. (The kernel's and the host library's own fault
  * paths call the same handler directly; this entry point is for C code that
- * dispatches faults itself.)
+ * dispatches faults itself. libmyos.a also offers the one-call
+ * myos_page_fault(cr2, error_code) in <myos/boot.h>.)
  */
 void page_fault_handler(void);
 

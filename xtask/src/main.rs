@@ -9,7 +9,8 @@
 //! `fresh` (the fresh-machine check), `qemu` (one boot and its outcome),
 //! `kernel` (building and booting the reference kernel), `suite` (the
 //! in-QEMU test suite), `capi` (the C API's host library, C tests and
-//! kernel objects), `miri`, `fuzz`, `util` (paths, running commands).
+//! kernel objects), `ckernel` (`libmyos.a` and the example C kernel),
+//! `miri`, `fuzz`, `util` (paths, running commands).
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -17,6 +18,7 @@ use std::process::{Command, ExitCode};
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod capi;
+mod ckernel;
 mod fresh;
 mod fuzz;
 mod kernel;
@@ -50,7 +52,8 @@ enum Cmd {
         c: Option<PathBuf>,
     },
     /// Host tests, C API tests, fuzz smoke run, Miri (heap), the
-    /// fresh-machine check, then the kernel's in-QEMU suite.
+    /// fresh-machine check, then the kernel's in-QEMU suite and the
+    /// example C kernel.
     Test {
         /// Only the in-QEMU suite.
         #[arg(long, conflicts_with_all = ["miri", "c"])]
@@ -81,6 +84,9 @@ enum Cmd {
         #[command(subcommand)]
         what: Capi,
     },
+    /// Build `libmyos.a`, the memory manager for C kernels (i586, no SSE);
+    /// print its path, size and the compile and link lines.
+    Clib,
     /// The core's unit tests and simulated-machine tests under Miri (nightly).
     Miri,
     /// The cargo-fuzz targets (see docs/reliability.md).
@@ -192,6 +198,7 @@ fn dispatch(cmd: Cmd) -> Result<(), String> {
                 Ok(())
             }
         },
+        Cmd::Clib => ckernel::clib(),
         Cmd::Miri => miri::all(),
         Cmd::Fuzz {
             smoke,
@@ -216,15 +223,17 @@ fn dispatch(cmd: Cmd) -> Result<(), String> {
     }
 }
 
-/// `cargo xtask test`: host tests of the whole workspace, the examples,
-/// the C API's tests, the fuzz smoke run, the heap's unit tests under Miri
-/// (the whole Miri set with `miri`), the fresh-machine check, then the
-/// kernel's in-QEMU suite (`qemu_only` skips all but the last).
+/// `cargo xtask test`: host tests of the whole workspace, the C API's
+/// tests, `libmyos`'s unit tests, the fuzz smoke run, the heap's unit
+/// tests under Miri (the whole Miri set with `miri`), the fresh-machine
+/// check, then the kernel's in-QEMU suite and the example C kernel on
+/// `libmyos.a` (`qemu_only` runs only those two).
 fn test(qemu_only: bool, all_miri: bool) -> Result<(), String> {
     setup::ensure(&setup::FOR_TEST)?;
     if !qemu_only {
         util::run(Command::new(util::cargo()).args(["test", "--workspace", "--release"]))?;
         capi::host_tests()?;
+        ckernel::host_tests()?;
         fuzz::smoke(fuzz::SMOKE_SECONDS)?;
         if all_miri {
             miri::all()?;
@@ -233,7 +242,8 @@ fn test(qemu_only: bool, all_miri: bool) -> Result<(), String> {
         }
         fresh::check()?;
     }
-    suite::kernel_tests()
+    suite::kernel_tests()?;
+    ckernel::boot_example()
 }
 
 /// One benchmark binary of `myos-bench`, in release mode.

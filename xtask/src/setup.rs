@@ -39,6 +39,14 @@ pub enum Need {
 
 /// The reference kernel's target.
 pub const KERNEL_TARGET: Need = Need::Target("i686-unknown-linux-gnu");
+/// The target of `libmyos.a`, the library for C kernels: its precompiled
+/// `core` uses no SSE.
+pub const LIB_TARGET: Need = Need::Target("i586-unknown-linux-gnu");
+/// `make`, which builds the example C kernel.
+pub const MAKE: Need = Need::Program {
+    program: "make",
+    package: "make",
+};
 /// The emulator that boots the kernel.
 pub const QEMU: Need = Need::Program {
     program: "qemu-system-i386",
@@ -65,12 +73,17 @@ pub const CARGO_FUZZ: Need = Need::NightlyCargoTool {
     krate: "cargo-fuzz",
 };
 
-/// Everything `cargo xtask run` needs.
-pub const FOR_RUN: [Need; 4] = [KERNEL_TARGET, QEMU, C_TOOLS[0], C_TOOLS[1]];
-/// Everything `cargo xtask test` needs: what `run` needs; nightly, Miri and
-/// cargo-fuzz are installed too when they can be (their stages fall back,
-/// loudly, when they can't).
-pub const FOR_TEST: [Need; 4] = FOR_RUN;
+/// Everything `cargo xtask test` needs: what `run` needs, and the C
+/// library's target and `make`; nightly, Miri and cargo-fuzz are installed
+/// too when they can be (their stages fall back, loudly, when they can't).
+pub const FOR_TEST: [Need; 6] = [
+    KERNEL_TARGET,
+    QEMU,
+    C_TOOLS[0],
+    C_TOOLS[1],
+    LIB_TARGET,
+    MAKE,
+];
 /// The optional needs of `cargo xtask test`.
 pub const FOR_TEST_OPTIONAL: [Need; 3] = [NIGHTLY, NIGHTLY_MIRI, CARGO_FUZZ];
 
@@ -321,7 +334,7 @@ pub fn has_component(installed: &[String], component: &str, host: &str) -> bool 
 }
 
 /// The host's target triple (`rustc -vV`).
-fn host_triple() -> Option<String> {
+pub fn host_triple() -> Option<String> {
     let out = Command::new(rustc()).arg("-vV").output().ok()?;
     String::from_utf8_lossy(&out.stdout)
         .lines()

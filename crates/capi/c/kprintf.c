@@ -4,11 +4,21 @@
  * myos-capi). Compiled with the C code that uses it, both for the kernel
  * (gcc -m32 -ffreestanding) and for the host library.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-
 #include "myos/console.h"
+
+/* <stdarg.h> when there are headers; the compiler's builtins under -nostdinc
+ * (what <stdarg.h> expands to with GCC and Clang). */
+#if defined(__has_include)
+#if __has_include(<stdarg.h>)
+#include <stdarg.h>
+#endif
+#endif
+#ifndef va_start
+typedef __builtin_va_list va_list;
+#define va_start(ap, last) __builtin_va_start(ap, last)
+#define va_arg(ap, type) __builtin_va_arg(ap, type)
+#define va_end(ap) __builtin_va_end(ap)
+#endif
 
 #define KPRINTF_BUF 1024
 

@@ -24,8 +24,15 @@ use crate::state::{mm, Plat};
 pub const KHEAP_START: u32 = HEAP_START;
 /// Bytes the kernel heap maps at creation (1 MiB).
 pub const KHEAP_INITIAL: u32 = 1 << 20;
-/// Exclusive bound the kernel heap grows to (128 MiB above its start).
-pub const KHEAP_MAX: u32 = HEAP_START + (128 << 20);
+/// Exclusive bound the kernel heap grows to: 128 MiB above its start, or
+/// half the heap window when a build makes the window smaller than 256 MiB
+/// (the rest is for `create_heap`).
+pub const KHEAP_MAX: u32 = if HEAP_END - HEAP_START >= 256 << 20 {
+    HEAP_START + (128 << 20)
+} else {
+    HEAP_START + (HEAP_END - HEAP_START) / 2
+};
+const _: () = assert!(KHEAP_MAX.is_multiple_of(PAGE_SIZE as u32) && KHEAP_MAX < HEAP_END);
 
 /// What the C layer needs from a heap: implemented by every
 /// [`LockedHeap`], so a kernel can register its own global-allocator heap
