@@ -178,7 +178,7 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
     /// (`InvalidArgument`/`Misaligned`/`OutOfRange`); the initial range must
     /// be free (`AlreadyMapped`).
     ///
-    /// [`STACK_GUARD_GAP`]: super::STACK_GUARD_GAP
+    /// [`STACK_GUARD_GAP`]: crate::vm::STACK_GUARD_GAP
     pub fn map_stack(&mut self, top: VirtAddr, size: u32, max: u32) -> Result<VirtAddr, MmError> {
         if !top.is_page_aligned() {
             return Err(MmError::Misaligned);
