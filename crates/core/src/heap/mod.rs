@@ -181,9 +181,9 @@ pub const HEADER: usize = 8;
 pub const MIN_BLOCK: usize = 32;
 /// Offset of the first block: blocks start 8 bytes past a multiple of 16, so
 /// every payload is 16-aligned. The 8 bytes in front are a permanent pad.
-pub(super) const FIRST_BLOCK: usize = GRANULE - HEADER;
+const FIRST_BLOCK: usize = GRANULE - HEADER;
 /// Size of the end sentinel at `top - 8`.
-pub(super) const SENTINEL: usize = 8;
+const SENTINEL: usize = 8;
 /// Largest heap span (`max - start`): block metadata is 32 bits wide.
 pub const MAX_SPAN: usize = 0xFFFF_F000;
 /// "No block": the end of a free list, or no top block.
@@ -224,7 +224,7 @@ pub struct Heap<B: HeapBackend> {
     /// that no listed block fits are carved from it, growth extends it and
     /// shrinking cuts it, without list or bitmap updates.
     top_block: u32,
-    /// Bit `w` set when `words[w] != 0`.
+    /// Bit `w` set when `bin_bitmap[w] != 0`.
     bin_summary: u32,
     /// Bit `b` set when list `b` is non-empty.
     bin_bitmap: [u64; BITMAP_WORDS],
@@ -234,6 +234,7 @@ pub struct Heap<B: HeapBackend> {
     /// entry (and each block's link) is the *payload* offset of the next
     /// block (`off + HEADER`), 0 for none.
     quick_heads: [u32; QUICK_CLASSES],
+    /// Blocks on each quick list.
     quick_len: [u8; QUICK_CLASSES],
 }
 
