@@ -99,6 +99,25 @@ const DIRECT_PDE: PteFlags = KERNEL_PDE.union(PteFlags::HUGE).union(PteFlags::GL
 /// First and one-past-last directory index whose kernel tables are preallocated.
 const KERNEL_TABLES: (usize, usize) = ((HEAP_START >> 22) as usize, (KMAP_END >> 22) as usize);
 
+/// What [`AddressSpace::table_for`] does for a user address whose page table
+/// does not exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MissingTable {
+    /// Creates the table.
+    Create,
+    /// Reports that there is none (`Ok(None)`).
+    Absent,
+}
+
+/// What [`AddressSpace::set_mapping`] does with a page that is mapped already.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mapped {
+    /// Fails with `AlreadyMapped` ([`AddressSpace::map`]).
+    Refuse,
+    /// Replaces the mapping ([`AddressSpace::remap`]).
+    Replace,
+}
+
 /// One address space: a page directory and the user page tables it owns.
 ///
 /// Not `Clone`: the space owns its frames, and [`destroy`](Self::destroy)
@@ -235,7 +254,9 @@ impl AddressSpace {
     /// A pointer to the entry mapping `va` (`get_page`). With `make`, a
     /// missing user page table is created; without it, `Ok(None)` is
     /// returned when there is no table. Direct-map addresses give
-    /// `FixedMapping`, the unused top 4 MiB gives `OutOfRange`.
+    /// `FixedMapping`, the unused top 4 MiB gives `OutOfRange`. (`make`
+    /// stays the spec's flag, a `bool`, as the C API, the fuzzer and the
+    /// tests pass it; inside, it becomes a `MissingTable`.)
     ///
     /// The pointer stays valid until the table is freed: by `unmap` of its
     /// last entry, or `destroy`.
@@ -246,7 +267,12 @@ impl AddressSpace {
         va: VirtAddr,
         make: bool,
     ) -> Result<Option<NonNull<PageTableEntry>>, MmError> {
-        match self.table_for(platform, frames, va, make)? {
+        let missing = if make {
+            MissingTable::Create
+        } else {
+            MissingTable::Absent
+        };
+        match self.table_for(platform, frames, va, missing)? {
             Some(t) => Ok(Some(t.entry_ptr(va.pt_index()))),
             None => Ok(None),
         }
@@ -257,7 +283,7 @@ impl AddressSpace {
         platform: &P,
         frames: &mut F,
         va: VirtAddr,
-        make: bool,
+        missing: MissingTable,
     ) -> Result<Option<Table>, MmError> {
         if is_direct_map(va.as_u32()) {
             return Err(MmError::FixedMapping);
@@ -271,7 +297,7 @@ impl AddressSpace {
             // Kernel tables are preallocated; what has none is not mappable.
             return Err(MmError::OutOfRange);
         }
-        if !make {
+        if missing == MissingTable::Absent {
             return Ok(None);
         }
         let t = new_table(platform, frames)?;
@@ -293,7 +319,8 @@ impl AddressSpace {
         frame: Frame,
         flags: PteFlags,
     ) -> Result<Flush, MmError> {
-        let (old, flush) = self.set_mapping(platform, frames, page, frame, flags, false)?;
+        let (old, flush) =
+            self.set_mapping(platform, frames, page, frame, flags, Mapped::Refuse)?;
         debug_assert!(old.is_none());
         Ok(flush)
     }
@@ -308,7 +335,7 @@ impl AddressSpace {
         frame: Frame,
         flags: PteFlags,
     ) -> Result<(Option<Frame>, Flush), MmError> {
-        self.set_mapping(platform, frames, page, frame, flags, true)
+        self.set_mapping(platform, frames, page, frame, flags, Mapped::Replace)
     }
 
     fn set_mapping<P: Platform + ?Sized, F: FrameSource + ?Sized>(
@@ -318,17 +345,17 @@ impl AddressSpace {
         page: Page,
         frame: Frame,
         flags: PteFlags,
-        replace: bool,
+        mapped: Mapped,
     ) -> Result<(Option<Frame>, Flush), MmError> {
         if flags.contains(PteFlags::HUGE) {
             return Err(MmError::InvalidArgument);
         }
         let va = page.start();
         let table = self
-            .table_for(platform, frames, va, true)?
+            .table_for(platform, frames, va, MissingTable::Create)?
             .ok_or(MmError::OutOfRange)?;
         let old = table.get(va.pt_index());
-        if old.is_present() && !replace {
+        if old.is_present() && mapped == Mapped::Refuse {
             return Err(MmError::AlreadyMapped);
         }
         table.set(

@@ -6,14 +6,17 @@ use alloc::string::String;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 
+use super::file_io::FileIo;
 use super::object::VmObject;
 use crate::error::MmError;
 
 /// A file the memory manager can map.
 ///
 /// Offsets and lengths are bytes. Implementations are shared between
-/// processes (`Send + Sync`) and synchronize internally.
-pub trait File: Send + Sync {
+/// processes (`Send + Sync`) and synchronize internally. (`FileIo`, the
+/// view of a file that page-cache objects use, is implemented for every
+/// `File`; implementors never see it.)
+pub trait File: FileIo + Send + Sync {
     /// Current length in bytes.
     fn len(&self) -> u64;
 
@@ -34,6 +37,28 @@ pub trait File: Send + Sync {
     /// shared by every mapping of the file in every process. Implementors
     /// embed a [`PageCache::new`] and return it.
     fn page_cache(&self) -> &PageCache;
+}
+
+impl<T: File + ?Sized> FileIo for T {
+    #[inline]
+    fn file_len(&self) -> u64 {
+        self.len()
+    }
+
+    #[inline]
+    fn read_file_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, MmError> {
+        self.read_at(offset, buf)
+    }
+
+    #[inline]
+    fn write_file_at(&self, offset: u64, buf: &[u8]) -> Result<usize, MmError> {
+        self.write_at(offset, buf)
+    }
+
+    #[inline]
+    fn forget_dead_cache(&self) {
+        self.page_cache().forget_dead();
+    }
 }
 
 /// The slot through which every mapping of one file finds the file's page

@@ -124,6 +124,7 @@
 
 pub mod fault;
 pub mod file;
+mod file_io;
 mod index;
 mod object;
 mod region;

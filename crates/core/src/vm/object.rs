@@ -11,7 +11,7 @@
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 
-use super::file::File;
+use super::file_io::FileIo;
 use crate::addr::Frame;
 use crate::error::MmError;
 use crate::frames::{FrameSource, Zone};
@@ -23,7 +23,7 @@ pub(crate) enum Source {
     /// Zero-filled on first touch.
     Anonymous,
     /// Read from the file on first touch; written back when dirty.
-    File(Arc<dyn File>),
+    File(Arc<dyn FileIo>),
 }
 
 /// One resident page of an object.
@@ -65,7 +65,7 @@ impl VmObject {
     }
 
     /// A new page cache for `file`.
-    pub(crate) fn file(file: Arc<dyn File>) -> Self {
+    pub(crate) fn file(file: Arc<dyn FileIo>) -> Self {
         VmObject {
             source: Source::File(file),
             pages: spin::Mutex::new(BTreeMap::new()),
@@ -92,7 +92,7 @@ impl VmObject {
         }
         let offset = u64::from(index) * PAGE_SIZE as u64;
         if let Source::File(file) = &self.source {
-            if offset >= file.len() {
+            if offset >= file.file_len() {
                 return Err(PageError::PastEof);
             }
         }
@@ -161,7 +161,7 @@ impl VmObject {
             return;
         };
         if let Source::File(file) = &obj.source {
-            file.page_cache().forget_dead();
+            file.forget_dead_cache();
         }
         let _ = obj.writeback(platform, 0, u32::MAX);
         for (_, p) in obj.pages.into_inner() {
@@ -174,14 +174,14 @@ impl VmObject {
 /// Fills `frame` (already zeroed) from `file` at `offset`.
 fn fill_from_file<P: Platform + ?Sized>(
     platform: &P,
-    file: &dyn File,
+    file: &dyn FileIo,
     frame: Frame,
     offset: u64,
 ) -> Result<(), MmError> {
     let mut buf = [0u8; CHUNK];
     let mut done = 0;
     while done < PAGE_SIZE {
-        let n = file.read_at(offset + done as u64, &mut buf)?;
+        let n = file.read_file_at(offset + done as u64, &mut buf)?;
         if n == 0 {
             break;
         }
@@ -195,12 +195,12 @@ fn fill_from_file<P: Platform + ?Sized>(
 /// Writes page `index` (in `frame`) back to `file`, up to the file's end.
 fn write_to_file<P: Platform + ?Sized>(
     platform: &P,
-    file: &dyn File,
+    file: &dyn FileIo,
     frame: Frame,
     index: u32,
 ) -> Result<(), MmError> {
     let offset = u64::from(index) * PAGE_SIZE as u64;
-    let len = file.len();
+    let len = file.file_len();
     if offset >= len {
         return Ok(());
     }
@@ -210,7 +210,7 @@ fn write_to_file<P: Platform + ?Sized>(
     while done < bytes {
         let n = CHUNK.min(bytes - done);
         platform.read_frame(frame, done, &mut buf[..n]);
-        file.write_at(offset + done as u64, &buf[..n])?;
+        file.write_file_at(offset + done as u64, &buf[..n])?;
         done += n;
     }
     Ok(())

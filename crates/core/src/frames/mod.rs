@@ -1,26 +1,14 @@
 //! Physical frame allocator.
+//!
+//! - `mod.rs`: [`FrameAllocator`], zones, reference counts, [`FrameSource`];
+//! - `bitmap.rs`: the three-level free bitmap of one zone;
+//! - `memory_map.rs`: [`MemoryRegion`] and what the allocator reads from the
+//!   memory map.
 
-/// What a range of physical memory is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RegionKind {
-    /// RAM the allocator may hand out.
-    Usable,
-    /// Not to be handed out: firmware, the kernel image, boot modules, MMIO.
-    /// A reserved range wins over any usable range it overlaps.
-    Reserved,
-}
+mod bitmap;
+mod memory_map;
 
-/// One entry of the physical memory map (byte addresses, `end` exclusive; 64
-/// bits so that a map reaching 4 GiB, or reporting RAM above it, is expressible).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MemoryRegion {
-    /// First byte.
-    pub start: u64,
-    /// One past the last byte.
-    pub end: u64,
-    /// Usable or reserved.
-    pub kind: RegionKind,
-}
+pub use memory_map::{MemoryRegion, RegionKind};
 
 use core::ptr::NonNull;
 
@@ -28,6 +16,8 @@ use crate::addr::{Frame, PhysAddr};
 use crate::error::MmError;
 use crate::layout::{DIRECT_ZONE_END, LOW_ZONE_END, PAGE_SHIFT, PAGE_SIZE, PHYS_END};
 use crate::platform::Platform;
+use bitmap::{words, ZoneBitmap};
+use memory_map::{find_metadata_home, inner_frames, touches_reserved};
 
 /// A physical memory zone. As an allocation request, a zone means "this zone
 /// or a lower one", tried from the named zone downwards (as Linux's
@@ -118,189 +108,6 @@ pub trait FrameSource {
 const RESERVED: u16 = u16::MAX;
 /// Largest reference count of an allocated frame.
 pub const MAX_REFCOUNT: u16 = u16::MAX - 1;
-
-/// One zone's free-frame index: a three-level bitmap (bit set = free), so
-/// finding a free frame reads three words whatever the zone's size.
-struct ZoneBitmap {
-    /// First frame number of the zone.
-    base: u32,
-    /// Frames covered (`base..base + len`).
-    len: u32,
-    /// Level 0: one bit per frame.
-    l0: NonNull<u64>,
-    /// Level 1: bit `i` set when `l0[i] != 0`.
-    l1: NonNull<u64>,
-    /// Level 2: bit `i` set when `l1[i] != 0`.
-    l2: NonNull<u64>,
-    /// Free frames in the zone.
-    free: u32,
-}
-
-const fn words(bits: u32) -> u32 {
-    bits.div_ceil(64)
-}
-
-impl ZoneBitmap {
-    const fn words_needed(len: u32) -> u32 {
-        let n0 = words(len);
-        let n1 = words(n0);
-        n0 + n1 + words(n1)
-    }
-
-    fn n0(&self) -> usize {
-        words(self.len) as usize
-    }
-    fn n1(&self) -> usize {
-        words(words(self.len)) as usize
-    }
-    fn n2(&self) -> usize {
-        words(words(words(self.len))) as usize
-    }
-
-    fn l0(&self) -> &[u64] {
-        // SAFETY: `l0` points at `n0` words of metadata owned by the
-        // allocator (set up in `FrameAllocator::new`), borrowed with `self`.
-        unsafe { core::slice::from_raw_parts(self.l0.as_ptr(), self.n0()) }
-    }
-
-    /// Marks zone-relative frame `i` free.
-    fn set_free(&mut self, i: u32) {
-        let (w, b) = ((i / 64) as usize, i % 64);
-        // SAFETY: `i < len`, so `w < n0`, `w / 64 < n1` and `w / 4096 < n2`;
-        // all three arrays are owned by the allocator, which `&mut self` borrows.
-        unsafe {
-            let l0 = self.l0.as_ptr().add(w);
-            let was_empty = *l0 == 0;
-            debug_assert!(*l0 & (1 << b) == 0);
-            *l0 |= 1 << b;
-            if was_empty {
-                let l1 = self.l1.as_ptr().add(w / 64);
-                let l1_empty = *l1 == 0;
-                *l1 |= 1 << (w % 64);
-                if l1_empty {
-                    *self.l2.as_ptr().add(w / 4096) |= 1 << ((w / 64) % 64);
-                }
-            }
-        }
-        self.free += 1;
-    }
-
-    /// Marks zone-relative frame `i` used.
-    fn set_used(&mut self, i: u32) {
-        let (w, b) = ((i / 64) as usize, i % 64);
-        // SAFETY: as in `set_free`.
-        unsafe {
-            let l0 = self.l0.as_ptr().add(w);
-            debug_assert!(*l0 & (1 << b) != 0);
-            *l0 &= !(1 << b);
-            if *l0 == 0 {
-                let l1 = self.l1.as_ptr().add(w / 64);
-                *l1 &= !(1 << (w % 64));
-                if *l1 == 0 {
-                    *self.l2.as_ptr().add(w / 4096) &= !(1 << ((w / 64) % 64));
-                }
-            }
-        }
-        self.free -= 1;
-    }
-
-    fn is_free(&self, i: u32) -> bool {
-        self.l0()[(i / 64) as usize] & (1 << (i % 64)) != 0
-    }
-
-    /// The lowest free zone-relative frame, found through the summaries.
-    fn first_free(&self) -> Option<u32> {
-        if self.free == 0 {
-            return None;
-        }
-        // SAFETY: indices come from set summary bits, which only exist for
-        // words inside the arrays (see `set_free`).
-        unsafe {
-            for w2 in 0..self.n2() {
-                let s2 = *self.l2.as_ptr().add(w2);
-                if s2 != 0 {
-                    let w1 = w2 * 64 + s2.trailing_zeros() as usize;
-                    let w0 = w1 * 64 + (*self.l1.as_ptr().add(w1)).trailing_zeros() as usize;
-                    let bit = (*self.l0.as_ptr().add(w0)).trailing_zeros();
-                    return Some(w0 as u32 * 64 + bit);
-                }
-            }
-        }
-        None
-    }
-
-    /// The lowest free zone-relative frame at or after `from`.
-    fn next_free(&self, from: u32) -> Option<u32> {
-        if from >= self.len {
-            return None;
-        }
-        let l0 = self.l0();
-        let mut w = (from / 64) as usize;
-        let first = l0[w] & (!0u64 << (from % 64));
-        if first != 0 {
-            return Some(w as u32 * 64 + first.trailing_zeros());
-        }
-        // SAFETY: `l1` has `n1` words, borrowed with `self`.
-        let l1 = unsafe { core::slice::from_raw_parts(self.l1.as_ptr(), self.n1()) };
-        w += 1;
-        while w < l0.len() {
-            // Skip runs of empty level-0 words through level 1.
-            let s1 = l1[w / 64] & (!0u64 << (w % 64));
-            if s1 == 0 {
-                w = (w / 64 + 1) * 64;
-                continue;
-            }
-            w = (w / 64) * 64 + s1.trailing_zeros() as usize;
-            return Some(w as u32 * 64 + l0[w].trailing_zeros());
-        }
-        None
-    }
-
-    /// The first used frame in `from..to`, if any.
-    fn first_used_in(&self, from: u32, to: u32) -> Option<u32> {
-        let l0 = self.l0();
-        let mut i = from;
-        while i < to {
-            let w = (i / 64) as usize;
-            let lo = i % 64;
-            let hi = (to - (w as u32) * 64).min(64);
-            let span = if hi - lo == 64 {
-                !0u64
-            } else {
-                ((1u64 << (hi - lo)) - 1) << lo
-            };
-            let used = !l0[w] & span;
-            if used != 0 {
-                return Some(w as u32 * 64 + used.trailing_zeros());
-            }
-            i = (w as u32 + 1) * 64;
-        }
-        None
-    }
-
-    /// Lowest zone-relative start of `count` free frames whose absolute frame
-    /// number is a multiple of `align`.
-    fn find_run(&self, count: u32, align: u32) -> Option<u32> {
-        if count > self.free {
-            return None;
-        }
-        let align_rel = |i: u32| -> Option<u32> {
-            let abs = (self.base + i).checked_next_multiple_of(align)?;
-            Some(abs - self.base)
-        };
-        let mut start = align_rel(self.next_free(0)?)?;
-        loop {
-            let end = start.checked_add(count)?;
-            if end > self.len {
-                return None;
-            }
-            match self.first_used_in(start, end) {
-                None => return Some(start),
-                Some(used) => start = align_rel(self.next_free(used + 1)?)?,
-            }
-        }
-    }
-}
 
 /// The physical frame allocator.
 ///
@@ -674,48 +481,4 @@ impl FrameSource for &spin::Mutex<FrameAllocator> {
     fn refcount(&self, frame: Frame) -> Result<u16, MmError> {
         self.lock().refcount(frame)
     }
-}
-
-/// Frames wholly inside a usable region (start rounded up, end down).
-fn inner_frames(r: &MemoryRegion) -> (u32, u32) {
-    let lo = r.start.min(PHYS_END).div_ceil(PAGE_SIZE as u64) as u32;
-    let hi = (r.end.min(PHYS_END) >> PAGE_SHIFT) as u32;
-    (lo, hi.max(lo))
-}
-
-/// True when a reserved region touches frame number `f`.
-fn touches_reserved(map: &[MemoryRegion], f: u32) -> bool {
-    let (lo, hi) = ((f as u64) << PAGE_SHIFT, ((f as u64) + 1) << PAGE_SHIFT);
-    map.iter()
-        .any(|r| r.kind == RegionKind::Reserved && r.start < hi && r.end > lo)
-}
-
-/// The lowest run of `count` usable frames below the direct-map limit,
-/// preferring one above the low zone, then one above 1 MiB.
-fn find_metadata_home(map: &[MemoryRegion], count: u32) -> Option<Frame> {
-    let direct_end = (DIRECT_ZONE_END >> PAGE_SHIFT) as u32;
-    let low_end = (LOW_ZONE_END >> PAGE_SHIFT) as u32;
-    let search = |floor: u32| {
-        map.iter()
-            .filter(|r| r.kind == RegionKind::Usable)
-            .find_map(|r| {
-                let (lo, hi) = inner_frames(r);
-                let (mut start, hi) = (lo.max(floor), hi.min(direct_end));
-                while start.checked_add(count)? <= hi {
-                    match (start..start + count)
-                        .rev()
-                        .find(|&f| touches_reserved(map, f))
-                    {
-                        None => return Frame::from_number(start).ok(),
-                        Some(f) => start = f + 1,
-                    }
-                }
-                None
-            })
-    };
-    // Above the ISA-DMA zone if possible, else above the first megabyte
-    // (where real-mode leftovers and the BIOS data live), else anywhere.
-    search(low_end)
-        .or_else(|| search(0x100))
-        .or_else(|| search(0))
 }

@@ -1,0 +1,254 @@
+//! The page-fault handler: decoding a fault against the regions and
+//! dispatching it by cause (demand-zero, shared object page, file page-in,
+//! copy-on-write, stack growth).
+
+use super::{drop_ref, page_of, pte_flags, VmSpace};
+use crate::addr::{Frame, VirtAddr};
+use crate::error::MmError;
+use crate::frames::{FrameSource, Zone};
+use crate::layout::USER_END;
+use crate::paging::{PageTableEntry, PteFlags};
+use crate::platform::Platform;
+use crate::vm::fault::{
+    AccessKind, ErrorCode, FaultKind, FaultOutcome, PageFault, SegvCause, Signal,
+};
+use crate::vm::object::PageError;
+use crate::vm::region::{Region, GUARD_PAGES, MIN_PAGE};
+
+impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
+    /// The page-fault handler: services a fault of this space (CR2 and the
+    /// error code, decoded by [`PageFault::new`]).
+    ///
+    /// Not-present faults inside a region bring the page in (demand-zero,
+    /// shared object page, file page-in); write faults on present read-only
+    /// pages of writable private regions copy-on-write (or reuse the frame
+    /// when its count is 1); faults just below a growable stack extend it.
+    /// User faults outside any region, or forbidden by the region's
+    /// protection, give `SIGSEGV`; file pages wholly past EOF give `SIGBUS`.
+    /// Supervisor faults are serviced like user ones when a region allows
+    /// the access; otherwise (or with `ERR_RESERVED`) they are a
+    /// [`FaultOutcome::KernelBug`]. Every outcome is counted in
+    /// [`fault_stats`](Self::fault_stats).
+    pub fn handle_fault(&mut self, fault: PageFault) -> FaultOutcome {
+        let out = self.resolve(fault);
+        self.stats.record(&out);
+        out
+    }
+
+    pub(super) fn resolve(&mut self, fault: PageFault) -> FaultOutcome {
+        let user = fault.is_user();
+        let addr = fault.addr;
+        let deny = |cause| {
+            if user {
+                FaultOutcome::Signal(Signal::Segv { addr, cause })
+            } else {
+                FaultOutcome::KernelBug
+            }
+        };
+        if fault.code.contains(ErrorCode::RESERVED) {
+            return FaultOutcome::KernelBug;
+        }
+        if addr.as_u32() >= USER_END {
+            return deny(if fault.is_protection() {
+                SegvCause::Protection
+            } else {
+                SegvCause::NoRegion
+            });
+        }
+        let page = addr.page().number();
+        let (start, region, grew) = match self.regions.lookup(page) {
+            Some((s, r)) => (s, r, false),
+            None => match self.grow_stack(page) {
+                Some((s, r)) => (s, r, true),
+                None => return deny(SegvCause::NoRegion),
+            },
+        };
+        let write = fault.access() == AccessKind::Write;
+        if !region.prot.readable() || (write && !region.prot.writable()) {
+            return deny(SegvCause::Protection);
+        }
+        let entry = self
+            .space
+            .entry(self.platform, page_of(page))
+            .filter(|e| e.is_present());
+        let out = match entry {
+            None => self.fault_in(start, &region, page, write, addr),
+            Some(e) if write && !e.flags().contains(PteFlags::WRITABLE) => {
+                self.write_fault(start, &region, page, e)
+            }
+            Some(e) if !e.flags().contains(PteFlags::USER) => {
+                // Entry flags lag behind the region (cannot happen through
+                // this API; repair rather than loop).
+                let writable = self.may_write_in_place(start, &region, page, e.frame());
+                self.set_flags(page, pte_flags(region.prot, writable));
+                FaultOutcome::Resolved(FaultKind::Spurious)
+            }
+            Some(_) => {
+                // The entry allows the access: a stale TLB entry.
+                self.platform.flush(page_of(page));
+                FaultOutcome::Resolved(FaultKind::Spurious)
+            }
+        };
+        match out {
+            FaultOutcome::Resolved(_) if grew => FaultOutcome::Resolved(FaultKind::StackGrowth),
+            out => out,
+        }
+    }
+
+    /// Extends a growable stack down to `page` when `page` lies in its
+    /// growth range and keeps the guard gap to the region below.
+    pub(super) fn grow_stack(&mut self, page: u32) -> Option<(u32, Region)> {
+        if page < MIN_PAGE {
+            return None;
+        }
+        let (s, r) = self.regions.next_above(page)?;
+        let limit = r.stack_limit?.get();
+        if page < limit {
+            return None;
+        }
+        if let Some((_, prev)) = self.regions.prev_below(page) {
+            if prev.end.saturating_add(GUARD_PAGES) > page {
+                return None;
+            }
+        }
+        self.regions.extend_down(s, page);
+        self.regions.lookup(page)
+    }
+
+    /// Maps `frame` (a reference the caller owns) at `page`. A not-present
+    /// entry is never cached by the TLB, so no flush is needed.
+    pub(super) fn install(
+        &mut self,
+        page: u32,
+        frame: Frame,
+        flags: PteFlags,
+    ) -> Result<(), MmError> {
+        let platform = self.platform;
+        let space = &mut *self.space;
+        match space.map(platform, &mut self.frames, page_of(page), frame, flags) {
+            Ok(flush) => {
+                flush.ignore();
+                Ok(())
+            }
+            Err(e) => {
+                drop_ref(&mut self.frames, frame);
+                Err(e)
+            }
+        }
+    }
+
+    pub(super) fn set_flags(&mut self, page: u32, flags: PteFlags) {
+        let platform = self.platform;
+        let space = &mut *self.space;
+        if let Ok(flush) = space.protect(platform, page_of(page), flags) {
+            flush.flush(platform);
+        }
+    }
+
+    /// A not-present fault in a region that allows the access.
+    pub(super) fn fault_in(
+        &mut self,
+        start: u32,
+        region: &Region,
+        page: u32,
+        write: bool,
+        addr: VirtAddr,
+    ) -> FaultOutcome {
+        let oom = |_| FaultOutcome::OutOfMemory;
+        let Some((object, index)) = region.object_index(start, page) else {
+            // Private anonymous: demand-zero.
+            let frame = match self.frames.alloc(Zone::High) {
+                Ok(f) => f,
+                Err(_) => return FaultOutcome::OutOfMemory,
+            };
+            self.platform.zero_frame(frame);
+            return match self.install(page, frame, pte_flags(region.prot, true)) {
+                Ok(()) => FaultOutcome::Resolved(FaultKind::DemandZero),
+                Err(e) => oom(e),
+            };
+        };
+        let cached = match object.page(self.platform, &mut self.frames, index) {
+            Ok(f) => f,
+            Err(PageError::PastEof) => return FaultOutcome::Signal(Signal::Bus { addr }),
+            Err(PageError::NoMemory) => return FaultOutcome::OutOfMemory,
+        };
+        let kind = if object.is_file() {
+            FaultKind::FilePage
+        } else {
+            FaultKind::SharedAnon
+        };
+        if !region.shared && write {
+            // Private file page, first touched by a write: copy it now.
+            let frame = match self.frames.alloc(Zone::High) {
+                Ok(f) => f,
+                Err(_) => return FaultOutcome::OutOfMemory,
+            };
+            self.platform.copy_frame(frame, cached);
+            return match self.install(page, frame, pte_flags(region.prot, true)) {
+                Ok(()) => FaultOutcome::Resolved(kind),
+                Err(e) => oom(e),
+            };
+        }
+        if self.frames.share(cached).is_err() {
+            return FaultOutcome::OutOfMemory;
+        }
+        // Shared anonymous pages are writable at once; shared file pages
+        // only on a write (so the first write is seen and marks the page
+        // dirty); private file pages never (their first write copies).
+        let writable = region.shared && (!object.is_file() || write);
+        if writable && object.is_file() {
+            object.mark_dirty(index);
+        }
+        match self.install(page, cached, pte_flags(region.prot, writable)) {
+            Ok(()) => FaultOutcome::Resolved(kind),
+            Err(e) => oom(e),
+        }
+    }
+
+    /// A write to a present read-only page of a writable region.
+    pub(super) fn write_fault(
+        &mut self,
+        start: u32,
+        region: &Region,
+        page: u32,
+        e: PageTableEntry,
+    ) -> FaultOutcome {
+        let writable = pte_flags(region.prot, true);
+        if region.shared {
+            let kind = match region.object_index(start, page) {
+                Some((object, index)) if object.is_file() => {
+                    object.mark_dirty(index);
+                    FaultKind::WriteNotify
+                }
+                _ => FaultKind::Spurious,
+            };
+            self.set_flags(page, writable);
+            return FaultOutcome::Resolved(kind);
+        }
+        let old = e.frame();
+        if self.frames.refcount(old) == Ok(1) {
+            self.set_flags(page, writable);
+            return FaultOutcome::Resolved(FaultKind::CowReuse);
+        }
+        let frame = match self.frames.alloc(Zone::High) {
+            Ok(f) => f,
+            Err(_) => return FaultOutcome::OutOfMemory,
+        };
+        self.platform.copy_frame(frame, old);
+        let platform = self.platform;
+        let space = &mut *self.space;
+        match space.remap(platform, &mut self.frames, page_of(page), frame, writable) {
+            Ok((prev, flush)) => {
+                flush.flush(platform);
+                if let Some(prev) = prev {
+                    drop_ref(&mut self.frames, prev);
+                }
+                FaultOutcome::Resolved(FaultKind::CopyOnWrite)
+            }
+            Err(_) => {
+                drop_ref(&mut self.frames, frame);
+                FaultOutcome::OutOfMemory
+            }
+        }
+    }
+}
