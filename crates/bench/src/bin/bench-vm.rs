@@ -604,7 +604,7 @@ fn main() {
         + &region_section(&w, &mut goals)
         + &fork_section(&w, &mut goals);
     let goals: String = goals.iter().map(|g| format!("- {g}\n")).collect();
-    println!("{out}\nGoals (issue 5):\n{goals}");
+    println!("{out}\nTargets:\n{goals}");
 
     let section = format!(
         "<!-- vm:begin -->\n## Address spaces — `cargo xtask bench vm`\n\n\
@@ -624,7 +624,7 @@ fn main() {
          fit none of the holes (a linear gap scan would visit all of them); best of \
          {ROUNDS} rounds. fork rows: private anonymous memory, every page writable before \
          the fork (so the fork write-protects each one); best of 5 forks.\n\n{out}\n\
-         Goals (issue 5):\n\n{goals}\n{NOTE}\n<!-- vm:end -->\n",
+         Targets:\n\n{goals}\n{NOTE}\n<!-- vm:end -->\n",
         machine = machine(),
     );
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

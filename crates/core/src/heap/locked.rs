@@ -12,7 +12,10 @@ use super::{Heap, HeapBackend};
 /// `Vec` and `BTreeMap` work in the kernel.
 ///
 /// It starts empty (so it can be a `static`) and receives its heap with
-/// [`LockedHeap::init`]; until then every allocation fails (returns null).
+/// [`LockedHeap::init`], which must run before the first allocation: an
+/// allocation through [`GlobalAlloc`] before it panics with a message that
+/// says so (the panic cannot unwind out of the allocator: where panics
+/// unwind, the process aborts after the message).
 /// `dealloc` of a bad pointer is refused by the heap's checks and otherwise
 /// ignored: `GlobalAlloc` has no way to report it (use
 /// [`LockedHeap::lock`] and [`Heap::free`] to see the error).
@@ -41,16 +44,35 @@ impl<B: HeapBackend> Default for LockedHeap<B> {
     }
 }
 
+/// Reports an allocation through a [`LockedHeap`] that has no heap yet.
+///
+/// `extern "C"`, so the panic cannot unwind into the allocator's caller
+/// (`GlobalAlloc` implementations must not unwind): with `panic = "abort"`
+/// (a kernel) the panic handler gets the message; where panics unwind, the
+/// message is printed and the process aborts.
+#[cold]
+#[inline(never)]
+extern "C" fn uninitialised() -> ! {
+    panic!(
+        "LockedHeap: allocation before LockedHeap::init (install the heap before the first Box, Vec or String)"
+    )
+}
+
 // SAFETY: every method goes through `Heap`, whose blocks are distinct live
 // memory (the heap's invariants), aligned as the layout asks, and at least
 // `layout.size()` bytes long; the lock serializes all access.
 unsafe impl<B: HeapBackend + Send> GlobalAlloc for LockedHeap<B> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match self.0.lock().as_mut() {
+        let mut guard = self.0.lock();
+        match guard.as_mut() {
             Some(heap) => heap
                 .alloc(layout.size(), layout.align())
                 .map_or(ptr::null_mut(), NonNull::as_ptr),
-            None => ptr::null_mut(),
+            None => {
+                // Unlocked first: the panic machinery may allocate.
+                drop(guard);
+                uninitialised()
+            }
         }
     }
 
@@ -69,5 +91,50 @@ unsafe impl<B: HeapBackend + Send> GlobalAlloc for LockedHeap<B> {
                 .map_or(ptr::null_mut(), NonNull::as_ptr),
             _ => ptr::null_mut(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use core::alloc::{GlobalAlloc, Layout};
+    use std::process::Command;
+
+    use super::LockedHeap;
+    use crate::heap::ArenaBackend;
+
+    /// Set in the child process that performs the allocation.
+    const CHILD: &str = "MYOS_MM_UNINIT_HEAP_CHILD";
+
+    #[test]
+    #[cfg_attr(miri, ignore = "spawns a process")]
+    fn allocation_before_init_panics_with_a_clear_message() {
+        if std::env::var_os(CHILD).is_some() {
+            let locked: LockedHeap<ArenaBackend<'static>> = LockedHeap::empty();
+            // SAFETY: a valid layout; the call panics and never returns.
+            let p = unsafe { locked.alloc(Layout::new::<u64>()) };
+            std::println!("alloc returned {p:p}");
+            return;
+        }
+        // The panic aborts the process (it may not unwind out of an
+        // allocator), so it is observed from a child test process.
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "heap::locked::tests::allocation_before_init_panics_with_a_clear_message",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stderr = std::string::String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "the child survived: {out:?}");
+        assert!(
+            stderr.contains("LockedHeap: allocation before LockedHeap::init"),
+            "no message naming the cause in: {stderr}"
+        );
+        assert!(!std::string::String::from_utf8_lossy(&out.stdout).contains("alloc returned"));
     }
 }

@@ -174,7 +174,7 @@ heap-efficiency protocol (live bytes / arena at the first failure, mean of {EFF_
 ### ns/op (lower is better)\n\n{md}\n\
 ![ns/op per workload per allocator](docs/bench-heap.svg)\n\n\
 ### Per-operation latency, cycles (p50 / p99.9)\n\n{lat}\n\
-### Ours relative to each peer\n\n{ratio_head}{ratios}\n### Goals (issue 3)\n\n{goals}\n\
+### Ours relative to each peer\n\n{ratio_head}{ratios}\n### Targets\n\n{goals}\n\
 ### Notes (hand-written, in `bench-heap/notes.rs`)\n\n{NOTES}\n{END}\n",
         BEGIN = "<!-- heap:begin -->",
         END = "<!-- heap:end -->",
