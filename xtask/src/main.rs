@@ -223,7 +223,8 @@ fn dispatch(cmd: Cmd) -> Result<(), String> {
     }
 }
 
-/// `cargo xtask test`: host tests of the whole workspace, the C API's
+/// `cargo xtask test`: host tests of the whole workspace, the crates'
+/// examples, the publish dry run of `myos-mm` and `myos-sim`, the C API's
 /// tests, `libmyos`'s unit tests, the fuzz smoke run, the heap's unit
 /// tests under Miri (the whole Miri set with `miri`), the fresh-machine
 /// check, then the kernel's in-QEMU suite and the example C kernel on
@@ -232,6 +233,8 @@ fn test(qemu_only: bool, all_miri: bool) -> Result<(), String> {
     setup::ensure(&setup::FOR_TEST)?;
     if !qemu_only {
         util::run(Command::new(util::cargo()).args(["test", "--workspace", "--release"]))?;
+        examples()?;
+        publish_dry_run()?;
         capi::host_tests()?;
         ckernel::host_tests()?;
         fuzz::smoke(fuzz::SMOKE_SECONDS)?;
@@ -244,6 +247,50 @@ fn test(qemu_only: bool, all_miri: bool) -> Result<(), String> {
     }
     suite::kernel_tests()?;
     ckernel::boot_example()
+}
+
+/// The crates' examples (what a kernel author copies), each run to its end:
+/// they check what they show and exit non-zero when it doesn't hold.
+const EXAMPLES: [(&str, &str); 3] = [
+    ("myos-mm", "global_heap"),
+    ("myos-mm", "frames_paging"),
+    ("myos-sim", "vm_space"),
+];
+
+/// Runs every example of [`EXAMPLES`] (release, like the tests).
+fn examples() -> Result<(), String> {
+    for (krate, example) in EXAMPLES {
+        util::run(Command::new(util::cargo()).args([
+            "run",
+            "--release",
+            "-q",
+            "-p",
+            krate,
+            "--example",
+            example,
+        ]))?;
+    }
+    eprintln!(
+        "xtask: {} examples ran and checked what they show",
+        EXAMPLES.len()
+    );
+    Ok(())
+}
+
+/// `cargo publish --dry-run` of the published crates (packaging and a
+/// build of the packaged sources), so their metadata and packaged files
+/// stay complete. `--allow-dirty` lets it run on a working tree with
+/// changes; CI runs it on a clean clone.
+fn publish_dry_run() -> Result<(), String> {
+    util::run(Command::new(util::cargo()).args([
+        "publish",
+        "--dry-run",
+        "--allow-dirty",
+        "-p",
+        "myos-mm",
+        "-p",
+        "myos-sim",
+    ]))
 }
 
 /// One benchmark binary of `myos-bench`, in release mode.
