@@ -4,7 +4,7 @@
  * libmyos.a (crates/libmyos, built by xtask for i586) is the whole memory
  * manager as a freestanding i386 static library: one call, myos_init, brings
  * it up, and afterwards every function of <myos/memory.h> works. No Rust is
- * written by the kernel. See docs/porting-c.md for the full guide.
+ * written by the kernel. See docs/porting.md (C kernels) for the full guide.
  *
  * Preconditions of myos_init (examples/c-kernel/boot.S shows them all):
  *   - 32-bit protected mode, paging on, interrupts off;
