@@ -8,6 +8,7 @@ use core::ptr::NonNull;
 use myos_mm::layout::{phys_to_direct, DIRECT_ZONE_END, ENTRIES, KMAP_END, KMAP_START, PAGE_SIZE};
 use myos_mm::paging::entry::FRAME_MASK;
 use myos_mm::paging::{PageTableEntry, PteFlags};
+use myos_mm::smp::{CpuId, CpuSet, Invalidate};
 use myos_mm::{Frame, Page, PhysAddr, Platform, VirtAddr};
 use spin::Mutex;
 
@@ -55,6 +56,19 @@ pub fn enable_global_pages() {
         core::arch::asm!(
             "mov {0}, cr4", "or {0}, {pge}", "mov cr4, {0}",
             out(reg) _, pge = const cr4::PGE, options(nostack, preserves_flags),
+        );
+    }
+}
+
+/// Drops every TLB entry of this CPU, global ones included (toggles
+/// CR4.PGE, which flushes the whole TLB).
+pub fn flush_everything() {
+    // SAFETY: clearing and restoring PGE only flushes the TLB; the value
+    // written back is the one read.
+    unsafe {
+        core::arch::asm!(
+            "mov {0}, cr4", "mov {1}, {0}", "and {1}, {nopge}", "mov cr4, {1}", "mov cr4, {0}",
+            out(reg) _, out(reg) _, nopge = const !cr4::PGE, options(nostack, preserves_flags),
         );
     }
 }
@@ -188,6 +202,14 @@ unsafe impl Platform for X86Platform {
         unsafe {
             core::arch::asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags));
         }
+    }
+
+    fn cpu_id(&self) -> CpuId {
+        crate::smp::cpu_id()
+    }
+
+    fn shootdown(&self, targets: CpuSet, what: Invalidate<'_>) {
+        crate::smp::shootdown(targets, what)
     }
 
     fn zero_frame(&self, frame: Frame) {

@@ -31,6 +31,8 @@ pub struct Stubs {
     pub vectors: &'static [u32; STUB_COUNT],
     /// The stub of [`SYSCALL_VECTOR`].
     pub syscall: u32,
+    /// Stubs of the local APIC's vectors (`lapic::VECTORS`), in that order.
+    pub apic: &'static [u32; 4],
 }
 
 /// Encodes an interrupt or trap gate.
@@ -44,12 +46,15 @@ const fn gate(offset: u32, selector: u16, attributes: u8) -> u64 {
 /// The table (built once).
 static IDT: Once<[u64; IDT_ENTRIES]> = Once::new();
 
-/// Builds the IDT over `stubs` and loads it.
+/// Builds the IDT over `stubs` (once: every CPU shares it) and loads it.
 pub fn init(stubs: Stubs) {
     let idt = IDT.call_once(|| {
         let mut idt = [0u64; IDT_ENTRIES];
         for (vector, &stub) in stubs.vectors.iter().enumerate() {
             idt[vector] = gate(stub, KERNEL_CODE, GATE_PRESENT | GATE_INTERRUPT32);
+        }
+        for (&vector, &stub) in super::lapic::VECTORS.iter().zip(stubs.apic) {
+            idt[usize::from(vector)] = gate(stub, KERNEL_CODE, GATE_PRESENT | GATE_INTERRUPT32);
         }
         idt[usize::from(DOUBLE_FAULT_VECTOR)] =
             gate(0, gdt::DOUBLE_FAULT_TSS, GATE_PRESENT | GATE_TASK);
