@@ -278,6 +278,8 @@ pub fn run() -> ! {
         failures += 1;
     }
 
+    failures += smp_report();
+
     println!();
     println!("== summary ==");
     println!(
@@ -298,6 +300,42 @@ pub fn run() -> ! {
         println!("DEMO FAILED: {failures} problem(s)");
         exit_qemu(ExitCode::Failure)
     }
+}
+
+/// The SMP part of the report: the CPUs online, an application processor's
+/// TLB before and after a shootdown, and the shootdown counters. Returns
+/// the number of problems.
+fn smp_report() -> usize {
+    let cpus = crate::smp::online().len();
+    println!();
+    println!("== several CPUs ==");
+    println!("smp: {cpus} CPUs online");
+    let mut problems = 0;
+    match crate::ktest::smp::observe_remote_tlb(mm::get()) {
+        Ok(Some(o)) => {
+            println!(
+                "  CPU {} read a page, the boot CPU remapped it: without a shootdown CPU {} saw {}; after one it read the new frame: {}",
+                o.cpu.index(),
+                o.cpu.index(),
+                crate::ktest::smp::describe(&o),
+                if o.after_shootdown == o.first { "NO" } else { "yes" }
+            );
+            if o.after_shootdown == o.first {
+                problems += 1;
+            }
+        }
+        Ok(None) => println!("  one CPU: no other TLB to shoot down"),
+        Err(e) => {
+            println!("  remote TLB check failed: {e}");
+            problems += 1;
+        }
+    }
+    let s = crate::smp::stats();
+    println!(
+        "  shootdowns: {} requests, {} IPIs sent, {} pages invalidated, {} full flushes, {} NMI reminders",
+        s.shootdowns, s.ipis, s.pages, s.full_flushes, s.nmi_kicks
+    );
+    problems
 }
 
 /// Sets up processes with the demo's file system.

@@ -366,7 +366,11 @@ fn wait_until<R>(what: &str, mut done: impl FnMut() -> Result<R, CpuSet>) -> R {
 /// `f` must not take locks the caller may hold.
 pub fn run_on(cpu: CpuId, f: fn(u32) -> u32, arg: u32) -> u32 {
     assert!(cpu != cpu_id(), "run_on to the calling CPU");
-    assert!(online().contains(cpu), "run_on to CPU {} (offline)", cpu.index());
+    assert!(
+        online().contains(cpu),
+        "run_on to CPU {} (offline)",
+        cpu.index()
+    );
     let _one = CALL_LOCK.lock();
     let pc = percpu::of(cpu);
     pc.work_done.store(false, Ordering::SeqCst);

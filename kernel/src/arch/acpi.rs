@@ -50,7 +50,7 @@ struct Handler;
 
 impl AcpiHandler for Handler {
     unsafe fn map_physical_region<T>(&self, phys: usize, size: usize) -> PhysicalMapping<Self, T> {
-        let end = phys.checked_add(size).unwrap_or(usize::MAX);
+        let end = phys.saturating_add(size);
         let direct = phys_to_direct(phys as u32)
             .filter(|_| end <= u32::MAX as usize && phys_to_direct((end - 1) as u32).is_some());
         let (va, mapped) = match direct {

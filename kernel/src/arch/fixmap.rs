@@ -37,9 +37,8 @@ const FIXMAP_PD_INDEX: usize = (FIXMAP_START / TABLE_SPAN) as usize;
 const _: () = assert!(FIXMAP_START >= KMAP_END && FIXMAP_START.is_multiple_of(TABLE_SPAN));
 const _: () = assert!(FIXMAP_PD_INDEX == ENTRIES - 1);
 const _: () = assert!(LAPIC_VA < IOAPIC_VA && IOAPIC_VA < ACPI_WINDOW_VA);
-const _: () = assert!(
-    (ACPI_WINDOW_VA - FIXMAP_START) as usize / PAGE_SIZE + ACPI_WINDOW_PAGES <= ENTRIES
-);
+const _: () =
+    assert!((ACPI_WINDOW_VA - FIXMAP_START) as usize / PAGE_SIZE + ACPI_WINDOW_PAGES <= ENTRIES);
 
 /// The fixmap's page table.
 #[repr(C, align(4096))]
@@ -57,11 +56,7 @@ pub fn init(kernel_dir: u32) {
     let pde = table_phys | (PteFlags::PRESENT | PteFlags::WRITABLE).bits();
     // SAFETY: `dir` is the kernel space's live page directory in the direct
     // map; entry 1023 (the reserved top 4 MiB) belongs to no one else.
-    unsafe {
-        (dir as *mut u32)
-            .add(FIXMAP_PD_INDEX)
-            .write_volatile(pde)
-    };
+    unsafe { (dir as *mut u32).add(FIXMAP_PD_INDEX).write_volatile(pde) };
 }
 
 /// Maps the page of `va` (a fixmap address) to physical `phys`, uncached

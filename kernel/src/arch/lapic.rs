@@ -122,7 +122,9 @@ pub fn end_of_interrupt() {
 fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
     let flags: u32;
     // SAFETY: saving EFLAGS and clearing IF only delays interrupts.
-    unsafe { core::arch::asm!("pushfd", "pop {}", "cli", out(reg) flags, options(preserves_flags)) };
+    unsafe {
+        core::arch::asm!("pushfd", "pop {}", "cli", out(reg) flags, options(preserves_flags))
+    };
     let r = f();
     if flags & super::regs::eflags::IF != 0 {
         // SAFETY: interrupts were on before.

@@ -154,15 +154,14 @@ pub fn install() {
     let start = core::ptr::addr_of!(ap_trampoline_start);
     let end = core::ptr::addr_of!(ap_trampoline_end);
     let len = end as usize - start as usize;
-    assert!(len <= PARAMS as usize, "AP trampoline of {len} bytes too big");
+    assert!(
+        len <= PARAMS as usize,
+        "AP trampoline of {len} bytes too big"
+    );
     // SAFETY: the source is the trampoline's bytes in .rodata; the
     // destination is the reserved trampoline page in the direct map.
     unsafe {
-        core::ptr::copy_nonoverlapping(
-            start,
-            (KERNEL_BASE + TRAMPOLINE_PHYS) as *mut u8,
-            len,
-        )
+        core::ptr::copy_nonoverlapping(start, (KERNEL_BASE + TRAMPOLINE_PHYS) as *mut u8, len)
     };
     let boot_pd = core::ptr::addr_of!(boot_page_directory) as u32;
     set_param(param::BOOT_CR3, boot_pd);
