@@ -302,6 +302,10 @@ pub fn run() -> ! {
     }
 }
 
+/// A free kernel-space page for the SMP check (no process runs in the
+/// kernel space's user half).
+const SMP_CHECK_VA: u32 = 0x1000_0000;
+
 /// The SMP part of the report: the CPUs online, an application processor's
 /// TLB before and after a shootdown, and the shootdown counters. Returns
 /// the number of problems.
@@ -311,13 +315,13 @@ fn smp_report() -> usize {
     println!("== several CPUs ==");
     println!("smp: {cpus} CPUs online");
     let mut problems = 0;
-    match crate::ktest::smp::observe_remote_tlb(mm::get()) {
+    match crate::smpcheck::observe_remote_tlb(mm::get(), SMP_CHECK_VA) {
         Ok(Some(o)) => {
             println!(
                 "  CPU {} read a page, the boot CPU remapped it: without a shootdown CPU {} saw {}; after one it read the new frame: {}",
                 o.cpu.index(),
                 o.cpu.index(),
-                crate::ktest::smp::describe(&o),
+                crate::smpcheck::describe(&o),
                 if o.after_shootdown == o.first { "NO" } else { "yes" }
             );
             if o.after_shootdown == o.first {

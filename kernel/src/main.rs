@@ -28,6 +28,7 @@ mod process;
 mod programs;
 mod serial;
 mod smp;
+mod smpcheck;
 mod text;
 mod trap;
 
@@ -100,7 +101,12 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         Size(heap.heap_bytes as u64),
         Size(heap.used_bytes as u64)
     );
-    smp::init();
+    smp::init(smp::Setup {
+        cr3: platform::read_cr3(),
+        double_fault_entry: trap::double_fault_entry_addr(),
+        new_stack: kstack::KernelStack::new,
+        stack_top: kstack::KernelStack::top,
+    });
     match (boot_info.option("mode"), boot_info.option("test")) {
         (_, Some("oops")) => ktest::deliberate_oops(),
         (_, Some("stack-overflow")) => ktest::deliberate_stack_overflow(mm),

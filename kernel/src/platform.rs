@@ -1,7 +1,8 @@
 //! The kernel's implementation of the core's [`Platform`] trait: the direct
 //! map for frames below 768 MiB, a kmap window for the frames above, CR3 and
-//! `invlpg`. Apart from the boot code that first turns paging on (`boot.rs`),
-//! this module is the only place with paging instructions.
+//! `invlpg`. Apart from the boot code that first turns paging on (`boot.rs`)
+//! and the flushes a CPU runs for another's shootdown or for the fixmap
+//! (`arch/tlb.rs`), this module is the only place with paging instructions.
 
 use core::ptr::NonNull;
 
@@ -56,19 +57,6 @@ pub fn enable_global_pages() {
         core::arch::asm!(
             "mov {0}, cr4", "or {0}, {pge}", "mov cr4, {0}",
             out(reg) _, pge = const cr4::PGE, options(nostack, preserves_flags),
-        );
-    }
-}
-
-/// Drops every TLB entry of this CPU, global ones included (toggles
-/// CR4.PGE, which flushes the whole TLB).
-pub fn flush_everything() {
-    // SAFETY: clearing and restoring PGE only flushes the TLB; the value
-    // written back is the one read.
-    unsafe {
-        core::arch::asm!(
-            "mov {0}, cr4", "mov {1}, {0}", "and {1}, {nopge}", "mov cr4, {1}", "mov cr4, {0}",
-            out(reg) _, out(reg) _, nopge = const !cr4::PGE, options(nostack, preserves_flags),
         );
     }
 }

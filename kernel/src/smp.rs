@@ -20,13 +20,10 @@
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use myos_mm::smp::{CpuId, CpuSet, Invalidate, MAX_CPUS};
-use myos_mm::{Platform, VirtAddr};
 use spin::Mutex;
 
 use crate::arch::percpu::{self, PerCpu};
-use crate::arch::{acpi, idt, ioapic, lapic, smpboot, tsc};
-use crate::kstack::KernelStack;
-use crate::mm::PLATFORM;
+use crate::arch::{acpi, fixmap, idt, ioapic, lapic, smpboot, tlb, tsc};
 use crate::println;
 
 /// The most pages one request names; longer lists become a full flush.
@@ -123,13 +120,26 @@ pub fn cpu_id() -> CpuId {
     percpu::this().id()
 }
 
+/// What [`init`] needs from the layers above it.
+pub struct Setup<S, F: FnMut() -> Option<S>> {
+    /// The kernel address space's page directory (physical), which APs run on.
+    pub cr3: u32,
+    /// The double-fault task's entry point (each AP gets its own task).
+    pub double_fault_entry: u32,
+    /// Makes a kernel stack (an AP's, or its double-fault stack); kept for
+    /// good when the AP comes up, dropped when it does not.
+    pub new_stack: F,
+    /// The initial stack pointer of a stack.
+    pub stack_top: fn(&S) -> u32,
+}
+
 /// Finds the CPUs (ACPI MADT), maps and enables the boot CPU's local APIC,
 /// masks the I/O APIC and starts every application processor. Call once,
 /// on the boot CPU, after `mm::init` and before any user address space
 /// exists (the fixmap's page table is installed in the kernel directory).
 /// Without a usable MADT the kernel runs on the boot CPU alone.
-pub fn init() {
-    crate::arch::fixmap::init(crate::platform::read_cr3());
+pub fn init<S, F: FnMut() -> Option<S>>(mut setup: Setup<S, F>) {
+    fixmap::init(setup.cr3);
     let machine = match acpi::discover() {
         Ok(m) if m.cpus > 0 => m,
         Ok(_) => {
@@ -163,24 +173,24 @@ pub fn init() {
             io.id, io.inputs
         );
     }
-    smpboot::install();
-    let cr3 = crate::platform::read_cr3();
+    smpboot::install(ap_main);
     let mut next = 1;
     for &apic in ids.iter().filter(|&&a| a != boot_apic) {
         let Some(cpu) = CpuId::new(next) else { break };
-        let (Some(stack), Some(df_stack)) = (KernelStack::new(), KernelStack::new()) else {
+        let (Some(stack), Some(df_stack)) = ((setup.new_stack)(), (setup.new_stack)()) else {
             println!("smp: no memory for the stacks of APIC {apic}; not started");
             break;
         };
         percpu::prepare_ap(
             cpu,
             apic,
-            crate::trap::double_fault_entry_addr(),
-            df_stack.top(),
-            cr3,
+            setup.double_fault_entry,
+            (setup.stack_top)(&df_stack),
+            setup.cr3,
         );
         let bit = 1u32 << cpu.index();
-        let up = smpboot::start_ap(cpu, apic, stack.top(), AP_START_TIMEOUT_MS, || {
+        let top = (setup.stack_top)(&stack);
+        let up = smpboot::start_ap(cpu, apic, top, AP_START_TIMEOUT_MS, || {
             ONLINE.load(Ordering::SeqCst) & bit != 0
         });
         if up {
@@ -199,10 +209,10 @@ pub fn init() {
 /// stack, with the kernel's page directory, CR0 and CR4): its GDT, TSS and
 /// per-CPU segment, the IDT, its local APIC with the timer; then it marks
 /// itself online and idles, servicing interrupts.
-pub extern "C" fn ap_main(cpu: u32) -> ! {
+extern "C" fn ap_main(cpu: u32) -> ! {
     let id = CpuId::new(cpu as usize).unwrap_or_else(|| panic!("AP number {cpu} out of range"));
     percpu::load_ap(id);
-    idt::init(crate::trap::entry_stubs());
+    idt::load();
     lapic::enable(true);
     ONLINE.fetch_or(1 << id.index(), Ordering::SeqCst);
     loop {
@@ -275,16 +285,16 @@ pub fn service() {
             kind::PAGES => {
                 let count = (mailbox.count.load(Ordering::Relaxed) as usize).min(MAX_PAGES);
                 for page in &mailbox.pages[..count] {
-                    PLATFORM.flush(VirtAddr::new(page.load(Ordering::Relaxed)).page());
+                    tlb::invlpg(page.load(Ordering::Relaxed));
                 }
                 PAGES.fetch_add(count as u32, Ordering::Relaxed);
             }
             kind::ALL_NON_GLOBAL => {
-                PLATFORM.flush_all();
+                tlb::flush_non_global();
                 FULL_FLUSHES.fetch_add(1, Ordering::Relaxed);
             }
             _ => {
-                crate::platform::flush_everything();
+                tlb::flush_everything();
                 FULL_FLUSHES.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -18,7 +18,8 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use myos_mm::layout::{phys_to_direct, ENTRIES, KERNEL_BASE, KMAP_END, PAGE_SIZE, TABLE_SPAN};
 use myos_mm::paging::entry::FRAME_MASK;
 use myos_mm::paging::PteFlags;
-use myos_mm::{Platform, VirtAddr};
+
+use super::tlb::invlpg;
 
 /// First address of the fixmap (the top 4 MiB, one page table).
 pub const FIXMAP_START: u32 = 0xFFC0_0000;
@@ -83,9 +84,4 @@ pub fn unmap(va: u32) {
 fn slot(va: u32) -> usize {
     assert!(va >= FIXMAP_START, "{va:#x} is not a fixmap address");
     ((va - FIXMAP_START) as usize) / PAGE_SIZE
-}
-
-/// Drops this CPU's TLB entry of `va`.
-fn invlpg(va: u32) {
-    crate::mm::PLATFORM.flush(VirtAddr::new(va).page());
 }

@@ -46,6 +46,20 @@ const fn gate(offset: u32, selector: u16, attributes: u8) -> u64 {
 /// The table (built once).
 static IDT: Once<[u64; IDT_ENTRIES]> = Once::new();
 
+/// Loads the IDT [`init`] built (on an application processor).
+pub fn load() {
+    let idt = IDT
+        .get()
+        .unwrap_or_else(|| panic!("idt::load before idt::init"));
+    let pointer = gdt::DescriptorTablePointer {
+        limit: (core::mem::size_of_val(idt) - 1) as u16,
+        base: idt.as_ptr() as u32,
+    };
+    // SAFETY: as in `init`: the table lives forever and every present gate
+    // points at an entry stub or at the double-fault TSS.
+    unsafe { core::arch::asm!("lidt [{}]", in(reg) &pointer, options(nostack, readonly)) }
+}
+
 /// Builds the IDT over `stubs` (once: every CPU shares it) and loads it.
 pub fn init(stubs: Stubs) {
     let idt = IDT.call_once(|| {

@@ -17,4 +17,5 @@ pub mod pit;
 pub mod port;
 pub mod regs;
 pub mod smpboot;
+pub mod tlb;
 pub mod tsc;

@@ -8,8 +8,8 @@
 //! (which still identity-maps the first 4 MiB and maps the kernel at
 //! `0xC000_0000`) and jumps to [`ap_entry`] in the higher half. That loads
 //! the boot CPU's CR4, the kernel address space's CR3 and the boot CPU's CR0
-//! (paging, write protection, FPU/SSE on), takes its own stack and calls
-//! `ap_main` with its CPU number. The parameters are in the trampoline
+//! (paging, write protection, FPU/SSE on), takes its own stack and calls the
+//! AP's Rust entry (given to [`install`]) with its CPU number. The parameters are in the trampoline
 //! page; APs are started one at a time.
 
 use core::sync::atomic::Ordering;
@@ -36,7 +36,8 @@ mod param {
     pub const CR0: u32 = 16;
     pub const STACK: u32 = 20;
     pub const CPU: u32 = 24;
-    pub const SIZE: u32 = 28;
+    pub const MAIN: u32 = 28;
+    pub const SIZE: u32 = 32;
 }
 
 const _: () = assert!(TRAMPOLINE_PHYS.is_multiple_of(PAGE_SIZE as u32));
@@ -107,7 +108,7 @@ ap_entry:
     movl {p_cpu}(%esi), %eax
     subl $12, %esp
     pushl %eax
-    call {ap_main}
+    call *{p_main}(%esi)
 1:
     cli
     hlt
@@ -123,11 +124,11 @@ ap_entry:
     p_cr0 = const param::CR0,
     p_stack = const param::STACK,
     p_cpu = const param::CPU,
+    p_main = const param::MAIN,
     kcode = const KERNEL_CODE,
     kdata = const KERNEL_DATA,
     cr4_pse = const cr4::PSE,
     cr0_pg = const cr0::PG | cr0::WP,
-    ap_main = sym crate::smp::ap_main,
     options(att_syntax),
 );
 
@@ -148,9 +149,10 @@ fn set_param(offset: u32, value: u32) {
 }
 
 /// Copies the trampoline to its page and fills the parameters every AP
-/// shares: the boot page directory, the entry, and the boot CPU's CR0, CR3
-/// and CR4 (so APs get the same paging, FPU/SSE and protection bits).
-pub fn install() {
+/// shares: the boot page directory, the entry, `main` (the Rust entry,
+/// called with the CPU number on the AP's stack), and the boot CPU's CR0,
+/// CR3 and CR4 (so APs get the same paging, FPU/SSE and protection bits).
+pub fn install(main: extern "C" fn(u32) -> !) {
     let start = core::ptr::addr_of!(ap_trampoline_start);
     let end = core::ptr::addr_of!(ap_trampoline_end);
     let len = end as usize - start as usize;
@@ -166,6 +168,7 @@ pub fn install() {
     let boot_pd = core::ptr::addr_of!(boot_page_directory) as u32;
     set_param(param::BOOT_CR3, boot_pd);
     set_param(param::ENTRY, ap_entry as *const () as usize as u32);
+    set_param(param::MAIN, main as usize as u32);
     let (c0, c3, c4): (u32, u32, u32);
     // SAFETY: reading control registers has no side effect.
     unsafe {

@@ -15,7 +15,7 @@ mod frames;
 mod heap;
 mod interrupts;
 mod paging;
-pub mod smp;
+mod smp;
 mod support;
 mod user;
 

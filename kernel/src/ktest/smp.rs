@@ -3,16 +3,13 @@
 //! counted; and an AP's TLB really dropping a translation it had cached.
 //! On a one-CPU boot the tests check that nothing is sent.
 
-use myos_mm::frames::{FrameSource, Zone};
-use myos_mm::paging::PteFlags;
 use myos_mm::smp::{CpuId, CpuSet, Invalidate};
 use myos_mm::{Page, Platform, VirtAddr};
 
-use super::support::{check, map_fresh, stamp, TestResult, TEST_VA};
+use super::support::{check, TestResult, TEST_VA};
 use crate::arch::percpu;
 use crate::mm::{Mm, PLATFORM};
-use crate::println;
-use crate::smp;
+use crate::{println, smp, smpcheck};
 
 /// Rounds of [`shootdown_rounds`].
 const ROUNDS: u32 = 1000;
@@ -25,14 +22,6 @@ fn others() -> CpuSet {
 /// Run on another CPU: its number.
 fn whoami(_: u32) -> u32 {
     percpu::cpu_index() as u32
-}
-
-/// Run on another CPU: the word at kernel address `va` (mapped by the
-/// caller in the kernel space, which every AP runs on).
-fn read_word(va: u32) -> u32 {
-    // SAFETY: the test maps `va` before each call and keeps it mapped
-    // until the call has returned.
-    unsafe { (va as *const u32).read_volatile() }
 }
 
 pub(super) fn every_cpu_answers(_: &Mm) -> TestResult {
@@ -114,102 +103,20 @@ pub(super) fn shootdown_rounds(_: &Mm) -> TestResult {
     Ok(())
 }
 
-/// What an AP read through a page whose mapping the boot CPU changed.
-#[derive(Clone, Copy, Debug)]
-pub struct TlbObservation {
-    /// The CPU that read.
-    pub cpu: CpuId,
-    /// Its first read (caches the translation).
-    pub first: u32,
-    /// Its read after the remap, before any shootdown.
-    pub without_shootdown: u32,
-    /// Its read after the shootdown.
-    pub after_shootdown: u32,
-}
-
-/// Old and new contents of the test page.
-const OLD: u32 = 0x01D0_1D01;
-const NEW: u32 = 0x0E0E_0E0E;
-
-/// Maps a page at `TEST_VA` to a frame holding [`OLD`], has the first AP
-/// read it (its TLB caches the translation), remaps it to a frame holding
-/// [`NEW`] with a local flush only, has the AP read again, shoots the page
-/// down on the AP and has it read a third time. `None` on one CPU.
-pub fn observe_remote_tlb(mm: &Mm) -> Result<Option<TlbObservation>, &'static str> {
-    let Some(cpu) = others().iter().next() else {
-        return Ok(None);
-    };
-    let page = VirtAddr::new(TEST_VA).page();
-    let mut space = mm.kernel_space().lock();
-    let old = map_fresh(mm, &mut space, TEST_VA, PteFlags::WRITABLE, Zone::Direct)?;
-    stamp(mm, old, OLD);
-    let first = smp::run_on(cpu, read_word, TEST_VA);
-    let new = mm
-        .frames()
-        .lock()
-        .alloc(Zone::Direct)
-        .map_err(|_| "out of frames")?;
-    stamp(mm, new, NEW);
-    let (replaced, flush) = space
-        .remap(
-            mm.platform(),
-            &mut mm.frames(),
-            page,
-            new,
-            PteFlags::WRITABLE,
-        )
-        .map_err(|_| "remap failed")?;
-    flush.flush(mm.platform());
-    let without_shootdown = smp::run_on(cpu, read_word, TEST_VA);
-    PLATFORM.shootdown(CpuSet::only(cpu), Invalidate::Pages(&[page]));
-    let after_shootdown = smp::run_on(cpu, read_word, TEST_VA);
-    // Only now may the old frame go: no CPU can reach it any more.
-    if let Some(f) = replaced {
-        mm.frames()
-            .lock()
-            .release(f)
-            .map_err(|_| "release failed")?;
-    }
-    let (frame, flush) = space
-        .unmap(mm.platform(), &mut mm.frames(), page)
-        .map_err(|_| "unmap failed")?;
-    flush.flush(mm.platform());
-    PLATFORM.shootdown(others(), Invalidate::AllNonGlobal);
-    mm.frames()
-        .lock()
-        .release(frame)
-        .map_err(|_| "release failed")?;
-    Ok(Some(TlbObservation {
-        cpu,
-        first,
-        without_shootdown,
-        after_shootdown,
-    }))
-}
-
-/// A line describing what the AP saw.
-pub fn describe(o: &TlbObservation) -> &'static str {
-    match (o.without_shootdown == OLD, o.without_shootdown == NEW) {
-        (true, _) => "stale (its TLB kept the old translation until the shootdown)",
-        (_, true) => "already new (its TLB had dropped the entry by itself)",
-        _ => "neither old nor new (a bug)",
-    }
-}
-
 pub(super) fn remote_tlb_dropped(mm: &Mm) -> TestResult {
-    let Some(o) = observe_remote_tlb(mm)? else {
+    let Some(o) = smpcheck::observe_remote_tlb(mm, TEST_VA)? else {
         return Ok(());
     };
     check!(
-        o.first == OLD,
+        o.first == smpcheck::OLD,
         "the AP did not see the page's first contents"
     );
     check!(
-        o.after_shootdown == NEW,
+        o.after_shootdown == smpcheck::NEW,
         "after the shootdown the AP still reads the old frame"
     );
     check!(
-        o.without_shootdown == OLD || o.without_shootdown == NEW,
+        o.without_shootdown == smpcheck::OLD || o.without_shootdown == smpcheck::NEW,
         "the AP read neither frame before the shootdown"
     );
     println!(
@@ -217,7 +124,7 @@ pub(super) fn remote_tlb_dropped(mm: &Mm) -> TestResult {
         o.cpu.index(),
         o.first,
         o.without_shootdown,
-        describe(&o),
+        smpcheck::describe(&o),
         o.after_shootdown
     );
     Ok(())
