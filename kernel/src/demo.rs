@@ -3,7 +3,9 @@
 //! outcome, a closing summary) and a verdict through `isa-debug-exit`.
 
 use myos_mm::frames::Zone;
+use myos_mm::smp::Invalidate;
 use myos_mm::vm::{FaultStats, MemFs};
+use myos_mm::Platform;
 
 use crate::exit::{exit_qemu, ExitCode};
 use crate::multiboot::Size;
@@ -305,6 +307,8 @@ pub fn run() -> ! {
 /// A free kernel-space page for the SMP check (no process runs in the
 /// kernel space's user half).
 const SMP_CHECK_VA: u32 = 0x1000_0000;
+/// Shootdowns the demo sends to the other CPUs.
+const SMP_ROUNDS: u32 = 100;
 
 /// The SMP part of the report: the CPUs online, an application processor's
 /// TLB before and after a shootdown, and the shootdown counters. Returns
@@ -333,6 +337,22 @@ fn smp_report() -> usize {
             println!("  remote TLB check failed: {e}");
             problems += 1;
         }
+    }
+    let others = crate::smp::online().without(crate::smp::cpu_id());
+    if !others.is_empty() {
+        for i in 0..SMP_ROUNDS {
+            let page = myos_mm::VirtAddr::new(SMP_CHECK_VA + (i % 8) * 4096).page();
+            let what = if i % 10 == 9 {
+                Invalidate::AllNonGlobal
+            } else {
+                Invalidate::Pages(&[page])
+            };
+            mm::PLATFORM.shootdown(others, what);
+        }
+        println!(
+            "  {SMP_ROUNDS} more shootdowns to the {} other CPUs (one page each, every tenth a full flush), each acknowledged",
+            others.len()
+        );
     }
     let s = crate::smp::stats();
     println!(
