@@ -20,7 +20,6 @@
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use myos_mm::smp::{CpuId, CpuSet, Invalidate, MAX_CPUS};
-use spin::Mutex;
 
 use crate::arch::percpu::{self, PerCpu};
 use crate::arch::{acpi, fixmap, idt, ioapic, lapic, smpboot, tlb, tsc};
@@ -66,8 +65,6 @@ static MAILBOXES: [Mailbox; MAX_CPUS] = [const { Mailbox::new() }; MAX_CPUS];
 static ONLINE: AtomicU32 = AtomicU32::new(1);
 /// Set by the first CPU that stops the others (panic, oops).
 static STOPPING: AtomicBool = AtomicBool::new(false);
-/// Serializes [`run_on`] (one posted call per target at a time).
-static CALL_LOCK: Mutex<()> = Mutex::new(());
 
 /// Shootdown counters since boot.
 #[derive(Clone, Copy, Debug, Default)]
@@ -102,9 +99,11 @@ pub fn stats() -> Stats {
     }
 }
 
-/// TSC cycles a sender waits before it sends a slow target an NMI (a few
-/// milliseconds at the GHz rates QEMU and real machines have).
-const KICK_CYCLES: u64 = 1 << 23;
+/// TSC cycles a sender waits before it sends a slow target an NMI (some
+/// tens of milliseconds at the GHz rates QEMU and real machines have: long
+/// enough that a target which answers normally, even a vCPU thread that
+/// waited for a host core, is not disturbed).
+const KICK_CYCLES: u64 = 1 << 26;
 /// TSC cycles after which a missing acknowledgement is a kernel bug.
 const GIVE_UP_CYCLES: u64 = 1 << 35;
 /// How long the boot CPU waits for an AP to come online.
@@ -375,18 +374,41 @@ fn wait_until<R>(what: &str, mut done: impl FnMut() -> Result<R, CpuSet>) -> R {
 /// returns its result; the caller services its own requests meanwhile.
 /// `f` must not take locks the caller may hold.
 pub fn run_on(cpu: CpuId, f: fn(u32) -> u32, arg: u32) -> u32 {
-    assert!(cpu != cpu_id(), "run_on to the calling CPU");
+    post(cpu, f, arg);
+    wait(cpu)
+}
+
+/// Posts `f(arg)` to CPU `cpu` (see [`run_on`]) without waiting; [`wait`]
+/// collects the result. One call per target at a time; only the boot CPU
+/// posts calls in this step (the target answers in its IPI handler, which
+/// the boot CPU only takes in its wait loops).
+pub fn post(cpu: CpuId, f: fn(u32) -> u32, arg: u32) {
+    assert!(cpu != cpu_id(), "a call posted to the calling CPU");
     assert!(
         online().contains(cpu),
-        "run_on to CPU {} (offline)",
+        "a call posted to CPU {} (offline)",
         cpu.index()
     );
-    let _one = CALL_LOCK.lock();
     let pc = percpu::of(cpu);
+    let free = pc
+        .work_fn
+        .compare_exchange(0, f as usize as u32, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok();
+    assert!(
+        free,
+        "a call posted to CPU {} while one is pending",
+        cpu.index()
+    );
     pc.work_done.store(false, Ordering::SeqCst);
     pc.work_arg.store(arg, Ordering::SeqCst);
-    pc.work_fn.store(f as usize as u32, Ordering::SeqCst);
+    pc.work_ready.store(true, Ordering::SeqCst);
     lapic::send_ipi(pc.apic_id(), lapic::CALL_VECTOR);
+}
+
+/// Waits for the call posted to `cpu` and returns its result, servicing
+/// this CPU's requests meanwhile.
+pub fn wait(cpu: CpuId) -> u32 {
+    let pc = percpu::of(cpu);
     let result = wait_until("cross-CPU call", || {
         if pc.work_done.load(Ordering::Acquire) {
             Ok(pc.work_result.load(Ordering::Acquire))
@@ -394,18 +416,20 @@ pub fn run_on(cpu: CpuId, f: fn(u32) -> u32, arg: u32) -> u32 {
             Err(CpuSet::EMPTY)
         }
     });
+    pc.work_ready.store(false, Ordering::SeqCst);
     pc.work_fn.store(0, Ordering::SeqCst);
     result
 }
 
 /// Runs the call posted to this CPU, if any and not yet done.
 fn run_posted_call(me: &PerCpu) {
-    let f = me.work_fn.load(Ordering::Acquire);
-    if f == 0 || me.work_done.load(Ordering::Acquire) {
+    if !me.work_ready.load(Ordering::Acquire) || me.work_done.load(Ordering::Acquire) {
         return;
     }
-    // SAFETY: `run_on` stored a `fn(u32) -> u32` there (function pointers
-    // are 32 bits on i686) and keeps it until the call is done.
+    let f = me.work_fn.load(Ordering::Acquire);
+    // SAFETY: `post` stored a `fn(u32) -> u32` there (function pointers
+    // are 32 bits on i686) before setting `work_ready`, and `wait` keeps it
+    // until the call is done.
     let f: fn(u32) -> u32 = unsafe { core::mem::transmute::<usize, fn(u32) -> u32>(f as usize) };
     let r = f(me.work_arg.load(Ordering::Acquire));
     me.work_result.store(r, Ordering::Release);

@@ -39,6 +39,8 @@ pub struct PerCpu {
     pub work_fn: AtomicU32,
     /// Its argument.
     pub work_arg: AtomicU32,
+    /// Set once the function and argument are in place.
+    pub work_ready: AtomicBool,
     /// Its result, valid once [`work_done`](Self::work_done) is set.
     pub work_result: AtomicU32,
     /// Set by this CPU when the posted function has returned.
@@ -61,6 +63,7 @@ impl PerCpu {
             scheduler_esp: AtomicU32::new(0),
             work_fn: AtomicU32::new(0),
             work_arg: AtomicU32::new(0),
+            work_ready: AtomicBool::new(false),
             work_result: AtomicU32::new(0),
             work_done: AtomicBool::new(false),
             tss: TaskState::new(),

@@ -137,6 +137,7 @@ const TESTS: &[(&str, KernelTest)] = &[
     ),
     ("smp::every_cpu_answers", smp::every_cpu_answers),
     ("smp::shootdown_rounds", smp::shootdown_rounds),
+    ("smp::crossed_shootdowns", smp::crossed_shootdowns),
     ("smp::remote_tlb_dropped", smp::remote_tlb_dropped),
 ];
 

@@ -103,6 +103,50 @@ pub(super) fn shootdown_rounds(_: &Mm) -> TestResult {
     Ok(())
 }
 
+/// Run on an AP: `rounds` shootdowns to every other CPU, the boot CPU
+/// included (which waits with interrupts off, shooting at the AP itself).
+fn shoot_everyone(rounds: u32) -> u32 {
+    let targets = smp::online().without(smp::cpu_id());
+    for i in 0..rounds {
+        let page = VirtAddr::new(TEST_VA + (i % 16) * 4096).page();
+        let what = if i % 3 == 0 {
+            Invalidate::AllNonGlobal
+        } else {
+            Invalidate::Pages(&[page])
+        };
+        PLATFORM.shootdown(targets, what);
+    }
+    rounds
+}
+
+pub(super) fn crossed_shootdowns(_: &Mm) -> TestResult {
+    let Some(ap) = others().iter().next() else {
+        return Ok(());
+    };
+    let before = smp::stats();
+    // The AP shoots at everyone from its IPI handler while this CPU, with
+    // interrupts off, shoots at everyone too: each wait loop must service
+    // the other's requests.
+    smp::post(ap, shoot_everyone, ROUNDS / 4);
+    let mine = shoot_everyone(ROUNDS / 4);
+    check!(
+        smp::wait(ap) == ROUNDS / 4 && mine == ROUNDS / 4,
+        "a CPU did not finish its shootdowns"
+    );
+    let after = smp::stats();
+    check!(
+        after.shootdowns - before.shootdowns == ROUNDS / 2,
+        "not every crossed shootdown was counted"
+    );
+    println!(
+        "    the boot CPU and CPU {} shot at each other {} times each: all acknowledged, {} NMI reminders",
+        ap.index(),
+        ROUNDS / 4,
+        after.nmi_kicks - before.nmi_kicks
+    );
+    Ok(())
+}
+
 pub(super) fn remote_tlb_dropped(mm: &Mm) -> TestResult {
     let Some(o) = smpcheck::observe_remote_tlb(mm, TEST_VA)? else {
         return Ok(());
