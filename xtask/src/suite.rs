@@ -156,6 +156,7 @@ pub fn kernel_tests() -> Result<(), String> {
         must_print: &[
             "smp: 4 CPUs online",
             "test smp::shootdown_rounds ... ok",
+            "test smp::crossed_shootdowns ... ok",
             "test smp::remote_tlb_dropped ... ok",
             "test result: ok",
         ],

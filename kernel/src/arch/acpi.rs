@@ -96,8 +96,8 @@ impl AcpiHandler for Handler {
     }
 }
 
-/// Reads the MADT. `None` when the firmware has no ACPI tables or no MADT
-/// (the machine is then run on the boot CPU alone).
+/// Reads the MADT. An error when the firmware has no ACPI tables or no
+/// MADT (the kernel then runs on the boot CPU alone).
 pub fn discover() -> Result<Machine, acpi::AcpiError> {
     // SAFETY: this is a BIOS machine (multiboot from QEMU's firmware), so the
     // RSDP search areas (EBDA, 0xE0000..0xFFFFF) are readable memory.
