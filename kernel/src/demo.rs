@@ -3,7 +3,9 @@
 //! outcome, a closing summary) and a verdict through `isa-debug-exit`.
 
 use myos_mm::frames::Zone;
+use myos_mm::smp::Invalidate;
 use myos_mm::vm::{FaultStats, MemFs};
+use myos_mm::Platform;
 
 use crate::exit::{exit_qemu, ExitCode};
 use crate::multiboot::Size;
@@ -278,6 +280,8 @@ pub fn run() -> ! {
         failures += 1;
     }
 
+    failures += smp_report();
+
     println!();
     println!("== summary ==");
     println!(
@@ -298,6 +302,64 @@ pub fn run() -> ! {
         println!("DEMO FAILED: {failures} problem(s)");
         exit_qemu(ExitCode::Failure)
     }
+}
+
+/// A free kernel-space page for the SMP check (no process runs in the
+/// kernel space's user half).
+const SMP_CHECK_VA: u32 = 0x1000_0000;
+/// Shootdowns the demo sends to the other CPUs.
+const SMP_ROUNDS: u32 = 100;
+
+/// The SMP part of the report: the CPUs online, an application processor's
+/// TLB before and after a shootdown, and the shootdown counters. Returns
+/// the number of problems.
+fn smp_report() -> usize {
+    let cpus = crate::smp::online().len();
+    println!();
+    println!("== several CPUs ==");
+    println!("smp: {cpus} CPUs online");
+    let mut problems = 0;
+    match crate::smpcheck::observe_remote_tlb(mm::get(), SMP_CHECK_VA) {
+        Ok(Some(o)) => {
+            println!(
+                "  CPU {} read a page, the boot CPU remapped it: without a shootdown CPU {} saw {}; after one it read the new frame: {}",
+                o.cpu.index(),
+                o.cpu.index(),
+                crate::smpcheck::describe(&o),
+                if o.after_shootdown == o.first { "NO" } else { "yes" }
+            );
+            if o.after_shootdown == o.first {
+                problems += 1;
+            }
+        }
+        Ok(None) => println!("  one CPU: no other TLB to shoot down"),
+        Err(e) => {
+            println!("  remote TLB check failed: {e}");
+            problems += 1;
+        }
+    }
+    let others = crate::smp::online().without(crate::smp::cpu_id());
+    if !others.is_empty() {
+        for i in 0..SMP_ROUNDS {
+            let page = myos_mm::VirtAddr::new(SMP_CHECK_VA + (i % 8) * 4096).page();
+            let what = if i % 10 == 9 {
+                Invalidate::AllNonGlobal
+            } else {
+                Invalidate::Pages(&[page])
+            };
+            mm::PLATFORM.shootdown(others, what);
+        }
+        println!(
+            "  {SMP_ROUNDS} more shootdowns to the {} other CPUs (one page each, every tenth a full flush), each acknowledged",
+            others.len()
+        );
+    }
+    let s = crate::smp::stats();
+    println!(
+        "  shootdowns: {} requests, {} IPIs sent, {} pages invalidated, {} full flushes, {} NMI reminders",
+        s.shootdowns, s.ipis, s.pages, s.full_flushes, s.nmi_kicks
+    );
+    problems
 }
 
 /// Sets up processes with the demo's file system.

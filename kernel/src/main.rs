@@ -27,6 +27,8 @@ mod platform;
 mod process;
 mod programs;
 mod serial;
+mod smp;
+mod smpcheck;
 mod text;
 mod trap;
 
@@ -40,10 +42,13 @@ use multiboot::Size;
 extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
     serial::init();
     println!("MyOS reference kernel booting");
+    let (percpu, percpu_size) = arch::percpu::boot_segment();
     arch::gdt::init(
         trap::double_fault_entry_addr(),
         layout::double_fault_stack_top_addr(),
         platform::read_cr3(),
+        percpu,
+        percpu_size,
     );
     arch::idt::init(trap::entry_stubs());
     arch::pic::init();
@@ -96,6 +101,12 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         Size(heap.heap_bytes as u64),
         Size(heap.used_bytes as u64)
     );
+    smp::init(smp::Setup {
+        cr3: platform::read_cr3(),
+        double_fault_entry: trap::double_fault_entry_addr(),
+        new_stack: kstack::KernelStack::new,
+        stack_top: kstack::KernelStack::top,
+    });
     match (boot_info.option("mode"), boot_info.option("test")) {
         (_, Some("oops")) => ktest::deliberate_oops(),
         (_, Some("stack-overflow")) => ktest::deliberate_stack_overflow(mm),
@@ -145,6 +156,7 @@ fn print_memory_map(boot: &multiboot::BootInfo) {
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
     use core::fmt::Write;
+    smp::stop_others();
     let mut w = serial::emergency_writer();
     let _ = writeln!(w, "\n*** KERNEL PANIC: {info}");
     exit_qemu(ExitCode::Failure)

@@ -306,6 +306,12 @@ pub fn parse(magic: u32, info: u32, kernel_image: (u32, u32)) -> Result<BootInfo
     let image_len = kernel_image.1.saturating_sub(kernel_image.0);
     reserve(&mut boot, kernel_image.0, image_len, "kernel image");
     debug_assert!(kernel_image.0 == KERNEL_LOAD_PHYS);
+    reserve(
+        &mut boot,
+        crate::arch::smpboot::TRAMPOLINE_PHYS,
+        myos_mm::layout::PAGE_SIZE as u32,
+        "AP trampoline",
+    );
     reserve(&mut boot, info, off::INFO_SIZE, "multiboot information");
     reserve(&mut boot, mmap_addr, mmap_len, "multiboot memory map");
     if flags & INFO_CMDLINE != 0 {

@@ -1,13 +1,15 @@
 //! The kernel's implementation of the core's [`Platform`] trait: the direct
 //! map for frames below 768 MiB, a kmap window for the frames above, CR3 and
-//! `invlpg`. Apart from the boot code that first turns paging on (`boot.rs`),
-//! this module is the only place with paging instructions.
+//! `invlpg`. Apart from the boot code that first turns paging on (`boot.rs`)
+//! and the flushes a CPU runs for another's shootdown or for the fixmap
+//! (`arch/tlb.rs`), this module is the only place with paging instructions.
 
 use core::ptr::NonNull;
 
 use myos_mm::layout::{phys_to_direct, DIRECT_ZONE_END, ENTRIES, KMAP_END, KMAP_START, PAGE_SIZE};
 use myos_mm::paging::entry::FRAME_MASK;
 use myos_mm::paging::{PageTableEntry, PteFlags};
+use myos_mm::smp::{CpuId, CpuSet, Invalidate};
 use myos_mm::{Frame, Page, PhysAddr, Platform, VirtAddr};
 use spin::Mutex;
 
@@ -188,6 +190,14 @@ unsafe impl Platform for X86Platform {
         unsafe {
             core::arch::asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags));
         }
+    }
+
+    fn cpu_id(&self) -> CpuId {
+        crate::smp::cpu_id()
+    }
+
+    fn shootdown(&self, targets: CpuSet, what: Invalidate<'_>) {
+        crate::smp::shootdown(targets, what)
     }
 
     fn zero_frame(&self, frame: Frame) {

@@ -13,13 +13,15 @@ use crate::arch::exception::{self, PageFaultCode, SelectorError, EXCEPTION_COUNT
 use crate::arch::frame::{TrapFrame, FXSAVE_SIZE};
 use crate::arch::gdt::{self, KERNEL_DATA};
 use crate::arch::idt::{self, STUB_COUNT, SYSCALL_VECTOR};
-use crate::arch::{pic, pit};
+use crate::arch::{lapic, pic, pit};
 use crate::exit::{exit_qemu, ExitCode};
 use crate::platform;
 use crate::serial;
 
 /// Breakpoint (`int3`) vector: resumable, counted by the tests.
 pub const BREAKPOINT_VECTOR: u32 = 3;
+/// Non-maskable interrupt vector (the SMP stop and reminder).
+pub const NMI_VECTOR: u32 = 2;
 /// Page-fault vector.
 pub const PAGE_FAULT_VECTOR: u32 = 14;
 
@@ -37,7 +39,7 @@ isr_stub_\n:
     .endm
 
     .section .text
-    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,128
+    .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,128,239,240,241,255
     ISR_STUB \n
     .endr
 
@@ -57,6 +59,8 @@ isr_common:
     mov ds, ax
     mov es, ax
     mov fs, ax
+    /* GS: this CPU's per-CPU segment (arch::percpu). */
+    mov ax, {percpu}
     mov gs, ax
     cld
     mov ebx, esp
@@ -80,15 +84,29 @@ isr_stub_table:
     .irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47
     .long isr_stub_\n
     .endr
+    .global isr_apic_stub_table
+isr_apic_stub_table:
+    .irp n, 239,240,241,255
+    .long isr_stub_\n
+    .endr
     .section .text
     "#,
     kdata = const KERNEL_DATA,
+    percpu = const gdt::PERCPU,
     fxsave_size = const FXSAVE_SIZE,
     dispatch = sym trap_dispatch,
 );
 
+const _: () = assert!(
+    lapic::VECTORS[0] == 239
+        && lapic::VECTORS[1] == 240
+        && lapic::VECTORS[2] == 241
+        && lapic::VECTORS[3] == 255
+);
+
 extern "C" {
     static isr_stub_table: [u32; STUB_COUNT];
+    static isr_apic_stub_table: [u32; 4];
     fn isr_stub_128();
 }
 
@@ -98,6 +116,8 @@ pub fn entry_stubs() -> idt::Stubs {
         // SAFETY: the table is an immutable array of stub addresses in .rodata.
         vectors: unsafe { &*core::ptr::addr_of!(isr_stub_table) },
         syscall: isr_stub_128 as *const () as usize as u32,
+        // SAFETY: as above, the stubs of `lapic::VECTORS`.
+        apic: unsafe { &*core::ptr::addr_of!(isr_apic_stub_table) },
     }
 }
 
@@ -116,6 +136,9 @@ pub unsafe extern "C" fn trap_dispatch(frame: *mut TrapFrame, fx: *mut u8) {
     // stack; nothing else refers to it during the call.
     let frame = unsafe { &mut *frame };
     let vector = frame.vector;
+    if vector == NMI_VECTOR && crate::smp::nmi() {
+        return;
+    }
     if vector < EXCEPTION_COUNT as u32 {
         exception(frame, fx);
     } else if vector == u32::from(SYSCALL_VECTOR) {
@@ -131,6 +154,8 @@ pub unsafe extern "C" fn trap_dispatch(frame: *mut TrapFrame, fx: *mut u8) {
                 crate::process::preempt(frame);
             }
         }
+    } else {
+        crate::smp::interrupt(vector);
     }
 }
 
@@ -157,6 +182,7 @@ fn exception(frame: &mut TrapFrame, fx: *mut u8) {
 
 /// Reports a fatal kernel fault and stops QEMU with a failure status.
 pub fn oops(frame: &TrapFrame, fault_addr: Option<u32>) -> ! {
+    crate::smp::stop_others();
     let mut w = serial::emergency_writer();
     let _ = writeln!(
         w,
@@ -265,6 +291,7 @@ pub fn double_fault_entry_addr() -> u32 {
 extern "C" fn double_fault() -> ! {
     let (eip, esp, ebp) = gdt::faulting_task_state();
     let cr2 = platform::fault_address();
+    crate::smp::stop_others();
     let mut w = serial::emergency_writer();
     let _ = writeln!(w, "\n*** KERNEL OOPS: #DF double fault");
     let _ = writeln!(

@@ -213,6 +213,7 @@ pub fn boot_example() -> Result<(), String> {
             timeout: BOOT_TIMEOUT,
             echo: false,
             module: None,
+            smp: 1,
         })?;
         let missing: Vec<&str> = EXPECTED
             .iter()

@@ -46,17 +46,20 @@ pub fn build_kernel_with(c_obj: Option<&Path>) -> Result<PathBuf, String> {
     }
 }
 
-/// `cargo xtask run`: boots the demo with `memory` of RAM and `append`
-/// added to the kernel command line, or with `c` the C program `FILE.c`
-/// linked into the kernel.
-pub fn run(memory: &str, append: &str, c: Option<&Path>) -> Result<(), String> {
+/// `cargo xtask run`: boots the demo with `memory` of RAM, `smp` CPUs and
+/// `append` added to the kernel command line, or with `c` the C program
+/// `FILE.c` linked into the kernel.
+pub fn run(memory: &str, append: &str, smp: u8, c: Option<&Path>) -> Result<(), String> {
     if let Some(file) = c {
         return exit_with_c_status(c_program(file, memory, true)?);
     }
     setup::ensure(&[setup::QEMU])?;
     let kernel = build_kernel()?;
     let cmdline = format!("mode=demo {append}");
-    eprintln!("xtask: booting {} with {memory} of RAM", kernel.display());
+    eprintln!(
+        "xtask: booting {} with {memory} of RAM and {smp} CPU(s)",
+        kernel.display()
+    );
     let run = boot(&Boot {
         kernel: &kernel,
         memory,
@@ -64,6 +67,7 @@ pub fn run(memory: &str, append: &str, c: Option<&Path>) -> Result<(), String> {
         timeout: RUN_TIMEOUT,
         echo: true,
         module: None,
+        smp,
     })?;
     eprintln!(
         "xtask: QEMU finished in {:.2} s: {}",
@@ -99,6 +103,7 @@ pub fn c_program(file: &Path, memory: &str, echo: bool) -> Result<i32, String> {
         timeout: RUN_TIMEOUT,
         echo,
         module: None,
+        smp: 1,
     })?;
 
     if run.output.contains("KERNEL OOPS") || run.output.contains("KERNEL PANIC") {

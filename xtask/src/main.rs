@@ -46,6 +46,9 @@ enum Cmd {
         /// Words added to the kernel command line.
         #[arg(long, default_value = "")]
         append: String,
+        /// Number of CPUs QEMU gives the machine (`-smp N`, 1 to 32).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=32))]
+        smp: u8,
         /// Link this C file (defining `int c_main(void)`) into the kernel,
         /// run it, and exit with its value.
         #[arg(long, value_name = "FILE.c")]
@@ -182,7 +185,12 @@ fn main() -> ExitCode {
 
 fn dispatch(cmd: Cmd) -> Result<(), String> {
     match cmd {
-        Cmd::Run { memory, append, c } => kernel::run(&memory, &append, c.as_deref()),
+        Cmd::Run {
+            memory,
+            append,
+            smp,
+            c,
+        } => kernel::run(&memory, &append, smp, c.as_deref()),
         Cmd::Test { c: Some(file), .. } => kernel::test_c(&file),
         Cmd::Test {
             qemu_only, miri, ..
@@ -322,6 +330,8 @@ mod tests {
         assert!(parse(&["run", "--memroy", "3G"]).is_err());
         assert!(parse(&["run", "--memory", "three"]).is_err());
         assert!(parse(&["run", "--memory"]).is_err());
+        assert!(parse(&["run", "--smp", "0"]).is_err());
+        assert!(parse(&["run", "--smp", "33"]).is_err());
         assert!(parse(&["test", "--qemu-only", "--miri"]).is_err());
         assert!(parse(&["bench", "nothing"]).is_err());
         assert!(parse(&["fuzz"]).is_err());
@@ -341,7 +351,11 @@ mod tests {
         ));
         assert!(matches!(
             parse(&["run"]),
-            Ok(Cmd::Run { memory, .. }) if memory == "128M"
+            Ok(Cmd::Run { memory, smp: 1, .. }) if memory == "128M"
+        ));
+        assert!(matches!(
+            parse(&["run", "--smp", "4"]),
+            Ok(Cmd::Run { smp: 4, .. })
         ));
         assert!(matches!(
             parse(&["test", "--qemu-only"]),

@@ -85,6 +85,8 @@ pub struct Boot<'a> {
     pub echo: bool,
     /// A file passed as a multiboot module (`-initrd`).
     pub module: Option<&'a Path>,
+    /// CPUs (`-smp N`; 1 leaves QEMU's default).
+    pub smp: u8,
 }
 
 /// The QEMU command line shared by every boot.
@@ -108,6 +110,9 @@ pub fn boot(b: &Boot<'_>) -> Result<Run, String> {
     let mut cmd = qemu_command(b.kernel, b.memory, b.cmdline);
     if let Some(module) = b.module {
         cmd.arg("-initrd").arg(module);
+    }
+    if b.smp > 1 {
+        cmd.args(["-smp", &b.smp.to_string()]);
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())

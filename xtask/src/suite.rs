@@ -42,6 +42,8 @@ struct Case {
     must_print: &'static [&'static str],
     /// Boot with a multiboot module (a small file of the repository).
     with_module: bool,
+    /// CPUs (`-smp`).
+    smp: u8,
 }
 
 /// The in-QEMU half of `cargo xtask test`: the kernel's test suite at each
@@ -59,6 +61,7 @@ pub fn kernel_tests() -> Result<(), String> {
             expect: Outcome::Success,
             must_print: &["test result: ok"],
             with_module: false,
+            smp: 1,
         })
         .collect();
     for memory in ["32M", "3G"] {
@@ -75,6 +78,7 @@ pub fn kernel_tests() -> Result<(), String> {
                 "heap in use:",
             ],
             with_module: false,
+            smp: 1,
         });
     }
     cases.push(Case {
@@ -85,6 +89,7 @@ pub fn kernel_tests() -> Result<(), String> {
         expect: Outcome::Success,
         must_print: &["out of reach without PAE", "DEMO OK"],
         with_module: false,
+        smp: 1,
     });
     cases.push(Case {
         name: "kernel test suite, 64M, with a boot module reserved".into(),
@@ -94,6 +99,7 @@ pub fn kernel_tests() -> Result<(), String> {
         expect: Outcome::Success,
         must_print: &["test result: ok", "boot module"],
         with_module: true,
+        smp: 1,
     });
     cases.push(Case {
         name: "oops on a kernel-mode page fault".into(),
@@ -109,6 +115,7 @@ pub fn kernel_tests() -> Result<(), String> {
             "eip",
         ],
         with_module: false,
+        smp: 1,
     });
     cases.push(Case {
         name: "double fault on a kernel stack overflow".into(),
@@ -118,6 +125,7 @@ pub fn kernel_tests() -> Result<(), String> {
         expect: Outcome::Failure,
         must_print: &["KERNEL OOPS: #DF double fault", "kernel stack overflow"],
         with_module: false,
+        smp: 1,
     });
     cases.push(Case {
         name: "double fault on a process kernel-stack overflow (guard page)".into(),
@@ -127,6 +135,7 @@ pub fn kernel_tests() -> Result<(), String> {
         expect: Outcome::Failure,
         must_print: &["KERNEL OOPS: #DF double fault", "kernel stack overflow"],
         with_module: false,
+        smp: 1,
     });
     cases.push(Case {
         name: "a hung kernel is killed and reported as a timeout".into(),
@@ -136,13 +145,54 @@ pub fn kernel_tests() -> Result<(), String> {
         expect: Outcome::TimedOut(HANG_TIMEOUT),
         must_print: &["halting without reporting"],
         with_module: false,
+        smp: 1,
+    });
+    cases.push(Case {
+        name: "kernel test suite, 128M, 4 CPUs (shootdowns, remote TLB)".into(),
+        memory: "128M",
+        cmdline: "mode=test",
+        timeout: TEST_TIMEOUT,
+        expect: Outcome::Success,
+        must_print: &[
+            "smp: 4 CPUs online",
+            "test smp::shootdown_rounds ... ok",
+            "test smp::crossed_shootdowns ... ok",
+            "test smp::remote_tlb_dropped ... ok",
+            "test result: ok",
+        ],
+        with_module: false,
+        smp: 4,
+    });
+    cases.push(Case {
+        name: "demo, 128M, 4 CPUs".into(),
+        memory: "128M",
+        cmdline: "mode=demo",
+        timeout: TEST_TIMEOUT,
+        expect: Outcome::Success,
+        must_print: &[
+            "smp: 4 CPUs online",
+            "after one it read the new frame: yes",
+            "DEMO OK",
+        ],
+        with_module: false,
+        smp: 4,
+    });
+    cases.push(Case {
+        name: "oops on 4 CPUs: the others are stopped, the report printed".into(),
+        memory: "32M",
+        cmdline: "test=oops",
+        timeout: TEST_TIMEOUT,
+        expect: Outcome::Failure,
+        must_print: &["smp: 4 CPUs online", "KERNEL OOPS", "#PF page fault"],
+        with_module: false,
+        smp: 4,
     });
     let module = util::root().join("kernel/link.ld");
     let mut failed = Vec::new();
     for case in &cases {
         eprintln!(
-            "xtask: qemu [{}] -m {} -append {:?}",
-            case.name, case.memory, case.cmdline
+            "xtask: qemu [{}] -m {} -smp {} -append {:?}",
+            case.name, case.memory, case.smp, case.cmdline
         );
         let run = boot(&Boot {
             kernel: &kernel,
@@ -151,6 +201,7 @@ pub fn kernel_tests() -> Result<(), String> {
             timeout: case.timeout,
             echo: false,
             module: case.with_module.then_some(module.as_path()),
+            smp: case.smp,
         })?;
         let missing: Vec<&str> = case
             .must_print

@@ -11,6 +11,7 @@
 //! - [`layout`]: every address constant of the virtual and physical layout;
 //! - [`error`]: the [`MmError`] type every fallible call returns;
 //! - [`platform`]: the hardware boundary;
+//! - [`smp`]: CPU numbers and sets, and what a TLB shootdown asks of other CPUs;
 //! - [`frames`]: the physical frame allocator with per-frame reference counts;
 //! - [`paging`]: page-table entries, flags and address spaces;
 //! - [`system`]: the pieces assembled for one machine (what a kernel keeps in a static);
@@ -29,6 +30,7 @@ pub mod heap;
 pub mod layout;
 pub mod paging;
 pub mod platform;
+pub mod smp;
 pub mod system;
 pub mod vm;
 

@@ -4,6 +4,7 @@ use core::ptr::NonNull;
 
 use crate::addr::{Frame, Page};
 use crate::layout::{DIRECT_ZONE_END, PAGE_SIZE};
+use crate::smp::{CpuId, CpuSet, Invalidate};
 
 /// What the core needs from the machine: access to physical frames, the
 /// page-directory base register (CR3) and the TLB.
@@ -46,6 +47,35 @@ pub unsafe trait Platform {
 
     /// Invalidates every non-global TLB entry (reloads CR3).
     fn flush_all(&self);
+
+    /// The CPU the caller runs on. The default is for one-CPU platforms.
+    fn cpu_id(&self) -> CpuId {
+        CpuId::BOOT
+    }
+
+    /// Makes every CPU in `targets` (never the caller's own CPU: the core
+    /// flushes that one itself with [`flush`](Platform::flush) and
+    /// [`flush_all`](Platform::flush_all)) drop what `what` names from its
+    /// TLB and paging-structure caches, and returns only when each has
+    /// done so.
+    ///
+    /// The core calls it after changing the page tables and before
+    /// releasing any frame or page table whose translations it removed, so
+    /// when it returns no CPU can reach those frames any more. An
+    /// implementation must not deadlock when a target spins with
+    /// interrupts disabled: a CPU that waits (for a lock, or for the
+    /// acknowledgements of its own shootdown) services requests addressed
+    /// to it while it waits, or requests come by NMI.
+    ///
+    /// The default is for one-CPU platforms, which have no other CPU: it
+    /// asserts in debug builds that `targets` is empty.
+    fn shootdown(&self, targets: CpuSet, what: Invalidate<'_>) {
+        let _ = what;
+        debug_assert!(
+            targets.is_empty(),
+            "shootdown to {targets:?} on a one-CPU platform"
+        );
+    }
 
     /// Fills a frame with zeroes. The default goes through
     /// [`frame_ptr`](Platform::frame_ptr); platforms with high memory override
@@ -105,6 +135,12 @@ unsafe impl<T: Platform + ?Sized> Platform for &T {
     }
     fn flush_all(&self) {
         (**self).flush_all()
+    }
+    fn cpu_id(&self) -> CpuId {
+        (**self).cpu_id()
+    }
+    fn shootdown(&self, targets: CpuSet, what: Invalidate<'_>) {
+        (**self).shootdown(targets, what)
     }
     fn zero_frame(&self, frame: Frame) {
         (**self).zero_frame(frame)

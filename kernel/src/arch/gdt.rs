@@ -2,7 +2,7 @@
 //! segment (ring-0 stack for traps from ring 3) and a second TSS for the
 //! double-fault task, whose own stack lets a kernel stack overflow be reported.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use spin::Once;
 
@@ -22,8 +22,11 @@ pub const USER_DATA: u16 = 0x20 | RPL_USER;
 pub const TSS: u16 = 0x28;
 /// Selector of the double-fault TSS (the target of the task gate at vector 8).
 pub const DOUBLE_FAULT_TSS: u16 = 0x30;
+/// Selector of the per-CPU data segment (GS in the kernel: its base is the
+/// CPU's `PerCpu`, see `arch::percpu`).
+pub const PERCPU: u16 = 0x38;
 /// Number of GDT entries.
-const GDT_ENTRIES: usize = 7;
+pub const GDT_ENTRIES: usize = 8;
 
 /// Access byte: present.
 const ACCESS_PRESENT: u8 = 1 << 7;
@@ -83,7 +86,8 @@ mod field {
 pub struct TaskState([AtomicU32; TSS_WORDS]);
 
 impl TaskState {
-    const fn new() -> Self {
+    /// An all-zero TSS.
+    pub const fn new() -> Self {
         Self([const { AtomicU32::new(0) }; TSS_WORDS])
     }
     fn set(&self, index: usize, value: u32) {
@@ -102,7 +106,7 @@ static MAIN_TSS: TaskState = TaskState::new();
 /// The TSS the double-fault task gate switches to.
 static DOUBLE_FAULT_TSS_STATE: TaskState = TaskState::new();
 /// The table itself (built once; it holds the TSS addresses).
-static GDT: Once<[u64; GDT_ENTRIES]> = Once::new();
+static GDT: Once<[AtomicU64; GDT_ENTRIES]> = Once::new();
 
 /// The operand of `lgdt`/`lidt`.
 #[repr(C, packed)]
@@ -113,66 +117,100 @@ pub struct DescriptorTablePointer {
     pub base: u32,
 }
 
-/// Builds and loads the GDT, reloads every segment register and loads the
-/// task register. `double_fault_entry` and `double_fault_stack_top` set up the
-/// double-fault task; `cr3` is the page directory that task runs on.
-pub fn init(double_fault_entry: u32, double_fault_stack_top: u32, cr3: u32) {
-    let tss = &MAIN_TSS;
+/// Builds and loads the boot CPU's GDT, reloads every segment register
+/// (GS = [`PERCPU`], based at `percpu`, `percpu_size` bytes) and loads the
+/// task register. `double_fault_entry` and `double_fault_stack_top` set up
+/// the double-fault task; `cr3` is the page directory that task runs on.
+pub fn init(
+    double_fault_entry: u32,
+    double_fault_stack_top: u32,
+    cr3: u32,
+    percpu: u32,
+    percpu_size: u32,
+) {
+    setup_tss(
+        &MAIN_TSS,
+        &DOUBLE_FAULT_TSS_STATE,
+        double_fault_entry,
+        double_fault_stack_top,
+        cr3,
+    );
+    let gdt = GDT.call_once(|| {
+        entries(&MAIN_TSS, &DOUBLE_FAULT_TSS_STATE, percpu, percpu_size).map(AtomicU64::new)
+    });
+    load(gdt);
+}
+
+/// Fills one CPU's main TSS (ring-0 stack segment, no I/O bitmap) and its
+/// double-fault TSS (`cr3`, entry point, own stack, GS = [`PERCPU`]).
+pub fn setup_tss(
+    tss: &TaskState,
+    df: &TaskState,
+    double_fault_entry: u32,
+    double_fault_stack_top: u32,
+    cr3: u32,
+) {
     tss.set(field::SS0, KERNEL_DATA.into());
     tss.set(field::IOMAP, TSS_SIZE << 16);
-    let df = &DOUBLE_FAULT_TSS_STATE;
     df.set(field::CR3, cr3);
     df.set(field::EIP, double_fault_entry);
     df.set(field::EFLAGS, super::regs::eflags::RESERVED1);
     df.set(field::ESP, double_fault_stack_top);
     df.set(field::EBP, 0);
     df.set(field::CS, KERNEL_CODE.into());
-    for seg in [field::SS, field::DS, field::ES, field::FS, field::GS] {
+    for seg in [field::SS, field::DS, field::ES, field::FS] {
         df.set(seg, KERNEL_DATA.into());
     }
+    df.set(field::GS, PERCPU.into());
     df.set(field::SS0, KERNEL_DATA.into());
     df.set(field::ESP0, double_fault_stack_top);
     df.set(field::IOMAP, TSS_SIZE << 16);
+}
 
+/// The descriptors of one CPU's GDT: flat kernel and user segments, its
+/// TSS and double-fault TSS, and its per-CPU segment.
+pub fn entries(
+    tss: &TaskState,
+    df: &TaskState,
+    percpu: u32,
+    percpu_size: u32,
+) -> [u64; GDT_ENTRIES] {
     let code = ACCESS_PRESENT | ACCESS_CODE_DATA | TYPE_CODE_READ;
     let data = ACCESS_PRESENT | ACCESS_CODE_DATA | TYPE_DATA_WRITE;
     let flat = FLAG_GRANULARITY_4K | FLAG_SIZE_32;
-    let gdt = GDT.call_once(|| {
-        [
-            0,
-            descriptor(0, LIMIT_4G, code, flat),
-            descriptor(0, LIMIT_4G, data, flat),
-            descriptor(0, LIMIT_4G, code | ACCESS_DPL3, flat),
-            descriptor(0, LIMIT_4G, data | ACCESS_DPL3, flat),
-            descriptor(
-                tss.base(),
-                TSS_SIZE - 1,
-                ACCESS_PRESENT | TYPE_TSS32_AVAILABLE,
-                0,
-            ),
-            descriptor(
-                df.base(),
-                TSS_SIZE - 1,
-                ACCESS_PRESENT | TYPE_TSS32_AVAILABLE,
-                0,
-            ),
-        ]
-    });
+    let tss_access = ACCESS_PRESENT | TYPE_TSS32_AVAILABLE;
+    [
+        0,
+        descriptor(0, LIMIT_4G, code, flat),
+        descriptor(0, LIMIT_4G, data, flat),
+        descriptor(0, LIMIT_4G, code | ACCESS_DPL3, flat),
+        descriptor(0, LIMIT_4G, data | ACCESS_DPL3, flat),
+        descriptor(tss.base(), TSS_SIZE - 1, tss_access, 0),
+        descriptor(df.base(), TSS_SIZE - 1, tss_access, 0),
+        descriptor(percpu, percpu_size - 1, data, FLAG_SIZE_32),
+    ]
+}
+
+/// Loads `gdt` (which lives for good: the CPU keeps using it and marks its
+/// TSS busy in it), reloads the segment registers (GS = [`PERCPU`]) and
+/// loads the task register.
+pub fn load(gdt: &'static [AtomicU64; GDT_ENTRIES]) {
     let pointer = DescriptorTablePointer {
         limit: (core::mem::size_of_val(gdt) - 1) as u16,
         base: gdt.as_ptr() as u32,
     };
-    // SAFETY: the GDT is a static that lives forever and describes flat
-    // segments equivalent to the boot loader's; the far return reloads CS
-    // with the kernel code selector and execution continues at label 2.
+    // SAFETY: the GDT lives forever and describes flat segments equivalent
+    // to the boot loader's (and the trampoline's); the far return reloads CS
+    // with the kernel code selector and execution continues at label 2. GS
+    // gets this CPU's per-CPU segment.
     unsafe {
         core::arch::asm!(
             "lgdt [{ptr}]",
             "mov ds, {data:x}",
             "mov es, {data:x}",
             "mov fs, {data:x}",
-            "mov gs, {data:x}",
             "mov ss, {data:x}",
+            "mov gs, {percpu:x}",
             "push {code}",
             "lea {tmp}, [2f]",
             "push {tmp}",
@@ -181,6 +219,7 @@ pub fn init(double_fault_entry: u32, double_fault_stack_top: u32, cr3: u32) {
             "ltr {tss:x}",
             ptr = in(reg) &pointer,
             data = in(reg) u32::from(KERNEL_DATA),
+            percpu = in(reg) u32::from(PERCPU),
             code = const KERNEL_CODE,
             tmp = out(reg) _,
             tss = in(reg) u32::from(TSS),

@@ -31,6 +31,8 @@ pub struct Stubs {
     pub vectors: &'static [u32; STUB_COUNT],
     /// The stub of [`SYSCALL_VECTOR`].
     pub syscall: u32,
+    /// Stubs of the local APIC's vectors (`lapic::VECTORS`), in that order.
+    pub apic: &'static [u32; 4],
 }
 
 /// Encodes an interrupt or trap gate.
@@ -44,12 +46,29 @@ const fn gate(offset: u32, selector: u16, attributes: u8) -> u64 {
 /// The table (built once).
 static IDT: Once<[u64; IDT_ENTRIES]> = Once::new();
 
-/// Builds the IDT over `stubs` and loads it.
+/// Loads the IDT [`init`] built (on an application processor).
+pub fn load() {
+    let idt = IDT
+        .get()
+        .unwrap_or_else(|| panic!("idt::load before idt::init"));
+    let pointer = gdt::DescriptorTablePointer {
+        limit: (core::mem::size_of_val(idt) - 1) as u16,
+        base: idt.as_ptr() as u32,
+    };
+    // SAFETY: as in `init`: the table lives forever and every present gate
+    // points at an entry stub or at the double-fault TSS.
+    unsafe { core::arch::asm!("lidt [{}]", in(reg) &pointer, options(nostack, readonly)) }
+}
+
+/// Builds the IDT over `stubs` (once: every CPU shares it) and loads it.
 pub fn init(stubs: Stubs) {
     let idt = IDT.call_once(|| {
         let mut idt = [0u64; IDT_ENTRIES];
         for (vector, &stub) in stubs.vectors.iter().enumerate() {
             idt[vector] = gate(stub, KERNEL_CODE, GATE_PRESENT | GATE_INTERRUPT32);
+        }
+        for (&vector, &stub) in super::lapic::VECTORS.iter().zip(stubs.apic) {
+            idt[usize::from(vector)] = gate(stub, KERNEL_CODE, GATE_PRESENT | GATE_INTERRUPT32);
         }
         idt[usize::from(DOUBLE_FAULT_VECTOR)] =
             gate(0, gdt::DOUBLE_FAULT_TSS, GATE_PRESENT | GATE_TASK);

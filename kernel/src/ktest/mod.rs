@@ -3,7 +3,8 @@
 //!
 //! The tests exercise the core on real (emulated) hardware: the frame
 //! allocator over the firmware's map (all of it, high memory through the
-//! kmap window included), paging with the real MMU and TLB, interrupts.
+//! kmap window included), paging with the real MMU and TLB, interrupts,
+//! and on several CPUs IPIs, shootdowns and the other CPUs' TLBs.
 //!
 //! One file per subject, as the test names say (`frames::…` in
 //! `frames.rs`); what they share is in `support.rs`, the deliberate-crash
@@ -14,6 +15,7 @@ mod frames;
 mod heap;
 mod interrupts;
 mod paging;
+mod smp;
 mod support;
 mod user;
 
@@ -133,6 +135,10 @@ const TESTS: &[(&str, KernelTest)] = &[
         "interrupts::breakpoint_recovers",
         interrupts::breakpoint_recovers,
     ),
+    ("smp::every_cpu_answers", smp::every_cpu_answers),
+    ("smp::shootdown_rounds", smp::shootdown_rounds),
+    ("smp::crossed_shootdowns", smp::crossed_shootdowns),
+    ("smp::remote_tlb_dropped", smp::remote_tlb_dropped),
 ];
 
 /// Runs every test and exits QEMU with the verdict.

@@ -4,18 +4,15 @@
 //! process in pid order. The kernel itself is not preemptible (interrupts
 //! are off in ring 0).
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::Ordering;
 
 use super::abi::WaitStatus;
 use super::context::{canary_intact, switch_context};
 use super::stats::{add_fault_stats, sample_low_water};
 use super::table::{find, Process, State, Table, TABLE};
 use crate::arch::frame::TrapFrame;
-use crate::arch::gdt;
+use crate::arch::{gdt, percpu};
 use crate::mm::{self, PLATFORM};
-
-/// The scheduler's saved stack pointer while a process runs.
-static SCHEDULER_ESP: AtomicU32 = AtomicU32::new(0);
 
 /// Runs processes until none is left. Called on the boot stack; returns
 /// when every process has exited and been reaped.
@@ -63,8 +60,8 @@ pub fn run_until_idle() {
             Some(esp) => {
                 // SAFETY: `esp` is the saved context of a live process (its
                 // stack is owned by the table and outlives the switch); the
-                // scheduler's context is saved in SCHEDULER_ESP.
-                unsafe { switch_context(SCHEDULER_ESP.as_ptr(), esp) };
+                // scheduler's context is saved in this CPU's `scheduler_esp`.
+                unsafe { switch_context(percpu::this().scheduler_esp.as_ptr(), esp) };
                 sample_low_water();
                 let mut t = TABLE.lock();
                 if let Some(p) = t
@@ -105,7 +102,7 @@ pub(super) fn yield_cpu() {
     // SAFETY: `save` points into this process's boxed entry, which lives
     // until it is reaped (never while it is the one switching out); the
     // scheduler's context was saved when it switched to us.
-    unsafe { switch_context(save, SCHEDULER_ESP.load(Ordering::SeqCst)) };
+    unsafe { switch_context(save, percpu::this().scheduler_esp.load(Ordering::SeqCst)) };
 }
 
 /// Ends the current process with `status`: frees its address space, hands
