@@ -90,10 +90,22 @@ struct Contender {
 }
 
 const CONTENDERS: &[Contender] = &[
-    Contender { name: "DLmalloc", build: dlmalloc_over_arena },
-    Contender { name: "Talc", build: talc_over_arena },
-    Contender { name: "RLSF", build: rlsf_over_arena },
-    Contender { name: "MyOS", build: myos_over_arena },
+    Contender {
+        name: "DLmalloc",
+        build: dlmalloc_over_arena,
+    },
+    Contender {
+        name: "Talc",
+        build: talc_over_arena,
+    },
+    Contender {
+        name: "RLSF",
+        build: rlsf_over_arena,
+    },
+    Contender {
+        name: "MyOS",
+        build: myos_over_arena,
+    },
 ];
 
 // ---- MyOS: our heap behind the same lock as the others ----
@@ -150,7 +162,8 @@ unsafe fn talc_over_arena() -> Boxed {
 
 // ---- RLSF 0.2.1: the same parameters as talc's harness ----
 
-type Tlsf = rlsf::Tlsf<'static, usize, usize, { usize::BITS as usize - 12 }, { usize::BITS as usize }>;
+type Tlsf =
+    rlsf::Tlsf<'static, usize, usize, { usize::BITS as usize - 12 }, { usize::BITS as usize }>;
 
 struct LockedRlsf(Mutex<RawSpinlock, Tlsf>);
 
@@ -158,9 +171,8 @@ unsafe fn rlsf_over_arena() -> Boxed {
     let mut tlsf = Tlsf::new();
     // SAFETY: the caller guarantees exclusive use of the arena; any byte
     // pattern is a valid `MaybeUninit<u8>`.
-    let mem = unsafe {
-        std::slice::from_raw_parts_mut(arena().cast::<MaybeUninit<u8>>(), ARENA_BYTES)
-    };
+    let mem =
+        unsafe { std::slice::from_raw_parts_mut(arena().cast::<MaybeUninit<u8>>(), ARENA_BYTES) };
     tlsf.insert_free_block(mem);
     Box::new(LockedRlsf(Mutex::new(tlsf)))
 }
