@@ -107,9 +107,12 @@ impl Harness {
     fn ours() -> Result<Self, String> {
         let build = util::target_dir().join("talc-harness/build");
         let manifest = util::root().join("crates/bench/talc-harness/Cargo.toml");
+        // Not `--locked`: the peers are pinned exactly in its Cargo.toml and
+        // their dependencies by its Cargo.lock; a dependency added to
+        // myos-mm only adds an entry.
         util::run(
             Command::new(util::cargo())
-                .args(["build", "--release", "--locked", "--manifest-path"])
+                .args(["build", "--release", "--manifest-path"])
                 .arg(&manifest)
                 .arg("--target-dir")
                 .arg(&build),
