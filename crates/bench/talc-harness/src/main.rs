@@ -1,0 +1,480 @@
+//! talc's benchmark method, re-implemented: the random-actions and
+//! heap-efficiency benchmarks of talc 5.0.4's harness (`benches/` in talc's
+//! repository at its 5.0.4 commit: `src/lib.rs`, `src/bin/random_actions.rs`,
+//! `src/bin/heap_efficiency.rs`), which is not part of the published crate.
+//! `cargo xtask bench talc` builds and runs this when talc's own programs
+//! cannot be fetched (see `xtask/src/talc.rs`); it writes the same CSV files
+//! as those programs, so one parser reads either.
+//!
+//! The method, as talc's harness does it:
+//!
+//! - One 128 MiB static arena (`1 << 27` bytes, 64-aligned), every 1024th
+//!   byte written and read once before the first measurement. Every
+//!   allocator is built over the whole arena, put behind a spin lock
+//!   (`spinning_top::RawSpinlock`) and used as a `Box<dyn GlobalAlloc>`.
+//! - Sizes: `cap` uniform in `16..max`, then the size uniform in `4..cap`
+//!   (biased to small). Alignment: `align_of::<usize>() << (tz / 2)` where
+//!   `tz` is the number of trailing zeros of a uniform `u16` (75% 8, 19%
+//!   16, ...). Both drawn from fastrand's thread-local generator; the
+//!   action and index choices from a fresh `fastrand::Rng` per phase.
+//! - Random actions (`random-actions`): for each allocator and each max size
+//!   (200, 1000, 3000, 10000, 30000), 7 trials, each on a freshly built
+//!   allocator, in a freshly spawned thread: a 2 ms warm-up phase, then a
+//!   200 ms measured phase. A phase loops, checking the clock every 100
+//!   actions; an action is uniform in `0..=6` (`0..=5` with
+//!   `--no-realloc`): 6 reallocates a random live block to a size uniform in
+//!   `1..3*max`; 0–2, or any action while fewer than 300 blocks are live,
+//!   allocates; 3–5 frees a random live block (swap-remove). The score is
+//!   the number of successful actions in the measured phase; the reported
+//!   score is the sum over the 7 trials divided (integer) by 7. Each phase
+//!   frees what is left when it ends.
+//! - Heap efficiency (`heap-efficiency`): one allocator instance, 300
+//!   rounds; a round repeats an action uniform in `0..=9` — 0–4 allocate
+//!   (max size 10000), 5 frees a random live block, 6–9 reallocate a random
+//!   live block to a size uniform in `1..100000` — until an allocation or a
+//!   reallocation fails, then adds up the live blocks' requested sizes and
+//!   frees them all. Efficiency = total live bytes at failure / (300 × 128
+//!   MiB), in percent.
+//!
+//! Allocators: DLmalloc 0.2.7, Talc 5.0.4, RLSF 0.2.1 set up as talc's
+//! harness sets them up, and MyOS (`myos_mm::heap::Heap` over the whole
+//! arena, integrity checks on as always). talc's "Talc v4", "Galloc" and
+//! "Buddy Alloc" are left out.
+//!
+//! Usage: `talc-harness random-actions [--no-realloc] OUT.csv`,
+//! `talc-harness heap-efficiency OUT.csv`.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::mem::MaybeUninit;
+use std::ptr::{self, NonNull};
+use std::time::{Duration, Instant};
+
+use myos_mm::heap::{ArenaBackend, Heap, HeapFlags};
+use spinning_top::lock_api::Mutex;
+use spinning_top::RawSpinlock;
+
+const ARENA_BYTES: usize = 1 << 27;
+
+#[repr(C, align(64))]
+struct Arena([u8; ARENA_BYTES]);
+
+static mut ARENA: Arena = Arena([0; ARENA_BYTES]);
+
+/// The whole arena, for one allocator at a time (the caller drops the
+/// previous allocator before building the next one).
+fn arena() -> *mut u8 {
+    // Only the address is taken (no reference to the `static mut`).
+    (&raw mut ARENA).cast()
+}
+
+fn prefault_arena() {
+    let base = arena();
+    for off in (0..ARENA_BYTES).step_by(1024) {
+        // SAFETY: in bounds of the arena; volatile so the pages are touched.
+        unsafe {
+            base.add(off).write_volatile(0xab);
+            base.add(off).read_volatile();
+        }
+    }
+}
+
+type Boxed = Box<dyn GlobalAlloc + Sync>;
+
+struct Contender {
+    name: &'static str,
+    /// Builds the allocator over the whole arena.
+    ///
+    /// # Safety
+    /// No other allocator over the arena may be alive.
+    build: unsafe fn() -> Boxed,
+}
+
+const CONTENDERS: &[Contender] = &[
+    Contender {
+        name: "DLmalloc",
+        build: dlmalloc_over_arena,
+    },
+    Contender {
+        name: "Talc",
+        build: talc_over_arena,
+    },
+    Contender {
+        name: "RLSF",
+        build: rlsf_over_arena,
+    },
+    Contender {
+        name: "MyOS",
+        build: myos_over_arena,
+    },
+];
+
+// ---- MyOS: our heap behind the same lock as the others ----
+
+struct LockedMyos(Mutex<RawSpinlock, Heap<ArenaBackend<'static>>>);
+
+unsafe fn myos_over_arena() -> Boxed {
+    // SAFETY: the caller guarantees exclusive use of the arena.
+    let mem = unsafe { std::slice::from_raw_parts_mut(arena(), ARENA_BYTES) };
+    let backend = ArenaBackend::new(mem);
+    let (start, end) = (backend.start(), backend.end());
+    let heap = Heap::new(backend, start, end, end, HeapFlags::KERNEL).expect("myos heap");
+    Box::new(LockedMyos(Mutex::new(heap)))
+}
+
+// SAFETY: every call goes to `Heap` under the lock; its blocks are distinct,
+// live, as large and as aligned as asked.
+unsafe impl GlobalAlloc for LockedMyos {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let mut heap = self.0.lock();
+        match heap.alloc(layout.size(), layout.align()) {
+            Ok(p) => p.as_ptr(),
+            Err(_) => ptr::null_mut(),
+        }
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
+        let mut heap = self.0.lock();
+        let p = NonNull::new(p).expect("dealloc of null");
+        // A refused free would be a harness bug: stop rather than measure it.
+        heap.free(p).expect("myos free refused");
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let mut heap = self.0.lock();
+        let p = NonNull::new(p).expect("realloc of null");
+        match heap.realloc(p, new_size, layout.align()) {
+            Ok(q) => q.as_ptr(),
+            Err(_) => ptr::null_mut(),
+        }
+    }
+}
+
+// ---- Talc 5.0.4: its own lock type over a claimed arena ----
+
+unsafe fn talc_over_arena() -> Boxed {
+    use talc::source::Manual;
+    use talc::TalcLock;
+    let t: TalcLock<RawSpinlock, _> = TalcLock::new(Manual);
+    // SAFETY: the caller guarantees exclusive use of the arena.
+    unsafe { t.lock().claim(arena(), ARENA_BYTES) }.expect("talc claim");
+    Box::new(t)
+}
+
+// ---- RLSF 0.2.1: the same parameters as talc's harness ----
+
+type Tlsf =
+    rlsf::Tlsf<'static, usize, usize, { usize::BITS as usize - 12 }, { usize::BITS as usize }>;
+
+struct LockedRlsf(Mutex<RawSpinlock, Tlsf>);
+
+unsafe fn rlsf_over_arena() -> Boxed {
+    let mut tlsf = Tlsf::new();
+    // SAFETY: the caller guarantees exclusive use of the arena; any byte
+    // pattern is a valid `MaybeUninit<u8>`.
+    let mem =
+        unsafe { std::slice::from_raw_parts_mut(arena().cast::<MaybeUninit<u8>>(), ARENA_BYTES) };
+    tlsf.insert_free_block(mem);
+    Box::new(LockedRlsf(Mutex::new(tlsf)))
+}
+
+// SAFETY: forwards to rlsf under the lock.
+unsafe impl GlobalAlloc for LockedRlsf {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.0
+            .lock()
+            .allocate(layout)
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        // SAFETY: `p` came from this allocator with this alignment.
+        unsafe {
+            self.0
+                .lock()
+                .deallocate(NonNull::new_unchecked(p), layout.align())
+        }
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `p` came from this allocator; the new layout keeps the
+        // alignment, and `GlobalAlloc` callers keep `new_size` valid.
+        unsafe {
+            let new = Layout::from_size_align_unchecked(new_size, layout.align());
+            self.0
+                .lock()
+                .reallocate(NonNull::new_unchecked(p), new)
+                .map_or(ptr::null_mut(), NonNull::as_ptr)
+        }
+    }
+}
+
+// ---- DLmalloc 0.2.7: its system allocator replaced by the arena, once ----
+
+struct ArenaOnce(std::sync::atomic::AtomicBool);
+
+// SAFETY: hands out the arena at most once, never anything else.
+unsafe impl dlmalloc::Allocator for ArenaOnce {
+    fn alloc(&self, _size: usize) -> (*mut u8, usize, u32) {
+        if self.0.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            (arena(), ARENA_BYTES, 1)
+        } else {
+            (ptr::null_mut(), 0, 0)
+        }
+    }
+    fn remap(&self, _: *mut u8, _: usize, _: usize, _: bool) -> *mut u8 {
+        ptr::null_mut()
+    }
+    fn free_part(&self, _: *mut u8, _: usize, _: usize) -> bool {
+        false
+    }
+    fn free(&self, _: *mut u8, _: usize) -> bool {
+        true
+    }
+    fn can_release_part(&self, _: u32) -> bool {
+        false
+    }
+    fn allocates_zeros(&self) -> bool {
+        false
+    }
+    fn page_size(&self) -> usize {
+        4096
+    }
+}
+
+struct LockedDlmalloc(Mutex<RawSpinlock, dlmalloc::Dlmalloc<ArenaOnce>>);
+
+unsafe fn dlmalloc_over_arena() -> Boxed {
+    let once = ArenaOnce(std::sync::atomic::AtomicBool::new(true));
+    Box::new(LockedDlmalloc(Mutex::new(
+        dlmalloc::Dlmalloc::new_with_allocator(once),
+    )))
+}
+
+// SAFETY: forwards to dlmalloc under the lock.
+unsafe impl GlobalAlloc for LockedDlmalloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        unsafe { self.0.lock().malloc(layout.size(), layout.align()) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        // SAFETY: `p` came from this allocator with this layout.
+        unsafe { self.0.lock().free(p, layout.size(), layout.align()) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `p` came from this allocator with this layout.
+        unsafe {
+            self.0
+                .lock()
+                .realloc(p, layout.size(), layout.align(), new_size)
+        }
+    }
+}
+
+// ---- the workload ----
+
+/// Size in `4..cap`, `cap` in `16..max`.
+fn draw_size(max: usize) -> usize {
+    let cap = fastrand::usize(16..max);
+    fastrand::usize(4..cap)
+}
+
+/// `usize` alignment shifted by half the trailing zeros of a random `u16`.
+fn draw_align() -> usize {
+    let tz = fastrand::u16(..).trailing_zeros();
+    std::mem::align_of::<usize>() << (tz / 2)
+}
+
+/// A live block; freed when dropped.
+struct Block<'a> {
+    ptr: NonNull<u8>,
+    layout: Layout,
+    heap: &'a dyn GlobalAlloc,
+}
+
+impl<'a> Block<'a> {
+    fn alloc(heap: &'a dyn GlobalAlloc, size: usize, align: usize) -> Option<Self> {
+        let layout = Layout::from_size_align(size, align).expect("layout");
+        // SAFETY: non-zero size.
+        let ptr = NonNull::new(unsafe { heap.alloc(layout) })?;
+        Some(Block { ptr, layout, heap })
+    }
+
+    /// `false` (block unchanged) if the allocator refused.
+    fn resize(&mut self, size: usize) -> bool {
+        // SAFETY: the block is live with this layout; size is non-zero.
+        let p = unsafe { self.heap.realloc(self.ptr.as_ptr(), self.layout, size) };
+        match NonNull::new(p) {
+            Some(p) => {
+                self.ptr = p;
+                self.layout = Layout::from_size_align(size, self.layout.align()).expect("layout");
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for Block<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the block is live with this layout.
+        unsafe { self.heap.dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+const RA_MAX_SIZES: [usize; 5] = [200, 1000, 3000, 10000, 30000];
+const RA_TRIALS: usize = 7;
+const RA_WARMUP: Duration = Duration::from_millis(2);
+const RA_MEASURE: Duration = Duration::from_millis(200);
+const RA_MIN_LIVE: usize = 300;
+const RA_REALLOC_FACTOR: usize = 3;
+
+/// One phase of random actions; returns the successful actions.
+fn random_actions_phase(
+    heap: &dyn GlobalAlloc,
+    max: usize,
+    realloc: bool,
+    length: Duration,
+) -> usize {
+    let mut rng = fastrand::Rng::new();
+    let mut live: Vec<Block<'_>> = Vec::with_capacity(100_000);
+    let kinds = if realloc { 7 } else { 6 };
+    let (mut done, mut failed_allocs, mut failed_reallocs) = (0usize, 0usize, 0usize);
+    let t0 = Instant::now();
+    while t0.elapsed() < length {
+        for _ in 0..100 {
+            let kind = rng.usize(0..kinds);
+            if kind == 6 {
+                if live.is_empty() {
+                    continue;
+                }
+                let i = rng.usize(0..live.len());
+                let size = rng.usize(1..max * RA_REALLOC_FACTOR);
+                if live[i].resize(size) {
+                    done += 1;
+                } else {
+                    failed_reallocs += 1;
+                }
+            } else if kind < 3 || live.len() < RA_MIN_LIVE {
+                let (size, align) = (draw_size(max), draw_align());
+                match Block::alloc(heap, size, align) {
+                    Some(b) => {
+                        live.push(b);
+                        done += 1;
+                    }
+                    None => failed_allocs += 1,
+                }
+            } else {
+                let i = rng.usize(0..live.len());
+                drop(live.swap_remove(i));
+                done += 1;
+            }
+        }
+    }
+    if failed_allocs > 0 {
+        eprintln!("Allocation failure count: {failed_allocs}");
+    }
+    if failed_reallocs > 0 {
+        eprintln!("Reallocation failure count: {failed_reallocs}");
+    }
+    done
+}
+
+fn random_actions(realloc: bool) -> String {
+    prefault_arena();
+    let mut csv = String::new();
+    for size in RA_MAX_SIZES {
+        csv.push_str(&format!(",{size}"));
+    }
+    for c in CONTENDERS {
+        csv.push('\n');
+        csv.push_str(c.name);
+        for max in RA_MAX_SIZES {
+            eprintln!("benchmarking {} - max alloc size {max}B ...", c.name);
+            let mut total = 0;
+            for _ in 0..RA_TRIALS {
+                // SAFETY: the previous allocator was dropped.
+                let heap = unsafe { (c.build)() };
+                let heap: &(dyn GlobalAlloc + Sync) = heap.as_ref();
+                total += std::thread::scope(|s| {
+                    s.spawn(|| {
+                        random_actions_phase(heap, max, realloc, RA_WARMUP);
+                        random_actions_phase(heap, max, realloc, RA_MEASURE)
+                    })
+                    .join()
+                    .expect("benchmark thread")
+                });
+            }
+            csv.push_str(&format!(",{}", total / RA_TRIALS));
+        }
+    }
+    csv
+}
+
+const HE_ROUNDS: usize = 300;
+const HE_MAX_SIZE: usize = 10_000;
+const HE_REALLOC_FACTOR: usize = 10;
+
+/// Live bytes at the first failure, averaged over rounds, as a percentage
+/// of the arena.
+fn efficiency_of(heap: &dyn GlobalAlloc) -> f64 {
+    let mut live: Vec<Block<'_>> = Vec::with_capacity(100_000);
+    let mut live_bytes = 0usize;
+    for _ in 0..HE_ROUNDS {
+        loop {
+            match fastrand::usize(0..10) {
+                0..=4 => match Block::alloc(heap, draw_size(HE_MAX_SIZE), draw_align()) {
+                    Some(b) => live.push(b),
+                    None => break,
+                },
+                5 => {
+                    if !live.is_empty() {
+                        let i = fastrand::usize(0..live.len());
+                        drop(live.swap_remove(i));
+                    }
+                }
+                _ => {
+                    if !live.is_empty() {
+                        let i = fastrand::usize(0..live.len());
+                        let size = fastrand::usize(1..HE_MAX_SIZE * HE_REALLOC_FACTOR);
+                        if !live[i].resize(size) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        live_bytes += live.iter().map(|b| b.layout.size()).sum::<usize>();
+        live.clear();
+    }
+    live_bytes as f64 / (HE_ROUNDS * ARENA_BYTES) as f64 * 100.0
+}
+
+fn heap_efficiency() -> String {
+    let names: Vec<&str> = CONTENDERS.iter().map(|c| c.name).collect();
+    let mut values = Vec::new();
+    for c in CONTENDERS {
+        eprintln!("Benchmarking {}...", c.name);
+        // SAFETY: the previous allocator was dropped.
+        let heap = unsafe { (c.build)() };
+        values.push(efficiency_of(heap.as_ref()).to_string());
+    }
+    format!("{}\n{}", names.join(","), values.join(","))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (csv, out) = match args.as_slice() {
+        ["random-actions", out] => (random_actions(true), out),
+        ["random-actions", "--no-realloc", out] => (random_actions(false), out),
+        ["heap-efficiency", out] => (heap_efficiency(), out),
+        _ => {
+            eprintln!(
+                "usage: talc-harness random-actions [--no-realloc] OUT.csv\n       \
+                 talc-harness heap-efficiency OUT.csv"
+            );
+            std::process::exit(2);
+        }
+    };
+    std::fs::write(out, csv).unwrap_or_else(|e| panic!("cannot write {out}: {e}"));
+}
