@@ -26,6 +26,7 @@ mod miri;
 mod qemu;
 mod setup;
 mod suite;
+mod talc;
 mod util;
 
 /// Builds, tests, runs and benchmarks the MyOS memory manager.
@@ -132,6 +133,9 @@ enum Bench {
     Heap,
     /// Address spaces: region lookup, mmap/munmap, faults.
     Vm,
+    /// The kernel heap in talc's benchmark method (random actions, heap
+    /// efficiency) beside talc, rlsf and dlmalloc.
+    Talc,
 }
 
 /// `cargo xtask capi …`.
@@ -307,6 +311,7 @@ fn bench(which: Bench, args: &[String]) -> Result<(), String> {
         Bench::Frames => "bench-frames",
         Bench::Heap => "bench-heap",
         Bench::Vm => "bench-vm",
+        Bench::Talc => return talc::bench_talc(args),
     };
     util::run(
         Command::new(util::cargo())
