@@ -2,8 +2,9 @@
 //! readable report (memory map, memory bars, each step's page faults and
 //! outcome, a closing summary) and a verdict through `isa-debug-exit`.
 
+use myos_abi::MemFs;
 use myos_mm::frames::Zone;
-use myos_mm::vm::{FaultStats, MemFs};
+use myos_mm::vm::FaultStats;
 
 use crate::exit::{exit_qemu, ExitCode};
 use crate::multiboot::Size;

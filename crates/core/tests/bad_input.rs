@@ -6,8 +6,9 @@
 
 mod vm_support;
 
+use myos_abi::errno::{EBADF, EFAULT, EINVAL, ENOMEM};
+use myos_abi::*;
 use myos_mm::addr::FRAME_COUNT_4G;
-use myos_mm::error::errno::{EBADF, EFAULT, EINVAL, ENOMEM};
 use myos_mm::frames::{FrameAllocator, FrameSource, MemoryRegion, RegionKind, Zone};
 use myos_mm::heap::{ArenaBackend, Heap, HeapFlags};
 use myos_mm::layout::{HEAP_START, KERNEL_BASE, KMAP_END, PAGE_SIZE, USER_END, USER_MMAP_MIN};
@@ -691,13 +692,9 @@ fn vm_mprotect_msync_wrapping_or_zero_length_are_einval() {
 #[test]
 fn vm_prot_from_raw_with_unknown_bits_is_einval() {
     for raw in [0x8, 0x10, 0x8000_0000, u32::MAX, 0x7 | 0x100] {
-        assert_eq!(
-            Prot::from_raw(raw),
-            Err(MmError::InvalidArgument),
-            "{raw:#x}"
-        );
+        assert_eq!(raw::prot(raw), Err(MmError::InvalidArgument), "{raw:#x}");
     }
-    assert_eq!(Prot::from_raw(0x7), Ok(Prot::all()));
+    assert_eq!(raw::prot(0x7), Ok(Prot::all()));
 }
 
 #[test]

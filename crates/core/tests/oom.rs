@@ -9,8 +9,8 @@ use myos_mm::frames::{FrameAllocator, FrameSource, Zone};
 use myos_mm::heap::{Heap, HeapBackend, HeapFlags};
 use myos_mm::layout::PAGE_SIZE;
 use myos_mm::paging::AddressSpace;
-use myos_mm::vm::{FaultOutcome, FdTable, MapFlags, PageFault, Prot, VmSpace};
-use myos_mm::{Frame, MmError, PhysAddr, VirtAddr};
+use myos_mm::vm::{FaultOutcome, MapRequest, MapSource, PageFault, Prot, VmSpace};
+use myos_mm::{Frame, MmError, PhysAddr};
 use myos_sim::{FaultError, Mode, SimMachine};
 use spin::Mutex;
 
@@ -211,18 +211,14 @@ fn free_all<B: HeapBackend>(heap: &mut Heap<B>, blocks: Vec<core::ptr::NonNull<u
 
 /// mmap, touch, fork, COW on both sides, child exit.
 fn user_part(m: &SimMachine, parent: &mut Vm<'_>, out: &mut Outcome) {
-    let rw = Prot::READ | Prot::WRITE;
-    let private = MapFlags::PRIVATE | MapFlags::ANONYMOUS;
-    let fds = FdTable::new();
-    let addr = match parent.mmap(
-        &fds,
-        VirtAddr::new(0),
-        24 * 4096,
-        rw.bits(),
-        private.bits(),
-        -1,
-        0,
-    ) {
+    let addr = match parent.map(&MapRequest {
+        addr: None,
+        length: 24 * 4096,
+        prot: Prot::READ | Prot::WRITE,
+        shared: false,
+        fixed: false,
+        source: MapSource::Anonymous,
+    }) {
         Ok(a) => a.as_u32(),
         Err(e) => {
             assert_eq!(e, MmError::OutOfMemory);

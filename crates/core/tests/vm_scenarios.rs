@@ -4,6 +4,7 @@
 
 mod vm_support;
 
+use myos_abi::*;
 use myos_mm::layout::{USER_END, USER_MMAP_MIN};
 use myos_mm::vm::*;
 use myos_mm::{MmError, VirtAddr};

@@ -21,13 +21,11 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::Instant;
 
+use myos_abi::{RawMman, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 use myos_mm::frames::{FrameAllocator, FrameSource, Zone};
 use myos_mm::layout::{PAGE_SIZE, USER_MMAP_MIN};
 use myos_mm::paging::AddressSpace;
-use myos_mm::vm::{
-    FaultOutcome, FdTable, PageFault, VmSpace, ERR_PRESENT, ERR_USER, ERR_WRITE, MAP_ANONYMOUS,
-    MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE,
-};
+use myos_mm::vm::{FaultOutcome, FdTable, PageFault, VmSpace, ERR_PRESENT, ERR_USER, ERR_WRITE};
 use myos_mm::{Frame, PhysAddr, Platform, VirtAddr};
 use myos_sim::SimMachine;
 use spin::Mutex;
