@@ -33,6 +33,7 @@
 extern crate alloc;
 
 pub mod console;
+pub mod dir;
 pub mod errno;
 pub mod heap;
 pub mod layout;

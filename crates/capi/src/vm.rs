@@ -18,9 +18,9 @@ use myos_mm::vm::{FaultOutcome, FdTable, File, OpenFile, OpenMode, PageFault, Vm
 use myos_mm::{Frame, MmError, VirtAddr};
 use spin::{Mutex, Once};
 
+use crate::dir::{self, Dir};
 use crate::errno::{record, CResult, Failure};
-use crate::paging::{self, Dir, Frames};
-use crate::state::{mm, Plat};
+use crate::state::{mm, Frames, Plat};
 
 /// The C process's address space type.
 pub type Space = VmSpace<'static, Plat, Frames>;
@@ -44,7 +44,7 @@ pub fn create_process() -> Result<(), MmError> {
     };
     let p = PROCESS.call_once(|| Mutex::new(space));
     p.lock().activate();
-    paging::set_current(Dir::Process);
+    dir::set_current(Dir::Process);
     Ok(())
 }
 
