@@ -332,8 +332,8 @@ fn fault_costs() {
         }
     };
     let p = mm.platform();
-    let zero = cycles_of(|| p.zero_frame(a)).max(1);
-    let copy = cycles_of(|| p.copy_frame(b, a)).max(1);
+    let zero = cycles_of(|| p.zero_frame(a.frame())).max(1);
+    let copy = cycles_of(|| p.copy_frame(b.frame(), a.frame())).max(1);
     {
         let mut fa = mm.frames().lock();
         let _ = fa.release(a);

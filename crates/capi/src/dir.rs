@@ -1,6 +1,6 @@
 //! The C handles of page directories — `page_directory_t`,
 //! `kernel_directory`, `current_directory` — and which address space each
-//! names ([`Dir`]). At the bottom of the C layer: `state`, `paging` and `vm`
+//! names (`Dir`). At the bottom of the C layer: `state`, `paging` and `vm`
 //! all use it, and it uses none of them.
 
 use core::ptr;

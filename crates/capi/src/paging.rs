@@ -14,7 +14,7 @@ use core::sync::atomic::Ordering;
 use myos_mm::frames::{FrameSource, Zone};
 use myos_mm::layout::{DIRECT_ZONE_END, ENTRIES, PAGE_SIZE};
 use myos_mm::paging::{AddressSpace, PageTableEntry, PteFlags};
-use myos_mm::{Frame, MmError, Page, PhysAddr, VirtAddr};
+use myos_mm::{Frame, MmError, OwnedFrame, Page, PhysAddr, VirtAddr};
 
 use crate::dir::{current, publish_kernel_directory, set_current, Dir, KERNEL_DIR, PROCESS_DIR};
 pub use crate::dir::{current_directory, kernel_directory, PageDirectory};
@@ -103,7 +103,7 @@ fn flags(is_kernel: i32, is_writeable: i32) -> PteFlags {
 
 /// Drops a reference a mapping held; frames the allocator doesn't manage
 /// (device memory mapped by address) carry none.
-fn release(frames: &mut Frames, frame: Frame) -> CResult<()> {
+fn release(frames: &mut Frames, frame: OwnedFrame) -> CResult<()> {
     match frames.release(frame) {
         Ok(_) | Err(MmError::FrameReserved) | Err(MmError::OutOfRange) => Ok(()),
         Err(e) => Err(e.into()),
@@ -195,8 +195,10 @@ unsafe fn alloc_frame_inner(page: *mut PageT, is_kernel: i32, is_writeable: i32)
     }
     let mut frames = m.frames;
     let frame = frames.alloc(Zone::High)?;
-    m.platform.zero_frame(frame);
-    let new = PageTableEntry::new(frame, flags(is_kernel, is_writeable));
+    m.platform.zero_frame(frame.frame());
+    // The entry holds the reference from now on: C code owns it through the
+    // `page_t`, and gives it back with `free_frame`.
+    let new = PageTableEntry::new(frame.into_raw(), flags(is_kernel, is_writeable));
     // SAFETY: as above. A not-present entry is never cached by the TLB, so
     // no flush is owed.
     unsafe { page.as_ptr().write_volatile(new) };
@@ -234,7 +236,10 @@ unsafe fn free_frame_inner(page: *mut PageT) -> CResult<()> {
         None => m.platform.flush_all(),
     }
     let mut frames = m.frames;
-    release(&mut frames, old.frame())
+    // SAFETY: a present entry holds one reference (the paging rule, which
+    // `alloc_frame` and `map_page` keep for the entries C code writes, or
+    // none for a frame no allocator manages); the entry was just cleared.
+    release(&mut frames, unsafe { OwnedFrame::from_raw(old.frame()) })
 }
 
 /// `void map_page(uint32_t virtual_addr, uint32_t physical_addr, int is_kernel, int is_writeable)`.
@@ -251,12 +256,16 @@ pub extern "C" fn map_page(
         // The mapping's own reference: claim a free frame, share an
         // allocated one, none for memory the allocator doesn't manage.
         let owned = match frames.refcount(frame) {
-            Ok(0) => frames.lock().claim(frame).map(|()| true),
-            Ok(_) => frames.share(frame).map(|()| true),
-            Err(MmError::FrameReserved) | Err(MmError::OutOfRange) => Ok(false),
+            Ok(0) => frames.lock().claim(frame),
+            Ok(_) => frames.share(frame),
+            Err(MmError::FrameReserved) | Err(MmError::OutOfRange) => {
+                // SAFETY: no allocator manages the frame (device memory a C
+                // kernel maps by address): the second case of `from_raw`.
+                Ok(unsafe { OwnedFrame::from_raw(frame) })
+            }
             Err(e) => Err(e),
         }?;
-        match space.remap(p, frames, page, frame, flags(is_kernel, is_writeable)) {
+        match space.remap(p, frames, page, owned, flags(is_kernel, is_writeable)) {
             Ok((old, flush)) => {
                 flush.flush(p);
                 if let Some(old) = old {
@@ -265,10 +274,8 @@ pub extern "C" fn map_page(
                 Ok(())
             }
             Err(e) => {
-                if owned {
-                    release(frames, frame)?;
-                }
-                Err(e.into())
+                release(frames, e.frame)?;
+                Err(e.error.into())
             }
         }
     });
