@@ -19,7 +19,7 @@ use arbitrary::Arbitrary;
 use myos_mm::frames::{FrameAllocator, FrameSource, FrameStats, Zone};
 use myos_mm::layout::{HEAP_START, KERNEL_BASE, KMAP_END, KMAP_START};
 use myos_mm::paging::{AddressSpace, PteFlags};
-use myos_mm::{Frame, MmError, Page, PhysAddr, Platform, VirtAddr};
+use myos_mm::{Frame, MmError, OwnedFrame, Page, PhysAddr, Platform, VirtAddr};
 use myos_sim::err::{ERR_PRESENT, ERR_USER, ERR_WRITE};
 use myos_sim::{Mode, PageFault, SimMachine};
 
@@ -293,9 +293,10 @@ impl State {
                 let kind = at.kind();
                 let flags = flags_of(flags, kind);
                 let zone = Zone::ALL[zone as usize % 3];
-                let f = self.fa.alloc(zone).expect("a frame");
+                let owned = self.fa.alloc(zone).expect("a frame");
+                let f = owned.frame();
                 let already = self.model(s, kind).contains_key(&at.page().number());
-                let r = self.spaces[s].map(&self.m, &mut self.fa, at.page(), f, flags);
+                let r = self.spaces[s].map(&self.m, &mut self.fa, at.page(), owned, flags);
                 let expect = if flags.contains(PteFlags::HUGE) {
                     // Direct-map and top pages are refused for their range
                     // first; the flag check comes before either.
@@ -318,8 +319,8 @@ impl State {
                         }
                     }
                     (Some(e), Err(got)) => {
-                        assert_eq!(got, e, "map {at:?} with {flags:?}");
-                        self.fa.release(f).unwrap();
+                        assert_eq!(got.error, e, "map {at:?} with {flags:?}");
+                        self.fa.release(got.frame).unwrap();
                     }
                     (e, r) => panic!("map {:#x} {flags:?}: expected {e:?}, got {r:?}", at.va()),
                 }
@@ -352,9 +353,9 @@ impl State {
                 } else {
                     PteFlags::USER
                 };
-                self.fa.share(f).unwrap();
+                let shared = self.fa.share(f).unwrap();
                 self.spaces[s]
-                    .map(&self.m, &mut self.fa, at.page(), f, flags)
+                    .map(&self.m, &mut self.fa, at.page(), shared, flags)
                     .expect("map shared")
                     .flush(&self.m);
                 self.model_mut(s, kind)
@@ -367,8 +368,9 @@ impl State {
                 let s = sp(s);
                 let kind = at.kind();
                 let flags = flags_of(flags, kind);
-                let f = self.fa.alloc(Zone::High).expect("a frame");
-                let r = self.spaces[s].remap(&self.m, &mut self.fa, at.page(), f, flags);
+                let owned = self.fa.alloc(Zone::High).expect("a frame");
+                let f = owned.frame();
+                let r = self.spaces[s].remap(&self.m, &mut self.fa, at.page(), owned, flags);
                 let expect = if flags.contains(PteFlags::HUGE) {
                     Some(MmError::InvalidArgument)
                 } else {
@@ -381,7 +383,11 @@ impl State {
                         let prev = self
                             .model_mut(s, kind)
                             .insert(page, Ent { frame: f, flags });
-                        assert_eq!(old, prev.map(|e| e.frame), "remap returned");
+                        assert_eq!(
+                            old.as_ref().map(OwnedFrame::frame),
+                            prev.map(|e| e.frame),
+                            "remap returned"
+                        );
                         if let Some(old) = old {
                             self.fa.release(old).unwrap();
                         }
@@ -390,8 +396,8 @@ impl State {
                         }
                     }
                     (Some(e), Err(got)) => {
-                        assert_eq!(got, e);
-                        self.fa.release(f).unwrap();
+                        assert_eq!(got.error, e);
+                        self.fa.release(got.frame).unwrap();
                     }
                     (e, r) => panic!("remap {:#x}: expected {e:?}, got {r:?}", at.va()),
                 }

@@ -26,11 +26,12 @@
 //! [`myos_sim::model::vm`], shared with the core's property test.
 
 use arbitrary::Arbitrary;
-use myos_mm::layout::{USER_END, USER_MMAP_MIN};
-use myos_mm::vm::{
-    FdTable, MemFs, Prot, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_NONE,
+use myos_abi::{
+    MemFs, RawMman, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_NONE,
     PROT_READ, PROT_WRITE,
 };
+use myos_mm::layout::{USER_END, USER_MMAP_MIN};
+use myos_mm::vm::{FdTable, Prot};
 use myos_mm::{MmError, VirtAddr};
 use myos_sim::model::vm::{
     self as model, check, count_range, expect_protect, fork, mprotect, munmap, protect,
@@ -536,7 +537,7 @@ fn step(w: &World, fds: &FdTable, model: &mut Model, procs: &mut Vec<Proc<'_>>, 
             let (vm, m) = &mut procs[pick(p)];
             let prot = u32::from(prot);
             let r = vm.mprotect(VirtAddr::new(addr), length, prot);
-            let expect = Prot::from_raw(prot)
+            let expect = myos_abi::raw::prot(prot)
                 .and_then(|pr| expect_range(addr, length).map(|range| (pr, range)))
                 .and_then(|(pr, (lo, hi))| expect_protect(m, lo, hi, pr).map(|()| (pr, lo, hi)));
             match expect {

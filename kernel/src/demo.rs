@@ -2,9 +2,10 @@
 //! readable report (memory map, memory bars, each step's page faults and
 //! outcome, a closing summary) and a verdict through `isa-debug-exit`.
 
+use myos_abi::MemFs;
 use myos_mm::frames::Zone;
 use myos_mm::smp::Invalidate;
-use myos_mm::vm::{FaultStats, MemFs};
+use myos_mm::vm::FaultStats;
 use myos_mm::Platform;
 
 use crate::exit::{exit_qemu, ExitCode};
@@ -393,8 +394,8 @@ fn fault_costs() {
         }
     };
     let p = mm.platform();
-    let zero = cycles_of(|| p.zero_frame(a)).max(1);
-    let copy = cycles_of(|| p.copy_frame(b, a)).max(1);
+    let zero = cycles_of(|| p.zero_frame(a.frame())).max(1);
+    let copy = cycles_of(|| p.copy_frame(b.frame(), a.frame())).max(1);
     {
         let mut fa = mm.frames().lock();
         let _ = fa.release(a);

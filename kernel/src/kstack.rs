@@ -65,7 +65,7 @@ impl KernelStack {
         for i in 0..KSTACK_PAGES {
             let page = stack.page(i);
             let mapped = mm.frames().alloc(Zone::High).and_then(|frame| {
-                mm.platform().zero_frame(frame);
+                mm.platform().zero_frame(frame.frame());
                 space
                     .map(
                         mm.platform(),
@@ -75,9 +75,7 @@ impl KernelStack {
                         PteFlags::WRITABLE,
                     )
                     .map(|flush| flush.flush(mm.platform()))
-                    .inspect_err(|_| {
-                        let _ = mm.frames().release(frame);
-                    })
+                    .map_err(|e| e.release(&mut mm.frames()))
             });
             if mapped.is_err() {
                 drop(space);

@@ -2,7 +2,9 @@
 //! (frame allocator from the multiboot map, kernel address space) and the
 //! kernel heap as the global allocator.
 
-use myos_mm::frames::{FrameAllocator, FrameSource, FrameStats, MemoryRegion, RegionKind, Zone};
+use myos_mm::frames::{
+    FrameAllocator, FrameRun, FrameSource, FrameStats, MemoryRegion, OwnedFrame, RegionKind, Zone,
+};
 use myos_mm::heap::{Heap, HeapFlags, HeapStats, LockedHeap};
 use myos_mm::layout::{HEAP_START, KERNEL_HEAP_MAX, PAGE_SIZE};
 use myos_mm::paging::{AddressSpace, PagedHeapBackend};
@@ -119,7 +121,7 @@ pub fn free_frames_above(frames: u32) -> bool {
 }
 
 impl FrameSource for UserFrames {
-    fn alloc(&mut self, zone: Zone) -> Result<Frame, MmError> {
+    fn alloc(&mut self, zone: Zone) -> Result<OwnedFrame, MmError> {
         let mut fa = self.0.lock();
         if fa.stats().free <= USER_RESERVE_FRAMES {
             return Err(MmError::OutOfMemory);
@@ -131,17 +133,17 @@ impl FrameSource for UserFrames {
         count: u32,
         align_log2: u32,
         zone: Zone,
-    ) -> Result<Frame, MmError> {
+    ) -> Result<FrameRun, MmError> {
         let mut fa = self.0.lock();
         if fa.stats().free <= USER_RESERVE_FRAMES.saturating_add(count) {
             return Err(MmError::OutOfMemory);
         }
         fa.alloc_contiguous(count, align_log2, zone)
     }
-    fn share(&mut self, frame: Frame) -> Result<(), MmError> {
+    fn share(&mut self, frame: Frame) -> Result<OwnedFrame, MmError> {
         self.0.lock().share(frame)
     }
-    fn release(&mut self, frame: Frame) -> Result<bool, MmError> {
+    fn release(&mut self, frame: OwnedFrame) -> Result<bool, MmError> {
         self.0.lock().release(frame)
     }
     fn refcount(&self, frame: Frame) -> Result<u16, MmError> {

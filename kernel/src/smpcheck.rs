@@ -3,10 +3,10 @@
 //! (stale or not?), then a one-page shootdown, and a last read. The demo
 //! reports it, the SMP tests check it.
 
-use myos_mm::frames::{FrameSource, Zone};
+use myos_mm::frames::{FrameSource, OwnedFrame, Zone};
 use myos_mm::paging::PteFlags;
 use myos_mm::smp::{CpuId, CpuSet, Invalidate};
-use myos_mm::{Frame, Page, Platform, VirtAddr};
+use myos_mm::{Page, Platform, VirtAddr};
 
 use crate::mm::Mm;
 use crate::smp;
@@ -20,14 +20,15 @@ fn read_word(va: u32) -> u32 {
 }
 
 /// A fresh direct-zone frame whose first word is `value`.
-fn stamped_frame(mm: &Mm, value: u32) -> Result<Frame, &'static str> {
+fn stamped_frame(mm: &Mm, value: u32) -> Result<OwnedFrame, &'static str> {
     let frame = mm
         .frames()
         .lock()
         .alloc(Zone::Direct)
         .map_err(|_| "out of frames")?;
-    mm.platform().zero_frame(frame);
-    mm.platform().write_frame(frame, 0, &value.to_le_bytes());
+    mm.platform().zero_frame(frame.frame());
+    mm.platform()
+        .write_frame(frame.frame(), 0, &value.to_le_bytes());
     Ok(frame)
 }
 

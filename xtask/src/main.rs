@@ -236,7 +236,7 @@ fn dispatch(cmd: Cmd) -> Result<(), String> {
 }
 
 /// `cargo xtask test`: host tests of the whole workspace, the crates'
-/// examples, the publish dry run of `myos-mm` and `myos-sim`, the C API's
+/// examples, the publish dry run of `myos-mm`, `myos-abi` and `myos-sim`, the C API's
 /// tests, `libmyos`'s unit tests, the fuzz smoke run, the heap's unit
 /// tests under Miri (the whole Miri set with `miri`), the fresh-machine
 /// check, then the kernel's in-QEMU suite and the example C kernel on
@@ -300,6 +300,8 @@ fn publish_dry_run() -> Result<(), String> {
         "--allow-dirty",
         "-p",
         "myos-mm",
+        "-p",
+        "myos-abi",
         "-p",
         "myos-sim",
     ]))

@@ -3,16 +3,13 @@
 use core::ffi::{c_char, c_int, CStr};
 use core::sync::atomic::{AtomicI32, Ordering};
 
-use myos_mm::error::errno as codes;
+use myos_abi::errno::{self as codes, errno_of, ENODEV};
 use myos_mm::MmError;
-
-/// `MM_ENODEV`: the memory manager is not set up (nothing registered).
-pub const ENODEV: i32 = 19;
 
 /// Why a C API call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
-    /// The core refused (its errno is [`MmError::errno`]).
+    /// The core refused (its code is `myos_abi::errno::errno_of`).
     Mm(MmError),
     /// No platform has been registered yet (`MM_ENODEV`).
     NotSetUp,
@@ -30,7 +27,7 @@ impl Failure {
     /// The `MM_E*` code C sees.
     pub const fn code(self) -> i32 {
         match self {
-            Failure::Mm(e) => e.errno(),
+            Failure::Mm(e) => errno_of(e),
             Failure::NotSetUp => ENODEV,
             Failure::Unresolved => codes::EFAULT,
         }

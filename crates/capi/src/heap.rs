@@ -17,8 +17,7 @@ use myos_mm::{MmError, PhysAddr};
 use spin::{Mutex, Once};
 
 use crate::errno::{record, CResult, Failure};
-use crate::paging::Frames;
-use crate::state::{mm, Plat};
+use crate::state::{mm, Frames, Plat};
 
 /// First address of the kernel heap `init_kheap` creates.
 pub const KHEAP_START: u32 = HEAP_START;

@@ -51,7 +51,7 @@ use myos_sim::{Access, Mode, SimMachine};
 use spin::{Mutex, Once};
 
 use crate::errno::Failure;
-use myos_mm::error::errno as codes;
+use myos_abi::errno as codes;
 
 /// The simulated machine, with host-alias maintenance on every TLB flush.
 pub struct HostPlatform {

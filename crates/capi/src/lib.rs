@@ -4,9 +4,11 @@
 //! `spec/memory-api.md`; this crate defines the functions as a thin
 //! `extern "C"` layer over [`myos_mm`]: it converts arguments (raw `u32`
 //! addresses into typed ones, C handles into the core's objects), calls the
-//! core, and maps errors to the errno-style value `mm_errno()` reports
-//! ([`MmError::errno`](myos_mm::MmError::errno)). The semantics the spec leaves open are decided and
-//! documented in the header.
+//! core, and maps errors to the errno-style value `mm_errno()` reports. The
+//! numbers (`PROT_*`, `MAP_*`, the `MM_E*` codes and the mapping of each
+//! core error to one, the raw `mmap` arguments) are [`myos_abi`]'s, shared
+//! with a kernel's system calls. The semantics the spec leaves open are
+//! decided and documented in the header.
 //!
 //! The crate is also the composition root for C code: it holds, in
 //! `spin::Once` statics, the pieces one machine's memory manager is made of
@@ -33,6 +35,7 @@
 extern crate alloc;
 
 pub mod console;
+pub mod dir;
 pub mod errno;
 pub mod heap;
 pub mod layout;

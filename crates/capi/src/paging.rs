@@ -9,61 +9,21 @@
 //! entry's address tells which page it maps, for the TLB flush.
 
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::Ordering;
 
-use myos_mm::frames::{FrameAllocator, FrameSource, Zone};
+use myos_mm::frames::{FrameSource, Zone};
 use myos_mm::layout::{DIRECT_ZONE_END, ENTRIES, PAGE_SIZE};
 use myos_mm::paging::{AddressSpace, PageTableEntry, PteFlags};
-use myos_mm::{Frame, MmError, Page, PhysAddr, VirtAddr};
-use spin::Mutex;
+use myos_mm::{Frame, MmError, OwnedFrame, Page, PhysAddr, VirtAddr};
 
+use crate::dir::{current, publish_kernel_directory, set_current, Dir, KERNEL_DIR, PROCESS_DIR};
+pub use crate::dir::{current_directory, kernel_directory, PageDirectory};
 use crate::errno::{record, CResult, Failure};
-use crate::state::{mm, Mm, Plat};
+use crate::state::{mm, Frames, Mm, Plat};
 use crate::vm;
 
 /// `page_t`: one page-table entry (its layout is [`PageTableEntry`]'s).
 pub type PageT = PageTableEntry;
-
-/// `page_directory_t`: an opaque handle naming one address space.
-#[repr(C)]
-pub struct PageDirectory {
-    id: u32,
-}
-
-/// The kernel directory's handle.
-static KERNEL_DIR: PageDirectory = PageDirectory { id: 0 };
-/// The C process's directory handle (see [`vm`]).
-static PROCESS_DIR: PageDirectory = PageDirectory { id: 1 };
-
-/// `page_directory_t *kernel_directory`: the kernel address space's handle,
-/// NULL until a platform is registered. (`AtomicPtr<T>` has the layout of
-/// `T *`, so C reads it as a plain pointer variable.)
-#[no_mangle]
-#[allow(non_upper_case_globals)]
-pub static kernel_directory: AtomicPtr<PageDirectory> = AtomicPtr::new(ptr::null_mut());
-
-/// `page_directory_t *current_directory`: the handle of the directory loaded
-/// in CR3, NULL until `init_paging` (or the host boot) loads one.
-#[no_mangle]
-#[allow(non_upper_case_globals)]
-pub static current_directory: AtomicPtr<PageDirectory> = AtomicPtr::new(ptr::null_mut());
-
-/// Which address space a handle names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Dir {
-    /// The kernel address space.
-    Kernel,
-    /// The C process's space (its `VmSpace`).
-    Process,
-}
-
-fn handle(dir: Dir) -> *mut PageDirectory {
-    let h = match dir {
-        Dir::Kernel => &KERNEL_DIR,
-        Dir::Process => &PROCESS_DIR,
-    };
-    ptr::from_ref(h).cast_mut()
-}
 
 /// The address space a C handle names; `InvalidArgument` for NULL or a
 /// pointer this API never handed out (or the process's before it exists).
@@ -75,25 +35,6 @@ fn dir_of(p: *const PageDirectory) -> CResult<Dir> {
     } else {
         Err(MmError::InvalidArgument.into())
     }
-}
-
-/// The directory loaded now (the kernel's until something else is loaded).
-pub(crate) fn current() -> Dir {
-    if ptr::eq(current_directory.load(Ordering::Relaxed), &PROCESS_DIR) {
-        Dir::Process
-    } else {
-        Dir::Kernel
-    }
-}
-
-/// Publishes `kernel_directory` once a platform is registered.
-pub(crate) fn publish_kernel_directory() {
-    kernel_directory.store(handle(Dir::Kernel), Ordering::Relaxed);
-}
-
-/// Records that `dir` is loaded.
-pub(crate) fn set_current(dir: Dir) {
-    current_directory.store(handle(dir), Ordering::Relaxed);
 }
 
 /// Runs `f` on the address space `dir` names, with the frame source.
@@ -108,9 +49,6 @@ pub(crate) fn with_space<T>(
         Dir::Process => vm::with_process_space(|space| f(m.platform, &mut frames, space)),
     }
 }
-
-/// The frame source every call uses: the allocator behind its lock.
-pub(crate) type Frames = &'static Mutex<FrameAllocator>;
 
 /// The directory frame of `dir`, if it exists.
 fn directory_frame(m: &Mm, dir: Dir) -> Option<Frame> {
@@ -165,7 +103,7 @@ fn flags(is_kernel: i32, is_writeable: i32) -> PteFlags {
 
 /// Drops a reference a mapping held; frames the allocator doesn't manage
 /// (device memory mapped by address) carry none.
-fn release(frames: &mut Frames, frame: Frame) -> CResult<()> {
+fn release(frames: &mut Frames, frame: OwnedFrame) -> CResult<()> {
     match frames.release(frame) {
         Ok(_) | Err(MmError::FrameReserved) | Err(MmError::OutOfRange) => Ok(()),
         Err(e) => Err(e.into()),
@@ -257,8 +195,10 @@ unsafe fn alloc_frame_inner(page: *mut PageT, is_kernel: i32, is_writeable: i32)
     }
     let mut frames = m.frames;
     let frame = frames.alloc(Zone::High)?;
-    m.platform.zero_frame(frame);
-    let new = PageTableEntry::new(frame, flags(is_kernel, is_writeable));
+    m.platform.zero_frame(frame.frame());
+    // The entry holds the reference from now on: C code owns it through the
+    // `page_t`, and gives it back with `free_frame`.
+    let new = PageTableEntry::new(frame.into_raw(), flags(is_kernel, is_writeable));
     // SAFETY: as above. A not-present entry is never cached by the TLB, so
     // no flush is owed.
     unsafe { page.as_ptr().write_volatile(new) };
@@ -296,7 +236,10 @@ unsafe fn free_frame_inner(page: *mut PageT) -> CResult<()> {
         None => m.platform.flush_all(),
     }
     let mut frames = m.frames;
-    release(&mut frames, old.frame())
+    // SAFETY: a present entry holds one reference (the paging rule, which
+    // `alloc_frame` and `map_page` keep for the entries C code writes, or
+    // none for a frame no allocator manages); the entry was just cleared.
+    release(&mut frames, unsafe { OwnedFrame::from_raw(old.frame()) })
 }
 
 /// `void map_page(uint32_t virtual_addr, uint32_t physical_addr, int is_kernel, int is_writeable)`.
@@ -313,12 +256,16 @@ pub extern "C" fn map_page(
         // The mapping's own reference: claim a free frame, share an
         // allocated one, none for memory the allocator doesn't manage.
         let owned = match frames.refcount(frame) {
-            Ok(0) => frames.lock().claim(frame).map(|()| true),
-            Ok(_) => frames.share(frame).map(|()| true),
-            Err(MmError::FrameReserved) | Err(MmError::OutOfRange) => Ok(false),
+            Ok(0) => frames.lock().claim(frame),
+            Ok(_) => frames.share(frame),
+            Err(MmError::FrameReserved) | Err(MmError::OutOfRange) => {
+                // SAFETY: no allocator manages the frame (device memory a C
+                // kernel maps by address): the second case of `from_raw`.
+                Ok(unsafe { OwnedFrame::from_raw(frame) })
+            }
             Err(e) => Err(e),
         }?;
-        match space.remap(p, frames, page, frame, flags(is_kernel, is_writeable)) {
+        match space.remap(p, frames, page, owned, flags(is_kernel, is_writeable)) {
             Ok((old, flush)) => {
                 flush.flush(p);
                 if let Some(old) = old {
@@ -327,10 +274,8 @@ pub extern "C" fn map_page(
                 Ok(())
             }
             Err(e) => {
-                if owned {
-                    release(frames, frame)?;
-                }
-                Err(e.into())
+                release(frames, e.frame)?;
+                Err(e.error.into())
             }
         }
     });

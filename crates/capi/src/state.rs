@@ -6,6 +6,7 @@ use myos_mm::system::System;
 use myos_mm::{MmError, Platform};
 use spin::{Mutex, Once};
 
+use crate::dir::{self, Dir};
 use crate::errno::{CResult, Failure};
 
 /// The platform type the C layer works with: any [`Platform`] shared between
@@ -22,6 +23,9 @@ pub struct Mm {
     /// The kernel address space (`kernel_directory`).
     pub kernel: &'static Mutex<AddressSpace>,
 }
+
+/// The frame source every call uses: the allocator behind its lock.
+pub(crate) type Frames = &'static Mutex<FrameAllocator>;
 
 static MM: Once<Mm> = Once::new();
 static SYSTEM: Once<System<Plat>> = Once::new();
@@ -54,10 +58,10 @@ pub fn register_parts(
             kernel,
         }
     });
-    crate::paging::publish_kernel_directory();
+    dir::publish_kernel_directory();
     if fresh && kernel.lock().is_active(platform) {
         // The kernel runs on its directory already: C code sees it as current.
-        crate::paging::set_current(crate::paging::Dir::Kernel);
+        dir::set_current(Dir::Kernel);
     }
     if fresh {
         Ok(())

@@ -12,14 +12,15 @@ use alloc::sync::Arc;
 use core::ffi::c_void;
 use core::ptr;
 
+use myos_abi::{MemFile, RawMman};
 use myos_mm::paging::AddressSpace;
-use myos_mm::vm::{FaultOutcome, FdTable, File, MemFile, OpenFile, OpenMode, PageFault, VmSpace};
+use myos_mm::vm::{FaultOutcome, FdTable, File, OpenFile, OpenMode, PageFault, VmSpace};
 use myos_mm::{Frame, MmError, VirtAddr};
 use spin::{Mutex, Once};
 
+use crate::dir::{self, Dir};
 use crate::errno::{record, CResult, Failure};
-use crate::paging::{self, Dir, Frames};
-use crate::state::{mm, Plat};
+use crate::state::{mm, Frames, Plat};
 
 /// The C process's address space type.
 pub type Space = VmSpace<'static, Plat, Frames>;
@@ -43,7 +44,7 @@ pub fn create_process() -> Result<(), MmError> {
     };
     let p = PROCESS.call_once(|| Mutex::new(space));
     p.lock().activate();
-    paging::set_current(Dir::Process);
+    dir::set_current(Dir::Process);
     Ok(())
 }
 
@@ -162,12 +163,8 @@ pub extern "C" fn munmap(addr: *mut c_void, length: u32) -> i32 {
 
 /// `MYOS_O_RDONLY`, `MYOS_O_WRONLY`, `MYOS_O_RDWR` as [`OpenMode`]s.
 fn open_mode(mode: i32) -> CResult<OpenMode> {
-    match mode {
-        0 => Ok(OpenMode::ReadOnly),
-        1 => Ok(OpenMode::WriteOnly),
-        2 => Ok(OpenMode::ReadWrite),
-        _ => Err(MmError::InvalidArgument.into()),
-    }
+    let raw = u32::try_from(mode).map_err(|_| MmError::InvalidArgument)?;
+    Ok(myos_abi::open_mode(raw)?)
 }
 
 /// `int myos_file_create(const void *data, uint32_t len, int mode)`: an

@@ -170,21 +170,22 @@ fn main() {
     );
     assert_eq!(boot.used, 0);
 
-    // Frames alone: allocate, share, release.
+    // Frames alone: allocate, share, release. Each reference is an
+    // `OwnedFrame` value: not `Copy`, consumed by `release` (or `map`).
     let f = fa.alloc(Zone::High).expect("a frame");
     assert!(
         f.start().as_u32() >= 0x20_0000 || f.start().as_u32() < 0x9_F000,
         "not reserved"
     );
-    fa.share(f).expect("second reference");
-    assert_eq!(fa.refcount(f), Ok(2));
-    assert_eq!((fa.release(f), fa.release(f)), (Ok(false), Ok(true)));
+    let second = fa.share(f.frame()).expect("second reference");
+    assert_eq!(fa.refcount(f.frame()), Ok(2));
+    assert_eq!((fa.release(f), fa.release(second)), (Ok(false), Ok(true)));
     let run = fa
         .alloc_contiguous(16, 4, Zone::Low)
         .expect("16 aligned frames");
-    assert!(run.number().is_multiple_of(16));
-    for i in 0..16 {
-        fa.release(run.checked_add(i).unwrap()).unwrap();
+    assert!(run.first().number().is_multiple_of(16));
+    for f in run.into_frames() {
+        fa.release(f).unwrap();
     }
     assert_eq!(fa.stats(), boot, "frames alone: back at baseline");
 
@@ -200,11 +201,13 @@ fn main() {
         with_spaces.used
     );
 
-    // A user page: the mapping takes over the frame's reference.
+    // A user page: the mapping consumes the frame's reference (the plain
+    // number stays for the checks below).
     let va = 0x0804_8000;
-    let frame = fa.alloc(Zone::High).expect("a frame");
+    let owned = fa.alloc(Zone::High).expect("a frame");
+    let frame = owned.frame();
     let flags = PteFlags::WRITABLE | PteFlags::USER;
-    user.map(&platform, &mut fa, page(va), frame, flags)
+    user.map(&platform, &mut fa, page(va), owned, flags)
         .expect("map")
         .flush(&platform);
     let pa = user.translate(&platform, VirtAddr::new(va + 0x123));
@@ -221,12 +224,13 @@ fn main() {
 
     // A kernel page in the heap window: its table is preallocated (no frame
     // taken for it) and shared by every space.
-    let kframe = fa.alloc(Zone::Direct).expect("a frame");
+    let kowned = fa.alloc(Zone::Direct).expect("a frame");
+    let kframe = kowned.frame();
     user.map(
         &platform,
         &mut fa,
         page(HEAP_START),
-        kframe,
+        kowned,
         PteFlags::WRITABLE,
     )
     .expect("map in the heap window")

@@ -5,7 +5,8 @@ use core::fmt;
 /// Why a memory-management operation failed. Nothing is changed when an
 /// operation returns an error.
 ///
-/// The C API maps each variant to an errno-style code with [`MmError::errno`].
+/// The numbers C callers and system calls see (errno codes) are
+/// `myos-abi`'s mapping of these variants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum MmError {
@@ -53,54 +54,7 @@ pub enum MmError {
     NoRegion,
 }
 
-/// errno-style codes used by the C API (Linux i386 values).
-pub mod errno {
-    /// Operation not permitted.
-    pub const EPERM: i32 = 1;
-    /// Bad file descriptor.
-    pub const EBADF: i32 = 9;
-    /// Out of memory.
-    pub const ENOMEM: i32 = 12;
-    /// Permission denied.
-    pub const EACCES: i32 = 13;
-    /// Bad address.
-    pub const EFAULT: i32 = 14;
-    /// Device or resource busy.
-    pub const EBUSY: i32 = 16;
-    /// File exists (already mapped).
-    pub const EEXIST: i32 = 17;
-    /// Invalid argument.
-    pub const EINVAL: i32 = 22;
-    /// Value too large (reference count overflow).
-    pub const EOVERFLOW: i32 = 75;
-}
-
 impl MmError {
-    /// The errno-style code the C API reports for this error.
-    pub const fn errno(self) -> i32 {
-        use errno::*;
-        match self {
-            MmError::OutOfMemory => ENOMEM,
-            MmError::Misaligned
-            | MmError::OutOfRange
-            | MmError::InvalidArgument
-            | MmError::FrameNotAllocated
-            | MmError::FrameInUse
-            | MmError::FrameReserved
-            | MmError::NotMapped
-            | MmError::BadPointer
-            | MmError::DoubleFree => EINVAL,
-            MmError::RefcountOverflow => EOVERFLOW,
-            MmError::AlreadyMapped => EEXIST,
-            MmError::FixedMapping => EPERM,
-            MmError::BadFileDescriptor => EBADF,
-            MmError::AccessDenied => EACCES,
-            MmError::HeapCorrupted => EFAULT,
-            MmError::BadAddress => EFAULT,
-            MmError::NoRegion => ENOMEM,
-        }
-    }
-
     /// A short human-readable description.
     pub const fn as_str(self) -> &'static str {
         match self {

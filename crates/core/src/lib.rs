@@ -36,4 +36,5 @@ pub mod vm;
 
 pub use addr::{Frame, Page, PhysAddr, VirtAddr};
 pub use error::MmError;
+pub use frames::OwnedFrame;
 pub use platform::Platform;

@@ -1,7 +1,7 @@
 //! Frame allocator tests on the simulated machine's RAM.
 
 use myos_mm::frames::{FrameAllocator, FrameSource, MemoryRegion, RegionKind, Zone, MAX_REFCOUNT};
-use myos_mm::{Frame, MmError};
+use myos_mm::{Frame, MmError, OwnedFrame};
 use myos_sim::SimMachine;
 use proptest::prelude::*;
 
@@ -23,6 +23,13 @@ fn reserved(start: u64, end: u64) -> MemoryRegion {
 }
 fn frame(n: u32) -> Frame {
     Frame::from_number(n).unwrap()
+}
+/// These tests track references by frame number, as their model does; a
+/// reference released here is one the test took (or a forged one the
+/// allocator must refuse).
+fn owned(f: Frame) -> OwnedFrame {
+    // SAFETY: see above; a forged reference only tests the refusal.
+    unsafe { OwnedFrame::from_raw(f) }
 }
 
 /// A machine with `ram` bytes and the PC-like map the simulator gives it.
@@ -60,12 +67,12 @@ fn counts_follow_the_memory_map() {
 fn frame_zero_is_an_ordinary_frame() {
     let (_m, mut fa) = machine(16 * MIB);
     let mut got = Vec::new();
-    while let Ok(f) = fa.alloc(Zone::Low) {
+    while let Ok(f) = fa.alloc(Zone::Low).map(OwnedFrame::into_raw) {
         got.push(f);
     }
     assert!(got.contains(&frame(0)), "frame 0 was never handed out");
-    assert_eq!(fa.release(frame(0)), Ok(true));
-    assert_eq!(fa.alloc(Zone::Low), Ok(frame(0)));
+    assert_eq!(fa.release(owned(frame(0))), Ok(true));
+    assert_eq!(fa.alloc(Zone::Low).map(OwnedFrame::into_raw), Ok(frame(0)));
 }
 
 #[test]
@@ -77,22 +84,31 @@ fn bad_frees_are_refused_and_change_nothing() {
     let before = fa.stats();
     let free_frame = frame(100);
     assert_eq!(fa.refcount(free_frame), Ok(0));
-    assert_eq!(fa.release(free_frame), Err(MmError::FrameNotAllocated));
     assert_eq!(
-        fa.release(frame(0x100)),
+        fa.release(owned(free_frame)),
+        Err(MmError::FrameNotAllocated)
+    );
+    assert_eq!(
+        fa.release(owned(frame(0x100))),
         Err(MmError::FrameReserved),
         "kernel image"
     );
     let (meta, _) = fa.metadata_frames();
     assert_eq!(
-        fa.release(meta),
+        fa.release(owned(meta)),
         Err(MmError::FrameReserved),
         "allocator metadata"
     );
-    assert_eq!(fa.release(frame(16 * 256)), Err(MmError::OutOfRange));
-    assert_eq!(fa.release(frame(0xFFFFF)), Err(MmError::OutOfRange));
-    assert_eq!(fa.share(free_frame), Err(MmError::FrameNotAllocated));
-    assert_eq!(fa.share(frame(0x100)), Err(MmError::FrameReserved));
+    assert_eq!(fa.release(owned(frame(16 * 256))), Err(MmError::OutOfRange));
+    assert_eq!(fa.release(owned(frame(0xFFFFF))), Err(MmError::OutOfRange));
+    assert_eq!(
+        fa.share(free_frame).map(OwnedFrame::into_raw),
+        Err(MmError::FrameNotAllocated)
+    );
+    assert_eq!(
+        fa.share(frame(0x100)).map(OwnedFrame::into_raw),
+        Err(MmError::FrameReserved)
+    );
     assert_eq!(fa.stats(), before);
     fa.validate().unwrap();
 }
@@ -100,10 +116,10 @@ fn bad_frees_are_refused_and_change_nothing() {
 #[test]
 fn double_free_is_detected() {
     let (_m, mut fa) = machine(16 * MIB);
-    let f = fa.alloc(Zone::High).unwrap();
-    assert_eq!(fa.release(f), Ok(true));
+    let f = fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap();
+    assert_eq!(fa.release(owned(f)), Ok(true));
     let before = fa.stats();
-    assert_eq!(fa.release(f), Err(MmError::FrameNotAllocated));
+    assert_eq!(fa.release(owned(f)), Err(MmError::FrameNotAllocated));
     assert_eq!(fa.stats(), before);
 }
 
@@ -111,37 +127,40 @@ fn double_free_is_detected() {
 fn reference_counts_keep_shared_frames_alive() {
     let (_m, mut fa) = machine(16 * MIB);
     let base = fa.stats();
-    let f = fa.alloc(Zone::High).unwrap();
-    fa.share(f).unwrap();
-    fa.share(f).unwrap();
+    let f = fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap();
+    fa.share(f).map(OwnedFrame::into_raw).unwrap();
+    fa.share(f).map(OwnedFrame::into_raw).unwrap();
     assert_eq!(fa.refcount(f), Ok(3));
-    assert_eq!(fa.release(f), Ok(false));
-    assert_eq!(fa.release(f), Ok(false));
+    assert_eq!(fa.release(owned(f)), Ok(false));
+    assert_eq!(fa.release(owned(f)), Ok(false));
     assert_eq!(fa.stats().used, 1);
-    assert_eq!(fa.release(f), Ok(true));
+    assert_eq!(fa.release(owned(f)), Ok(true));
     assert_eq!(fa.stats(), base);
 }
 
 #[test]
 fn reference_count_overflow_is_an_error() {
     let (_m, mut fa) = machine(16 * MIB);
-    let f = fa.alloc(Zone::High).unwrap();
+    let f = fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap();
     for _ in 1..MAX_REFCOUNT {
-        fa.share(f).unwrap();
+        fa.share(f).map(OwnedFrame::into_raw).unwrap();
     }
     assert_eq!(fa.refcount(f), Ok(MAX_REFCOUNT));
-    assert_eq!(fa.share(f), Err(MmError::RefcountOverflow));
+    assert_eq!(
+        fa.share(f).map(OwnedFrame::into_raw),
+        Err(MmError::RefcountOverflow)
+    );
     assert_eq!(fa.refcount(f), Ok(MAX_REFCOUNT));
 }
 
 #[test]
 fn zones_are_honoured() {
     let (_m, mut fa) = machine(1024 * MIB);
-    let high = fa.alloc(Zone::High).unwrap();
+    let high = fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap();
     assert_eq!(Zone::of(high), Zone::High);
-    let direct = fa.alloc(Zone::Direct).unwrap();
+    let direct = fa.alloc(Zone::Direct).map(OwnedFrame::into_raw).unwrap();
     assert_eq!(Zone::of(direct), Zone::Direct);
-    let low = fa.alloc(Zone::Low).unwrap();
+    let low = fa.alloc(Zone::Low).map(OwnedFrame::into_raw).unwrap();
     assert_eq!(Zone::of(low), Zone::Low);
     // The metadata avoids the DMA zone when it can.
     assert_eq!(Zone::of(fa.metadata_frames().0), Zone::Direct);
@@ -152,30 +171,39 @@ fn requests_fall_back_to_lower_zones_but_never_up() {
     let (_m, mut fa) = machine(32 * MIB);
     // No high memory on this machine: High falls back to Direct, then Low.
     let mut zones = [0; 3];
-    while let Ok(f) = fa.alloc(Zone::High) {
+    while let Ok(f) = fa.alloc(Zone::High).map(OwnedFrame::into_raw) {
         zones[Zone::of(f) as usize] += 1;
     }
     assert_eq!(zones[Zone::High as usize], 0);
     assert!(zones[Zone::Direct as usize] > 0 && zones[Zone::Low as usize] > 0);
     assert_eq!(fa.stats().free, 0);
-    assert_eq!(fa.alloc(Zone::Low), Err(MmError::OutOfMemory));
+    assert_eq!(
+        fa.alloc(Zone::Low).map(OwnedFrame::into_raw),
+        Err(MmError::OutOfMemory)
+    );
     fa.validate().unwrap();
 }
 
 #[test]
 fn low_zone_exhaustion_does_not_take_higher_frames() {
     let (_m, mut fa) = machine(64 * MIB);
-    while fa.alloc(Zone::Low).is_ok() {}
+    while fa.alloc(Zone::Low).map(OwnedFrame::into_raw).is_ok() {}
     assert_eq!(fa.stats().free_per_zone[Zone::Low as usize], 0);
     assert!(fa.stats().free_per_zone[Zone::Direct as usize] > 0);
-    assert_eq!(fa.alloc(Zone::Low), Err(MmError::OutOfMemory));
+    assert_eq!(
+        fa.alloc(Zone::Low).map(OwnedFrame::into_raw),
+        Err(MmError::OutOfMemory)
+    );
 }
 
 #[test]
 fn contiguous_runs_are_aligned_and_owned() {
     let (_m, mut fa) = machine(64 * MIB);
     for (count, align) in [(16, 4), (1, 0), (3, 0), (64, 6), (100, 2), (600, 9)] {
-        let f = fa.alloc_contiguous(count, align, Zone::Direct).unwrap();
+        let f = fa
+            .alloc_contiguous(count, align, Zone::Direct)
+            .map(|r| r.into_raw().0)
+            .unwrap();
         assert_eq!(
             f.number() % (1 << align),
             0,
@@ -192,16 +220,17 @@ fn contiguous_runs_are_aligned_and_owned() {
 fn contiguous_runs_respect_fragmentation() {
     let (_m, mut fa) = machine(16 * MIB);
     let mut all = Vec::new();
-    while let Ok(f) = fa.alloc(Zone::High) {
+    while let Ok(f) = fa.alloc(Zone::High).map(OwnedFrame::into_raw) {
         all.push(f);
     }
     all.sort();
     // Free every other frame: plenty of free memory, no two adjacent frames.
     for f in all.iter().step_by(2) {
-        fa.release(*f).unwrap();
+        fa.release(owned(*f)).unwrap();
     }
     assert_eq!(
-        fa.alloc_contiguous(2, 0, Zone::High),
+        fa.alloc_contiguous(2, 0, Zone::High)
+            .map(|r| r.into_raw().0),
         Err(MmError::OutOfMemory)
     );
     // Free an aligned block of 8 and the allocator finds it.
@@ -212,10 +241,14 @@ fn contiguous_runs_respect_fragmentation() {
         .number();
     for n in start..start + 8 {
         if fa.refcount(frame(n)) == Ok(1) {
-            fa.release(frame(n)).unwrap();
+            fa.release(owned(frame(n))).unwrap();
         }
     }
-    assert_eq!(fa.alloc_contiguous(8, 3, Zone::High), Ok(frame(start)));
+    assert_eq!(
+        fa.alloc_contiguous(8, 3, Zone::High)
+            .map(|r| r.into_raw().0),
+        Ok(frame(start))
+    );
     fa.validate().unwrap();
 }
 
@@ -224,15 +257,18 @@ fn contiguous_bad_arguments() {
     let (_m, mut fa) = machine(16 * MIB);
     let before = fa.stats();
     assert_eq!(
-        fa.alloc_contiguous(0, 0, Zone::High),
+        fa.alloc_contiguous(0, 0, Zone::High)
+            .map(|r| r.into_raw().0),
         Err(MmError::InvalidArgument)
     );
     assert_eq!(
-        fa.alloc_contiguous(1, 21, Zone::High),
+        fa.alloc_contiguous(1, 21, Zone::High)
+            .map(|r| r.into_raw().0),
         Err(MmError::InvalidArgument)
     );
     assert_eq!(
-        fa.alloc_contiguous(1 << 20, 0, Zone::High),
+        fa.alloc_contiguous(1 << 20, 0, Zone::High)
+            .map(|r| r.into_raw().0),
         Err(MmError::OutOfMemory)
     );
     assert_eq!(fa.stats(), before);
@@ -241,15 +277,21 @@ fn contiguous_bad_arguments() {
 #[test]
 fn claim_takes_a_named_frame() {
     let (_m, mut fa) = machine(16 * MIB);
-    fa.claim(frame(0x200)).unwrap();
+    fa.claim(frame(0x200)).map(OwnedFrame::into_raw).unwrap();
     assert_eq!(fa.refcount(frame(0x200)), Ok(1));
-    assert_eq!(fa.claim(frame(0x200)), Err(MmError::FrameInUse));
     assert_eq!(
-        fa.claim(frame(0xA0)),
+        fa.claim(frame(0x200)).map(OwnedFrame::into_raw),
+        Err(MmError::FrameInUse)
+    );
+    assert_eq!(
+        fa.claim(frame(0xA0)).map(OwnedFrame::into_raw),
         Err(MmError::FrameReserved),
         "BIOS hole"
     );
-    assert_eq!(fa.claim(frame(0xFFFFF)), Err(MmError::OutOfRange));
+    assert_eq!(
+        fa.claim(frame(0xFFFFF)).map(OwnedFrame::into_raw),
+        Err(MmError::OutOfRange)
+    );
     fa.validate().unwrap();
 }
 
@@ -257,20 +299,30 @@ fn claim_takes_a_named_frame() {
 fn injected_failures_change_nothing() {
     let (_m, mut fa) = machine(16 * MIB);
     fa.fail_after(Some(2));
-    let a = fa.alloc(Zone::High).unwrap();
-    let b = fa.alloc_contiguous(4, 2, Zone::High).unwrap();
+    let a = fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap();
+    let b = fa
+        .alloc_contiguous(4, 2, Zone::High)
+        .map(|r| r.into_raw().0)
+        .unwrap();
     let before = fa.stats();
-    assert_eq!(fa.alloc(Zone::High), Err(MmError::OutOfMemory));
     assert_eq!(
-        fa.alloc_contiguous(4, 2, Zone::High),
+        fa.alloc(Zone::High).map(OwnedFrame::into_raw),
         Err(MmError::OutOfMemory)
     );
-    assert_eq!(fa.claim(frame(0x300)), Err(MmError::OutOfMemory));
+    assert_eq!(
+        fa.alloc_contiguous(4, 2, Zone::High)
+            .map(|r| r.into_raw().0),
+        Err(MmError::OutOfMemory)
+    );
+    assert_eq!(
+        fa.claim(frame(0x300)).map(OwnedFrame::into_raw),
+        Err(MmError::OutOfMemory)
+    );
     assert_eq!(fa.stats(), before);
     fa.fail_after(None);
-    assert!(fa.alloc(Zone::High).is_ok());
-    fa.release(a).unwrap();
-    fa.release(b).unwrap();
+    assert!(fa.alloc(Zone::High).map(OwnedFrame::into_raw).is_ok());
+    fa.release(owned(a)).unwrap();
+    fa.release(owned(b)).unwrap();
     fa.validate().unwrap();
 }
 
@@ -325,13 +377,16 @@ fn four_gib_of_ram() {
         "{bytes_per_frame} bytes of metadata per frame"
     );
     assert!(s.total > 1_000_000);
-    let f = fa.alloc(Zone::High).unwrap();
+    let f = fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap();
     assert!(f.start().as_u32() >= 768 << 20);
-    let run = fa.alloc_contiguous(16, 4, Zone::High).unwrap();
+    let run = fa
+        .alloc_contiguous(16, 4, Zone::High)
+        .map(|r| r.into_raw().0)
+        .unwrap();
     assert!(run.start().as_u32() >= 768 << 20);
-    fa.release(f).unwrap();
+    fa.release(owned(f)).unwrap();
     for k in 0..16 {
-        fa.release(run.checked_add(k).unwrap()).unwrap();
+        fa.release(owned(run.checked_add(k).unwrap())).unwrap();
     }
     assert_eq!(fa.stats(), s);
 }
@@ -374,12 +429,12 @@ proptest! {
         for op in ops {
             match op {
                 Op::Alloc(z) => {
-                    let f = fa.alloc(zone(z)).unwrap();
+                    let f = fa.alloc(zone(z)).map(OwnedFrame::into_raw).unwrap();
                     prop_assert!(Zone::of(f) as u8 <= z);
                     prop_assert!(model.insert(f.number(), 1).is_none(), "handed out twice");
                 }
                 Op::Contiguous(n, a, z) => {
-                    if let Ok(f) = fa.alloc_contiguous(n as u32, a as u32, zone(z)) {
+                    if let Ok(f) = fa.alloc_contiguous(n as u32, a as u32, zone(z)).map(|r| r.into_raw().0) {
                         prop_assert_eq!(f.number() % (1 << a), 0);
                         for k in 0..n as u32 {
                             prop_assert!(model.insert(f.number() + k, 1).is_none());
@@ -389,7 +444,7 @@ proptest! {
                 Op::Share(i) if !model.is_empty() => {
                     let n = model.len();
                     let (&f, c) = model.iter_mut().nth(i % n).unwrap();
-                    fa.share(frame(f)).unwrap();
+                    fa.share(frame(f)).map(OwnedFrame::into_raw).unwrap();
                     *c += 1;
                 }
                 Op::Release(i) if !model.is_empty() => {
@@ -397,12 +452,12 @@ proptest! {
                     let c = model.get_mut(&f).unwrap();
                     *c -= 1;
                     let last = *c == 0;
-                    prop_assert_eq!(fa.release(frame(f)), Ok(last));
+                    prop_assert_eq!(fa.release(owned(frame(f))), Ok(last));
                     if last { model.remove(&f); }
                 }
                 Op::ReleaseBogus(n) if !model.contains_key(&n) => {
                     let before = fa.stats();
-                    prop_assert!(fa.release(frame(n)).is_err());
+                    prop_assert!(fa.release(owned(frame(n))).is_err());
                     prop_assert_eq!(fa.stats(), before);
                 }
                 _ => {}
@@ -411,7 +466,7 @@ proptest! {
         }
         fa.validate().unwrap();
         for (f, c) in model {
-            for _ in 0..c { fa.release(frame(f)).unwrap(); }
+            for _ in 0..c { fa.release(owned(frame(f))).unwrap(); }
         }
         prop_assert_eq!(fa.stats(), base);
         fa.validate().unwrap();

@@ -9,8 +9,8 @@ use myos_mm::frames::{FrameAllocator, FrameSource, Zone};
 use myos_mm::heap::{Heap, HeapBackend, HeapFlags};
 use myos_mm::layout::PAGE_SIZE;
 use myos_mm::paging::AddressSpace;
-use myos_mm::vm::{FaultOutcome, FdTable, MapFlags, PageFault, Prot, VmSpace};
-use myos_mm::{Frame, MmError, PhysAddr, VirtAddr};
+use myos_mm::vm::{FaultOutcome, MapRequest, MapSource, PageFault, Prot, VmSpace};
+use myos_mm::{MmError, OwnedFrame, PhysAddr};
 use myos_sim::{FaultError, Mode, SimMachine};
 use spin::Mutex;
 
@@ -23,7 +23,7 @@ struct FrameCostArena<'a> {
     mem: Vec<u8>,
     frames: &'a Mutex<FrameAllocator>,
     /// The frame behind each mapped page, by page index.
-    backing: Vec<Option<Frame>>,
+    backing: Vec<Option<OwnedFrame>>,
 }
 
 impl<'a> FrameCostArena<'a> {
@@ -31,7 +31,7 @@ impl<'a> FrameCostArena<'a> {
         Self {
             mem: vec![0; (pages + 1) * PAGE_SIZE],
             frames,
-            backing: vec![None; pages],
+            backing: (0..pages).map(|_| None).collect(),
         }
     }
     fn base(&self) -> usize {
@@ -61,8 +61,8 @@ unsafe impl HeapBackend for FrameCostArena<'_> {
         let mut fa = self.frames.lock();
         if contiguous {
             let run = fa.alloc_contiguous(pages as u32, 0, Zone::High)?;
-            for k in 0..pages {
-                self.backing[first + k] = run.checked_add(k as u32);
+            for (k, f) in run.into_frames().enumerate() {
+                self.backing[first + k] = Some(f);
             }
             return Ok(());
         }
@@ -93,7 +93,7 @@ unsafe impl HeapBackend for FrameCostArena<'_> {
     }
     fn phys(&self, addr: usize) -> Option<PhysAddr> {
         let off = addr.checked_sub(self.base())?;
-        let f = (*self.backing.get(off / PAGE_SIZE)?)?;
+        let f = self.backing.get(off / PAGE_SIZE)?.as_ref()?;
         Some(PhysAddr::new(f.start().as_u32() + (off % PAGE_SIZE) as u32))
     }
 }
@@ -211,18 +211,14 @@ fn free_all<B: HeapBackend>(heap: &mut Heap<B>, blocks: Vec<core::ptr::NonNull<u
 
 /// mmap, touch, fork, COW on both sides, child exit.
 fn user_part(m: &SimMachine, parent: &mut Vm<'_>, out: &mut Outcome) {
-    let rw = Prot::READ | Prot::WRITE;
-    let private = MapFlags::PRIVATE | MapFlags::ANONYMOUS;
-    let fds = FdTable::new();
-    let addr = match parent.mmap(
-        &fds,
-        VirtAddr::new(0),
-        24 * 4096,
-        rw.bits(),
-        private.bits(),
-        -1,
-        0,
-    ) {
+    let addr = match parent.map(&MapRequest {
+        addr: None,
+        length: 24 * 4096,
+        prot: Prot::READ | Prot::WRITE,
+        shared: false,
+        fixed: false,
+        source: MapSource::Anonymous,
+    }) {
         Ok(a) => a.as_u32(),
         Err(e) => {
             assert_eq!(e, MmError::OutOfMemory);

@@ -6,10 +6,18 @@ use std::collections::BTreeMap;
 use myos_mm::frames::{FrameAllocator, FrameSource, FrameStats, Zone};
 use myos_mm::layout::{HEAP_START, KERNEL_BASE, KMAP_START, USER_END};
 use myos_mm::paging::{AddressSpace, PteFlags};
-use myos_mm::{Frame, MmError, Page, PhysAddr, Platform, VirtAddr};
+use myos_mm::{Frame, MmError, OwnedFrame, Page, PhysAddr, Platform, VirtAddr};
 use myos_sim::err::{ERR_PRESENT, ERR_RESERVED, ERR_USER, ERR_WRITE};
 use myos_sim::{Mode, PageFault, SimMachine};
 use proptest::prelude::*;
+
+/// These tests track frame references by number (the paging rule's
+/// bookkeeping is what they check): the owned value of a reference the test
+/// took, or of an entry's reference it got back by number.
+fn owned(f: Frame) -> OwnedFrame {
+    // SAFETY: see above.
+    unsafe { OwnedFrame::from_raw(f) }
+}
 
 const MIB: u64 = 1 << 20;
 const RW_USER: PteFlags = PteFlags::WRITABLE.union(PteFlags::USER);
@@ -64,10 +72,11 @@ fn map_translate_unmap_round_trip_user_low_and_high_frames() {
     us.activate(&w.m);
     let tables_before = w.fa.stats().used;
     for zone in [Zone::Low, Zone::High] {
-        let f = w.fa.alloc(zone).unwrap();
+        let f = w.fa.alloc(zone).map(OwnedFrame::into_raw).unwrap();
         assert_eq!(Zone::of(f), zone);
         let va = 0x0804_8000;
-        us.map(&w.m, &mut w.fa, World::page(va), f, RW_USER)
+        us.map(&w.m, &mut w.fa, World::page(va), owned(f), RW_USER)
+            .map_err(|e| e.error)
             .unwrap()
             .flush(&w.m);
         assert_eq!(
@@ -82,7 +91,10 @@ fn map_translate_unmap_round_trip_user_low_and_high_frames() {
             0xDEAD_BEEF,
             "the MMU wrote into the mapped frame"
         );
-        let (got, flush) = us.unmap(&w.m, &mut w.fa, World::page(va)).unwrap();
+        let (got, flush) = us
+            .unmap(&w.m, &mut w.fa, World::page(va))
+            .map(|(f, fl)| (f.into_raw(), fl))
+            .unwrap();
         flush.flush(&w.m);
         assert_eq!(got, f);
         assert_eq!(us.translate(&w.m, VirtAddr::new(va)), None);
@@ -93,7 +105,7 @@ fn map_translate_unmap_round_trip_user_low_and_high_frames() {
             0,
             "the emptied page table was freed"
         );
-        w.fa.release(f).unwrap();
+        w.fa.release(owned(f)).unwrap();
     }
     assert_eq!(w.fa.stats().used, tables_before);
     w.kernel.as_ref().unwrap().activate(&w.m);
@@ -106,13 +118,14 @@ fn kernel_mappings_are_shared_by_every_address_space() {
     let mut w = World::new(64 * MIB);
     let a = w.user();
     let b = w.user();
-    let f = w.fa.alloc(Zone::Direct).unwrap();
+    let f = w.fa.alloc(Zone::Direct).map(OwnedFrame::into_raw).unwrap();
     let (m, fa) = (&w.m, &mut w.fa);
     let heap = World::page(HEAP_START + 0x5000);
     w.kernel
         .as_mut()
         .unwrap()
-        .map(m, fa, heap, f, PteFlags::WRITABLE)
+        .map(m, fa, heap, owned(f), PteFlags::WRITABLE)
+        .map_err(|e| e.error)
         .unwrap()
         .flush(m);
     for s in [&a, &b] {
@@ -135,9 +148,15 @@ fn kernel_mappings_are_shared_by_every_address_space() {
     let k = w.kernel.as_ref().unwrap();
     assert_eq!(k.translate(&w.m, heap.start()), Some(f.start()));
     let (m, fa) = (&w.m, &mut w.fa);
-    let (got, fl) = w.kernel.as_mut().unwrap().unmap(m, fa, heap).unwrap();
+    let (got, fl) = w
+        .kernel
+        .as_mut()
+        .unwrap()
+        .unmap(m, fa, heap)
+        .map(|(f, fl)| (f.into_raw(), fl))
+        .unwrap();
     fl.flush(m);
-    fa.release(got).unwrap();
+    fa.release(owned(got)).unwrap();
     w.finish();
 }
 
@@ -161,21 +180,27 @@ fn direct_map_translates_with_4mib_pages() {
     assert_eq!(u32::from_le_bytes(b), 0xABCD);
     let fa = &mut w.fa;
     let page = World::page(KERNEL_BASE + 0x1000);
-    let f = fa.alloc(Zone::High).unwrap();
+    let f = fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap();
     let kernel = w.kernel.as_mut().unwrap();
     assert_eq!(
-        kernel.map(&w.m, fa, page, f, PteFlags::WRITABLE).err(),
+        kernel
+            .map(&w.m, fa, page, owned(f), PteFlags::WRITABLE)
+            .map_err(|e| e.error)
+            .err(),
         Some(MmError::FixedMapping)
     );
     assert_eq!(
-        kernel.unmap(&w.m, fa, page).err(),
+        kernel
+            .unmap(&w.m, fa, page)
+            .map(|(f, fl)| (f.into_raw(), fl))
+            .err(),
         Some(MmError::FixedMapping)
     );
     assert_eq!(
         kernel.get_page(&w.m, fa, page.start(), true).err(),
         Some(MmError::FixedMapping)
     );
-    fa.release(f).unwrap();
+    fa.release(owned(f)).unwrap();
     w.finish();
 }
 
@@ -184,18 +209,24 @@ fn mapping_errors_change_nothing() {
     let mut w = World::new(32 * MIB);
     let mut us = w.user();
     let (m, fa) = (&w.m, &mut w.fa);
-    let f = fa.alloc(Zone::High).unwrap();
-    let g = fa.alloc(Zone::High).unwrap();
+    let f = fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap();
+    let g = fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap();
     let p = World::page(0x40_0000);
-    us.map(m, fa, p, f, RW_USER).unwrap().ignore();
+    us.map(m, fa, p, owned(f), RW_USER)
+        .map_err(|e| e.error)
+        .unwrap()
+        .ignore();
     let before = fa.stats();
     assert_eq!(
-        us.map(m, fa, p, g, RW_USER).err(),
+        us.map(m, fa, p, owned(g), RW_USER)
+            .map_err(|e| e.error)
+            .err(),
         Some(MmError::AlreadyMapped)
     );
     assert_eq!(us.translate(m, p.start()), Some(f.start()));
     assert_eq!(
-        us.map(m, fa, World::page(0x50_0000), g, PteFlags::HUGE)
+        us.map(m, fa, World::page(0x50_0000), owned(g), PteFlags::HUGE)
+            .map_err(|e| e.error)
             .err(),
         Some(MmError::InvalidArgument)
     );
@@ -204,11 +235,15 @@ fn mapping_errors_change_nothing() {
         Some(MmError::InvalidArgument)
     );
     assert_eq!(
-        us.unmap(m, fa, World::page(0x40_1000)).err(),
+        us.unmap(m, fa, World::page(0x40_1000))
+            .map(|(f, fl)| (f.into_raw(), fl))
+            .err(),
         Some(MmError::NotMapped)
     );
     assert_eq!(
-        us.unmap(m, fa, World::page(0x80_0000)).err(),
+        us.unmap(m, fa, World::page(0x80_0000))
+            .map(|(f, fl)| (f.into_raw(), fl))
+            .err(),
         Some(MmError::NotMapped),
         "no table"
     );
@@ -217,8 +252,15 @@ fn mapping_errors_change_nothing() {
         Some(MmError::NotMapped)
     );
     assert_eq!(
-        us.map(m, fa, World::page(0xFFC0_0000), g, PteFlags::WRITABLE)
-            .err(),
+        us.map(
+            m,
+            fa,
+            World::page(0xFFC0_0000),
+            owned(g),
+            PteFlags::WRITABLE
+        )
+        .map_err(|e| e.error)
+        .err(),
         Some(MmError::OutOfRange)
     );
     assert_eq!(
@@ -227,10 +269,14 @@ fn mapping_errors_change_nothing() {
     );
     assert_eq!(fa.stats(), before);
     // Replacing is explicit and hands back the old frame.
-    let (old, fl) = us.remap(m, fa, p, g, RW_USER).unwrap();
+    let (old, fl) = us
+        .remap(m, fa, p, owned(g), RW_USER)
+        .map(|(o, fl)| (o.map(OwnedFrame::into_raw), fl))
+        .map_err(|e| e.error)
+        .unwrap();
     fl.ignore();
     assert_eq!(old, Some(f));
-    fa.release(f).unwrap();
+    fa.release(owned(f)).unwrap();
     us.destroy(m, fa);
     w.finish();
 }
@@ -251,12 +297,14 @@ fn misaligned_pages_cannot_be_built() {
 fn out_of_memory_while_creating_a_table_changes_nothing() {
     let mut w = World::new(32 * MIB);
     let mut us = w.user();
-    let f = w.fa.alloc(Zone::High).unwrap();
+    let f = w.fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap();
     let before = w.fa.stats();
     w.fa.fail_after(Some(0));
     let (m, fa) = (&w.m, &mut w.fa);
     assert_eq!(
-        us.map(m, fa, World::page(0x40_0000), f, RW_USER).err(),
+        us.map(m, fa, World::page(0x40_0000), owned(f), RW_USER)
+            .map_err(|e| e.error)
+            .err(),
         Some(MmError::OutOfMemory)
     );
     assert_eq!(
@@ -276,7 +324,7 @@ fn out_of_memory_while_creating_a_table_changes_nothing() {
         "the directory allocated before the failure was given back"
     );
     fa.fail_after(None);
-    fa.release(f).unwrap();
+    fa.release(owned(f)).unwrap();
     us.destroy(m, fa);
     w.finish();
 }
@@ -326,12 +374,13 @@ fn fault_not_present_user_and_supervisor() {
         Err(PageFault::new(va, ERR_WRITE))
     );
     // A table exists but the entry is empty: same code.
-    let f = w.fa.alloc(Zone::High).unwrap();
+    let f = w.fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap();
     let (m, fa) = (&w.m, &mut w.fa);
     w.kernel
         .as_mut()
         .unwrap()
-        .map(m, fa, World::page(va), f, RW_USER)
+        .map(m, fa, World::page(va), owned(f), RW_USER)
+        .map_err(|e| e.error)
         .unwrap()
         .flush(m);
     assert_eq!(
@@ -345,12 +394,13 @@ fn fault_not_present_user_and_supervisor() {
 fn fault_write_to_read_only_user_and_supervisor_with_wp() {
     let mut w = World::new(32 * MIB);
     let va = 0x2000_0000;
-    let f = w.fa.alloc(Zone::High).unwrap();
+    let f = w.fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap();
     let (m, fa) = (&w.m, &mut w.fa);
     w.kernel
         .as_mut()
         .unwrap()
-        .map(m, fa, World::page(va), f, PteFlags::USER)
+        .map(m, fa, World::page(va), owned(f), PteFlags::USER)
+        .map_err(|e| e.error)
         .unwrap()
         .flush(m);
     assert_eq!(m.read_u32(va, Mode::User), Ok(0));
@@ -371,12 +421,13 @@ fn fault_write_to_read_only_user_and_supervisor_with_wp() {
 fn fault_user_access_to_supervisor_page() {
     let mut w = World::new(32 * MIB);
     let va = 0x3000_0000;
-    let f = w.fa.alloc(Zone::High).unwrap();
+    let f = w.fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap();
     let (m, fa) = (&w.m, &mut w.fa);
     w.kernel
         .as_mut()
         .unwrap()
-        .map(m, fa, World::page(va), f, PteFlags::WRITABLE)
+        .map(m, fa, World::page(va), owned(f), PteFlags::WRITABLE)
+        .map_err(|e| e.error)
         .unwrap()
         .flush(m);
     assert_eq!(
@@ -413,12 +464,15 @@ fn a_missing_flush_is_caught_by_the_tlb_model() {
     let mut w = World::new(32 * MIB);
     let va = 0x0804_8000;
     let (f, g) = (
-        w.fa.alloc(Zone::High).unwrap(),
-        w.fa.alloc(Zone::High).unwrap(),
+        w.fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap(),
+        w.fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap(),
     );
     let (m, fa) = (&w.m, &mut w.fa);
     let k = w.kernel.as_mut().unwrap();
-    k.map(m, fa, World::page(va), f, RW_USER).unwrap().flush(m);
+    k.map(m, fa, World::page(va), owned(f), RW_USER)
+        .map_err(|e| e.error)
+        .unwrap()
+        .flush(m);
     m.write_u32(va, 1, Mode::User).unwrap(); // now cached in the TLB
     m.write_frame(g, 0, &2u32.to_le_bytes());
     // Write-protect without the flush: the stale entry still allows writes.
@@ -438,7 +492,11 @@ fn a_missing_flush_is_caught_by_the_tlb_model() {
     );
     assert_eq!(m.read_u32(va, Mode::User), Ok(3)); // cached again, read-only
                                                    // Remap to another frame without the flush: reads see the old frame.
-    let (old, fl) = k.remap(m, fa, World::page(va), g, RW_USER).unwrap();
+    let (old, fl) = k
+        .remap(m, fa, World::page(va), owned(g), RW_USER)
+        .map(|(o, fl)| (o.map(OwnedFrame::into_raw), fl))
+        .map_err(|e| e.error)
+        .unwrap();
     assert_eq!(
         m.read_u32(va, Mode::User),
         Ok(3),
@@ -446,7 +504,7 @@ fn a_missing_flush_is_caught_by_the_tlb_model() {
     );
     fl.flush(m);
     assert_eq!(m.read_u32(va, Mode::User), Ok(2));
-    fa.release(old.unwrap()).unwrap();
+    fa.release(owned(old.unwrap())).unwrap();
     w.finish();
 }
 
@@ -457,11 +515,16 @@ fn switching_address_spaces_changes_translations() {
     let mut b = w.user();
     let va = 0x0804_8000;
     let (m, fa) = (&w.m, &mut w.fa);
-    let (fa1, fb1) = (fa.alloc(Zone::High).unwrap(), fa.alloc(Zone::High).unwrap());
-    a.map(m, fa, World::page(va), fa1, RW_USER)
+    let (fa1, fb1) = (
+        fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap(),
+        fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap(),
+    );
+    a.map(m, fa, World::page(va), owned(fa1), RW_USER)
+        .map_err(|e| e.error)
         .unwrap()
         .flush(m);
-    b.map(m, fa, World::page(va), fb1, RW_USER)
+    b.map(m, fa, World::page(va), owned(fb1), RW_USER)
+        .map_err(|e| e.error)
         .unwrap()
         .flush(m);
     a.activate(m);
@@ -517,20 +580,34 @@ fn destroy_releases_mapped_frames() {
     let mut w = World::new(32 * MIB);
     let mut us = w.user();
     let (m, fa) = (&w.m, &mut w.fa);
-    let shared = fa.alloc(Zone::High).unwrap();
+    let shared = fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap();
     for i in 0..3000u32 {
-        let f = fa.alloc(Zone::High).unwrap();
-        us.map(m, fa, World::page(0x40_0000 + i * 0x1000), f, RW_USER)
-            .unwrap()
-            .ignore();
-    }
-    fa.share(shared).unwrap();
-    us.map(m, fa, World::page(USER_END - 0x1000), shared, RW_USER)
+        let f = fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap();
+        us.map(
+            m,
+            fa,
+            World::page(0x40_0000 + i * 0x1000),
+            owned(f),
+            RW_USER,
+        )
+        .map_err(|e| e.error)
         .unwrap()
         .ignore();
+    }
+    fa.share(shared).map(OwnedFrame::into_raw).unwrap();
+    us.map(
+        m,
+        fa,
+        World::page(USER_END - 0x1000),
+        owned(shared),
+        RW_USER,
+    )
+    .map_err(|e| e.error)
+    .unwrap()
+    .ignore();
     us.destroy(m, fa);
     assert_eq!(fa.refcount(shared), Ok(1));
-    fa.release(shared).unwrap();
+    fa.release(owned(shared)).unwrap();
     w.finish();
 }
 
@@ -582,12 +659,12 @@ proptest! {
                     let page = page_of(p);
                     let kernel = page.start().as_u32() >= KERNEL_BASE;
                     let mm = if kernel { &mut kmodel } else { &mut model[s] };
-                    let f = fa.alloc(Zone::High).unwrap();
-                    let r = spaces[s].map(m, fa, page, f, RW_USER);
+                    let f = fa.alloc(Zone::High).map(OwnedFrame::into_raw).unwrap();
+                    let r = spaces[s].map(m, fa, page, owned(f), RW_USER).map_err(|e| e.error);
                     match mm.entry(page.number()) {
                         std::collections::btree_map::Entry::Occupied(_) => {
                             prop_assert_eq!(r.err(), Some(MmError::AlreadyMapped));
-                            fa.release(f).unwrap();
+                            fa.release(owned(f)).unwrap();
                         }
                         std::collections::btree_map::Entry::Vacant(v) => {
                             r.unwrap().flush(m);
@@ -601,12 +678,12 @@ proptest! {
                     let mm = if kernel { &mut kmodel } else { &mut model[s] };
                     match mm.remove(&page.number()) {
                         Some((f, _)) => {
-                            let (got, fl) = spaces[s].unmap(m, fa, page).unwrap();
+                            let (got, fl) = spaces[s].unmap(m, fa, page).map(|(f, fl)| (f.into_raw(), fl)).unwrap();
                             fl.flush(m);
                             prop_assert_eq!(got, f);
-                            fa.release(f).unwrap();
+                            fa.release(owned(f)).unwrap();
                         }
-                        None => prop_assert_eq!(spaces[s].unmap(m, fa, page).err(), Some(MmError::NotMapped)),
+                        None => prop_assert_eq!(spaces[s].unmap(m, fa, page).map(|(f, fl)| (f.into_raw(), fl)).err(), Some(MmError::NotMapped)),
                     }
                 }
                 Op::Protect(s, p, writable) => {

@@ -3,7 +3,8 @@
 
 mod vm_support;
 
-use myos_mm::error::errno::{EACCES, EBADF, EFAULT, EINVAL, ENOMEM};
+use myos_abi::errno::{EACCES, EBADF, EFAULT, EINVAL, ENOMEM};
+use myos_abi::*;
 use myos_mm::layout::{USER_END, USER_MMAP_MIN};
 use myos_mm::vm::*;
 use myos_mm::{MmError, VirtAddr};

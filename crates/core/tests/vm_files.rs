@@ -3,6 +3,7 @@
 
 mod vm_support;
 
+use myos_abi::*;
 use myos_mm::vm::*;
 use myos_mm::VirtAddr;
 use vm_support::*;

@@ -7,6 +7,7 @@
 
 mod vm_support;
 
+use myos_abi::*;
 use myos_mm::vm::*;
 use myos_sim::model::vm::{
     check, count_range, fork, mprotect, munmap, va, FileSpec, How, Model, Pages, Proc,

@@ -4,6 +4,7 @@
 
 mod vm_support;
 
+use myos_abi::*;
 use myos_mm::layout::{USER_END, USER_MMAP_MIN};
 use myos_mm::vm::*;
 use myos_mm::{MmError, VirtAddr};
@@ -534,14 +535,15 @@ fn raw_mappings_outside_regions_are_shared_by_fork_and_freed_at_exit() {
     let w = World::new(16 * MIB);
     let mut p = w.space();
     // The spec's example: a page mapped by hand at 0x1000, below any region.
-    let f = (&w.fa).alloc(Zone::High).unwrap();
+    let owned = (&w.fa).alloc(Zone::High).unwrap();
+    let f = owned.frame();
     let low = VirtAddr::new(0x1000);
     p.address_space_mut()
         .map(
             &w.m,
             &mut &w.fa,
             low.page(),
-            f,
+            owned,
             PteFlags::USER | PteFlags::WRITABLE,
         )
         .unwrap()

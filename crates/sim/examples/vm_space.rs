@@ -11,12 +11,10 @@
 //!
 //! (`myos_sim::World` packages the same wiring for tests.)
 
+use myos_abi::{RawMman, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 use myos_mm::frames::FrameAllocator;
 use myos_mm::paging::AddressSpace;
-use myos_mm::vm::{
-    FaultKind, FaultOutcome, FdTable, PageFault, SegvCause, Signal, VmSpace, MAP_ANONYMOUS,
-    MAP_PRIVATE, PROT_READ, PROT_WRITE,
-};
+use myos_mm::vm::{FaultKind, FaultOutcome, FdTable, PageFault, SegvCause, Signal, VmSpace};
 use myos_mm::{PhysAddr, VirtAddr};
 use myos_sim::{Mode, SimMachine};
 use spin::Mutex;

@@ -9,7 +9,8 @@
 //! handler servicing the faults, as the CPU restarts a faulting instruction.
 //!
 //! ```
-//! use myos_mm::vm::{FdTable, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+//! use myos_abi::{RawMman, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+//! use myos_mm::vm::FdTable;
 //! use myos_mm::VirtAddr;
 //! use myos_sim::{Mode, World};
 //!

@@ -53,7 +53,7 @@ pub(super) fn remap_shows_new_data(mm: &Mm) -> TestResult {
         .lock()
         .alloc(Zone::High)
         .map_err(|_| "out of frames")?;
-    stamp(mm, b, 0x2222_2222);
+    stamp(mm, b.frame(), 0x2222_2222);
     let page = Page::from_start(VirtAddr::new(TEST_VA)).map_err(|_| "misaligned")?;
     let (old, flush) = space
         .remap(mm.platform(), &mut mm.frames(), page, b, PteFlags::WRITABLE)

@@ -51,13 +51,14 @@ pub(super) fn map_fresh(
         .lock()
         .alloc(zone)
         .map_err(|_| "out of frames")?;
-    mm.platform().zero_frame(frame);
+    let number = frame.frame();
+    mm.platform().zero_frame(number);
     let page = Page::from_start(VirtAddr::new(va)).map_err(|_| "misaligned")?;
     space
         .map(mm.platform(), &mut mm.frames(), page, frame, flags)
         .map_err(|_| "map failed")?
         .flush(mm.platform());
-    Ok(frame)
+    Ok(number)
 }
 
 /// Unmaps `va` in `space` and releases its frame.

@@ -1,6 +1,6 @@
 //! The system-call interface as user space sees it (`user/lib/myos.h`):
-//! call numbers, signal numbers, `open` flags, errno values, and the
-//! POSIX wait status.
+//! call numbers and the POSIX wait status; signal numbers, `open` flags and
+//! errno values are `myos_abi`'s, shared with the C API.
 
 use core::fmt;
 
@@ -34,32 +34,13 @@ pub mod nr {
     pub const OVERFLOW_KERNEL_STACK: u32 = 401;
 }
 
-/// Signal numbers (Linux i386).
-pub mod sig {
-    /// Illegal instruction.
-    pub const SIGILL: i32 = 4;
-    /// Bus error (access past the end of a mapped file).
-    pub const SIGBUS: i32 = 7;
-    /// Arithmetic error.
-    pub const SIGFPE: i32 = 8;
-    /// Killed (out of memory).
-    pub const SIGKILL: i32 = 9;
-    /// Segmentation fault.
-    pub const SIGSEGV: i32 = 11;
-}
+/// Signal numbers (Linux i386): the ABI crate's.
+pub use myos_abi::signal as sig;
 
-/// `O_RDWR` for `open`.
-pub(super) const O_RDWR: u32 = 2;
-/// `O_ACCMODE`.
-pub(super) const O_ACCMODE: u32 = 3;
-/// errno: no such file.
-pub(super) const ENOENT: i32 = 2;
-/// errno: try again (process limit).
-pub(super) const EAGAIN: i32 = 11;
-/// errno: no child processes.
-pub(super) const ECHILD: i32 = 10;
-/// errno: function not implemented.
-pub(super) const ENOSYS: i32 = 38;
+/// `open` flags and the errno values only system calls return (the memory
+/// manager's errno codes come with its errors: `myos_abi::Errno`).
+pub(super) use myos_abi::errno::{EAGAIN, ECHILD, ENOENT, ENOSYS};
+pub(super) use myos_abi::{O_ACCMODE, O_RDWR};
 
 /// Wait status: bits of the terminating signal.
 const SIGNAL_MASK: i32 = 0x7F;

@@ -3,7 +3,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use myos_mm::error::errno;
+use myos_abi::{errno, Errno, RawMman};
 use myos_mm::vm::{OpenMode, Prot};
 use myos_mm::{MmError, VirtAddr};
 

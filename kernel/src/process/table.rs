@@ -6,7 +6,8 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::AtomicU32;
 
-use myos_mm::vm::{FaultStats, FdTable, MemFs, VmSpace};
+use myos_abi::MemFs;
+use myos_mm::vm::{FaultStats, FdTable, VmSpace};
 use spin::{Mutex, Once};
 
 use super::abi::WaitStatus;

@@ -12,7 +12,7 @@ use bitmap_allocator::{BitAlloc, BitAlloc1M};
 use myos_mm::frames::{FrameAllocator, FrameSource, RegionKind, Zone};
 use myos_mm::layout::PAGE_SIZE;
 use myos_mm::paging::{AddressSpace, PteFlags};
-use myos_mm::{Frame, Page, PhysAddr, VirtAddr};
+use myos_mm::{OwnedFrame, Page, PhysAddr, VirtAddr};
 use myos_sim::SimMachine;
 
 const MIB: u64 = 1 << 20;
@@ -110,13 +110,13 @@ fn single(ram: u64, fragmented: bool) -> Row {
     for i in (1..BATCH).rev() {
         order.swap(i, rng.next() as usize % (i + 1));
     }
-    let mut got = vec![Frame::from_number(0).unwrap(); BATCH];
+    let mut got: Vec<Option<OwnedFrame>> = (0..BATCH).map(|_| None).collect();
     let ours = median_ns(2 * BATCH, || {
         for g in got.iter_mut() {
-            *g = p.ours.alloc(Zone::High).unwrap();
+            *g = Some(p.ours.alloc(Zone::High).unwrap());
         }
         for &i in &order {
-            black_box(p.ours.release(got[i]).unwrap());
+            black_box(p.ours.release(got[i].take().unwrap()).unwrap());
         }
     });
     let mut keys = vec![0usize; BATCH];
@@ -149,9 +149,9 @@ fn contiguous(ram: u64) -> Row {
         for _ in 0..RUNS {
             got.push(p.ours.alloc_contiguous(16, 4, Zone::High).unwrap());
         }
-        for f in got.drain(..) {
-            for k in 0..16 {
-                p.ours.release(f.checked_add(k).unwrap()).unwrap();
+        for run in got.drain(..) {
+            for f in run.into_frames() {
+                p.ours.release(f).unwrap();
             }
         }
     });
@@ -181,7 +181,7 @@ fn paging(ram: u64) -> Vec<Row> {
         AddressSpace::new_kernel(&m, &mut fa, PhysAddr::new(ram.min(768 * MIB) as u32)).unwrap();
     let mut us = AddressSpace::new_user(&m, &mut fa, &k).unwrap();
     us.activate(&m);
-    let frames: Vec<Frame> = (0..BATCH).map(|_| fa.alloc(Zone::High).unwrap()).collect();
+    let mut frames: Vec<OwnedFrame> = (0..BATCH).map(|_| fa.alloc(Zone::High).unwrap()).collect();
     let pages: Vec<Page> = (0..BATCH as u32)
         .map(|i| Page::from_start(VirtAddr::new(0x1000_0000 + i * 0x1000)).unwrap())
         .collect();
@@ -191,8 +191,8 @@ fn paging(ram: u64) -> Vec<Row> {
     let mut t_un = Vec::new();
     for _ in 0..ROUNDS {
         let t = Instant::now();
-        for (p, f) in pages.iter().zip(&frames) {
-            us.map(&m, &mut fa, *p, *f, flags).unwrap().flush(&m);
+        for (p, f) in pages.iter().zip(frames.drain(..)) {
+            us.map(&m, &mut fa, *p, f, flags).unwrap().flush(&m);
         }
         t_map.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
         let t = Instant::now();
@@ -202,8 +202,9 @@ fn paging(ram: u64) -> Vec<Row> {
         t_tr.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
         let t = Instant::now();
         for p in &pages {
-            let (_f, fl) = us.unmap(&m, &mut fa, *p).unwrap();
+            let (f, fl) = us.unmap(&m, &mut fa, *p).unwrap();
             fl.flush(&m);
+            frames.push(f);
         }
         t_un.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
     }

@@ -21,14 +21,12 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::Instant;
 
+use myos_abi::{RawMman, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 use myos_mm::frames::{FrameAllocator, FrameSource, Zone};
 use myos_mm::layout::{PAGE_SIZE, USER_MMAP_MIN};
 use myos_mm::paging::AddressSpace;
-use myos_mm::vm::{
-    FaultOutcome, FdTable, PageFault, VmSpace, ERR_PRESENT, ERR_USER, ERR_WRITE, MAP_ANONYMOUS,
-    MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE,
-};
-use myos_mm::{Frame, PhysAddr, Platform, VirtAddr};
+use myos_mm::vm::{FaultOutcome, FdTable, PageFault, VmSpace, ERR_PRESENT, ERR_USER, ERR_WRITE};
+use myos_mm::{OwnedFrame, PhysAddr, Platform, VirtAddr};
 use myos_sim::SimMachine;
 use spin::Mutex;
 
@@ -200,13 +198,13 @@ fn faults(w: &World, pages: u32) -> [f64; 6] {
     vm.activate();
     let base = VirtAddr::new(0x1000_0000);
     let page_va = |i: u32| base.as_u32() + i * PAGE;
-    let alloc = |n: u32| -> Vec<Frame> {
+    let alloc = |n: u32| -> Vec<OwnedFrame> {
         let mut fa = &w.fa;
         (0..n)
             .map(|_| fa.alloc(Zone::High).expect("frame"))
             .collect()
     };
-    let free = |frames: Vec<Frame>| {
+    let free = |frames: Vec<OwnedFrame>| {
         let mut fa = &w.fa;
         for f in frames {
             fa.release(f).expect("release");
@@ -227,8 +225,8 @@ fn faults(w: &World, pages: u32) -> [f64; 6] {
             let range = c * CHUNK..(c + 1) * CHUNK;
             let zero = || {
                 time(CHUNK, || {
-                    for &f in &frames[range.start as usize..range.end as usize] {
-                        w.m.zero_frame(f);
+                    for f in &frames[range.start as usize..range.end as usize] {
+                        w.m.zero_frame(f.frame());
                     }
                 })
             };
@@ -255,7 +253,7 @@ fn faults(w: &World, pages: u32) -> [f64; 6] {
     for i in 0..pages {
         resolved(vm.handle_fault(PageFault::new(page_va(i), ERR_USER | ERR_WRITE)));
     }
-    let parent: Vec<Frame> = (0..pages)
+    let parent: Vec<myos_mm::Frame> = (0..pages)
         .map(|i| {
             let va = VirtAddr::new(page_va(i));
             vm.address_space()
@@ -274,8 +272,8 @@ fn faults(w: &World, pages: u32) -> [f64; 6] {
             let (lo, hi) = (range.start as usize, range.end as usize);
             let copy = || {
                 time(CHUNK, || {
-                    for (&d, &s) in dst[lo..hi].iter().zip(&parent[lo..hi]) {
-                        w.m.copy_frame(d, s);
+                    for (d, &s) in dst[lo..hi].iter().zip(&parent[lo..hi]) {
+                        w.m.copy_frame(d.frame(), s);
                     }
                 })
             };

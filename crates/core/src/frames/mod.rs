@@ -1,14 +1,18 @@
 //! Physical frame allocator.
 //!
 //! - `mod.rs`: [`FrameAllocator`], zones, reference counts, [`FrameSource`];
+//! - `owned.rs`: [`OwnedFrame`] and [`FrameRun`], owned frame references, and
+//!   the `unsafe` ways to make one from a frame number;
 //! - `bitmap.rs`: the three-level free bitmap of one zone;
 //! - `memory_map.rs`: [`MemoryRegion`] and what the allocator reads from the
 //!   memory map.
 
 mod bitmap;
 mod memory_map;
+mod owned;
 
 pub use memory_map::{MemoryRegion, RegionKind};
+pub use owned::{FrameRun, OwnedFrame};
 
 use core::ptr::NonNull;
 
@@ -84,9 +88,13 @@ pub struct FrameStats {
 /// (each call takes the lock briefly, so a kernel can let the heap and the
 /// address spaces allocate frames under their own locks), and a failing
 /// wrapper used for out-of-memory injection.
+///
+/// References are values: [`alloc`](Self::alloc) and [`share`](Self::share)
+/// hand out an [`OwnedFrame`], [`release`](Self::release) takes one back.
 pub trait FrameSource {
-    /// One frame from `zone` or below, with reference count 1.
-    fn alloc(&mut self, zone: Zone) -> Result<Frame, MmError>;
+    /// One frame from `zone` or below, with reference count 1: the
+    /// caller's.
+    fn alloc(&mut self, zone: Zone) -> Result<OwnedFrame, MmError>;
     /// `count` physically contiguous frames, the first aligned to
     /// `2^align_log2` frames, each with reference count 1.
     fn alloc_contiguous(
@@ -94,12 +102,14 @@ pub trait FrameSource {
         count: u32,
         align_log2: u32,
         zone: Zone,
-    ) -> Result<Frame, MmError>;
-    /// Adds a reference to an allocated frame.
-    fn share(&mut self, frame: Frame) -> Result<(), MmError>;
+    ) -> Result<FrameRun, MmError>;
+    /// Adds a reference to an allocated frame and hands it out.
+    fn share(&mut self, frame: Frame) -> Result<OwnedFrame, MmError>;
     /// Drops a reference; returns `true` when that was the last one and the
-    /// frame went back to the pool.
-    fn release(&mut self, frame: Frame) -> Result<bool, MmError>;
+    /// frame went back to the pool. Fails (and nothing changes) for a frame
+    /// that is free (`FrameNotAllocated`), reserved (`FrameReserved`) or
+    /// not managed (`OutOfRange`).
+    fn release(&mut self, frame: OwnedFrame) -> Result<bool, MmError>;
     /// The frame's reference count (0 for a free frame).
     fn refcount(&self, frame: Frame) -> Result<u16, MmError>;
 }
@@ -322,15 +332,18 @@ impl FrameAllocator {
         }
     }
 
-    /// Claims a specific free frame (e.g. one a C caller names by address).
-    pub fn claim(&mut self, frame: Frame) -> Result<(), MmError> {
+    /// Claims a specific free frame (e.g. one a C caller names by address);
+    /// its one reference is the caller's.
+    pub fn claim(&mut self, frame: Frame) -> Result<OwnedFrame, MmError> {
         match self.refcount(frame)? {
             0 => {
                 self.take_budget()?;
                 let (z, i) = self.locate(frame.number());
                 self.zones[z].set_used(i);
                 self.refs_mut()[frame.number() as usize] = 1;
-                Ok(())
+                // SAFETY: the frame was free and now has reference count 1,
+                // handed out here only.
+                Ok(unsafe { OwnedFrame::from_raw(frame) })
             }
             _ => Err(MmError::FrameInUse),
         }
@@ -385,14 +398,16 @@ impl FrameAllocator {
 }
 
 impl FrameSource for FrameAllocator {
-    fn alloc(&mut self, zone: Zone) -> Result<Frame, MmError> {
+    fn alloc(&mut self, zone: Zone) -> Result<OwnedFrame, MmError> {
         for &z in Self::zone_order(zone) {
             if let Some(i) = self.zones[z].first_free() {
                 self.take_budget()?;
                 self.zones[z].set_used(i);
                 let f = self.zones[z].base + i;
                 self.refs_mut()[f as usize] = 1;
-                return Ok(PhysAddr::new(f << PAGE_SHIFT).frame());
+                // SAFETY: the frame was free and now has reference count 1:
+                // that one reference is handed out here and nowhere else.
+                return Ok(unsafe { OwnedFrame::from_raw(PhysAddr::new(f << PAGE_SHIFT).frame()) });
             }
         }
         Err(MmError::OutOfMemory)
@@ -403,7 +418,7 @@ impl FrameSource for FrameAllocator {
         count: u32,
         align_log2: u32,
         zone: Zone,
-    ) -> Result<Frame, MmError> {
+    ) -> Result<FrameRun, MmError> {
         if count == 0 || align_log2 > 20 {
             return Err(MmError::InvalidArgument);
         }
@@ -416,24 +431,30 @@ impl FrameSource for FrameAllocator {
                     self.zones[z].set_used(i + k);
                     self.refs_mut()[(base + k) as usize] = 1;
                 }
-                return Ok(PhysAddr::new(base << PAGE_SHIFT).frame());
+                // SAFETY: the frames were free and now have reference
+                // count 1 each: those references are handed out here only.
+                return Ok(unsafe {
+                    FrameRun::from_raw(PhysAddr::new(base << PAGE_SHIFT).frame(), count)
+                });
             }
         }
         Err(MmError::OutOfMemory)
     }
 
-    fn share(&mut self, frame: Frame) -> Result<(), MmError> {
+    fn share(&mut self, frame: Frame) -> Result<OwnedFrame, MmError> {
         match self.refcount(frame)? {
             0 => Err(MmError::FrameNotAllocated),
             MAX_REFCOUNT => Err(MmError::RefcountOverflow),
             n => {
                 self.refs_mut()[frame.number() as usize] = n + 1;
-                Ok(())
+                // SAFETY: the reference just counted is handed out here only.
+                Ok(unsafe { OwnedFrame::from_raw(frame) })
             }
         }
     }
 
-    fn release(&mut self, frame: Frame) -> Result<bool, MmError> {
+    fn release(&mut self, frame: OwnedFrame) -> Result<bool, MmError> {
+        let frame = frame.frame();
         match self.refcount(frame)? {
             0 => Err(MmError::FrameNotAllocated),
             1 => {
@@ -461,7 +482,7 @@ impl FrameSource for FrameAllocator {
 }
 
 impl FrameSource for &spin::Mutex<FrameAllocator> {
-    fn alloc(&mut self, zone: Zone) -> Result<Frame, MmError> {
+    fn alloc(&mut self, zone: Zone) -> Result<OwnedFrame, MmError> {
         self.lock().alloc(zone)
     }
     fn alloc_contiguous(
@@ -469,13 +490,13 @@ impl FrameSource for &spin::Mutex<FrameAllocator> {
         count: u32,
         align_log2: u32,
         zone: Zone,
-    ) -> Result<Frame, MmError> {
+    ) -> Result<FrameRun, MmError> {
         self.lock().alloc_contiguous(count, align_log2, zone)
     }
-    fn share(&mut self, frame: Frame) -> Result<(), MmError> {
+    fn share(&mut self, frame: Frame) -> Result<OwnedFrame, MmError> {
         self.lock().share(frame)
     }
-    fn release(&mut self, frame: Frame) -> Result<bool, MmError> {
+    fn release(&mut self, frame: OwnedFrame) -> Result<bool, MmError> {
         self.lock().release(frame)
     }
     fn refcount(&self, frame: Frame) -> Result<u16, MmError> {

@@ -107,36 +107,40 @@ unsafe impl<P: Platform + ?Sized, F: FrameSource> HeapBackend for PagedHeapBacke
             return Ok(());
         }
         let pte = Self::pte_flags(addr, flags);
-        let run = if contiguous {
-            Some(self.frames.alloc_contiguous(count, 0, Zone::High)?)
+        let mut run = if contiguous {
+            Some(
+                self.frames
+                    .alloc_contiguous(count, 0, Zone::High)?
+                    .into_frames(),
+            )
         } else {
             None
         };
         for k in 0..count {
-            let frame = match run {
-                Some(base) => base.checked_add(k).ok_or(MmError::OutOfRange),
+            let frame = match run.as_mut() {
+                Some(frames) => frames.next().ok_or(MmError::OutOfRange),
                 None => self.frames.alloc(Zone::High),
             };
-            let page = Page::from_number(first.number() + k)?;
             let mapped = frame.and_then(|f| {
-                let r = self
-                    .space
+                let page = match Page::from_number(first.number() + k) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = self.frames.release(f);
+                        return Err(e);
+                    }
+                };
+                self.space
                     .lock()
-                    .map(self.platform, &mut self.frames, page, f, pte);
-                if r.is_err() && run.is_none() {
-                    let _ = self.frames.release(f);
-                }
-                r
+                    .map(self.platform, &mut self.frames, page, f, pte)
+                    .map_err(|e| e.release(&mut self.frames))
             });
             match mapped {
                 Ok(flush) => flush.flush(self.platform),
                 Err(e) => {
                     self.undo(first, k);
-                    if let Some(base) = run {
-                        // The part of the run that was never mapped.
-                        for j in k..count {
-                            let _ = base.checked_add(j).map(|f| self.frames.release(f));
-                        }
+                    // The part of the run that was never mapped.
+                    for f in run.into_iter().flatten() {
+                        let _ = self.frames.release(f);
                     }
                     return Err(e);
                 }

@@ -6,4 +6,4 @@ pub mod space;
 
 pub use entry::{PageTableEntry, PteFlags};
 pub use heap_backend::PagedHeapBackend;
-pub use space::{AddressSpace, Flush};
+pub use space::{AddressSpace, Flush, MapError};

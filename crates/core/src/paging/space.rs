@@ -9,16 +9,20 @@
 //! them empty.
 //!
 //! Ownership rule: a present entry that points at a frame managed by the
-//! frame allocator holds one reference to it. [`AddressSpace::map`] takes
-//! over a reference the caller owns; [`AddressSpace::unmap`] hands it back;
-//! [`AddressSpace::destroy`] drops the references of whatever is still mapped.
+//! frame allocator holds one reference to it. [`AddressSpace::map`] consumes
+//! an [`OwnedFrame`] (and gives it back inside a [`MapError`] when it fails);
+//! [`AddressSpace::unmap`] hands the entry's reference back as an
+//! `OwnedFrame`; [`AddressSpace::destroy`] drops the references of whatever
+//! is still mapped. The space keeps its own directory and table frames as
+//! plain numbers and turns them back into owned references, through
+//! `entry_reference`, only when it frees them.
 
 use core::ptr::NonNull;
 
 use super::entry::{PageTableEntry, PteFlags};
 use crate::addr::{Frame, Page, PhysAddr, VirtAddr};
 use crate::error::MmError;
-use crate::frames::{FrameSource, Zone};
+use crate::frames::{FrameSource, OwnedFrame, Zone};
 use crate::layout::{
     is_direct_map, DIRECT_MAP_START, DIRECT_ZONE_END, ENTRIES, HEAP_START, KERNEL_BASE,
     KERNEL_PD_INDEX, KMAP_END, TABLE_SPAN,
@@ -54,6 +58,53 @@ impl Flush {
     pub fn page(&self) -> Page {
         self.page
     }
+}
+
+/// A failed [`AddressSpace::map`] or [`remap`](AddressSpace::remap): the
+/// error, and the frame the call was given, still the caller's.
+#[must_use = "the frame is still owned: map it elsewhere or release it"]
+#[derive(Debug, PartialEq, Eq)]
+pub struct MapError {
+    /// Why the mapping failed (nothing changed).
+    pub error: MmError,
+    /// The frame that was to be mapped, handed back.
+    pub frame: OwnedFrame,
+}
+
+impl MapError {
+    /// Releases the frame (ignoring a frame no allocator manages) and
+    /// returns the error.
+    pub fn release<F: FrameSource + ?Sized>(self, frames: &mut F) -> MmError {
+        drop_reference(frames, self.frame);
+        self.error
+    }
+}
+
+/// Drops one reference. Frames the allocator doesn't manage (device memory
+/// mapped by address) carry none and are skipped; any other failure is a
+/// bug in the core's accounting.
+fn drop_reference<F: FrameSource + ?Sized>(frames: &mut F, frame: OwnedFrame) {
+    let f = frame.frame();
+    match frames.release(frame) {
+        Ok(_) | Err(MmError::FrameReserved) | Err(MmError::OutOfRange) => {}
+        Err(e) => debug_assert!(false, "releasing {f:?}: {e:?}"),
+    }
+}
+
+/// The reference a present entry (or a table frame the space keeps as a
+/// number) holds, as a value, once the entry is gone.
+///
+/// # Safety
+///
+/// `frame` is what a present entry the caller has just cleared (or will
+/// never read again) pointed at, or a directory/table/counts frame of a
+/// space being torn down: the paging rule gives each exactly one reference
+/// (or none, for a frame no allocator manages), which the entry no longer
+/// claims.
+pub(crate) unsafe fn entry_reference(frame: Frame) -> OwnedFrame {
+    // SAFETY: forwarded to the caller (the first or second case of
+    // `OwnedFrame::from_raw`).
+    unsafe { OwnedFrame::from_raw(frame) }
 }
 
 /// A page table or directory in memory: 1024 entries read and written with
@@ -307,18 +358,18 @@ impl AddressSpace {
     }
 
     /// Maps `page` to `frame` with `flags` (`PRESENT` is implied), creating
-    /// the page table if needed. The mapping takes over one reference to
-    /// `frame` that the caller owns. Fails with `AlreadyMapped` if the page
-    /// is mapped, `FixedMapping` in the direct map, `InvalidArgument` for
-    /// flags that don't belong in a page-table entry (`HUGE`).
+    /// the page table if needed. The entry takes over the reference `frame`
+    /// is. Fails with `AlreadyMapped` if the page is mapped, `FixedMapping`
+    /// in the direct map, `InvalidArgument` for flags that don't belong in a
+    /// page-table entry (`HUGE`); the error carries `frame` back.
     pub fn map<P: Platform + ?Sized, F: FrameSource + ?Sized>(
         &mut self,
         platform: &P,
         frames: &mut F,
         page: Page,
-        frame: Frame,
+        frame: OwnedFrame,
         flags: PteFlags,
-    ) -> Result<Flush, MmError> {
+    ) -> Result<Flush, MapError> {
         let (old, flush) =
             self.set_mapping(platform, frames, page, frame, flags, Mapped::Refuse)?;
         debug_assert!(old.is_none());
@@ -326,15 +377,15 @@ impl AddressSpace {
     }
 
     /// Like [`map`](Self::map), but replaces an existing mapping and returns
-    /// the frame it pointed at (whose reference now belongs to the caller).
+    /// the reference the old entry held, now the caller's.
     pub fn remap<P: Platform + ?Sized, F: FrameSource + ?Sized>(
         &mut self,
         platform: &P,
         frames: &mut F,
         page: Page,
-        frame: Frame,
+        frame: OwnedFrame,
         flags: PteFlags,
-    ) -> Result<(Option<Frame>, Flush), MmError> {
+    ) -> Result<(Option<OwnedFrame>, Flush), MapError> {
         self.set_mapping(platform, frames, page, frame, flags, Mapped::Replace)
     }
 
@@ -343,30 +394,48 @@ impl AddressSpace {
         platform: &P,
         frames: &mut F,
         page: Page,
-        frame: Frame,
+        frame: OwnedFrame,
         flags: PteFlags,
         mapped: Mapped,
-    ) -> Result<(Option<Frame>, Flush), MmError> {
+    ) -> Result<(Option<OwnedFrame>, Flush), MapError> {
         if flags.contains(PteFlags::HUGE) {
-            return Err(MmError::InvalidArgument);
+            return Err(MapError {
+                error: MmError::InvalidArgument,
+                frame,
+            });
         }
         let va = page.start();
-        let table = self
-            .table_for(platform, frames, va, MissingTable::Create)?
-            .ok_or(MmError::OutOfRange)?;
+        let table = match self.table_for(platform, frames, va, MissingTable::Create) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                return Err(MapError {
+                    error: MmError::OutOfRange,
+                    frame,
+                })
+            }
+            Err(error) => return Err(MapError { error, frame }),
+        };
         let old = table.get(va.pt_index());
         if old.is_present() && mapped == Mapped::Refuse {
-            return Err(MmError::AlreadyMapped);
+            return Err(MapError {
+                error: MmError::AlreadyMapped,
+                frame,
+            });
         }
+        // The entry now holds the reference `frame` was.
         table.set(
             va.pt_index(),
-            PageTableEntry::new(frame, flags | PteFlags::PRESENT),
+            PageTableEntry::new(frame.into_raw(), flags | PteFlags::PRESENT),
         );
         if old.is_unused() && va.as_u32() < KERNEL_BASE {
             let n = self.count(platform, va.pd_index());
             self.set_count(platform, va.pd_index(), n.saturating_add(1));
         }
-        let old = old.is_present().then(|| old.frame());
+        // SAFETY: the old entry was present and has just been overwritten:
+        // its reference is no longer claimed by any entry.
+        let old = old
+            .is_present()
+            .then(|| unsafe { entry_reference(old.frame()) });
         Ok((
             old,
             Flush {
@@ -399,14 +468,14 @@ impl AddressSpace {
         })
     }
 
-    /// Unmaps `page` and returns its frame, whose reference now belongs to
-    /// the caller. A user page table left empty is freed.
+    /// Unmaps `page` and returns the reference its entry held, now the
+    /// caller's. A user page table left empty is freed.
     pub fn unmap<P: Platform + ?Sized, F: FrameSource + ?Sized>(
         &mut self,
         platform: &P,
         frames: &mut F,
         page: Page,
-    ) -> Result<(Frame, Flush), MmError> {
+    ) -> Result<(OwnedFrame, Flush), MmError> {
         let va = page.start();
         let table = self.present_table(platform, page)?;
         let e = table.get(va.pt_index());
@@ -418,7 +487,8 @@ impl AddressSpace {
             self.forget_entry(platform, frames, va.pd_index(), table);
         }
         Ok((
-            e.frame(),
+            // SAFETY: the entry was present and has just been cleared.
+            unsafe { entry_reference(e.frame()) },
             Flush {
                 page,
                 dir: self.dir,
@@ -565,8 +635,10 @@ fn new_table<P: Platform + ?Sized, F: FrameSource + ?Sized>(
     frames: &mut F,
 ) -> Result<Frame, MmError> {
     let t = frames.alloc(Zone::Direct)?;
-    platform.zero_frame(t);
-    Ok(t)
+    platform.zero_frame(t.frame());
+    // The space keeps its tables as numbers (in directory entries and its
+    // fields); `release_owned` turns them back into references.
+    Ok(t.into_raw())
 }
 
 /// Drops the references held by a page table's entries, then the table.
@@ -581,7 +653,8 @@ fn release_table<P: Platform + ?Sized, F: FrameSource + ?Sized>(
         if e.is_present() {
             // Frames the allocator doesn't manage (device memory mapped by
             // address) carry no reference; anything else is a core bug.
-            match frames.release(e.frame()) {
+            // SAFETY: the table is being freed: no entry of it is read again.
+            match frames.release(unsafe { entry_reference(e.frame()) }) {
                 Ok(_) | Err(MmError::FrameReserved) | Err(MmError::OutOfRange) => {}
                 Err(err) => debug_assert!(false, "releasing {:?}: {err}", e.frame()),
             }
@@ -592,7 +665,9 @@ fn release_table<P: Platform + ?Sized, F: FrameSource + ?Sized>(
 
 /// Releases a frame the paging code allocated itself.
 fn release_owned<F: FrameSource + ?Sized>(frames: &mut F, frame: Frame) {
-    let r = frames.release(frame);
+    // SAFETY: callers pass a table, directory or counts frame of this space
+    // that is being freed (`new_table` gave up its reference to the space).
+    let r = frames.release(unsafe { entry_reference(frame) });
     debug_assert_eq!(r, Ok(true), "page-table frame {frame:?} had other owners");
 }
 

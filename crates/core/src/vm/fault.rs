@@ -151,16 +151,6 @@ pub enum Signal {
     },
 }
 
-impl Signal {
-    /// The signal's number (Linux i386: `SIGSEGV` 11, `SIGBUS` 7).
-    pub const fn number(self) -> i32 {
-        match self {
-            Signal::Segv { .. } => 11,
-            Signal::Bus { .. } => 7,
-        }
-    }
-}
-
 /// What the kernel must do after [`handle_fault`](super::VmSpace::handle_fault).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[must_use = "a fault that was not resolved must be acted upon"]
@@ -295,13 +285,5 @@ mod tests {
             (1, 1, 1, 1)
         );
         assert_eq!(s.resolved(), 2);
-        assert_eq!(
-            Signal::Segv {
-                addr: VirtAddr::new(0),
-                cause: SegvCause::NoRegion
-            }
-            .number(),
-            11
-        );
     }
 }

@@ -54,9 +54,9 @@
 //! # Driving it from a syscall layer
 //!
 //! ```text
-//! sys_mmap(addr, len, prot, flags, fd, off) => proc.vm.mmap(&proc.fds, VirtAddr::new(addr), len, prot, flags, fd, off)
+//! sys_mmap(addr, len, prot, flags, fd, off) => proc.vm.map(&MapRequest { .. })  (myos-abi: raw integers → MapRequest)
 //! sys_munmap(addr, len)                     => proc.vm.munmap(VirtAddr::new(addr), len)
-//! sys_mprotect(addr, len, prot)             => proc.vm.mprotect(VirtAddr::new(addr), len, prot)
+//! sys_mprotect(addr, len, prot)             => proc.vm.protect(VirtAddr::new(addr), len, prot)
 //! sys_fork()                                => child.vm = proc.vm.fork()?
 //! exit                                      => drop(proc.vm) (or proc.vm.destroy())
 //! #PF (CR2, error code)                     => match proc.vm.handle_fault(PageFault::new(cr2, code)) { .. }
@@ -70,8 +70,9 @@
 //! A space being destroyed while loaded switches CR3 to the kernel's directory
 //! first.
 //!
-//! Errors are [`MmError`]s; [`errno`](crate::MmError::errno)
-//! gives the code to return (`-errno`).
+//! Errors are [`MmError`](crate::MmError)s. The numbers a system call takes
+//! and returns (`PROT_*`, `MAP_*`, errno, signal numbers) and the raw
+//! six-argument `mmap` are the `myos-abi` crate's: the core knows no C.
 //!
 //! # Example
 //!
@@ -93,9 +94,15 @@
 //! let frames = spin::Mutex::new(fa);
 //!
 //! let mut vm = VmSpace::new(&m, &frames, &kernel).unwrap();
-//! let fds = FdTable::new();
 //! let a = vm
-//!     .mmap(&fds, VirtAddr::new(0), 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+//!     .map(&MapRequest {
+//!         addr: None,
+//!         length: 8192,
+//!         prot: Prot::READ | Prot::WRITE,
+//!         shared: false,
+//!         fixed: false,
+//!         source: MapSource::Anonymous,
+//!     })
 //!     .unwrap();
 //! vm.activate();
 //! // A user write faults (the page is not there yet); the handler brings in
@@ -134,30 +141,10 @@ pub use fault::{
     AccessKind, ErrorCode, FaultKind, FaultOutcome, FaultStats, PageFault, SegvCause, Signal,
     ERR_FETCH, ERR_PRESENT, ERR_RESERVED, ERR_USER, ERR_WRITE,
 };
-pub use file::{FdTable, File, MemFile, MemFs, OpenFile, OpenMode, PageCache};
+pub use file::{FdTable, File, OpenFile, OpenMode, PageCache};
 pub use space::{BackingKind, MapRequest, MapSource, RegionInfo, VmSpace};
 
 use bitflags::bitflags;
-
-use crate::error::MmError;
-
-/// `PROT_NONE`: no access.
-pub const PROT_NONE: u32 = 0x0;
-/// `PROT_READ`: readable.
-pub const PROT_READ: u32 = 0x1;
-/// `PROT_WRITE`: writable (implies readable on x86).
-pub const PROT_WRITE: u32 = 0x2;
-/// `PROT_EXEC`: executable (recorded; without NX it implies readable).
-pub const PROT_EXEC: u32 = 0x4;
-
-/// `MAP_SHARED`: writes are shared with other mappings and reach the file.
-pub const MAP_SHARED: u32 = 0x01;
-/// `MAP_PRIVATE`: copy-on-write; writes stay private to the process.
-pub const MAP_PRIVATE: u32 = 0x02;
-/// `MAP_FIXED`: place the mapping exactly at `addr`, replacing what was there.
-pub const MAP_FIXED: u32 = 0x10;
-/// `MAP_ANONYMOUS`: not backed by a file (`fd` must be -1, `offset` 0).
-pub const MAP_ANONYMOUS: u32 = 0x20;
 
 /// Gap kept free below a growable stack region: the stack never grows to
 /// within this many bytes of the region below it, and `mmap` never places a
@@ -166,27 +153,23 @@ pub const MAP_ANONYMOUS: u32 = 0x20;
 pub const STACK_GUARD_GAP: u32 = 1 << 20;
 
 bitflags! {
-    /// Protection of a region (`PROT_*`). The empty set is `PROT_NONE`.
+    /// Protection of a region. The empty set is `PROT_NONE`. The bits are
+    /// the spec's `PROT_*` values, which `myos-abi` defines from them.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
     pub struct Prot: u32 {
         /// `PROT_READ`: user code may read.
-        const READ = PROT_READ;
+        const READ = 0x1;
         /// `PROT_WRITE`: user code may write (and therefore read: no
         /// write-only pages on x86).
-        const WRITE = PROT_WRITE;
+        const WRITE = 0x2;
         /// `PROT_EXEC`: user code may execute. Without PAE there is no NX
         /// bit, so this is recorded but grants exactly what `READ` grants,
         /// and every readable page is executable.
-        const EXEC = PROT_EXEC;
+        const EXEC = 0x4;
     }
 }
 
 impl Prot {
-    /// Parses the spec's `prot` argument; unknown bits are `InvalidArgument`.
-    pub fn from_raw(raw: u32) -> Result<Prot, MmError> {
-        Prot::from_bits(raw).ok_or(MmError::InvalidArgument)
-    }
-
     /// True when user code may read (or execute): any protection but `PROT_NONE`.
     pub fn readable(self) -> bool {
         !self.is_empty()
@@ -199,16 +182,17 @@ impl Prot {
 }
 
 bitflags! {
-    /// The spec's `flags` argument of `mmap` (`MAP_*`).
+    /// The flags of `mmap`. The bits are the spec's `MAP_*` values, which
+    /// `myos-abi` defines from them.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
     pub struct MapFlags: u32 {
         /// `MAP_SHARED`.
-        const SHARED = MAP_SHARED;
+        const SHARED = 0x01;
         /// `MAP_PRIVATE`.
-        const PRIVATE = MAP_PRIVATE;
+        const PRIVATE = 0x02;
         /// `MAP_FIXED`.
-        const FIXED = MAP_FIXED;
+        const FIXED = 0x10;
         /// `MAP_ANONYMOUS`.
-        const ANONYMOUS = MAP_ANONYMOUS;
+        const ANONYMOUS = 0x20;
     }
 }

@@ -14,7 +14,7 @@ use alloc::sync::Arc;
 use super::file_io::FileIo;
 use crate::addr::Frame;
 use crate::error::MmError;
-use crate::frames::{FrameSource, Zone};
+use crate::frames::{FrameSource, OwnedFrame, Zone};
 use crate::layout::PAGE_SIZE;
 use crate::platform::Platform;
 
@@ -27,9 +27,10 @@ pub(crate) enum Source {
 }
 
 /// One resident page of an object.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 struct ObjPage {
-    frame: Frame,
+    /// The object's reference to the page's frame.
+    frame: OwnedFrame,
     /// Written through a shared mapping since it was read (file objects).
     /// Never cleared while the object lives: a writable mapping of the page
     /// in another process may keep writing without faulting again.
@@ -88,7 +89,7 @@ impl VmObject {
     ) -> Result<Frame, PageError> {
         let mut pages = self.pages.lock();
         if let Some(p) = pages.get(&index) {
-            return Ok(p.frame);
+            return Ok(p.frame.frame());
         }
         let offset = u64::from(index) * PAGE_SIZE as u64;
         if let Source::File(file) = &self.source {
@@ -96,18 +97,19 @@ impl VmObject {
                 return Err(PageError::PastEof);
             }
         }
-        let frame = frames.alloc(Zone::High).map_err(|_| PageError::NoMemory)?;
+        let owned = frames.alloc(Zone::High).map_err(|_| PageError::NoMemory)?;
+        let frame = owned.frame();
         platform.zero_frame(frame);
         if let Source::File(file) = &self.source {
             if fill_from_file(platform, &**file, frame, offset).is_err() {
-                let _ = frames.release(frame);
+                let _ = frames.release(owned);
                 return Err(PageError::PastEof);
             }
         }
         pages.insert(
             index,
             ObjPage {
-                frame,
+                frame: owned,
                 dirty: false,
             },
         );
@@ -142,7 +144,7 @@ impl VmObject {
         let mut result = Ok(());
         for (&index, p) in pages.range(lo..hi) {
             if p.dirty {
-                if let Err(e) = write_to_file(platform, &**file, p.frame, index) {
+                if let Err(e) = write_to_file(platform, &**file, p.frame.frame(), index) {
                     result = Err(e);
                 }
             }
@@ -165,8 +167,9 @@ impl VmObject {
         }
         let _ = obj.writeback(platform, 0, u32::MAX);
         for (_, p) in obj.pages.into_inner() {
+            let f = p.frame.frame();
             let r = frames.release(p.frame);
-            debug_assert!(r.is_ok(), "object frame {:?}: {r:?}", p.frame);
+            debug_assert!(r.is_ok(), "object frame {f:?}: {r:?}");
         }
     }
 }

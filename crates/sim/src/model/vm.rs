@@ -21,10 +21,8 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::Range;
 
-use myos_mm::vm::{
-    FaultOutcome, FdTable, MemFs, OpenMode, Prot, SegvCause, Signal, MAP_ANONYMOUS, MAP_FIXED,
-    MAP_PRIVATE, MAP_SHARED, PROT_WRITE,
-};
+use myos_abi::{MemFs, RawMman, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_WRITE};
+use myos_mm::vm::{FaultOutcome, FdTable, OpenMode, Prot, SegvCause, Signal};
 use myos_mm::{MmError, VirtAddr};
 
 use crate::{Mode, Vm, World};

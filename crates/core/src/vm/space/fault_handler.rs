@@ -3,9 +3,9 @@
 //! copy-on-write, stack growth).
 
 use super::{drop_ref, page_of, pte_flags, VmSpace};
-use crate::addr::{Frame, VirtAddr};
+use crate::addr::VirtAddr;
 use crate::error::MmError;
-use crate::frames::{FrameSource, Zone};
+use crate::frames::{FrameSource, OwnedFrame, Zone};
 use crate::layout::USER_END;
 use crate::paging::{PageTableEntry, PteFlags};
 use crate::platform::Platform;
@@ -120,7 +120,7 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
     pub(super) fn install(
         &mut self,
         page: u32,
-        frame: Frame,
+        frame: OwnedFrame,
         flags: PteFlags,
     ) -> Result<(), MmError> {
         let platform = self.platform;
@@ -131,8 +131,8 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
                 Ok(())
             }
             Err(e) => {
-                drop_ref(&mut self.frames, frame);
-                Err(e)
+                drop_ref(&mut self.frames, e.frame);
+                Err(e.error)
             }
         }
     }
@@ -161,7 +161,7 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
                 Ok(f) => f,
                 Err(_) => return FaultOutcome::OutOfMemory,
             };
-            self.platform.zero_frame(frame);
+            self.platform.zero_frame(frame.frame());
             return match self.install(page, frame, pte_flags(region.prot, true)) {
                 Ok(()) => FaultOutcome::Resolved(FaultKind::DemandZero),
                 Err(e) => oom(e),
@@ -183,15 +183,15 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
                 Ok(f) => f,
                 Err(_) => return FaultOutcome::OutOfMemory,
             };
-            self.platform.copy_frame(frame, cached);
+            self.platform.copy_frame(frame.frame(), cached);
             return match self.install(page, frame, pte_flags(region.prot, true)) {
                 Ok(()) => FaultOutcome::Resolved(kind),
                 Err(e) => oom(e),
             };
         }
-        if self.frames.share(cached).is_err() {
+        let Ok(shared) = self.frames.share(cached) else {
             return FaultOutcome::OutOfMemory;
-        }
+        };
         // Shared anonymous pages are writable at once; shared file pages
         // only on a write (so the first write is seen and marks the page
         // dirty); private file pages never (their first write copies).
@@ -199,7 +199,7 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
         if writable && object.is_file() {
             object.mark_dirty(index);
         }
-        match self.install(page, cached, pte_flags(region.prot, writable)) {
+        match self.install(page, shared, pte_flags(region.prot, writable)) {
             Ok(()) => FaultOutcome::Resolved(kind),
             Err(e) => oom(e),
         }
@@ -234,7 +234,7 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
             Ok(f) => f,
             Err(_) => return FaultOutcome::OutOfMemory,
         };
-        self.platform.copy_frame(frame, old);
+        self.platform.copy_frame(frame.frame(), old);
         let platform = self.platform;
         let space = &mut *self.space;
         match space.remap(platform, &mut self.frames, page_of(page), frame, writable) {
@@ -245,8 +245,8 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
                 }
                 FaultOutcome::Resolved(FaultKind::CopyOnWrite)
             }
-            Err(_) => {
-                drop_ref(&mut self.frames, frame);
+            Err(e) => {
+                drop_ref(&mut self.frames, e.frame);
                 FaultOutcome::OutOfMemory
             }
         }

@@ -6,7 +6,7 @@ use core::mem::ManuallyDrop;
 
 use super::{drop_ref, VmSpace};
 use crate::error::MmError;
-use crate::frames::FrameSource;
+use crate::frames::{FrameSource, OwnedFrame};
 use crate::paging::{AddressSpace, PteFlags};
 use crate::platform::Platform;
 use crate::vm::fault::FaultStats;
@@ -66,9 +66,14 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
             }
             // Frames the allocator doesn't manage (device memory mapped by
             // address through `address_space_mut`) carry no reference.
-            let counted = match self.frames.share(e.frame()) {
-                Ok(()) => true,
-                Err(MmError::FrameReserved | MmError::OutOfRange) => false,
+            let (counted, frame) = match self.frames.share(e.frame()) {
+                Ok(f) => (true, f),
+                Err(MmError::FrameReserved | MmError::OutOfRange) => {
+                    // SAFETY: the allocator manages no such frame (the
+                    // second case of `OwnedFrame::from_raw`); the parent
+                    // maps it already.
+                    (false, unsafe { OwnedFrame::from_raw(e.frame()) })
+                }
                 Err(err) => {
                     if parent_changed && space.is_active(platform) {
                         platform.flush_all();
@@ -76,12 +81,16 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
                     return Err(err);
                 }
             };
-            match child_space.map(platform, &mut self.frames, page, e.frame(), flags) {
+            match child_space.map(platform, &mut self.frames, page, frame, flags) {
                 Ok(flush) => flush.ignore(),
                 Err(err) => {
                     if counted {
-                        drop_ref(&mut self.frames, e.frame());
+                        drop_ref(&mut self.frames, err.frame);
+                    } else {
+                        // Not a reference: nothing to give back.
+                        let _ = err.frame.into_raw();
                     }
+                    let err = err.error;
                     if parent_changed && space.is_active(platform) {
                         platform.flush_all();
                     }

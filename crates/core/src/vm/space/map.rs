@@ -13,79 +13,28 @@ use crate::frames::FrameSource;
 use crate::layout::{PAGE_SHIFT, PAGE_SIZE};
 use crate::paging::PageTableEntry;
 use crate::platform::Platform;
-use crate::vm::file::{FdTable, PageCache};
+use crate::vm::file::PageCache;
 use crate::vm::object::VmObject;
 use crate::vm::region::{Backing, Region, END_PAGE, MIN_PAGE};
-use crate::vm::{MapFlags, Prot};
+use crate::vm::Prot;
 
 impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
-    /// `mmap(addr, length, prot, flags, fd, offset)` with the spec's raw
-    /// arguments (what a syscall layer has in registers); `fd` is resolved
-    /// through `fds`. Returns the mapping's address.
+    /// `mmap`: validates `req`, places the region (the hint if free, else
+    /// the best-fitting free gap, found in O(log n)), and records it. No
+    /// frame is allocated: pages come in on first touch. (The spec's raw
+    /// six-integer form is `myos_abi::RawMman::mmap`, which validates the
+    /// integers into a `MapRequest` and calls this.)
     ///
     /// Errors (nothing changes on error):
-    /// - `InvalidArgument` (EINVAL): `length` 0; unknown `prot` or `flags`
-    ///   bits; neither or both of `MAP_SHARED`/`MAP_PRIVATE`;
-    ///   `MAP_ANONYMOUS` with `fd != -1` or `offset != 0`; a file `offset`
-    ///   that is not page-aligned, or `offset + length` past 4 GiB;
-    /// - `Misaligned` (EINVAL): `MAP_FIXED` at an unaligned address;
-    /// - `OutOfRange` (EINVAL): `MAP_FIXED` range outside
+    /// - `InvalidArgument` (EINVAL): `length` 0; a file `offset` that is not
+    ///   page-aligned, or `offset + length` past 4 GiB; `fixed` without an
+    ///   address;
+    /// - `Misaligned` (EINVAL): `fixed` at an unaligned address;
+    /// - `OutOfRange` (EINVAL): `fixed` range outside
     ///   `USER_MMAP_MIN..USER_END`;
-    /// - `BadFileDescriptor` (EBADF): `fd` names no open file;
     /// - `AccessDenied` (EACCES): the file is not open for reading, or a
     ///   shared writable mapping of a file not open for writing;
     /// - `OutOfMemory` (ENOMEM): no free range is large enough.
-    #[allow(clippy::too_many_arguments)] // the spec's C signature
-    pub fn mmap(
-        &mut self,
-        fds: &FdTable,
-        addr: VirtAddr,
-        length: u32,
-        prot: u32,
-        flags: u32,
-        fd: i32,
-        offset: u32,
-    ) -> Result<VirtAddr, MmError> {
-        if length == 0 {
-            return Err(MmError::InvalidArgument);
-        }
-        let prot = Prot::from_raw(prot)?;
-        let flags = MapFlags::from_bits(flags).ok_or(MmError::InvalidArgument)?;
-        let shared = match (
-            flags.contains(MapFlags::SHARED),
-            flags.contains(MapFlags::PRIVATE),
-        ) {
-            (true, false) => true,
-            (false, true) => false,
-            _ => return Err(MmError::InvalidArgument),
-        };
-        let source = if flags.contains(MapFlags::ANONYMOUS) {
-            if fd != -1 || offset != 0 {
-                return Err(MmError::InvalidArgument);
-            }
-            MapSource::Anonymous
-        } else {
-            MapSource::File {
-                file: fds.get(fd)?.clone(),
-                offset,
-            }
-        };
-        let fixed = flags.contains(MapFlags::FIXED);
-        let addr = (fixed || addr.as_u32() != 0).then_some(addr);
-        self.map(&MapRequest {
-            addr,
-            length,
-            prot,
-            shared,
-            fixed,
-            source,
-        })
-    }
-
-    /// The typed `mmap`: validates `req` as [`mmap`](Self::mmap) documents,
-    /// places the region (the hint if free, else the best-fitting free gap,
-    /// found in O(log n)), and records it. No frame is allocated: pages come
-    /// in on first touch.
     pub fn map(&mut self, req: &MapRequest) -> Result<VirtAddr, MmError> {
         if req.length == 0 {
             return Err(MmError::InvalidArgument);
@@ -288,11 +237,6 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
             }
             VmObject::release(object, self.platform, &mut self.frames);
         }
-    }
-
-    /// `mprotect(addr, length, prot)` with the raw `prot` bits.
-    pub fn mprotect(&mut self, addr: VirtAddr, length: u32, prot: u32) -> Result<(), MmError> {
-        self.protect(addr, length, Prot::from_raw(prot)?)
     }
 
     /// Changes the protection of every page in the range: regions are split

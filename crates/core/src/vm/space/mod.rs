@@ -20,7 +20,7 @@ use super::region::{tag, Backing, Region, RegionTree, END_PAGE};
 use super::Prot;
 use crate::addr::{Frame, Page, VirtAddr};
 use crate::error::MmError;
-use crate::frames::FrameSource;
+use crate::frames::{FrameSource, OwnedFrame};
 use crate::layout::{PAGE_SHIFT, PAGE_SIZE};
 use crate::paging::{AddressSpace, Flush, PteFlags};
 use crate::platform::Platform;
@@ -142,9 +142,10 @@ impl Flusher {
 }
 
 /// Drops a reference the core holds; failure is a core bug.
-fn drop_ref<F: FrameSource + ?Sized>(frames: &mut F, frame: Frame) {
+fn drop_ref<F: FrameSource + ?Sized>(frames: &mut F, frame: OwnedFrame) {
+    let f = frame.frame();
     let r = frames.release(frame);
-    debug_assert!(r.is_ok(), "releasing {frame:?}: {r:?}");
+    debug_assert!(r.is_ok(), "releasing {f:?}: {r:?}");
 }
 
 /// Entry flags of a present user page: `PROT_NONE` pages become

@@ -1,0 +1,79 @@
+//! `include/myos/memory.h` and `myos-abi` define the same numbers: every
+//! `PROT_*`, `MAP_*`, `ERR_*`, `MM_E*` and `MYOS_O_*` macro of the header
+//! equals the ABI crate's constant, and the ABI has no such number the
+//! header lacks.
+
+use std::collections::BTreeMap;
+
+use myos_abi::errno::{EACCES, EBADF, EEXIST, EFAULT, EINVAL, ENODEV, ENOMEM, EOVERFLOW, EPERM};
+use myos_abi::*;
+
+/// The header's `#define NAME VALUE` lines with a number as value.
+fn header_numbers() -> BTreeMap<String, i64> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../include/myos/memory.h");
+    let text = std::fs::read_to_string(path).expect("include/myos/memory.h");
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("#define") {
+            continue;
+        }
+        let (Some(name), Some(value)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let value = value.trim_end_matches(['u', 'U']);
+        let parsed = match value.strip_prefix("0x") {
+            Some(hex) => i64::from_str_radix(hex, 16),
+            None => value.parse(),
+        };
+        if let Ok(v) = parsed {
+            out.insert(name.to_string(), v);
+        }
+    }
+    out
+}
+
+#[test]
+fn header_numbers_are_the_abi_crates() {
+    let abi: &[(&str, i64)] = &[
+        ("PROT_NONE", PROT_NONE.into()),
+        ("PROT_READ", PROT_READ.into()),
+        ("PROT_WRITE", PROT_WRITE.into()),
+        ("PROT_EXEC", PROT_EXEC.into()),
+        ("MAP_SHARED", MAP_SHARED.into()),
+        ("MAP_PRIVATE", MAP_PRIVATE.into()),
+        ("MAP_FIXED", MAP_FIXED.into()),
+        ("MAP_ANONYMOUS", MAP_ANONYMOUS.into()),
+        ("ERR_PRESENT", ERR_PRESENT.into()),
+        ("ERR_WRITE", ERR_WRITE.into()),
+        ("ERR_USER", ERR_USER.into()),
+        ("ERR_RESERVED", ERR_RESERVED.into()),
+        ("ERR_FETCH", ERR_FETCH.into()),
+        ("MM_EOK", 0),
+        ("MM_EPERM", EPERM.into()),
+        ("MM_EBADF", EBADF.into()),
+        ("MM_ENOMEM", ENOMEM.into()),
+        ("MM_EACCES", EACCES.into()),
+        ("MM_EFAULT", EFAULT.into()),
+        ("MM_EEXIST", EEXIST.into()),
+        ("MM_ENODEV", ENODEV.into()),
+        ("MM_EINVAL", EINVAL.into()),
+        ("MM_EOVERFLOW", EOVERFLOW.into()),
+        ("MYOS_O_RDONLY", O_RDONLY.into()),
+        ("MYOS_O_WRONLY", O_WRONLY.into()),
+        ("MYOS_O_RDWR", O_RDWR.into()),
+    ];
+    let header = header_numbers();
+    for &(name, value) in abi {
+        assert_eq!(header.get(name), Some(&value), "{name} in memory.h");
+    }
+    let families = ["PROT_", "MAP_", "ERR_", "MM_E", "MYOS_O_"];
+    for name in header.keys() {
+        if families.iter().any(|f| name.starts_with(f)) {
+            assert!(
+                abi.iter().any(|&(n, _)| n == name),
+                "memory.h defines {name}, myos-abi does not"
+            );
+        }
+    }
+}
