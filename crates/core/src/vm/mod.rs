@@ -131,8 +131,8 @@ mod region;
 mod space;
 
 pub use fault::{
-    AccessKind, ErrorCode, FaultKind, FaultOutcome, FaultStats, PageFault, SegvCause, Signal,
-    ERR_FETCH, ERR_PRESENT, ERR_RESERVED, ERR_USER, ERR_WRITE,
+    AccessKind, ErrorCode, FaultContext, FaultKind, FaultOutcome, FaultStats, PageFault,
+    ProtectionBug, SegvCause, Signal, ERR_FETCH, ERR_PRESENT, ERR_RESERVED, ERR_USER, ERR_WRITE,
 };
 pub use file::{FdTable, File, MemFile, MemFs, OpenFile, OpenMode, PageCache};
 pub use space::{BackingKind, MapRequest, MapSource, RegionInfo, VmSpace};
