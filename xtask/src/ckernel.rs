@@ -213,6 +213,7 @@ pub fn boot_example() -> Result<(), String> {
             timeout: BOOT_TIMEOUT,
             echo: false,
             module: None,
+            cpu: qemu::DEFAULT_CPU,
         })?;
         let missing: Vec<&str> = EXPECTED
             .iter()

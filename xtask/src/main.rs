@@ -50,6 +50,9 @@ enum Cmd {
         /// run it, and exit with its value.
         #[arg(long, value_name = "FILE.c")]
         c: Option<PathBuf>,
+        /// QEMU CPU model: `max` has SMEP and SMAP, `qemu32` neither.
+        #[arg(long, default_value = qemu::DEFAULT_CPU, value_parser = qemu::check_cpu)]
+        cpu: String,
     },
     /// Host tests, C API tests, fuzz smoke run, Miri (heap), the
     /// fresh-machine check, then the kernel's in-QEMU suite and the
@@ -70,6 +73,9 @@ enum Cmd {
         /// QEMU RAM size (e.g. 32M, 128M, 3G).
         #[arg(long, default_value = "128M", value_parser = qemu::check_memory)]
         memory: String,
+        /// QEMU CPU model: `max` has SMEP and SMAP, `qemu32` neither.
+        #[arg(long, default_value = qemu::DEFAULT_CPU, value_parser = qemu::check_cpu)]
+        cpu: String,
     },
     /// Run a benchmark binary (release), side by side with its peers.
     Bench {
@@ -182,12 +188,17 @@ fn main() -> ExitCode {
 
 fn dispatch(cmd: Cmd) -> Result<(), String> {
     match cmd {
-        Cmd::Run { memory, append, c } => kernel::run(&memory, &append, c.as_deref()),
+        Cmd::Run {
+            memory,
+            append,
+            c,
+            cpu,
+        } => kernel::run(&memory, &append, c.as_deref(), &cpu),
         Cmd::Test { c: Some(file), .. } => kernel::test_c(&file),
         Cmd::Test {
             qemu_only, miri, ..
         } => test(qemu_only, miri),
-        Cmd::Gdb { memory } => kernel::gdb(&memory),
+        Cmd::Gdb { memory, cpu } => kernel::gdb(&memory, &cpu),
         Cmd::Bench { which, args } => bench(which, &args),
         Cmd::Capi { what } => match what {
             Capi::Lib => capi::print_lib(),
@@ -322,6 +333,7 @@ mod tests {
         assert!(parse(&["run", "--memroy", "3G"]).is_err());
         assert!(parse(&["run", "--memory", "three"]).is_err());
         assert!(parse(&["run", "--memory"]).is_err());
+        assert!(parse(&["run", "--cpu", "max; rm"]).is_err());
         assert!(parse(&["test", "--qemu-only", "--miri"]).is_err());
         assert!(parse(&["bench", "nothing"]).is_err());
         assert!(parse(&["fuzz"]).is_err());
@@ -341,7 +353,11 @@ mod tests {
         ));
         assert!(matches!(
             parse(&["run"]),
-            Ok(Cmd::Run { memory, .. }) if memory == "128M"
+            Ok(Cmd::Run { memory, cpu, .. }) if memory == "128M" && cpu == "max"
+        ));
+        assert!(matches!(
+            parse(&["run", "--cpu", "qemu32,+smep,+smap"]),
+            Ok(Cmd::Run { cpu, .. }) if cpu == "qemu32,+smep,+smap"
         ));
         assert!(matches!(
             parse(&["test", "--qemu-only"]),
