@@ -16,8 +16,10 @@
 //! - a protection ([`Prot`]). i386 without PAE has no NX bit: a readable page
 //!   is executable, so `PROT_EXEC` is recorded (and reported) but means
 //!   "readable"; `PROT_WRITE` alone also means readable (x86 has no
-//!   write-only pages). `PROT_NONE` pages may stay resident: their entries
-//!   become supervisor-only and read-only, so any user access faults;
+//!   write-only pages), as on Linux i386 without PAE; a faulting fetch has
+//!   `ERR_FETCH` only when the CPU runs with SMEP. `PROT_NONE` pages may
+//!   stay resident: their entries become supervisor-only and read-only, so
+//!   any user access faults;
 //! - shared or private;
 //! - a backing: anonymous (demand-zero), a shared anonymous object, or a file
 //!   object at a page-aligned offset (see [`mod@file`]).
