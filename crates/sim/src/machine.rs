@@ -237,8 +237,9 @@ struct Cpu {
 }
 
 /// A simulated 32-bit x86 machine: RAM, a memory map, CR0.WP/CR3/CR4.PSE/
-/// CR4.PGE/CR4.SMEP/CR4.SMAP/EFLAGS.AC, an MMU that walks two-level page tables as an i386 does, and a
-/// TLB that keeps stale translations until they are flushed.
+/// CR4.PGE/CR4.SMEP/CR4.SMAP/EFLAGS.AC, an MMU that walks two-level page
+/// tables as an i386 does, and a TLB that keeps stale translations until
+/// they are flushed.
 ///
 /// Everything works through `&self` (one lock serializes the CPU state and
 /// every access made through the safe API), and the machine is `Send` and

@@ -19,7 +19,9 @@ pub const ERR_WRITE: u32 = 0x2;
 pub const ERR_USER: u32 = 0x4;
 /// `ERR_RESERVED`: a reserved bit was set in a paging entry.
 pub const ERR_RESERVED: u32 = 0x8;
-/// `ERR_FETCH`: the access was an instruction fetch.
+/// `ERR_FETCH`: the access was an instruction fetch. Classic i386 paging
+/// reports it only under CR4.SMEP (or PAE with EFER.NXE): without SMEP a
+/// faulting fetch looks like a read.
 pub const ERR_FETCH: u32 = 0x10;
 
 bitflags! {
@@ -35,7 +37,8 @@ bitflags! {
         const USER = ERR_USER;
         /// Bit 3: a reserved bit was set in a paging entry (corrupt tables).
         const RESERVED = ERR_RESERVED;
-        /// Bit 4: the access was an instruction fetch.
+        /// Bit 4: the access was an instruction fetch (set only under
+        /// SMEP on classic paging).
         const FETCH = ERR_FETCH;
     }
 }
