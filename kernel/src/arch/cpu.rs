@@ -83,9 +83,6 @@ pub fn init() -> Protections {
     }
     if found.smap {
         bits |= cr4::SMAP;
-        // AC may be set by the boot path: start with it clear.
-        SMAP_ON.store(true, Ordering::SeqCst);
-        clac();
     }
     if bits != 0 {
         // SAFETY: only bits the CPU reports are added; the kernel runs in
@@ -94,6 +91,9 @@ pub fn init() -> Protections {
         unsafe { write_cr4(read_cr4() | bits) };
     }
     SMEP_ON.store(found.smep, Ordering::SeqCst);
+    SMAP_ON.store(found.smap, Ordering::SeqCst);
+    // Nothing in the boot path sets AC, but start from a known state.
+    clac();
     found
 }
 
@@ -138,8 +138,9 @@ pub fn fault_context(eflags_at_fault: u32) -> FaultContext {
 /// calls use the core's frame-based `copy_from_user`/`copy_to_user`
 /// instead and need none.
 ///
-/// A trap taken inside the window starts its handler with AC clear (the
-/// entry stub's `clac`) and `iret` restores the window's AC.
+/// A trap taken inside the window starts its handler with AC clear
+/// (`trap_dispatch` begins with [`clac`]) and `iret` restores the window's
+/// AC.
 #[must_use = "the window closes when the guard is dropped"]
 pub struct UserAccess(());
 
