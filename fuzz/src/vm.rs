@@ -18,6 +18,10 @@
 //! first write copies it; a read-only file refuses writable shared mappings
 //! (`EACCES`, at `mmap` and `mprotect`).
 //!
+//! An input may end in a [`CPU_TRAILER`] that turns on SMEP and SMAP (and
+//! AC, and ring-0 fetches): ring-0 accesses the protections forbid must be
+//! named kernel bugs by the handler, never retried forever.
+//!
 //! After every operation the regions' protections and sizes equal the
 //! model's (and every 16 operations the frame allocator validates); at the
 //! end every process still sees its model, and after every space is
@@ -217,7 +221,8 @@ pub enum Op {
         /// How.
         how: How,
     },
-    /// Fetches (executes) the first byte of a page, from user mode.
+    /// Fetches (executes) the first byte of a page, from user mode (from
+    /// ring 0 when the input's [`Cpu`] says so).
     Fetch {
         /// Process.
         p: u8,
@@ -287,15 +292,66 @@ fn span(start: u8, len: u8) -> (u32, u32) {
     (start, (1 + u32::from(len) % 8).min(WINDOW - start))
 }
 
+/// Marks an input's optional CPU configuration: an input ending in these
+/// four bytes and one flag byte ([`Cpu::from_flags`]) runs on a machine with
+/// those protections, decoding its operations from the bytes before them.
+/// Inputs without it (every corpus made before the protections existed)
+/// decode exactly as before and run without SMEP and SMAP.
+pub const CPU_TRAILER: &[u8; 4] = b"CPU:";
+
+/// The supervisor-mode protections and the ring of [`Op::Fetch`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cpu {
+    /// CR4.SMEP.
+    pub smep: bool,
+    /// CR4.SMAP.
+    pub smap: bool,
+    /// EFLAGS.AC during the run (`stac`).
+    pub ac: bool,
+    /// [`Op::Fetch`] executes from ring 0 instead of ring 3.
+    pub kernel_fetch: bool,
+}
+
+impl Cpu {
+    /// Bit 0 SMEP, bit 1 SMAP, bit 2 AC, bit 3 ring-0 fetches.
+    pub const fn from_flags(b: u8) -> Cpu {
+        Cpu {
+            smep: b & 1 != 0,
+            smap: b & 2 != 0,
+            ac: b & 4 != 0,
+            kernel_fetch: b & 8 != 0,
+        }
+    }
+
+    /// The input's configuration and the bytes its operations come from.
+    pub fn split(data: &[u8]) -> (Cpu, &[u8]) {
+        match data.len().checked_sub(CPU_TRAILER.len() + 1) {
+            Some(at) if data[at..at + CPU_TRAILER.len()] == *CPU_TRAILER => {
+                (Cpu::from_flags(data[data.len() - 1]), &data[..at])
+            }
+            _ => (Cpu::default(), data),
+        }
+    }
+}
+
 /// Runs one input.
 pub fn run(data: &[u8]) {
+    let (cpu, data) = Cpu::split(data);
     let ops: Vec<Op> = crate::decode(data);
-    run_ops(&ops);
+    run_ops_on(&ops, cpu);
     crate::count_ops(ops.len());
 }
 
+#[cfg(test)]
 fn run_ops(ops: &[Op]) {
+    run_ops_on(ops, Cpu::default());
+}
+
+fn run_ops_on(ops: &[Op], cpu: Cpu) {
     let w = World::new(RAM);
+    w.m.set_smep(cpu.smep);
+    w.m.set_smap(cpu.smap);
+    w.m.set_ac(cpu.ac);
     let fs = MemFs::new();
     let mut fds = FdTable::new();
     let mut model = Model::new(&FILES);
@@ -309,7 +365,7 @@ fn run_ops(ops: &[Op]) {
         if crate::tracing() {
             eprintln!("{i}: {op:?}");
         }
-        step(&w, &fds, &mut model, &mut procs, n, *op);
+        step(&w, &fds, &mut model, &mut procs, n, *op, cpu);
         // The full check of the allocator's bitmaps is the costly part.
         check(&w, &procs, win(0)..win(WINDOW), i % 16 == 15, op);
     }
@@ -401,7 +457,15 @@ fn expect_range(addr: u32, length: u32) -> Result<(u32, u32), MmError> {
     Ok((lo, hi as u32))
 }
 
-fn step(w: &World, fds: &FdTable, model: &mut Model, procs: &mut Vec<Proc<'_>>, n: usize, op: Op) {
+fn step(
+    w: &World,
+    fds: &FdTable,
+    model: &mut Model,
+    procs: &mut Vec<Proc<'_>>,
+    n: usize,
+    op: Op,
+    cpu: Cpu,
+) {
     let pick = |p: u8| p as usize % n;
     match op {
         Op::Mmap {
@@ -566,7 +630,11 @@ fn step(w: &World, fds: &FdTable, model: &mut Model, procs: &mut Vec<Proc<'_>>, 
         Op::Fetch { p, at } => {
             let (vm, m) = &mut procs[pick(p)];
             let page = page_of(m, at);
-            model.fetch(w, vm, m, page);
+            if cpu.kernel_fetch {
+                model.supervisor_read(w, vm, m, page, true);
+            } else {
+                model.fetch(w, vm, m, page);
+            }
         }
         Op::Exit { p } => {
             let (vm, _) = procs.remove(pick(p));
@@ -605,6 +673,66 @@ fn step(w: &World, fds: &FdTable, model: &mut Model, procs: &mut Vec<Proc<'_>>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The CPU trailer is optional: without it the bytes decode as before.
+    #[test]
+    fn cpu_trailer_is_optional_config() {
+        let ops = [1u8, 2, 3, 4, 5, 6];
+        assert_eq!(Cpu::split(&ops), (Cpu::default(), &ops[..]));
+        let mut with = ops.to_vec();
+        with.extend_from_slice(CPU_TRAILER);
+        with.push(0b1011);
+        let cpu = Cpu {
+            smep: true,
+            smap: true,
+            ac: false,
+            kernel_fetch: true,
+        };
+        assert_eq!(Cpu::split(&with), (cpu, &ops[..]));
+    }
+
+    /// Ring-0 writes, reads and fetches of user pages under SMEP and SMAP
+    /// (AC clear, then set): each is a named kernel bug, never a loop.
+    #[test]
+    fn kernel_accesses_under_smep_and_smap() {
+        let ops = [
+            Op::Mmap {
+                p: 0,
+                start: 0,
+                len: 4,
+                prot: P::ReadWrite,
+                shared: false,
+            },
+            Op::Write {
+                p: 0,
+                at: Target::Window(0),
+                how: How::User,
+                value: 7,
+            },
+            Op::Write {
+                p: 0,
+                at: Target::Window(0),
+                how: How::Supervisor,
+                value: 8,
+            },
+            Op::Read {
+                p: 0,
+                at: Target::Window(1),
+                how: How::Supervisor,
+            },
+            Op::Fetch {
+                p: 0,
+                at: Target::Window(0),
+            },
+            Op::Fetch {
+                p: 0,
+                at: Target::Window(2),
+            },
+        ];
+        for flags in 0..16 {
+            run_ops_on(&ops, Cpu::from_flags(flags));
+        }
+    }
 
     /// A hand-written sequence over the file paths: shared writes reach the
     /// file at exit, private ones never, past-EOF pages raise SIGBUS, a

@@ -97,7 +97,11 @@ typedef struct heap heap_t;
 /* Constants                                                           */
 /* ------------------------------------------------------------------ */
 
-/* Protection flags (mmap's prot). */
+/* Protection flags (mmap's prot).
+ * PROT_EXEC is recorded (and reported) but cannot be enforced: classic i386
+ * paging (no PAE, so no NX bit) makes every readable page executable, and a
+ * page mapped PROT_READ alone can be executed too -- as on Linux i386
+ * without PAE. PROT_WRITE implies readable (x86 has no write-only pages). */
 #define PROT_NONE  0x0
 #define PROT_READ  0x1
 #define PROT_WRITE 0x2
@@ -109,7 +113,14 @@ typedef struct heap heap_t;
 #define MAP_FIXED     0x10
 #define MAP_ANONYMOUS 0x20
 
-/* Page-fault error code bits (the i386 error code). */
+/* Page-fault error code bits (the i386 error code).
+ * ERR_FETCH (the I/D bit) is set by the CPU only when CR4.SMEP is on (or
+ * with PAE and EFER.NXE, which this memory manager does not use): with
+ * classic paging and no SMEP a faulting instruction fetch reports as a read.
+ * A supervisor fault with ERR_FETCH on a user address is a kernel bug (ring
+ * 0 ran user code), and so is a supervisor read fault on a present user
+ * page (only SMAP, with EFLAGS.AC clear, makes one): page_fault_handler
+ * reports both as unresolved instead of retrying them. */
 #define ERR_PRESENT   0x1
 #define ERR_WRITE     0x2
 #define ERR_USER      0x4

@@ -1,9 +1,14 @@
 //! C code linked into the kernel (`cargo xtask run --c FILE.c`): the spec's
 //! C API ([`myos_capi`]) over this kernel's memory manager, and the C
 //! program's `int c_main(void)`, run as the C API's process after the memory
-//! manager is up.
+//! manager is up. `c_main` is ring-0 code that writes user mappings (from
+//! `mmap`) directly, so it runs with EFLAGS.AC set (`stac`): SMAP does not
+//! apply to it; SMEP does.
 
 use myos_capi::Plat;
+
+#[cfg(myos_c_main)]
+use crate::arch::cpu::UserAccess;
 
 use crate::exit::{exit_qemu, ExitCode};
 use crate::mm::{self, PLATFORM};
@@ -43,9 +48,14 @@ pub fn run() -> ! {
     #[cfg(myos_c_main)]
     {
         println!("calling c_main()");
+        // `c_main` runs in ring 0 and writes the user pages it gets from
+        // `mmap` directly (the spec's examples do): it runs inside a
+        // user-access window, so SMAP does not check it (SMEP still does).
+        let window = UserAccess::begin();
         // SAFETY: `c_main` is the linked C program's entry point, compiled
         // for this ABI (cdecl, i386); the C API it calls is set up above.
         let ret = unsafe { c_main() };
+        drop(window);
         println!("c_main returned {ret}");
         exit_qemu(if ret == 0 {
             ExitCode::Success

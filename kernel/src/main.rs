@@ -3,7 +3,7 @@
 //! runs ring-3 processes that use it, or the in-kernel test suite.
 //!
 //! Boot flow: [`boot`] (assembly: paging on, higher half, SSE) →
-//! [`kernel_main`]: serial console, GDT/TSS, IDT, PIC, timer, multiboot
+//! [`kernel_main`]: serial console, GDT/TSS, IDT, SMEP/SMAP, PIC, timer, multiboot
 //! memory map → the mode chosen on the command line (`mode=demo` by default,
 //! `mode=test`, `test=oops` …).
 #![no_std]
@@ -51,6 +51,8 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         percpu_size,
     );
     arch::idt::init(trap::entry_stubs());
+    let protections = arch::cpu::init();
+    println!("cpu: {protections}");
     arch::pic::init();
     arch::pit::init();
     arch::pic::unmask(arch::pic::IRQ_TIMER);
@@ -111,6 +113,8 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         (_, Some("oops")) => ktest::deliberate_oops(),
         (_, Some("stack-overflow")) => ktest::deliberate_stack_overflow(mm),
         (_, Some("kstack-overflow")) => ktest::deliberate_process_kstack_overflow(),
+        (_, Some("smep")) => ktest::deliberate_user_touch(process::TouchUser::Fetch),
+        (_, Some("smap")) => ktest::deliberate_user_touch(process::TouchUser::Read),
         (_, Some("hang")) => {
             println!("test=hang: halting without reporting (the host must time out)");
             exit::halt_forever()

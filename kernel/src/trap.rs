@@ -9,11 +9,13 @@
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use myos_mm::vm::{PageFault, ProtectionBug};
+
 use crate::arch::exception::{self, PageFaultCode, SelectorError, EXCEPTION_COUNT};
 use crate::arch::frame::{TrapFrame, FXSAVE_SIZE};
 use crate::arch::gdt::{self, KERNEL_DATA};
 use crate::arch::idt::{self, STUB_COUNT, SYSCALL_VECTOR};
-use crate::arch::{lapic, pic, pit};
+use crate::arch::{cpu, lapic, pic, pit};
 use crate::exit::{exit_qemu, ExitCode};
 use crate::platform;
 use crate::serial;
@@ -135,6 +137,10 @@ pub unsafe extern "C" fn trap_dispatch(frame: *mut TrapFrame, fx: *mut u8) {
     // SAFETY: the stub passes a pointer to the frame it just pushed on this
     // stack; nothing else refers to it during the call.
     let frame = unsafe { &mut *frame };
+    // EFLAGS.AC survives the trap (ring 3 may set it with popf, a
+    // `UserAccess` window may be open): handlers start with SMAP enforced;
+    // `iret` gives the interrupted code its own AC back.
+    cpu::clac();
     let vector = frame.vector;
     if vector == NMI_VECTOR && crate::smp::nmi() {
         return;
@@ -199,6 +205,9 @@ pub fn oops(frame: &TrapFrame, fault_addr: Option<u32>) -> ! {
                 frame.error,
                 PageFaultCode(frame.error)
             );
+            if let Some(bug) = protection_bug(frame, addr) {
+                let _ = writeln!(w, "    cause   {bug}");
+            }
         }
         None if has_selector_error(frame.vector) => {
             let _ = writeln!(
@@ -231,6 +240,17 @@ pub fn oops(frame: &TrapFrame, fault_addr: Option<u32>) -> ! {
     }
     let _ = writeln!(w, "*** end of oops; stopping");
     exit_qemu(ExitCode::Failure)
+}
+
+/// The SMEP or SMAP violation a supervisor page fault at `addr` (a user
+/// address) is, as the core's handler names it; `None` for other faults.
+fn protection_bug(frame: &TrapFrame, addr: u32) -> Option<ProtectionBug> {
+    if frame.came_from_user() || addr >= myos_mm::layout::USER_END {
+        return None;
+    }
+    PageFault::new(addr, frame.error)
+        .with_context(cpu::fault_context(frame.eflags))
+        .protection_bug()
 }
 
 /// Prints the return addresses along the frame-pointer chain (the kernel is

@@ -214,6 +214,7 @@ pub fn boot_example() -> Result<(), String> {
             echo: false,
             module: None,
             smp: 1,
+            cpu: qemu::DEFAULT_CPU,
         })?;
         let missing: Vec<&str> = EXPECTED
             .iter()

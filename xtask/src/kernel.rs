@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::qemu::{boot, qemu_command, symbolize, Boot, Outcome, QEMU};
+use crate::qemu::{boot, qemu_command, symbolize, Boot, Outcome, DEFAULT_CPU, QEMU};
 use crate::{capi, setup, util};
 
 /// How long the demo may take.
@@ -46,18 +46,18 @@ pub fn build_kernel_with(c_obj: Option<&Path>) -> Result<PathBuf, String> {
     }
 }
 
-/// `cargo xtask run`: boots the demo with `memory` of RAM, `smp` CPUs and
-/// `append` added to the kernel command line, or with `c` the C program
-/// `FILE.c` linked into the kernel.
-pub fn run(memory: &str, append: &str, smp: u8, c: Option<&Path>) -> Result<(), String> {
+/// `cargo xtask run`: boots the demo with `memory` of RAM, `smp` CPUs, CPU
+/// model `cpu` and `append` added to the kernel command line, or with `c`
+/// the C program `FILE.c` linked into the kernel.
+pub fn run(memory: &str, append: &str, smp: u8, c: Option<&Path>, cpu: &str) -> Result<(), String> {
     if let Some(file) = c {
-        return exit_with_c_status(c_program(file, memory, true)?);
+        return exit_with_c_status(c_program_on(file, memory, true, cpu)?);
     }
     setup::ensure(&[setup::QEMU])?;
     let kernel = build_kernel()?;
     let cmdline = format!("mode=demo {append}");
     eprintln!(
-        "xtask: booting {} with {memory} of RAM and {smp} CPU(s)",
+        "xtask: booting {} with {memory} of RAM, {smp} CPU(s), -cpu {cpu}",
         kernel.display()
     );
     let run = boot(&Boot {
@@ -68,6 +68,7 @@ pub fn run(memory: &str, append: &str, smp: u8, c: Option<&Path>) -> Result<(), 
         echo: true,
         module: None,
         smp,
+        cpu,
     })?;
     eprintln!(
         "xtask: QEMU finished in {:.2} s: {}",
@@ -84,9 +85,14 @@ pub fn run(memory: &str, append: &str, smp: u8, c: Option<&Path>) -> Result<(), 
 }
 
 /// Compiles `file` (defining `int c_main(void)`) with the C API's runtime,
-/// links it into the kernel, boots it in `mode=c` and returns `c_main`'s
-/// value.
+/// links it into the kernel, boots it in `mode=c` (CPU model
+/// [`DEFAULT_CPU`]) and returns `c_main`'s value.
 pub fn c_program(file: &Path, memory: &str, echo: bool) -> Result<i32, String> {
+    c_program_on(file, memory, echo, DEFAULT_CPU)
+}
+
+/// [`c_program`] on CPU model `cpu`.
+pub fn c_program_on(file: &Path, memory: &str, echo: bool, cpu: &str) -> Result<i32, String> {
     setup::ensure(&[setup::QEMU])?;
     setup::ensure(&setup::C_TOOLS)?;
     let obj = capi::kernel_object(file)?;
@@ -104,6 +110,7 @@ pub fn c_program(file: &Path, memory: &str, echo: bool) -> Result<i32, String> {
         echo,
         module: None,
         smp: 1,
+        cpu,
     })?;
 
     if run.output.contains("KERNEL OOPS") || run.output.contains("KERNEL PANIC") {
@@ -148,9 +155,9 @@ pub fn test_c(file: &Path) -> Result<(), String> {
     exit_with_c_status(c_program(file, "128M", false)?)
 }
 
-/// `cargo xtask gdb [--memory SIZE]`: boots the demo stopped at the first
-/// instruction, with a gdb server on localhost:1234.
-pub fn gdb(memory: &str) -> Result<(), String> {
+/// `cargo xtask gdb [--memory SIZE] [--cpu MODEL]`: boots the demo stopped
+/// at the first instruction, with a gdb server on localhost:1234.
+pub fn gdb(memory: &str, cpu: &str) -> Result<(), String> {
     setup::ensure(&[setup::QEMU])?;
     let kernel = build_kernel()?;
     println!("QEMU is waiting for gdb on localhost:1234. In another terminal run:\n");
@@ -158,7 +165,7 @@ pub fn gdb(memory: &str) -> Result<(), String> {
         "    gdb -ex 'set architecture i386' -ex 'file {}' -ex 'target remote localhost:1234' -ex 'break myos_kernel::kernel_main' -ex continue\n",
         kernel.display()
     );
-    let mut cmd = qemu_command(&kernel, memory, "mode=demo");
+    let mut cmd = qemu_command(&kernel, memory, "mode=demo", cpu);
     cmd.args(["-s", "-S"]);
     let status = cmd
         .status()

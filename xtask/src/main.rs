@@ -54,6 +54,9 @@ enum Cmd {
         /// run it, and exit with its value.
         #[arg(long, value_name = "FILE.c")]
         c: Option<PathBuf>,
+        /// QEMU CPU model: `max` has SMEP and SMAP, `qemu32` neither.
+        #[arg(long, default_value = qemu::DEFAULT_CPU, value_parser = qemu::check_cpu)]
+        cpu: String,
     },
     /// Host tests, C API tests, fuzz smoke run, Miri (heap), the
     /// fresh-machine check, then the kernel's in-QEMU suite and the
@@ -74,6 +77,9 @@ enum Cmd {
         /// QEMU RAM size (e.g. 32M, 128M, 3G).
         #[arg(long, default_value = "128M", value_parser = qemu::check_memory)]
         memory: String,
+        /// QEMU CPU model: `max` has SMEP and SMAP, `qemu32` neither.
+        #[arg(long, default_value = qemu::DEFAULT_CPU, value_parser = qemu::check_cpu)]
+        cpu: String,
     },
     /// Run a benchmark binary (release), side by side with its peers.
     Bench {
@@ -194,12 +200,13 @@ fn dispatch(cmd: Cmd) -> Result<(), String> {
             append,
             smp,
             c,
-        } => kernel::run(&memory, &append, smp, c.as_deref()),
+            cpu,
+        } => kernel::run(&memory, &append, smp, c.as_deref(), &cpu),
         Cmd::Test { c: Some(file), .. } => kernel::test_c(&file),
         Cmd::Test {
             qemu_only, miri, ..
         } => test(qemu_only, miri),
-        Cmd::Gdb { memory } => kernel::gdb(&memory),
+        Cmd::Gdb { memory, cpu } => kernel::gdb(&memory, &cpu),
         Cmd::Bench { which, args } => bench(which, &args),
         Cmd::Capi { what } => match what {
             Capi::Lib => capi::print_lib(),
@@ -339,6 +346,7 @@ mod tests {
         assert!(parse(&["run", "--memory"]).is_err());
         assert!(parse(&["run", "--smp", "0"]).is_err());
         assert!(parse(&["run", "--smp", "33"]).is_err());
+        assert!(parse(&["run", "--cpu", "max; rm"]).is_err());
         assert!(parse(&["test", "--qemu-only", "--miri"]).is_err());
         assert!(parse(&["bench", "nothing"]).is_err());
         assert!(parse(&["fuzz"]).is_err());
@@ -363,6 +371,10 @@ mod tests {
         assert!(matches!(
             parse(&["run", "--smp", "4"]),
             Ok(Cmd::Run { smp: 4, .. })
+        ));
+        assert!(matches!(
+            parse(&["run", "--cpu", "qemu32,+smep,+smap"]),
+            Ok(Cmd::Run { cpu, .. }) if cpu == "qemu32,+smep,+smap"
         ));
         assert!(matches!(
             parse(&["test", "--qemu-only"]),

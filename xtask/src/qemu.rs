@@ -15,6 +15,13 @@ use crate::setup;
 
 /// The QEMU binary for i386.
 pub const QEMU: &str = "qemu-system-i386";
+/// The CPU model of a boot unless it asks for another: QEMU's `max` has
+/// SMEP and SMAP (the kernel turns on what CPUID reports; it leaves `max`'s
+/// NX and PAE off), so the protections are on in the demo and most tests.
+pub const DEFAULT_CPU: &str = "max";
+/// QEMU's i386 default model: no SMEP, no SMAP. Some test boots use it so
+/// the kernel's path without them stays tested.
+pub const PLAIN_CPU: &str = "qemu32";
 /// `isa-debug-exit` code the kernel writes on success.
 const KERNEL_SUCCESS: i32 = 0x10;
 /// `isa-debug-exit` code the kernel writes on failure.
@@ -87,13 +94,16 @@ pub struct Boot<'a> {
     pub module: Option<&'a Path>,
     /// CPUs (`-smp N`; 1 leaves QEMU's default).
     pub smp: u8,
+    /// QEMU `-cpu` model ([`DEFAULT_CPU`], [`PLAIN_CPU`] …).
+    pub cpu: &'a str,
 }
 
-/// The QEMU command line shared by every boot.
-pub fn qemu_command(kernel: &Path, memory: &str, cmdline: &str) -> Command {
+/// The QEMU command line shared by every boot, with CPU model `cpu`.
+pub fn qemu_command(kernel: &Path, memory: &str, cmdline: &str, cpu: &str) -> Command {
     let mut cmd = Command::new(QEMU);
     cmd.arg("-kernel")
         .arg(kernel)
+        .args(["-cpu", cpu])
         .args(["-m", memory])
         .args(["-append", cmdline])
         .args(["-serial", "stdio", "-display", "none", "-monitor", "none"])
@@ -107,7 +117,7 @@ pub fn qemu_command(kernel: &Path, memory: &str, cmdline: &str) -> Command {
 
 /// Boots the kernel once and collects its console output.
 pub fn boot(b: &Boot<'_>) -> Result<Run, String> {
-    let mut cmd = qemu_command(b.kernel, b.memory, b.cmdline);
+    let mut cmd = qemu_command(b.kernel, b.memory, b.cmdline, b.cpu);
     if let Some(module) = b.module {
         cmd.arg("-initrd").arg(module);
     }
@@ -172,6 +182,18 @@ pub fn boot(b: &Boot<'_>) -> Result<Run, String> {
         output,
         elapsed,
     })
+}
+
+/// Checks a `-cpu` model such as `max`, `qemu32` or `qemu32,+smep,+smap`.
+pub fn check_cpu(model: &str) -> Result<String, String> {
+    let ok = |b: u8| b.is_ascii_alphanumeric() || b"+-_,.=".contains(&b);
+    if !model.is_empty() && model.bytes().all(ok) {
+        Ok(model.to_string())
+    } else {
+        Err(format!(
+            "bad --cpu value {model:?} (use e.g. max, qemu32, qemu32,+smep,+smap)"
+        ))
+    }
 }
 
 /// Checks a `-m` size such as `128M`, `3G` or `512`.

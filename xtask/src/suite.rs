@@ -1,12 +1,16 @@
 //! The in-QEMU half of `cargo xtask test`: the kernel's own test suite at
 //! several RAM sizes, the demo, the deliberate-crash boots, and C programs
 //! (the spec's examples and the C API tests) linked into the kernel.
+//!
+//! Boots run on `-cpu max` (SMEP and SMAP on) unless a case says otherwise;
+//! the test suite at 32 MiB and the demo at 32 MiB also run on `qemu32`,
+//! which has neither, so the kernel's path without them stays tested.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::kernel::{build_kernel, c_program};
-use crate::qemu::{boot, symbolize, Boot, Outcome};
+use crate::qemu::{boot, symbolize, Boot, Outcome, DEFAULT_CPU, PLAIN_CPU};
 use crate::{capi, setup, util};
 
 /// How long one test boot may take before it is killed.
@@ -44,7 +48,17 @@ struct Case {
     with_module: bool,
     /// CPUs (`-smp`).
     smp: u8,
+    /// QEMU `-cpu` model.
+    cpu: &'static str,
 }
+
+/// What the kernel prints at boot on [`DEFAULT_CPU`] (`max`).
+const PROTECTIONS_ON: &str = "cpu: SMEP on, SMAP on";
+/// What it prints on [`PLAIN_CPU`] (`qemu32`).
+const PROTECTIONS_OFF: &str = "cpu: SMEP off (not supported), SMAP off (not supported)";
+/// Time limit of the SMEP/SMAP oops boots: an oops comes within seconds; a
+/// fault handler retrying the access forever must not cost the full limit.
+const PROTECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The in-QEMU half of `cargo xtask test`: the kernel's test suite at each
 /// RAM size, the demo, and the deliberate-crash boots.
@@ -54,31 +68,66 @@ pub fn kernel_tests() -> Result<(), String> {
     let mut cases: Vec<Case> = TEST_MEMORY
         .iter()
         .map(|&memory| Case {
-            name: format!("kernel test suite, {memory}"),
+            name: format!("kernel test suite, {memory}, SMEP/SMAP on"),
             memory,
             cmdline: "mode=test",
             timeout: TEST_TIMEOUT,
             expect: Outcome::Success,
-            must_print: &["test result: ok"],
+            must_print: &["test result: ok", PROTECTIONS_ON],
             with_module: false,
             smp: 1,
+            cpu: DEFAULT_CPU,
         })
         .collect();
-    for memory in ["32M", "3G"] {
+    cases.push(Case {
+        name: "kernel test suite, 32M, qemu32 (no SMEP/SMAP)".into(),
+        memory: "32M",
+        cmdline: "mode=test",
+        timeout: TEST_TIMEOUT,
+        expect: Outcome::Success,
+        must_print: &[
+            "test result: ok",
+            PROTECTIONS_OFF,
+            "SMEP off: I/D bit clear",
+        ],
+        with_module: false,
+        cpu: PLAIN_CPU,
+        smp: 1,
+    });
+    const DEMO_LINES: [&str; 4] = [
+        "DEMO OK",
+        "steps: 10 run, 10 as expected",
+        "free frames:",
+        "heap in use:",
+    ];
+    static DEMO_OFF: [&str; 5] = [
+        DEMO_LINES[0],
+        DEMO_LINES[1],
+        DEMO_LINES[2],
+        DEMO_LINES[3],
+        PROTECTIONS_OFF,
+    ];
+    static DEMO_ON: [&str; 5] = [
+        DEMO_LINES[0],
+        DEMO_LINES[1],
+        DEMO_LINES[2],
+        DEMO_LINES[3],
+        PROTECTIONS_ON,
+    ];
+    for (memory, cpu, must_print) in [("32M", PLAIN_CPU, &DEMO_OFF), ("3G", DEFAULT_CPU, &DEMO_ON)]
+    {
         cases.push(Case {
-            name: format!("demo, {memory}: every step behaves, memory back to baseline"),
+            name: format!(
+                "demo, {memory}, -cpu {cpu}: every step behaves, memory back to baseline"
+            ),
             memory,
             cmdline: "mode=demo",
             timeout: TEST_TIMEOUT,
             expect: Outcome::Success,
-            must_print: &[
-                "DEMO OK",
-                "steps: 10 run, 10 as expected",
-                "free frames:",
-                "heap in use:",
-            ],
+            must_print,
             with_module: false,
             smp: 1,
+            cpu,
         });
     }
     cases.push(Case {
@@ -87,9 +136,10 @@ pub fn kernel_tests() -> Result<(), String> {
         cmdline: "mode=demo",
         timeout: TEST_TIMEOUT,
         expect: Outcome::Success,
-        must_print: &["out of reach without PAE", "DEMO OK"],
+        must_print: &["out of reach without PAE", "DEMO OK", PROTECTIONS_ON],
         with_module: false,
         smp: 1,
+        cpu: DEFAULT_CPU,
     });
     cases.push(Case {
         name: "kernel test suite, 64M, with a boot module reserved".into(),
@@ -100,6 +150,7 @@ pub fn kernel_tests() -> Result<(), String> {
         must_print: &["test result: ok", "boot module"],
         with_module: true,
         smp: 1,
+        cpu: DEFAULT_CPU,
     });
     cases.push(Case {
         name: "oops on a kernel-mode page fault".into(),
@@ -116,6 +167,7 @@ pub fn kernel_tests() -> Result<(), String> {
         ],
         with_module: false,
         smp: 1,
+        cpu: DEFAULT_CPU,
     });
     cases.push(Case {
         name: "double fault on a kernel stack overflow".into(),
@@ -126,6 +178,7 @@ pub fn kernel_tests() -> Result<(), String> {
         must_print: &["KERNEL OOPS: #DF double fault", "kernel stack overflow"],
         with_module: false,
         smp: 1,
+        cpu: DEFAULT_CPU,
     });
     cases.push(Case {
         name: "double fault on a process kernel-stack overflow (guard page)".into(),
@@ -135,6 +188,40 @@ pub fn kernel_tests() -> Result<(), String> {
         expect: Outcome::Failure,
         must_print: &["KERNEL OOPS: #DF double fault", "kernel stack overflow"],
         with_module: false,
+        smp: 1,
+        cpu: DEFAULT_CPU,
+    });
+    cases.push(Case {
+        name: "oops, not a hang, on a ring-0 fetch from a user page (SMEP)".into(),
+        memory: "32M",
+        cmdline: "test=smep",
+        timeout: PROTECTION_TIMEOUT,
+        expect: Outcome::Failure,
+        must_print: &[
+            PROTECTIONS_ON,
+            "KERNEL OOPS",
+            "supervisor instruction fetch, protection violation",
+            "cause   supervisor fetch from user page (SMEP)",
+        ],
+        with_module: false,
+        cpu: DEFAULT_CPU,
+        smp: 1,
+    });
+    cases.push(Case {
+        name: "oops, not a hang, on a ring-0 read of a user page (SMAP, AC clear)".into(),
+        memory: "32M",
+        cmdline: "test=smap",
+        timeout: PROTECTION_TIMEOUT,
+        expect: Outcome::Failure,
+        must_print: &[
+            PROTECTIONS_ON,
+            "inside a user-access window",
+            "KERNEL OOPS",
+            "supervisor read, protection violation",
+            "cause   supervisor access to user page with SMAP on (AC clear)",
+        ],
+        with_module: false,
+        cpu: DEFAULT_CPU,
         smp: 1,
     });
     cases.push(Case {
@@ -146,6 +233,7 @@ pub fn kernel_tests() -> Result<(), String> {
         must_print: &["halting without reporting"],
         with_module: false,
         smp: 1,
+        cpu: DEFAULT_CPU,
     });
     cases.push(Case {
         name: "kernel test suite, 128M, 4 CPUs (shootdowns, remote TLB)".into(),
@@ -162,6 +250,7 @@ pub fn kernel_tests() -> Result<(), String> {
         ],
         with_module: false,
         smp: 4,
+        cpu: DEFAULT_CPU,
     });
     cases.push(Case {
         name: "demo, 128M, 4 CPUs".into(),
@@ -176,6 +265,7 @@ pub fn kernel_tests() -> Result<(), String> {
         ],
         with_module: false,
         smp: 4,
+        cpu: DEFAULT_CPU,
     });
     cases.push(Case {
         name: "oops on 4 CPUs: the others are stopped, the report printed".into(),
@@ -186,13 +276,14 @@ pub fn kernel_tests() -> Result<(), String> {
         must_print: &["smp: 4 CPUs online", "KERNEL OOPS", "#PF page fault"],
         with_module: false,
         smp: 4,
+        cpu: DEFAULT_CPU,
     });
     let module = util::root().join("kernel/link.ld");
     let mut failed = Vec::new();
     for case in &cases {
         eprintln!(
-            "xtask: qemu [{}] -m {} -smp {} -append {:?}",
-            case.name, case.memory, case.smp, case.cmdline
+            "xtask: qemu [{}] -cpu {} -m {} -smp {} -append {:?}",
+            case.name, case.cpu, case.memory, case.smp, case.cmdline
         );
         let run = boot(&Boot {
             kernel: &kernel,
@@ -202,6 +293,7 @@ pub fn kernel_tests() -> Result<(), String> {
             echo: false,
             module: case.with_module.then_some(module.as_path()),
             smp: case.smp,
+            cpu: case.cpu,
         })?;
         let missing: Vec<&str> = case
             .must_print

@@ -93,7 +93,9 @@ fn handle(cr2: u32, error_code: u32) -> CResult<()> {
     match process()?.lock().handle_fault(fault) {
         FaultOutcome::Resolved(_) => Ok(()),
         FaultOutcome::OutOfMemory => Err(MmError::OutOfMemory.into()),
-        FaultOutcome::Signal(_) | FaultOutcome::KernelBug => Err(Failure::Unresolved),
+        FaultOutcome::Signal(_) | FaultOutcome::KernelBug | FaultOutcome::ProtectionBug(_) => {
+            Err(Failure::Unresolved)
+        }
     }
 }
 

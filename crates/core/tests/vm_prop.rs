@@ -1,5 +1,6 @@
 //! Property test: random sequences of mmap / munmap / mprotect / fork /
-//! access / copy_to_user / exit, run on the simulated machine against a
+//! access (user and ring 0, with and without SMEP/SMAP and AC) /
+//! copy_to_user / exit, run on the simulated machine against a
 //! plain model of every process's pages (contents and permissions):
 //! [`myos_sim::model::vm`], shared with the `vm` fuzz target. After every
 //! sequence all spaces are destroyed, every frame is back and the file
@@ -74,6 +75,17 @@ enum Op {
         p: usize,
         page: u32,
     },
+    /// A ring-0 write, read or fetch (`kind` 0, 1, 2) of a window page.
+    Kernel {
+        p: usize,
+        page: u32,
+        kind: u8,
+        value: u32,
+    },
+    /// `stac` (true) or `clac` (false): EFLAGS.AC for the ring-0 accesses.
+    SetAc {
+        on: bool,
+    },
     Exit {
         p: usize,
     },
@@ -105,7 +117,10 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (p.clone(), page.clone(), any::<u32>()).prop_map(|(p, page, value)| Op::Write { p, page, value }),
         4 => (p.clone(), page.clone()).prop_map(|(p, page)| Op::Read { p, page }),
         1 => (p.clone(), page.clone(), any::<u32>()).prop_map(|(p, page, value)| Op::CopyIn { p, page, value }),
-        1 => (p.clone(), page).prop_map(|(p, page)| Op::CopyOut { p, page }),
+        1 => (p.clone(), page.clone()).prop_map(|(p, page)| Op::CopyOut { p, page }),
+        2 => (p.clone(), page, 0..3u8, any::<u32>())
+            .prop_map(|(p, page, kind, value)| Op::Kernel { p, page, kind, value }),
+        1 => any::<bool>().prop_map(|on| Op::SetAc { on }),
         1 => p.prop_map(|p| Op::Exit { p }),
     ]
 }
@@ -115,8 +130,25 @@ fn win(i: u32) -> u32 {
     BASE / PAGE + i
 }
 
+/// The supervisor-mode protections of a run's machine: CR4.SMEP, CR4.SMAP.
+#[derive(Clone, Copy, Debug, Default)]
+struct Protections {
+    smep: bool,
+    smap: bool,
+}
+
+fn protections() -> impl Strategy<Value = Protections> {
+    (any::<bool>(), any::<bool>()).prop_map(|(smep, smap)| Protections { smep, smap })
+}
+
 fn run(ops: &[Op]) {
+    run_with(ops, Protections::default());
+}
+
+fn run_with(ops: &[Op], prot: Protections) {
     let w = World::new(16 * MIB);
+    w.m.set_smep(prot.smep);
+    w.m.set_smap(prot.smap);
     let fs = MemFs::new();
     let mut fds = FdTable::new();
     let mut model = Model::new(&FILES);
@@ -185,6 +217,19 @@ fn run(ops: &[Op]) {
                 let (vm, m) = &mut procs[p % n];
                 model.read(&w, vm, m, win(page), how);
             }
+            Op::Kernel {
+                p,
+                page,
+                kind,
+                value,
+            } => {
+                let (vm, m) = &mut procs[p % n];
+                match kind {
+                    0 => model.write(&w, vm, m, win(page), How::Supervisor, value),
+                    k => model.supervisor_read(&w, vm, m, win(page), k == 2),
+                }
+            }
+            Op::SetAc { on } => w.m.set_ac(on),
             Op::Exit { p } => {
                 let (vm, _) = procs.remove(p % n);
                 vm.destroy();
@@ -200,8 +245,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     #[test]
-    fn random_sequences_match_the_model_and_return_every_frame(ops in proptest::collection::vec(op(), 1..60)) {
-        run(&ops);
+    fn random_sequences_match_the_model_and_return_every_frame(
+        ops in proptest::collection::vec(op(), 1..60),
+        prot in protections(),
+    ) {
+        run_with(&ops, prot);
     }
 }
 

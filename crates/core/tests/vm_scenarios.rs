@@ -647,3 +647,54 @@ fn mprotect_across_a_boundary_merges_every_equal_piece() {
     drop(vm);
     w.finish();
 }
+
+/// Ring 0 touching a present user page where SMEP or SMAP forbid it: the
+/// handler names the bug instead of taking the fault for a stale TLB entry
+/// (which would retry the access forever; `World::run` panics on a loop).
+#[test]
+fn smep_and_smap_faults_are_kernel_bugs_not_loops() {
+    let w = World::new(16 * MIB);
+    let mut vm = w.space();
+    let fds = FdTable::new();
+    let a = vm.mmap(&fds, NULL, 2 * PAGE, RW, ANON, -1, 0).unwrap();
+    w.write_u32(&mut vm, a, 0x90, U).unwrap();
+    let fresh = at(a, PAGE);
+    // No protections: ring 0 may read and run user pages (classic i386).
+    assert_eq!(w.read_u32(&mut vm, a, S), Ok(0x90));
+    assert_eq!(w.fetch(&mut vm, a, S), Ok(0x90));
+
+    w.m.set_smep(true);
+    let smep = Err(FaultOutcome::ProtectionBug(ProtectionBug::SmepFetch));
+    assert_eq!(w.fetch(&mut vm, a, S), smep, "present page (0x11)");
+    assert_eq!(w.fetch(&mut vm, fresh, S), smep, "not present (0x10)");
+    assert_eq!(w.fetch(&mut vm, a, U), Ok(0x90), "ring 3 runs its pages");
+    assert_eq!(
+        w.read_u32(&mut vm, a, S),
+        Ok(0x90),
+        "SMEP leaves data alone"
+    );
+
+    w.m.set_smap(true);
+    let smap = Err(FaultOutcome::ProtectionBug(ProtectionBug::SmapAccess));
+    assert_eq!(w.read_u32(&mut vm, a, S), smap, "present read (0x1)");
+    assert_eq!(w.write_u32(&mut vm, a, 1, S), smap.map(|_| ()), "0x3");
+    assert_eq!(w.read_u32(&mut vm, fresh, S), smap, "not present (0x0)");
+    assert_eq!(w.read_u32(&mut vm, a, U), Ok(0x90), "ring 3 unaffected");
+    // stac: the kernel may touch user memory (and fault pages in) again.
+    w.m.set_ac(true);
+    w.write_u32(&mut vm, fresh, 5, S).unwrap();
+    assert_eq!(w.read_u32(&mut vm, fresh, S), Ok(5));
+    assert_eq!(w.fetch(&mut vm, a, S), smep, "AC does not lift SMEP");
+    w.m.set_ac(false);
+    assert_eq!(vm.fault_stats().kernel_bug, 6);
+    assert_eq!(vm.fault_stats().spurious, 0, "never taken for stale TLB");
+
+    // Raw codes without the context (as the C API passes them): a
+    // supervisor fetch fault or a present read fault is still named.
+    let fetch = vm.handle_fault(PageFault::new(a.as_u32(), ERR_PRESENT | ERR_FETCH));
+    assert_eq!(fetch, FaultOutcome::ProtectionBug(ProtectionBug::SmepFetch));
+    let read = vm.handle_fault(PageFault::new(a.as_u32(), ERR_PRESENT));
+    assert_eq!(read, FaultOutcome::ProtectionBug(ProtectionBug::SmapAccess));
+    drop(vm);
+    w.finish();
+}

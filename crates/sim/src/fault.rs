@@ -16,12 +16,11 @@ pub mod err {
     pub const ERR_USER: u32 = 0x4;
     /// Bit 3: set when a reserved bit was found set in a paging entry.
     pub const ERR_RESERVED: u32 = 0x8;
-    /// Bit 4: set when the access was an instruction fetch.
-    ///
-    /// A real i386 without PAE has no NX bit and leaves this bit clear; the
-    /// sim sets it for every faulting fetch, as the spec defines it, so the
-    /// kernel's handler can tell fetches apart. A fetch needs only read
-    /// permission, never write.
+    /// Bit 4: set when the access was an instruction fetch — but only
+    /// while CR4.SMEP is on (SDM 3A §4.7: or with PAE and EFER.NXE, which
+    /// the sim does not model). With classic paging and SMEP off, a
+    /// faulting fetch reports as a read, as on real hardware. A fetch needs
+    /// only read permission, never write (no NX).
     pub const ERR_FETCH: u32 = 0x10;
     /// Every bit the sim may report.
     pub const ALL: u32 = ERR_PRESENT | ERR_WRITE | ERR_USER | ERR_RESERVED | ERR_FETCH;
@@ -33,7 +32,9 @@ pub enum Mode {
     /// Ring 3: needs U/S set at every level.
     User,
     /// Rings 0–2: may touch any present page; writes to read-only pages
-    /// fault only while CR0.WP is set.
+    /// fault only while CR0.WP is set; fetches from user pages fault under
+    /// CR4.SMEP, data accesses to user pages under CR4.SMAP with EFLAGS.AC
+    /// clear.
     Supervisor,
 }
 
@@ -45,18 +46,21 @@ pub enum Access {
     /// A data write (needs R/W, and sets the Dirty bit).
     Write,
     /// An instruction fetch. Without PAE there is no NX bit, so a fetch
-    /// needs exactly the permission a read needs; it differs from a read
-    /// only in the [`err::ERR_FETCH`] bit of its fault.
+    /// needs the permission a read needs; in supervisor mode under CR4.SMEP
+    /// it also needs a supervisor page, and its fault then carries
+    /// [`err::ERR_FETCH`] (without SMEP it reports as a read).
     Fetch,
 }
 
 impl Access {
-    /// The error-code bits this access contributes to any fault.
-    pub(crate) const fn error_bits(self) -> u32 {
+    /// The error-code bits this access contributes to any fault: a fetch
+    /// shows only while CR4.SMEP is on (`smep`).
+    pub(crate) const fn error_bits(self, smep: bool) -> u32 {
         match self {
             Access::Read => 0,
             Access::Write => err::ERR_WRITE,
-            Access::Fetch => err::ERR_FETCH,
+            Access::Fetch if smep => err::ERR_FETCH,
+            Access::Fetch => 0,
         }
     }
 }

@@ -78,6 +78,8 @@ pub struct SimConfig {
     wp: bool,
     pse: bool,
     pge: bool,
+    smep: bool,
+    smap: bool,
     #[cfg(feature = "memfd")]
     shared_ram: bool,
 }
@@ -93,6 +95,8 @@ impl SimConfig {
             wp: true,
             pse: true,
             pge: true,
+            smep: false,
+            smap: false,
             #[cfg(feature = "memfd")]
             shared_ram: false,
         }
@@ -127,6 +131,18 @@ impl SimConfig {
     /// Initial CR4.PGE (default on): the G bit makes translations global.
     pub fn pge(mut self, on: bool) -> Self {
         self.pge = on;
+        self
+    }
+    /// Initial CR4.SMEP (default off, as on a CPU without it): supervisor
+    /// fetches from user pages fault, fetch faults carry `ERR_FETCH`.
+    pub fn smep(mut self, on: bool) -> Self {
+        self.smep = on;
+        self
+    }
+    /// Initial CR4.SMAP (default off): supervisor data accesses to user
+    /// pages fault unless EFLAGS.AC is set (it starts clear).
+    pub fn smap(mut self, on: bool) -> Self {
+        self.smap = on;
         self
     }
     /// Builds the machine.
@@ -169,6 +185,9 @@ impl SimConfig {
                 wp: self.wp,
                 pse: self.pse,
                 pge: self.pge,
+                smep: self.smep,
+                smap: self.smap,
+                ac: false,
             },
             tlb: Tlb::new(self.tlb_entries),
             stats: SimStats::default(),
@@ -218,8 +237,9 @@ struct Cpu {
 }
 
 /// A simulated 32-bit x86 machine: RAM, a memory map, CR0.WP/CR3/CR4.PSE/
-/// CR4.PGE, an MMU that walks two-level page tables as an i386 does, and a
-/// TLB that keeps stale translations until they are flushed.
+/// CR4.PGE/CR4.SMEP/CR4.SMAP/EFLAGS.AC, an MMU that walks two-level page
+/// tables as an i386 does, and a TLB that keeps stale translations until
+/// they are flushed.
 ///
 /// Everything works through `&self` (one lock serializes the CPU state and
 /// every access made through the safe API), and the machine is `Send` and
@@ -346,6 +366,37 @@ impl SimMachine {
         }
     }
 
+    /// CR4.SMEP.
+    pub fn smep(&self) -> bool {
+        self.lock().regs.smep
+    }
+
+    /// Sets CR4.SMEP (checked at every access, cached entries included).
+    pub fn set_smep(&self, on: bool) {
+        self.lock().regs.smep = on;
+    }
+
+    /// CR4.SMAP.
+    pub fn smap(&self) -> bool {
+        self.lock().regs.smap
+    }
+
+    /// Sets CR4.SMAP (checked at every access, cached entries included).
+    pub fn set_smap(&self, on: bool) {
+        self.lock().regs.smap = on;
+    }
+
+    /// EFLAGS.AC of the running code.
+    pub fn ac(&self) -> bool {
+        self.lock().regs.ac
+    }
+
+    /// Sets EFLAGS.AC: `stac` (true) or `clac` (false). (Real CPUs raise
+    /// #UD for both without SMAP; the sim allows them.)
+    pub fn set_ac(&self, on: bool) {
+        self.lock().regs.ac = on;
+    }
+
     /// `invlpg va`: drops the TLB entry translating `va`, even a global one
     /// (for a 4 MiB page, any address inside it drops the whole page).
     pub fn invlpg(&self, va: u32) {
@@ -466,7 +517,7 @@ impl SimMachine {
     ) -> Result<u32, PageFault> {
         if let Some(tr) = cpu.tlb.lookup(va) {
             cpu.stats.tlb_hits += 1;
-            match tr.rights.check(access, mode, cpu.regs.wp) {
+            match tr.rights.check(access, mode, &cpu.regs) {
                 Err(code) => return Err(Self::raise(cpu, va, code)),
                 Ok(()) if access != Access::Write || tr.dirty => return Ok(tr.phys(va)),
                 Ok(()) => {} // a write through a clean entry: walk to set D
@@ -593,8 +644,9 @@ impl SimMachine {
         self.write_small(va, &value.to_le_bytes(), mode)
     }
 
-    /// Fetches one instruction byte (needs only read permission; a fault
-    /// carries [`ERR_FETCH`](crate::err::ERR_FETCH)).
+    /// Fetches one instruction byte (needs only read permission, and a
+    /// supervisor page for ring 0 under SMEP; a fault carries
+    /// [`ERR_FETCH`](crate::err::ERR_FETCH) only under SMEP).
     pub fn fetch(&self, va: u32, mode: Mode) -> Result<u8, PageFault> {
         self.read_small::<1>(va, Access::Fetch, mode).map(|b| b[0])
     }

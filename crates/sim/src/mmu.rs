@@ -65,6 +65,13 @@ pub(crate) struct Regs {
     pub pse: bool,
     /// CR4.PGE: G marks a translation global.
     pub pge: bool,
+    /// CR4.SMEP: supervisor fetches from user pages fault, and fetch faults
+    /// report [`err::ERR_FETCH`].
+    pub smep: bool,
+    /// CR4.SMAP: supervisor data accesses to user pages fault unless AC.
+    pub smap: bool,
+    /// EFLAGS.AC (`stac`/`clac`): lifts SMAP for explicit accesses.
+    pub ac: bool,
 }
 
 /// Effective access rights of a translation (AND of every level).
@@ -77,20 +84,33 @@ pub(crate) struct Rights {
 }
 
 impl Rights {
-    /// Checks an access against these rights; on a violation, the error-code
-    /// bits for a protection fault (`ERR_PRESENT` plus W/U/fetch).
-    pub(crate) fn check(self, access: Access, mode: Mode, wp: bool) -> Result<(), u32> {
-        let user_ok = mode == Mode::Supervisor || self.user;
+    /// Checks an access against these rights under the control bits of
+    /// `regs` (SDM 3A §4.6); on a violation, the error-code bits for a
+    /// protection fault (`ERR_PRESENT` plus W/U/fetch).
+    ///
+    /// Supervisor accesses to a user-mode address (U/S set at every level):
+    /// a fetch faults under CR4.SMEP; a data access faults under CR4.SMAP
+    /// unless EFLAGS.AC is set (explicit accesses; the implicit ones, always
+    /// checked, are not modelled).
+    pub(crate) fn check(self, access: Access, mode: Mode, regs: &Regs) -> Result<(), u32> {
+        let mode_ok = match mode {
+            Mode::User => self.user,
+            Mode::Supervisor if !self.user => true,
+            Mode::Supervisor => match access {
+                Access::Fetch => !regs.smep,
+                Access::Read | Access::Write => !regs.smap || regs.ac,
+            },
+        };
         let write_ok = match (access, mode) {
             (Access::Write, Mode::User) => self.writable,
-            (Access::Write, Mode::Supervisor) => self.writable || !wp,
+            (Access::Write, Mode::Supervisor) => self.writable || !regs.wp,
             // No NX without PAE: a fetch needs what a read needs.
             (Access::Read | Access::Fetch, _) => true,
         };
-        if user_ok && write_ok {
+        if mode_ok && write_ok {
             Ok(())
         } else {
-            Err(err::ERR_PRESENT | access.error_bits() | mode.error_bits())
+            Err(err::ERR_PRESENT | access.error_bits(regs.smep) | mode.error_bits())
         }
     }
 }
@@ -166,7 +186,7 @@ pub(crate) fn walk(
     mode: Mode,
     out: &mut WalkOutcome,
 ) -> Result<Translation, u32> {
-    let code = access.error_bits() | mode.error_bits();
+    let code = access.error_bits(regs.smep) | mode.error_bits();
     let write = access == Access::Write;
 
     let pde_addr = (regs.cr3 & bits::ADDR_4K) | ((va >> 22) << 2);
@@ -183,7 +203,7 @@ pub(crate) fn walk(
             user: pde & bits::US != 0,
             writable: pde & bits::RW != 0,
         };
-        rights.check(access, mode, regs.wp).map_err(|c| code | c)?;
+        rights.check(access, mode, &regs).map_err(|c| code | c)?;
         let set = bits::A | if write { bits::D } else { 0 };
         set_bits(ram, pde_addr, set, out);
         return Ok(Translation {
@@ -204,7 +224,7 @@ pub(crate) fn walk(
         user: pde & pte & bits::US != 0,
         writable: pde & pte & bits::RW != 0,
     };
-    rights.check(access, mode, regs.wp).map_err(|c| code | c)?;
+    rights.check(access, mode, &regs).map_err(|c| code | c)?;
     set_bits(ram, pde_addr, bits::A, out);
     set_bits(
         ram,

@@ -29,7 +29,7 @@
 
 use myos_mm::frames::{FrameAllocator, FrameStats};
 use myos_mm::paging::AddressSpace;
-use myos_mm::vm::{FaultOutcome, PageFault as CoreFault, VmSpace};
+use myos_mm::vm::{FaultContext, FaultOutcome, PageFault as CoreFault, VmSpace};
 use myos_mm::{PhysAddr, VirtAddr};
 use spin::Mutex;
 
@@ -122,7 +122,9 @@ impl World {
 
     /// Runs `op` on the machine with `vm` loaded, servicing faults with
     /// `vm`'s handler and retrying, as the CPU restarts an instruction. An
-    /// unresolved fault gives the handler's outcome.
+    /// unresolved fault gives the handler's outcome. Each fault reaches the
+    /// handler with the machine's CR4.SMEP, CR4.SMAP and EFLAGS.AC as its
+    /// context, as the kernel's trap handler passes them.
     ///
     /// # Panics
     /// When `op` keeps faulting although the handler resolves every fault
@@ -136,8 +138,11 @@ impl World {
             vm.activate();
         }
         let mut last = None;
+        // What the CPU knows besides the error code: SMEP, SMAP and AC.
+        let context = FaultContext::new(self.m.smep(), self.m.smap(), self.m.ac());
         let r = self.m.run_with_faults(MAX_FAULTS, op, |f| {
-            let o = vm.handle_fault(CoreFault::new(f.cr2, f.error_code));
+            let fault = CoreFault::new(f.cr2, f.error_code).with_context(context);
+            let o = vm.handle_fault(fault);
             last = Some(o);
             matches!(o, FaultOutcome::Resolved(_))
         });

@@ -15,13 +15,25 @@ const ALL_ACCESSES: [(Access, Mode); 6] = [
     (Access::Fetch, Mode::User),
 ];
 
-fn code_bits(access: Access, mode: Mode) -> u32 {
+/// The W/U/I-D bits of a fault: the fetch bit only under CR4.SMEP, as the
+/// SDM specifies for classic paging (no PAE, so no NXE).
+fn code_bits(access: Access, mode: Mode, smep: bool) -> u32 {
     let a = match access {
         Access::Read => 0,
         Access::Write => ERR_WRITE,
-        Access::Fetch => ERR_FETCH,
+        Access::Fetch if smep => ERR_FETCH,
+        Access::Fetch => 0,
     };
     a | if mode == Mode::User { ERR_USER } else { 0 }
+}
+
+/// Clears the fetch bit of an expected code when SMEP is off.
+fn without_fetch(code: u32, smep: bool) -> u32 {
+    if smep {
+        code
+    } else {
+        code & !ERR_FETCH
+    }
 }
 
 fn fault(m: &SimMachine, va: u32, access: Access, mode: Mode) -> PageFault {
@@ -52,21 +64,31 @@ fn sim_bits_are_the_sdm_bits() {
 
 #[test]
 fn not_present_pte_every_access_kind() {
-    let m = machine();
-    set_pde(&m, PD, 0x2000, PT0 | P | RW | US);
-    // P clear, every other bit set: still "not present".
-    set_pte(&m, PT0, 0x2000, DATA | RW | US | A | D);
-    let expected = [0x0, 0x2, 0x10, 0x4, 0x6, 0x14];
-    for ((access, mode), code) in ALL_ACCESSES.into_iter().zip(expected) {
-        let f = fault(&m, 0x2ABC, access, mode);
-        assert_eq!(f, PageFault::new(0x2ABC, code), "{access:?} {mode:?}");
-        assert!(f.is_not_present());
-        assert_eq!((f.access(), f.mode()), (access, mode));
+    for smep in [false, true] {
+        let m = machine();
+        m.set_smep(smep);
+        set_pde(&m, PD, 0x2000, PT0 | P | RW | US);
+        // P clear, every other bit set: still "not present".
+        set_pte(&m, PT0, 0x2000, DATA | RW | US | A | D);
+        let expected = [0x0, 0x2, 0x10, 0x4, 0x6, 0x14];
+        for ((access, mode), code) in ALL_ACCESSES.into_iter().zip(expected) {
+            let f = fault(&m, 0x2ABC, access, mode);
+            let code = without_fetch(code, smep);
+            assert_eq!(f, PageFault::new(0x2ABC, code), "{access:?} {mode:?}");
+            assert!(f.is_not_present());
+            // Without SMEP a fetch fault looks like a read, as on hardware.
+            let seen = if access == Access::Fetch && !smep {
+                Access::Read
+            } else {
+                access
+            };
+            assert_eq!((f.access(), f.mode()), (seen, mode));
+        }
+        // The PTE is untouched by faulting walks, and so is the PDE's A bit.
+        assert_eq!(pte(&m, PT0, 0x2000), DATA | RW | US | A | D);
+        assert_eq!(pde(&m, PD, 0x2000), PT0 | P | RW | US);
+        assert_eq!(m.stats().faults, 6);
     }
-    // The PTE is untouched by faulting walks, and so is the PDE's A bit.
-    assert_eq!(pte(&m, PT0, 0x2000), DATA | RW | US | A | D);
-    assert_eq!(pde(&m, PD, 0x2000), PT0 | P | RW | US);
-    assert_eq!(m.stats().faults, 6);
 }
 
 #[test]
@@ -74,16 +96,26 @@ fn not_present_pde_every_access_kind() {
     let m = machine();
     // PDE 2 (0x0080_0000..) is zero; PDE 3 has everything but P.
     set_pde(&m, PD, 0x00C0_0000, PT0 | RW | US | PS);
-    for va in [0x0080_0000, 0x0080_0FFF, 0x00C1_2345] {
-        for (access, mode) in ALL_ACCESSES {
-            let f = fault(&m, va, access, mode);
-            assert_eq!(
-                f,
-                PageFault::new(va, code_bits(access, mode)),
-                "{va:#x} {access:?} {mode:?}"
-            );
+    for smep in [false, true] {
+        m.set_smep(smep);
+        for va in [0x0080_0000, 0x0080_0FFF, 0x00C1_2345] {
+            for (access, mode) in ALL_ACCESSES {
+                let f = fault(&m, va, access, mode);
+                assert_eq!(
+                    f,
+                    PageFault::new(va, code_bits(access, mode, smep)),
+                    "{va:#x} {access:?} {mode:?} smep {smep}"
+                );
+            }
         }
     }
+    m.set_smep(false);
+    assert_eq!(
+        m.fetch(0x0080_0001, U),
+        Err(PageFault::new(0x0080_0001, ERR_USER)),
+        "no SMEP: no I/D bit"
+    );
+    m.set_smep(true);
     // Through the byte API too.
     assert_eq!(
         m.read_u8(0x0080_0001, U),
@@ -177,8 +209,16 @@ fn user_access_to_supervisor_pte() {
     );
     assert_eq!(
         fault(&m, 0x6123, Access::Fetch, U),
+        PageFault::new(0x6123, 0x5),
+        "no SMEP: a fetch fault reports as a read"
+    );
+    m.set_smep(true);
+    assert_eq!(
+        fault(&m, 0x6123, Access::Fetch, U),
         PageFault::new(0x6123, 0x15)
     );
+    // A supervisor page: SMEP and SMAP do not apply.
+    m.set_smap(true);
     assert_eq!(m.translate(0x6123, Access::Write, S), Ok(DATA + 0x123));
     assert_eq!(m.translate(0x6123, Access::Fetch, S), Ok(DATA + 0x123));
 }
@@ -225,14 +265,18 @@ fn reserved_bits_in_a_4mib_pde() {
         let va = 0x0040_1234;
         set_pde(&m, PD, va, 0x0080_0000 | (1 << bit) | P | PS); // supervisor, read-only
         let expected = [0x9, 0xB, 0x19, 0xD, 0xF, 0x1D];
-        for ((access, mode), code) in ALL_ACCESSES.into_iter().zip(expected) {
-            let f = fault(&m, va, access, mode);
-            assert_eq!(f, PageFault::new(va, code), "bit {bit} {access:?} {mode:?}");
-            assert!(f.is_reserved() && f.is_protection());
-            assert_eq!(
-                f.error_code,
-                ERR_RESERVED | ERR_PRESENT | code_bits(access, mode)
-            );
+        for smep in [false, true] {
+            m.set_smep(smep);
+            for ((access, mode), code) in ALL_ACCESSES.into_iter().zip(expected) {
+                let f = fault(&m, va, access, mode);
+                let code = without_fetch(code, smep);
+                assert_eq!(f, PageFault::new(va, code), "bit {bit} {access:?} {mode:?}");
+                assert!(f.is_reserved() && f.is_protection());
+                assert_eq!(
+                    f.error_code,
+                    ERR_RESERVED | ERR_PRESENT | code_bits(access, mode, smep)
+                );
+            }
         }
         assert_eq!(pde(&m, PD, va) & A, 0, "no A bit on a reserved-bit fault");
     }
@@ -282,4 +326,69 @@ fn faults_are_not_cached() {
     assert_eq!(m.read_u8(0x7000, U), Ok(0));
     let s = m.stats();
     assert_eq!((s.faults, s.tlb_misses, s.walks, s.tlb_hits), (1, 2, 2, 0));
+}
+
+#[test]
+fn smep_faults_supervisor_fetches_from_user_pages() {
+    let m = machine();
+    map4k(&m, PT0, 0x6000, DATA, P | RW | US, P | RW | US);
+    // Without SMEP ring 0 may run user code (classic i386).
+    assert_eq!(m.translate(0x6010, Access::Fetch, S), Ok(DATA + 0x10));
+    m.set_smep(true);
+    // Cached or walked, the fetch faults: present, supervisor, I/D.
+    for _ in 0..2 {
+        assert_eq!(
+            fault(&m, 0x6010, Access::Fetch, S),
+            PageFault::new(0x6010, ERR_PRESENT | ERR_FETCH)
+        );
+    }
+    // Data accesses and user fetches are untouched by SMEP.
+    assert_eq!(m.translate(0x6010, Access::Write, S), Ok(DATA + 0x10));
+    assert_eq!(m.translate(0x6010, Access::Fetch, U), Ok(DATA + 0x10));
+    // A user PTE under a supervisor PDE is not a user-mode address.
+    map4k(&m, PT0, 0x7000, DATA, P | RW | US, P | RW | US);
+    set_pde(&m, PD, 0x0040_0000, 0x0080_0000 | P | RW | PS);
+    assert_eq!(m.translate(0x0040_0010, Access::Fetch, S), Ok(0x0080_0010));
+    set_pde(&m, PD, 0x0080_0000, 0x00C0_0000 | P | RW | US | PS);
+    assert_eq!(
+        fault(&m, 0x0080_0010, Access::Fetch, S),
+        PageFault::new(0x0080_0010, ERR_PRESENT | ERR_FETCH)
+    );
+}
+
+#[test]
+fn smap_faults_supervisor_data_accesses_unless_ac() {
+    let m = machine();
+    map4k(&m, PT0, 0x6000, DATA, P | RW | US, P | RW | US);
+    assert_eq!(m.write_u8(0x6001, 5, S), Ok(()), "no SMAP: allowed");
+    m.set_smap(true);
+    assert!(!m.ac(), "AC starts clear");
+    assert_eq!(
+        m.read_u8(0x6001, S),
+        Err(PageFault::new(0x6001, ERR_PRESENT))
+    );
+    assert_eq!(
+        m.write_u8(0x6001, 6, S),
+        Err(PageFault::new(0x6001, ERR_PRESENT | ERR_WRITE))
+    );
+    // SMAP does not cover fetches (that is SMEP's job) nor user accesses.
+    assert_eq!(m.fetch(0x6001, S), Ok(5));
+    assert_eq!(m.read_u8(0x6001, U), Ok(5));
+    // stac: explicit supervisor accesses are allowed again; clac: not.
+    m.set_ac(true);
+    assert_eq!(m.write_u8(0x6001, 7, S), Ok(()));
+    assert_eq!(m.read_u8(0x6001, S), Ok(7));
+    m.set_ac(false);
+    assert_eq!(
+        m.read_u8(0x6001, S),
+        Err(PageFault::new(0x6001, ERR_PRESENT))
+    );
+    // A not-present user page faults as not present (SMAP needs a translation).
+    assert_eq!(
+        m.read_u8(0x0080_0000, S),
+        Err(PageFault::new(0x0080_0000, 0))
+    );
+    // AC in user mode changes nothing for SMAP.
+    m.set_ac(true);
+    assert_eq!(m.read_u8(0x6001, U), Ok(7));
 }

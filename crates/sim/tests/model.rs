@@ -129,10 +129,31 @@ struct Cfg {
     wp: bool,
     pse: bool,
     pge: bool,
+    /// CR4.SMEP.
+    smep: bool,
+    /// CR4.SMAP.
+    smap: bool,
+    /// EFLAGS.AC.
+    ac: bool,
 }
 
 fn cfg() -> impl Strategy<Value = Cfg> {
-    (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(wp, pse, pge)| Cfg { wp, pse, pge })
+    (
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(wp, pse, pge, smep, smap, ac)| Cfg {
+            wp,
+            pse,
+            pge,
+            smep,
+            smap,
+            ac,
+        })
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -169,20 +190,32 @@ fn model(dir: &mut [Pde], cfg: Cfg, op: Op) -> Result<u32, u32> {
     let va = op.va();
     let write = matches!(op.access, Access::Write);
     let user = matches!(op.mode, Mode::User);
+    let fetch = matches!(op.access, Access::Fetch);
+    // The I/D bit exists only under SMEP (classic paging, no NXE).
     let kind = match op.access {
         Access::Read => 0,
         Access::Write => 2,
-        Access::Fetch => 16,
+        Access::Fetch if cfg.smep => 16,
+        Access::Fetch => 0,
     } | if user { 4 } else { 0 };
-    // Permission rule over the levels a translation goes through.
+    // Permission rule over the levels a translation goes through (SDM 3A
+    // §4.6): a user-mode address has U/S at every level; ring 0 may not
+    // fetch from one under SMEP, nor read or write one under SMAP with AC
+    // clear.
     let allowed = |levels: &[Rights]| {
         let all_user = levels.iter().all(|r| r.us);
         let all_rw = levels.iter().all(|r| r.rw);
+        let supervisor_ok = !all_user
+            || if fetch {
+                !cfg.smep
+            } else {
+                !cfg.smap || cfg.ac
+            };
         match (user, write) {
             (true, true) => all_user && all_rw,
             (true, false) => all_user,
-            (false, true) => all_rw || !cfg.wp,
-            (false, false) => true,
+            (false, true) => (all_rw || !cfg.wp) && supervisor_ok,
+            (false, false) => supervisor_ok,
         }
     };
     match &mut dir[op.slot] {
@@ -227,9 +260,12 @@ fn build(dir: &[Pde], cfg: Cfg, tlb: usize) -> SimMachine {
         .wp(cfg.wp)
         .pse(cfg.pse)
         .pge(cfg.pge)
+        .smep(cfg.smep)
+        .smap(cfg.smap)
         .tlb_entries(tlb)
         .build()
         .unwrap();
+    m.set_ac(cfg.ac);
     write_tables(&m, dir);
     m.set_cr3(DIR);
     m

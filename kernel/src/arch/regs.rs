@@ -24,6 +24,11 @@ pub mod cr4 {
     pub const OSFXSR: u32 = 1 << 9;
     /// OSXMMEXCPT: the OS handles SIMD exceptions (#XM).
     pub const OSXMMEXCPT: u32 = 1 << 10;
+    /// SMEP: ring 0 may not fetch instructions from user pages (and every
+    /// page-fault error code of a fetch gets the I/D bit).
+    pub const SMEP: u32 = 1 << 20;
+    /// SMAP: ring 0 may not read or write user pages unless EFLAGS.AC is set.
+    pub const SMAP: u32 = 1 << 21;
 }
 
 /// EFLAGS bits.
@@ -33,4 +38,16 @@ pub mod eflags {
     #[allow(dead_code)] // used by processes
     /// IF: maskable interrupts enabled.
     pub const IF: u32 = 1 << 9;
+    /// AC: in ring 0 under CR4.SMAP, user pages may be accessed (`stac`
+    /// sets it, `clac` clears it); alignment checking in ring 3 (CR0.AM is
+    /// clear here, so it does nothing there).
+    pub const AC: u32 = 1 << 18;
+}
+
+/// CPUID leaf 7 (subleaf 0) EBX bits.
+pub mod cpuid7_ebx {
+    /// SMEP supported.
+    pub const SMEP: u32 = 1 << 7;
+    /// SMAP supported.
+    pub const SMAP: u32 = 1 << 20;
 }

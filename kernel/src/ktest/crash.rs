@@ -1,12 +1,13 @@
 //! The boots that must fail, each in its own QEMU run (`test=oops`,
-//! `test=stack-overflow`, `test=kstack-overflow`): the oops and the
-//! double-fault reports are what they check.
+//! `test=stack-overflow`, `test=kstack-overflow`, `test=smep`,
+//! `test=smap`): the oops and the double-fault reports are what they check.
 
 use myos_mm::frames::Zone;
 use myos_mm::layout::{HEAP_END, PAGE_SIZE};
 use myos_mm::paging::PteFlags;
 
 use super::support::map_fresh;
+use crate::arch::cpu;
 use crate::exit::{exit_qemu, ExitCode};
 use crate::mm::Mm;
 use crate::println;
@@ -77,5 +78,32 @@ pub fn deliberate_process_kstack_overflow() -> ! {
     }
     process::run_until_idle();
     println!("BUG: the kernel stack overflow was not caught");
+    exit_qemu(ExitCode::Failure)
+}
+
+/// `test=smep` and `test=smap`: a process asks the kernel (through a system
+/// call only these boots enable) to call its code page from ring 0 (SMEP)
+/// or to read it with AC clear (SMAP). The fault must end in an oops that
+/// names the protection, never in the handler retrying the access forever.
+/// Without the feature there is nothing to stop the access: the boot says
+/// so and fails.
+pub fn deliberate_user_touch(how: process::TouchUser) -> ! {
+    let (name, on) = match how {
+        process::TouchUser::Fetch => ("SMEP", cpu::smep_on()),
+        process::TouchUser::Read => ("SMAP", cpu::smap_on()),
+    };
+    if !on {
+        println!("{name} is not supported by this CPU: nothing stops the access");
+        exit_qemu(ExitCode::Failure)
+    }
+    crate::demo::init_processes();
+    process::enable_touch_user_test(how);
+    println!("a process makes the kernel touch its page from ring 0 ({name} on)");
+    if process::spawn("kernel_touch").is_err() {
+        println!("cannot start kernel_touch");
+        exit_qemu(ExitCode::Failure)
+    }
+    process::run_until_idle();
+    println!("BUG: the kernel's access to a user page was not stopped by {name}");
     exit_qemu(ExitCode::Failure)
 }

@@ -24,7 +24,10 @@ use crate::mm::{self, Mm};
 use crate::println;
 use crate::process::{self, sig, WaitStatus};
 
-pub use crash::{deliberate_oops, deliberate_process_kstack_overflow, deliberate_stack_overflow};
+pub use crash::{
+    deliberate_oops, deliberate_process_kstack_overflow, deliberate_stack_overflow,
+    deliberate_user_touch,
+};
 use support::TestResult;
 
 /// One kernel test.
@@ -131,6 +134,7 @@ const TESTS: &[(&str, KernelTest)] = &[
     ("user::segv_kernel_address", |_| {
         user::program("segv_kernel", WaitStatus::signaled(sig::SIGSEGV))
     }),
+    ("user::fetch_fault_error_code", user::fetch_fault_error_code),
     (
         "interrupts::breakpoint_recovers",
         interrupts::breakpoint_recovers,

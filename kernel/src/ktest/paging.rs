@@ -9,6 +9,7 @@ use myos_mm::{Page, Platform, VirtAddr};
 use super::support::{
     check, map_fresh, read_stamp, stamp, unmap_release, TestResult, TEST_VA, TEST_VA2,
 };
+use crate::arch::cpu::UserAccess;
 use crate::mm::{self, Mm};
 
 pub(super) fn map_write_translate_unmap(mm: &Mm) -> TestResult {
@@ -99,10 +100,15 @@ pub(super) fn user_space_lifecycle(mm: &Mm) -> TestResult {
     let a = map_fresh(mm, &mut user, TEST_VA, flags, Zone::High)?;
     map_fresh(mm, &mut user, TEST_VA2, flags, Zone::Direct)?;
     user.activate(mm.platform());
-    // SAFETY: both pages are mapped writable in the active space.
-    unsafe {
-        (TEST_VA as *mut u32).write_volatile(0x5EED);
-        (TEST_VA2 as *mut u32).write_volatile(0xF00D);
+    {
+        // User pages: ring 0 writes them only inside a user-access window
+        // (SMAP).
+        let _window = UserAccess::begin();
+        // SAFETY: both pages are mapped writable in the active space.
+        unsafe {
+            (TEST_VA as *mut u32).write_volatile(0x5EED);
+            (TEST_VA2 as *mut u32).write_volatile(0xF00D);
+        }
     }
     kernel.activate(mm.platform());
     let seen = read_stamp(mm, a);

@@ -1,6 +1,9 @@
 //! Ring-3 programs run to completion, each checked by how it ended.
 
+use core::sync::atomic::Ordering;
+
 use super::support::TestResult;
+use crate::arch::cpu;
 use crate::mm::{self, Mm};
 use crate::println;
 use crate::process::{self, sig, WaitStatus};
@@ -31,4 +34,33 @@ pub(super) fn out_of_memory(_mm: &Mm) -> TestResult {
         return Ok(());
     }
     program("oom", WaitStatus::signaled(sig::SIGKILL))
+}
+
+/// A jump to an unmapped user address kills the process with SIGSEGV, and
+/// the fault's error code has the I/D (fetch) bit exactly when SMEP is on:
+/// classic i386 paging reports it only under CR4.SMEP (or PAE with NX).
+pub(super) fn fetch_fault_error_code(_mm: &Mm) -> TestResult {
+    const ERR_PRESENT: u32 = 0x1;
+    const ERR_USER: u32 = 0x4;
+    const ERR_FETCH: u32 = 0x10;
+    process::LAST_USER_FAULT.store(0, Ordering::Relaxed);
+    program("fetch_unmapped", WaitStatus::signaled(sig::SIGSEGV))?;
+    let code = process::LAST_USER_FAULT.load(Ordering::Relaxed);
+    let smep = cpu::smep_on();
+    println!(
+        "    error code {code:#x} (SMEP {}: I/D bit {})",
+        if smep { "on" } else { "off" },
+        if code & ERR_FETCH != 0 {
+            "set"
+        } else {
+            "clear"
+        }
+    );
+    if code & (ERR_USER | ERR_PRESENT) != ERR_USER {
+        return Err("not a user not-present fault");
+    }
+    if (code & ERR_FETCH != 0) != smep {
+        return Err("the I/D bit does not follow CR4.SMEP");
+    }
+    Ok(())
 }

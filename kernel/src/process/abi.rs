@@ -32,6 +32,9 @@ pub mod nr {
     /// Test only (`test=kstack-overflow`): recurse in the kernel on the
     /// caller's kernel stack until it overflows into its guard page.
     pub const OVERFLOW_KERNEL_STACK: u32 = 401;
+    /// Test only (`test=smep`, `test=smap`): the kernel calls (SMEP) or
+    /// reads with AC clear (SMAP) the user address in ebx, from ring 0.
+    pub const TOUCH_USER: u32 = 402;
 }
 
 /// Signal numbers (Linux i386): the ABI crate's.

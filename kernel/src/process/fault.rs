@@ -3,6 +3,7 @@
 //! exception, kills the process with the matching signal.
 
 use core::fmt;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use myos_mm::vm::{FaultOutcome, PageFault, SegvCause, Signal};
 
@@ -10,9 +11,14 @@ use super::abi::{sig, WaitStatus};
 use super::sched::exit_current;
 use super::stats::{sample_low_water, FAULT_CYCLES};
 use super::table::{current_id, find, TABLE};
+use crate::arch::cpu;
 use crate::arch::exception::{self, PageFaultCode};
 use crate::arch::frame::TrapFrame;
 use crate::println;
+
+/// The error code of the last page fault taken in ring 3 (the tests check
+/// its I/D bit, which the CPU sets only under SMEP).
+pub static LAST_USER_FAULT: AtomicU32 = AtomicU32::new(0);
 
 /// A page fault. Returns true when it was resolved (or the faulting process
 /// was killed, which does not return); false means a kernel bug.
@@ -21,7 +27,12 @@ pub fn page_fault(frame: &mut TrapFrame, addr: u32) -> bool {
     if user {
         sample_low_water();
     }
-    let fault = PageFault::new(addr, frame.error);
+    if user {
+        LAST_USER_FAULT.store(frame.error, Ordering::Relaxed);
+    }
+    // The error code, plus what only the CPU state says: SMEP, SMAP and
+    // the interrupted code's EFLAGS.AC.
+    let fault = PageFault::new(addr, frame.error).with_context(cpu::fault_context(frame.eflags));
     let outcome = {
         // A supervisor fault while the table is locked is a bug in the
         // kernel's own process code: report it rather than deadlock.

@@ -33,9 +33,11 @@ mod table;
 
 pub use abi::{sig, WaitStatus};
 pub use context::kstack_high_water;
-pub use fault::{page_fault, user_exception};
+pub use fault::{page_fault, user_exception, LAST_USER_FAULT};
 pub use sched::{preempt, run_until_idle};
 pub use spawn::spawn;
 pub use stats::{add_fault_stats, fault_cycles, take_low_water};
-pub use syscall::{enable_kernel_stack_overflow_test, recurse, syscall};
+pub use syscall::{
+    enable_kernel_stack_overflow_test, enable_touch_user_test, recurse, syscall, TouchUser,
+};
 pub use table::{clear_results, current_for_oops, family_result, fs, init};

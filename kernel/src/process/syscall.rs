@@ -14,6 +14,7 @@ use super::stats::sample_low_water;
 use super::table::{
     find, fs, try_box, with_current, Process, State, UserSpace, MAX_PROCESSES, TABLE,
 };
+use crate::arch::cpu::UserAccess;
 use crate::arch::frame::TrapFrame;
 use crate::{mm, println, serial};
 
@@ -28,6 +29,51 @@ static KSTACK_OVERFLOW_TEST: AtomicBool = AtomicBool::new(false);
 /// Enables the system call that overflows a process kernel stack on purpose.
 pub fn enable_kernel_stack_overflow_test() {
     KSTACK_OVERFLOW_TEST.store(true, Ordering::SeqCst);
+}
+
+/// What [`nr::TOUCH_USER`] does with the user address it is given (only
+/// the `test=smep` and `test=smap` boots enable it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TouchUser {
+    /// Call it from ring 0: SMEP must stop the fetch.
+    Fetch = 1,
+    /// Read it from ring 0, first inside a user-access window (allowed),
+    /// then with AC clear: SMAP must stop the second read.
+    Read = 2,
+}
+
+/// The enabled [`TouchUser`] (0: the call is `ENOSYS`).
+static TOUCH_USER_TEST: AtomicU32 = AtomicU32::new(0);
+
+/// Enables the system call that makes the kernel touch a user page directly.
+pub fn enable_touch_user_test(how: TouchUser) {
+    TOUCH_USER_TEST.store(how as u32, Ordering::SeqCst);
+}
+
+/// The kernel work of [`nr::TOUCH_USER`]: a deliberate kernel bug that SMEP
+/// or SMAP turn into a page fault, which the fault handler must report as
+/// such (an oops naming the cause) rather than retry.
+fn touch_user(addr: u32) -> u32 {
+    let how = TOUCH_USER_TEST.load(Ordering::SeqCst);
+    if how == TouchUser::Fetch as u32 {
+        println!("kernel: calling user code at {addr:#010x} from ring 0");
+        // SAFETY: not safe at all, on purpose (the test boots only): the
+        // page holds `mov eax, 42; ret` written by the caller; under SMEP
+        // the fetch faults and the oops stops the machine.
+        let f: extern "C" fn() -> u32 = unsafe { core::mem::transmute(addr as usize) };
+        return f();
+    }
+    {
+        let _window = UserAccess::begin();
+        // SAFETY: the caller's page, mapped and present (it just ran it),
+        // read inside a user-access window.
+        let v = unsafe { (addr as *const u32).read_volatile() };
+        println!("kernel: read {v:#010x} at {addr:#010x} inside a user-access window");
+    }
+    println!("kernel: reading {addr:#010x} again with AC clear");
+    // SAFETY: not safe at all, on purpose: under SMAP the read faults and
+    // the oops stops the machine.
+    unsafe { (addr as *const u32).read_volatile() }
 }
 
 /// Recurses forever, keeping 256 bytes of each frame alive: the kernel
@@ -64,6 +110,7 @@ pub fn syscall(frame: &mut TrapFrame, fx: *mut u8) {
         nr::OPEN => sys_open(a, b),
         nr::SHOW_MAPS => sys_show_maps(),
         nr::OVERFLOW_KERNEL_STACK if KSTACK_OVERFLOW_TEST.load(Ordering::SeqCst) => recurse(0),
+        nr::TOUCH_USER if TOUCH_USER_TEST.load(Ordering::SeqCst) != 0 => touch_user(a),
         nr::MMAP => with_current(|p| {
             let Some(vm) = p.vm.as_mut() else {
                 return err(errno::EFAULT);

@@ -19,7 +19,9 @@ pub const ERR_WRITE: u32 = 0x2;
 pub const ERR_USER: u32 = 0x4;
 /// `ERR_RESERVED`: a reserved bit was set in a paging entry.
 pub const ERR_RESERVED: u32 = 0x8;
-/// `ERR_FETCH`: the access was an instruction fetch.
+/// `ERR_FETCH`: the access was an instruction fetch. Classic i386 paging
+/// reports it only under CR4.SMEP (or PAE with EFER.NXE): without SMEP a
+/// faulting fetch looks like a read.
 pub const ERR_FETCH: u32 = 0x10;
 
 bitflags! {
@@ -35,7 +37,8 @@ bitflags! {
         const USER = ERR_USER;
         /// Bit 3: a reserved bit was set in a paging entry (corrupt tables).
         const RESERVED = ERR_RESERVED;
-        /// Bit 4: the access was an instruction fetch.
+        /// Bit 4: the access was an instruction fetch (set only under
+        /// SMEP on classic paging).
         const FETCH = ERR_FETCH;
     }
 }
@@ -51,21 +54,102 @@ pub enum AccessKind {
     Fetch,
 }
 
-/// A page fault: the faulting address (CR2) and the decoded error code.
+/// What the CPU's state adds to a fault that its error code does not say:
+/// the supervisor-mode protections in force (CR4.SMEP, CR4.SMAP) and
+/// EFLAGS.AC of the faulting context. The default (all off) is a CPU
+/// without SMEP and SMAP, as classic i386 paging is.
+///
+/// The handler needs them to tell a kernel bug from a fault it can fix:
+/// with SMEP a supervisor fetch from a user page faults although the entry
+/// is present, and with SMAP (and AC clear) so does a supervisor data
+/// access; neither is fixed by mapping or flushing the page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FaultContext {
+    /// CR4.SMEP was on: supervisor fetches from user pages fault (and every
+    /// fetch fault has [`ERR_FETCH`]).
+    pub smep: bool,
+    /// CR4.SMAP was on: supervisor data accesses to user pages fault unless
+    /// EFLAGS.AC is set.
+    pub smap: bool,
+    /// EFLAGS.AC of the faulting context (`stac` sets it, `clac` clears
+    /// it): ring 0 may touch user pages under SMAP.
+    pub ac: bool,
+}
+
+impl FaultContext {
+    /// No SMEP, no SMAP: classic i386 paging (what [`PageFault::new`] assumes).
+    pub const NONE: FaultContext = FaultContext {
+        smep: false,
+        smap: false,
+        ac: false,
+    };
+
+    /// The protections in force and EFLAGS.AC.
+    pub const fn new(smep: bool, smap: bool, ac: bool) -> Self {
+        FaultContext { smep, smap, ac }
+    }
+
+    /// True when SMAP forbids supervisor data accesses to user pages now
+    /// (SMAP on and AC clear).
+    pub const fn smap_enforced(&self) -> bool {
+        self.smap && !self.ac
+    }
+}
+
+/// A page fault: the faulting address (CR2), the decoded error code and
+/// the CPU state the handler needs besides them.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PageFault {
     /// The faulting linear address (CR2).
     pub addr: VirtAddr,
     /// The error code (unknown bits are kept).
     pub code: ErrorCode,
+    /// SMEP, SMAP and EFLAGS.AC at the fault ([`FaultContext::NONE`] from
+    /// [`PageFault::new`]).
+    pub context: FaultContext,
 }
 
 impl PageFault {
-    /// Decodes CR2 and the raw error code.
+    /// Decodes CR2 and the raw error code, on a CPU without SMEP and SMAP
+    /// (add them with [`PageFault::with_context`]).
     pub const fn new(cr2: u32, error_code: u32) -> Self {
         PageFault {
             addr: VirtAddr::new(cr2),
             code: ErrorCode::from_bits_retain(error_code),
+            context: FaultContext::NONE,
+        }
+    }
+
+    /// The same fault, taken with the protections and AC of `context`.
+    pub const fn with_context(self, context: FaultContext) -> Self {
+        PageFault { context, ..self }
+    }
+
+    /// Why the CPU refused a supervisor access whatever the page tables
+    /// hold: a supervisor fetch under SMEP (ring 0 never runs user code), or
+    /// a supervisor data access under SMAP with AC clear (ring 0 touches
+    /// user memory only between `stac` and `clac`). `None` for user
+    /// faults and for faults these protections do not explain.
+    ///
+    /// Some faults name their cause even without the context: classic
+    /// paging has no NX, so [`ERR_FETCH`] is reported only under SMEP; and
+    /// ring 0 may read every present page, so a supervisor read fault on a
+    /// present page (AC clear) can only be SMAP's.
+    ///
+    /// Only faults below the user/kernel split are user pages; the handler
+    /// asks this only for those.
+    pub const fn protection_bug(&self) -> Option<ProtectionBug> {
+        if self.is_user() {
+            return None;
+        }
+        let smap = self.context.smap_enforced();
+        match self.access() {
+            AccessKind::Fetch => Some(ProtectionBug::SmepFetch),
+            AccessKind::Read if smap || (self.is_protection() && !self.context.ac) => {
+                Some(ProtectionBug::SmapAccess)
+            }
+            AccessKind::Write if smap => Some(ProtectionBug::SmapAccess),
+            _ => None,
         }
     }
 
@@ -93,7 +177,11 @@ impl PageFault {
 
 impl fmt::Debug for PageFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PageFault({}, {:?})", self.addr, self.code)
+        write!(f, "PageFault({}, {:?}", self.addr, self.code)?;
+        if self.context != FaultContext::NONE {
+            write!(f, ", {:?}", self.context)?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -151,6 +239,33 @@ pub enum Signal {
     },
 }
 
+/// A supervisor access that SMEP or SMAP refused: a kernel bug no mapping
+/// fixes (the access would fault again at once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProtectionBug {
+    /// Ring 0 fetched an instruction from a user page with CR4.SMEP on.
+    SmepFetch,
+    /// Ring 0 read or wrote a user page with CR4.SMAP on and EFLAGS.AC
+    /// clear (outside `stac`/`clac`).
+    SmapAccess,
+}
+
+impl ProtectionBug {
+    /// The cause, as the oops prints it.
+    pub const fn message(self) -> &'static str {
+        match self {
+            ProtectionBug::SmepFetch => "supervisor fetch from user page (SMEP)",
+            ProtectionBug::SmapAccess => "supervisor access to user page with SMAP on (AC clear)",
+        }
+    }
+}
+
+impl fmt::Display for ProtectionBug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
 /// What the kernel must do after [`handle_fault`](super::VmSpace::handle_fault).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[must_use = "a fault that was not resolved must be acted upon"]
@@ -167,6 +282,21 @@ pub enum FaultOutcome {
     /// A supervisor-mode fault that no region of this space explains (or a
     /// reserved-bit fault): a bug in the kernel. Panic / oops.
     KernelBug,
+    /// A supervisor access to a user page that SMEP or SMAP forbids: a bug
+    /// in the kernel, with its cause. Panic / oops (counted with
+    /// [`FaultStats::kernel_bug`]).
+    ProtectionBug(ProtectionBug),
+}
+
+impl FaultOutcome {
+    /// True for the outcomes that are kernel bugs ([`FaultOutcome::KernelBug`],
+    /// [`FaultOutcome::ProtectionBug`]).
+    pub const fn is_kernel_bug(&self) -> bool {
+        matches!(
+            self,
+            FaultOutcome::KernelBug | FaultOutcome::ProtectionBug(_)
+        )
+    }
 }
 
 /// Per-space fault counters (the kernel demo prints them).
@@ -194,7 +324,7 @@ pub struct FaultStats {
     pub sigbus: u64,
     /// Faults that could not get memory.
     pub out_of_memory: u64,
-    /// Faults reported as kernel bugs.
+    /// Faults reported as kernel bugs (SMEP and SMAP violations included).
     pub kernel_bug: u64,
 }
 
@@ -213,7 +343,7 @@ impl FaultStats {
             FaultOutcome::Signal(Signal::Segv { .. }) => &mut self.sigsegv,
             FaultOutcome::Signal(Signal::Bus { .. }) => &mut self.sigbus,
             FaultOutcome::OutOfMemory => &mut self.out_of_memory,
-            FaultOutcome::KernelBug => &mut self.kernel_bug,
+            FaultOutcome::KernelBug | FaultOutcome::ProtectionBug(_) => &mut self.kernel_bug,
         };
         *c += 1;
     }
@@ -269,6 +399,46 @@ mod tests {
         assert_eq!(f.code.bits() & 0x8000, 0x8000, "unknown bits are kept");
         assert_eq!(PageFault::new(0, ERR_FETCH).access(), AccessKind::Fetch);
         assert_eq!(PageFault::new(0, 0).access(), AccessKind::Read);
+        assert_eq!(f.context, FaultContext::NONE, "new assumes no SMEP/SMAP");
+    }
+
+    #[test]
+    fn protections_name_the_supervisor_bugs() {
+        let on = FaultContext::new(true, true, false);
+        let fetch = PageFault::new(0x1000, ERR_PRESENT | ERR_FETCH);
+        assert_eq!(
+            fetch.protection_bug(),
+            Some(ProtectionBug::SmepFetch),
+            "the I/D bit appears only under SMEP"
+        );
+        assert_eq!(
+            fetch.with_context(on).protection_bug(),
+            Some(ProtectionBug::SmepFetch)
+        );
+        let present_read = PageFault::new(0x1000, ERR_PRESENT);
+        assert_eq!(
+            present_read.protection_bug(),
+            Some(ProtectionBug::SmapAccess),
+            "ring 0 reads every present page but under SMAP"
+        );
+        let present_write = PageFault::new(0x1000, ERR_PRESENT | ERR_WRITE);
+        assert_eq!(present_write.protection_bug(), None, "CR0.WP or stale TLB");
+        assert_eq!(PageFault::new(0x1000, 0).protection_bug(), None);
+        let write = PageFault::new(0x1000, ERR_PRESENT | ERR_WRITE).with_context(on);
+        assert_eq!(write.protection_bug(), Some(ProtectionBug::SmapAccess));
+        let read = PageFault::new(0x1000, 0).with_context(on);
+        assert_eq!(read.protection_bug(), Some(ProtectionBug::SmapAccess));
+        let stac = FaultContext::new(true, true, true);
+        assert_eq!(read.with_context(stac).protection_bug(), None, "AC set");
+        let user = PageFault::new(0x1000, ERR_PRESENT | ERR_USER | ERR_FETCH).with_context(on);
+        assert_eq!(user.protection_bug(), None, "user faults are never these");
+        assert_eq!(
+            ProtectionBug::SmepFetch.message(),
+            "supervisor fetch from user page (SMEP)"
+        );
+        let mut s = FaultStats::default();
+        s.record(&FaultOutcome::ProtectionBug(ProtectionBug::SmapAccess));
+        assert_eq!(s.kernel_bug, 1);
     }
 
     #[test]

@@ -16,8 +16,10 @@
 //! - a protection ([`Prot`]). i386 without PAE has no NX bit: a readable page
 //!   is executable, so `PROT_EXEC` is recorded (and reported) but means
 //!   "readable"; `PROT_WRITE` alone also means readable (x86 has no
-//!   write-only pages). `PROT_NONE` pages may stay resident: their entries
-//!   become supervisor-only and read-only, so any user access faults;
+//!   write-only pages), as on Linux i386 without PAE; a faulting fetch has
+//!   `ERR_FETCH` only when the CPU runs with SMEP. `PROT_NONE` pages may
+//!   stay resident: their entries become supervisor-only and read-only, so
+//!   any user access faults;
 //! - shared or private;
 //! - a backing: anonymous (demand-zero), a shared anonymous object, or a file
 //!   object at a page-aligned offset (see [`mod@file`]).
@@ -138,8 +140,8 @@ mod region;
 mod space;
 
 pub use fault::{
-    AccessKind, ErrorCode, FaultKind, FaultOutcome, FaultStats, PageFault, SegvCause, Signal,
-    ERR_FETCH, ERR_PRESENT, ERR_RESERVED, ERR_USER, ERR_WRITE,
+    AccessKind, ErrorCode, FaultContext, FaultKind, FaultOutcome, FaultStats, PageFault,
+    ProtectionBug, SegvCause, Signal, ERR_FETCH, ERR_PRESENT, ERR_RESERVED, ERR_USER, ERR_WRITE,
 };
 pub use file::{FdTable, File, OpenFile, OpenMode, PageCache};
 pub use space::{BackingKind, MapRequest, MapSource, RegionInfo, VmSpace};

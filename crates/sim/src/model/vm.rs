@@ -9,7 +9,9 @@
 //! [`Model::fetch`]): user accesses fault with the model's SIGSEGV cause or
 //! SIGBUS past the end of a file, supervisor accesses (CR0.WP set) succeed
 //! where the region allows them (and reads of a resident `PROT_NONE` page,
-//! a supervisor-only entry, may succeed too), else are a `KernelBug`,
+//! a supervisor-only entry, may succeed too), else are a `KernelBug`; under
+//! the machine's SMEP (ring-0 fetches) or SMAP with AC clear (ring-0 data
+//! accesses) they are the `ProtectionBug` the hardware makes of them,
 //! `copy_to_user` /
 //! `copy_from_user` fail with `BadAddress` exactly where a user access
 //! would fault, and every value read is the model's. After every operation
@@ -22,7 +24,7 @@ use std::fmt::Debug;
 use std::ops::Range;
 
 use myos_abi::{MemFs, RawMman, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_WRITE};
-use myos_mm::vm::{FaultOutcome, FdTable, OpenMode, Prot, SegvCause, Signal};
+use myos_mm::vm::{FaultOutcome, FdTable, OpenMode, Prot, ProtectionBug, SegvCause, Signal};
 use myos_mm::{MmError, VirtAddr};
 
 use crate::{Mode, Vm, World};
@@ -295,6 +297,19 @@ impl Model {
     ) {
         let va = va(page);
         let user = expect_access(m, page, true);
+        if how == How::Supervisor {
+            if let Some((bug, _)) = supervisor_bug(w, false) {
+                // SMAP with AC clear: every ring-0 write to user space is a
+                // kernel bug the handler names (present page or not).
+                let r = w.write_u32(vm, va, value, Mode::Supervisor);
+                assert_eq!(
+                    r,
+                    Err(FaultOutcome::ProtectionBug(bug)),
+                    "supervisor write {va:?}"
+                );
+                return;
+            }
+        }
         if self.past_eof(m, page, user.is_ok()) {
             return expect_bus(w, vm, va, how, true);
         }
@@ -328,6 +343,9 @@ impl Model {
     /// Reads the `u32` at the start of `page` of process `(vm, m)` and
     /// checks the outcome and the value against the model.
     pub fn read(&self, w: &World, vm: &mut Vm<'_>, m: &Pages, page: u32, how: How) {
+        if how == How::Supervisor {
+            return self.supervisor_read(w, vm, m, page, false);
+        }
         let va = va(page);
         let user = expect_access(m, page, false);
         if self.past_eof(m, page, user.is_ok()) {
@@ -342,17 +360,7 @@ impl Model {
                     Err(cause) => assert_eq!(r, Err(segv(va, cause)), "user read {va:?}"),
                 }
             }
-            How::Supervisor => match (user, w.read_u32(vm, va, Mode::Supervisor)) {
-                (Ok(()), r) => assert_eq!(r.ok(), want, "supervisor read {va:?}"),
-                // A resident PROT_NONE page is a supervisor-only entry: the
-                // kernel may read it.
-                (Err(SegvCause::Protection), Ok(v)) => {
-                    assert_eq!(Some(v), want, "supervisor read {va:?}")
-                }
-                (Err(_), r) => {
-                    assert_eq!(r, Err(FaultOutcome::KernelBug), "supervisor read {va:?}")
-                }
-            },
+            How::Supervisor => unreachable!("handled by supervisor_read"),
             How::Copy => {
                 let mut b = [0u8; 4];
                 let r = vm
@@ -362,6 +370,62 @@ impl Model {
                     Ok(()) => assert_eq!(r.ok(), want, "copy_from_user {va:?}"),
                     Err(_) => assert_eq!(r, Err(MmError::BadAddress), "copy_from_user {va:?}"),
                 }
+            }
+        }
+    }
+
+    /// Reads the `u32` at the start of `page` (or, with `fetch`, executes
+    /// its first byte) from ring 0 and checks the outcome against the
+    /// model and the machine's SMEP, SMAP and AC: where they forbid the
+    /// access the handler must name the bug (no retry loop); elsewhere the
+    /// kernel reads where the region allows reading (a resident
+    /// `PROT_NONE` page is a supervisor-only entry, which it may read too)
+    /// and anything else is a `KernelBug`.
+    pub fn supervisor_read(&self, w: &World, vm: &mut Vm<'_>, m: &Pages, page: u32, fetch: bool) {
+        let va = va(page);
+        let user = expect_access(m, page, false);
+        let mut want = m.get(&page).and_then(|q| self.get(q.cell));
+        let r = if fetch {
+            want = want.map(|v| v & 0xFF);
+            w.fetch(vm, va, Mode::Supervisor).map(u32::from)
+        } else {
+            w.read_u32(vm, va, Mode::Supervisor)
+        };
+        if let Some((bug, present_passes)) = supervisor_bug(w, fetch) {
+            match r {
+                Ok(v) => {
+                    assert_eq!(Some(v), want, "supervisor access {va:?}");
+                    let resident_none = user == Err(SegvCause::Protection);
+                    assert!(
+                        resident_none || (present_passes && user.is_ok()),
+                        "supervisor access {va:?} got through {bug}"
+                    );
+                }
+                Err(e) => assert_eq!(
+                    e,
+                    FaultOutcome::ProtectionBug(bug),
+                    "supervisor access {va:?}"
+                ),
+            }
+            return;
+        }
+        if self.past_eof(m, page, user.is_ok()) {
+            assert_eq!(
+                r.map(|_| ()),
+                Err(FaultOutcome::Signal(Signal::Bus { addr: va })),
+                "supervisor access at {va:?} past EOF"
+            );
+            return;
+        }
+        match (user, r) {
+            (Ok(()), r) => assert_eq!(r.ok(), want, "supervisor access {va:?}"),
+            // A resident PROT_NONE page is a supervisor-only entry: the
+            // kernel may read it.
+            (Err(SegvCause::Protection), Ok(v)) => {
+                assert_eq!(Some(v), want, "supervisor access {va:?}")
+            }
+            (Err(_), r) => {
+                assert_eq!(r, Err(FaultOutcome::KernelBug), "supervisor access {va:?}")
             }
         }
     }
@@ -415,6 +479,23 @@ impl Model {
             }
         }
         drop(fds);
+    }
+}
+
+/// The bug the handler must report for a ring-0 access to user space
+/// under the machine's SMEP, SMAP and AC (a fetch when `fetch`), and whether
+/// the access still gets through a present user page. A fetch under SMEP
+/// always faults; a data access under SMAP with AC clear always faults;
+/// without SMEP a fetch fault carries no I/D bit, so under SMAP (AC clear) a
+/// not-present fetch looks like a read SMAP forbids, while a present page
+/// runs (SMAP does not cover fetches).
+fn supervisor_bug(w: &World, fetch: bool) -> Option<(ProtectionBug, bool)> {
+    let smap = w.m.smap() && !w.m.ac();
+    match (fetch, w.m.smep(), smap) {
+        (true, true, _) => Some((ProtectionBug::SmepFetch, false)),
+        (true, false, true) => Some((ProtectionBug::SmapAccess, true)),
+        (false, _, true) => Some((ProtectionBug::SmapAccess, false)),
+        _ => None,
     }
 }
 

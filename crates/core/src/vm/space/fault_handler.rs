@@ -27,7 +27,15 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
     /// protection, give `SIGSEGV`; file pages wholly past EOF give `SIGBUS`.
     /// Supervisor faults are serviced like user ones when a region allows
     /// the access; otherwise (or with `ERR_RESERVED`) they are a
-    /// [`FaultOutcome::KernelBug`]. Every outcome is counted in
+    /// [`FaultOutcome::KernelBug`]. A supervisor fetch from a user address
+    /// under SMEP, or a supervisor data access to one under SMAP with
+    /// EFLAGS.AC clear (the fault's [`context`](PageFault::context)), is a
+    /// [`FaultOutcome::ProtectionBug`] naming the cause, whether the page is
+    /// present or not: no mapping makes such an access legal. A fault on a
+    /// present entry is taken for a stale TLB entry
+    /// ([`FaultKind::Spurious`]) only when the entry allows the access at
+    /// the fault's privilege level under its protections, so no fault the
+    /// handler cannot fix is retried forever. Every outcome is counted in
     /// [`fault_stats`](Self::fault_stats).
     pub fn handle_fault(&mut self, fault: PageFault) -> FaultOutcome {
         let out = self.resolve(fault);
@@ -54,6 +62,11 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
             } else {
                 SegvCause::NoRegion
             });
+        }
+        if let Some(bug) = fault.protection_bug() {
+            // Ring 0 touched a user address in a way SMEP/SMAP forbid:
+            // whatever the page tables hold, a retry faults again.
+            return FaultOutcome::ProtectionBug(bug);
         }
         let page = addr.page().number();
         let (start, region, grew) = match self.regions.lookup(page) {
@@ -83,11 +96,14 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
                 self.set_flags(page, pte_flags(region.prot, writable));
                 FaultOutcome::Resolved(FaultKind::Spurious)
             }
-            Some(_) => {
+            Some(e) if allows(e.flags(), &fault) => {
                 // The entry allows the access: a stale TLB entry.
                 self.platform.flush(page_of(page));
                 FaultOutcome::Resolved(FaultKind::Spurious)
             }
+            // The entry forbids what the CPU was asked to do and nothing
+            // above changes it: retrying would fault forever.
+            Some(_) => deny(SegvCause::Protection),
         };
         match out {
             FaultOutcome::Resolved(_) if grew => FaultOutcome::Resolved(FaultKind::StackGrowth),
@@ -251,4 +267,27 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
             }
         }
     }
+}
+
+/// True when a present entry with `flags` (the page directory entries of
+/// user tables always allow user access and writes) lets the access of
+/// `fault` through at its privilege level, under the fault's SMEP/SMAP
+/// context and with CR0.WP on (the kernel sets it): a fresh walk that would
+/// not fault, so a fault on it came from a stale TLB entry.
+fn allows(flags: PteFlags, fault: &PageFault) -> bool {
+    let user_page = flags.contains(PteFlags::USER);
+    let write = fault.access() == AccessKind::Write;
+    if write && !flags.contains(PteFlags::WRITABLE) {
+        return false;
+    }
+    if fault.is_user() {
+        // No NX under classic paging: a readable user page is executable.
+        return user_page;
+    }
+    if fault.is_protection() && !write {
+        // Ring 0 reads and fetches every present page (SMEP and SMAP
+        // aside): no stale entry explains such a fault.
+        return false;
+    }
+    !(user_page && fault.protection_bug().is_some())
 }

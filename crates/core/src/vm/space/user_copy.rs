@@ -72,12 +72,12 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
                 Some(_) => code |= ErrorCode::PRESENT,
                 None => {}
             }
-            match self.handle_fault(PageFault { addr: va, code }) {
+            match self.handle_fault(PageFault::new(va.as_u32(), code.bits())) {
                 FaultOutcome::Resolved(_) => {}
                 FaultOutcome::OutOfMemory => return Err(MmError::OutOfMemory),
-                FaultOutcome::Signal(_) | FaultOutcome::KernelBug => {
-                    return Err(MmError::BadAddress)
-                }
+                FaultOutcome::Signal(_)
+                | FaultOutcome::KernelBug
+                | FaultOutcome::ProtectionBug(_) => return Err(MmError::BadAddress),
             }
         }
         Err(MmError::BadAddress)
