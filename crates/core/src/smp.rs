@@ -1,7 +1,7 @@
 //! Several CPUs: CPU numbers, sets of CPUs, and what a TLB shootdown asks
 //! of the other CPUs.
 //!
-//! The core never sends an interrupt itself: it tells the [`Platform`]
+//! The core never sends an interrupt itself: it tells the [`Platform`](crate::Platform)
 //! which CPUs must drop which translations
 //! ([`Platform::shootdown`](crate::Platform::shootdown)), and the platform
 //! (the kernel's LAPIC IPIs, or the simulator's message queues) delivers
