@@ -40,6 +40,7 @@ mod machine;
 pub mod mmu;
 pub mod model;
 mod ram;
+pub mod smp;
 mod tlb;
 mod world;
 
