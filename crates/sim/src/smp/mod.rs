@@ -220,10 +220,14 @@ struct CpuSlot {
 
 /// The machine lock: serializes every access, walk and checker run with
 /// the core's page-table changes (which the test runs inside
-/// [`CpuHandle::exclusive`]). Re-entrant per host thread; a CPU waiting for
-/// it serves its mailbox, as a CPU spinning on a kernel lock takes IPIs.
+/// [`CpuHandle::exclusive`]). A ticket lock (first come, first served, so a
+/// CPU that changes mappings in a loop cannot starve the others), re-entrant
+/// per host thread; a CPU waiting for it serves its mailbox, as a CPU
+/// spinning on a kernel lock takes IPIs.
 #[derive(Debug, Default)]
 struct BusLock {
+    next_ticket: AtomicU64,
+    now_serving: AtomicU64,
     /// The owning thread's token, 0 when free.
     owner: AtomicU64,
     /// Nesting depth (touched only by the owner).
@@ -238,12 +242,21 @@ thread_local! {
 /// Holds the machine lock; releases it when dropped.
 struct BusGuard<'a>(&'a BusLock);
 
+impl BusGuard<'_> {
+    /// Whether this is the outermost hold (not nested in an exclusive
+    /// section of the same thread).
+    fn outermost(&self) -> bool {
+        self.0.depth.load(Ordering::Relaxed) == 1
+    }
+}
+
 impl Drop for BusGuard<'_> {
     fn drop(&mut self) {
         let d = self.0.depth.load(Ordering::Relaxed) - 1;
         self.0.depth.store(d, Ordering::Relaxed);
         if d == 0 {
-            self.0.owner.store(0, Ordering::Release);
+            self.0.owner.store(0, Ordering::Relaxed);
+            self.0.now_serving.fetch_add(1, Ordering::Release);
         }
     }
 }
@@ -256,14 +269,12 @@ impl BusLock {
                 .store(self.depth.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             return BusGuard(self);
         }
-        while self
-            .owner
-            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        while self.now_serving.load(Ordering::Acquire) != ticket {
             while_waiting();
             std::thread::yield_now();
         }
+        self.owner.store(me, Ordering::Relaxed);
         self.depth.store(1, Ordering::Relaxed);
         BusGuard(self)
     }
@@ -404,8 +415,10 @@ impl SmpMachine {
     }
 
     /// Turns checked mode on or off: when on, the checker runs after every
-    /// access a CPU makes (with the oracle; no oracle, no free-frame
-    /// checks), and what it finds is kept for
+    /// access a CPU makes outside an [`exclusive`](CpuHandle::exclusive)
+    /// section (inside one, the core is mid-operation and the tables may
+    /// legitimately be ahead of other CPUs' caches), with the oracle (no
+    /// oracle, no free-frame checks), and what it finds is kept for
     /// [`take_violations`](Self::take_violations).
     pub fn set_checked(&self, on: bool) {
         self.checked.store(on, Ordering::Relaxed);
@@ -419,9 +432,16 @@ impl SmpMachine {
     /// Runs the checker now (under the machine lock) with the oracle set by
     /// [`set_free_frame_oracle`](Self::set_free_frame_oracle): `Ok` when
     /// every CPU's caches are coherent, else every violation found.
+    ///
+    /// Waiting for the machine lock serves no mailbox: a host thread that
+    /// acts as a CPU others may shoot at uses [`CpuHandle::check`].
     pub fn check(&self) -> Result<(), Vec<Violation>> {
+        self.check_waiting(|| {})
+    }
+
+    fn check_waiting(&self, while_waiting: impl FnMut()) -> Result<(), Vec<Violation>> {
         let oracle = lock(&self.oracle).clone();
-        let _g = self.bus.acquire(|| {});
+        let _g = self.bus.acquire(while_waiting);
         let v = match oracle {
             Some(o) => checker::check(self, &*o),
             None => checker::check(self, &|_| false),
@@ -444,11 +464,15 @@ impl SmpMachine {
         }
     }
 
+    /// Checked mode's run, under the machine lock the caller holds.
     fn auto_check(&self) {
         if self.checked.load(Ordering::Relaxed) {
-            if let Err(v) = self.check() {
-                lock(&self.violations).extend(v);
-            }
+            let oracle = lock(&self.oracle).clone();
+            let v = match oracle {
+                Some(o) => checker::check(self, &*o),
+                None => checker::check(self, &|_| false),
+            };
+            lock(&self.violations).extend(v);
         }
     }
 
@@ -667,16 +691,23 @@ impl CpuHandle {
         &self,
         f: impl FnOnce(&mut CpuState, &Ram) -> Result<T, PageFault>,
     ) -> Result<T, PageFault> {
-        let r = {
-            let _g = self.bus();
-            if self.m.cpus[self.n()].auto_service.load(Ordering::Relaxed) {
-                self.m.serve(self.n());
-            }
-            let mut st = self.state();
-            f(&mut st, &self.m.ram)
-        };
-        self.m.auto_check();
+        let g = self.bus();
+        if self.m.cpus[self.n()].auto_service.load(Ordering::Relaxed) {
+            self.m.serve(self.n());
+        }
+        let r = f(&mut self.state(), &self.m.ram);
+        if g.outermost() {
+            self.m.auto_check();
+        }
         r
+    }
+
+    /// Runs the checker (as [`SmpMachine::check`]), serving this CPU's
+    /// mailbox while it waits for the machine lock.
+    pub fn check(&self) -> Result<(), Vec<Violation>> {
+        self.m.check_waiting(|| {
+            self.m.serve(self.n());
+        })
     }
 
     /// Translates `va` for one access (TLB, PDE cache, walk), as
