@@ -18,7 +18,7 @@
 //!   the other's request.
 //!
 //! Built with `--cfg loom`, the locks, condition variables and atomics are
-//! loom's, and [`wait_without_servicing`](Mailboxes::wait_without_servicing)
+//! loom's, and `Mailboxes::wait_without_servicing`
 //! (the deliberately broken variant: wait for acknowledgements and serve
 //! nothing) exists so the model checker can show it deadlocks.
 

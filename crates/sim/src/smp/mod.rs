@@ -132,7 +132,7 @@ impl SmpConfig {
         if bytes > crate::MAX_RAM {
             return Err(SimError::RamTooLarge(bytes));
         }
-        if bytes % PAGE_SIZE as u64 != 0 {
+        if !bytes.is_multiple_of(PAGE_SIZE as u64) {
             return Err(SimError::RamNotPageMultiple(bytes));
         }
         let map = self.map.unwrap_or_else(|| pc_memory_map(bytes));
