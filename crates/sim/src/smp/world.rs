@@ -150,9 +150,11 @@ impl SmpWorld {
         let machine = config.build().expect("simulated machine");
         let cpus: Vec<CpuHandle> = (0..machine.cpu_count()).map(|n| machine.cpu(n)).collect();
         let map = machine.memory_map().to_vec();
-        // SAFETY: the allocator's metadata lives in the machine's RAM, which
-        // the world keeps alive (the oracle and `machine` hold the `Arc`s)
-        // for as long as the allocator.
+        // SAFETY: the usable regions are the machine's RAM, used by nothing
+        // but this world. The allocator keeps pointers into that RAM, which
+        // lives as long as any handle of the machine: the world holds
+        // `machine` and the handles, and the allocator's other owner is the
+        // machine's own oracle, dropped with the machine.
         let mut fa = unsafe { FrameAllocator::new(&cpus[0], &map) }.expect("frame allocator");
         let direct = PhysAddr::new(machine.ram_bytes().min(3 << 30) as u32);
         let kernel = AddressSpace::new_kernel(&cpus[0], &mut fa, direct).expect("kernel space");
