@@ -8,6 +8,7 @@
 //! protocol of `docs/smp.md` by hand around the core (put frames aside,
 //! shoot down, then free) and show the checker accepts it.
 
+use myos_mm::frames::FrameSource;
 use myos_mm::smp::{CpuId, CpuSet, Invalidate};
 use myos_mm::vm::{FdTable, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 use myos_mm::{Page, PhysAddr, Platform, VirtAddr};
@@ -334,5 +335,48 @@ fn two_cpus_shooting_at_each_other_complete_deterministically() {
     let s = w.machine.shootdown_stats();
     assert_eq!(s.requests_per_cpu, vec![1, 1, 2]);
     assert_eq!((s.shootdowns, s.ipis_sent, s.full_flushes), (2, 4, 4));
+    w.finish();
+}
+
+#[test]
+fn a_stale_pde_cache_walks_into_a_reused_page_table() {
+    // Why `PdeFreeTable` matters: once the freed table is reused, CPU 1
+    // walks through whatever it now holds.
+    let w = SmpWorld::new(16 << 20, 2);
+    let mut vm = setup(&w, 1);
+    assert_eq!(w.cpu(1).read_u32(REGION, Mode::User), Ok(0x1000));
+    let pde = w.cpu(1).pde_cache_peek(REGION).unwrap();
+    let table = PhysAddr::new(pde & !0xFFF).frame();
+    vm.munmap(VirtAddr::new(REGION), 4096).unwrap();
+    let v = w.check().unwrap_err();
+    assert!(has(&v, CPU1, REGION, ViolationKind::PdeFreeTable), "{v:#?}");
+
+    // The kernel reuses the frame for data that happens to look like a
+    // present user PTE for page 1 of the region, pointing at a secret.
+    w.fa.lock().claim(table).unwrap();
+    let secret = w.frames().alloc(myos_mm::frames::Zone::High).unwrap();
+    let s = secret.start().as_u32();
+    w.machine.write_phys_u32(u64::from(s), 0x5EC2E7).unwrap();
+    let t = u64::from(table.start().as_u32());
+    w.machine.write_phys_u32(t + 4, s | 0x7).unwrap();
+
+    // CPU 1 never had page 1 in its TLB: it walks through the cached PDE.
+    assert_eq!(w.cpu(1).read_u32(REGION + 0x1000, Mode::User), Ok(0x5EC2E7));
+    assert!(w.cpu(0).read_u32(REGION + 0x1000, Mode::User).is_err());
+    // The table is in use again, so it is the directory that disagrees now.
+    let v = w.check().unwrap_err();
+    assert!(has(&v, CPU1, REGION, ViolationKind::StalePde), "{v:#?}");
+    assert!(
+        has(&v, CPU1, REGION + 0x1000, ViolationKind::Unmapped),
+        "{v:#?}"
+    );
+
+    w.cpu(1).flush_all();
+    w.cpu(1).invlpg(REGION + 0x1000);
+    assert_eq!(w.check(), Ok(()));
+    w.machine.write_phys_u32(t + 4, 0).unwrap();
+    w.frames().release(table).unwrap();
+    w.frames().release(secret).unwrap();
+    vm.destroy();
     w.finish();
 }

@@ -117,3 +117,27 @@ fn each_cpu_has_its_own_caches_and_flushes_only_itself() {
     c1.invlpg(0x1000);
     assert_eq!(m.check_with(&|_| false), Ok(()));
 }
+
+#[test]
+fn everything_reaches_global_entries_and_all_non_global_does_not() {
+    use myos_mm::smp::{CpuId, CpuSet, Invalidate};
+    use myos_mm::Platform;
+    let m = machine(2);
+    m.write_phys_u32(u64::from(PT0 + 4), (DATA + 0x1000) | P | RW | US | G)
+        .unwrap();
+    let (c0, c1) = (m.cpu(0), m.cpu(1));
+    let one = CpuSet::only(CpuId::new(1).unwrap());
+    c1.read_u32(0x1000, U).unwrap();
+    c1.read_u32(0x2000, U).unwrap();
+    c0.shootdown(one, Invalidate::AllNonGlobal);
+    assert_eq!(c1.tlb_peek(0x1000), Some(DATA + 0x1000));
+    assert_eq!(c1.tlb_peek(0x2000), None);
+    assert_eq!(c1.pde_cache_peek(0), None);
+    c0.shootdown(one, Invalidate::Everything);
+    assert_eq!(c1.tlb_peek(0x1000), None);
+    let s = m.shootdown_stats();
+    assert_eq!(
+        (s.ipis_sent, s.full_flushes, s.requests_per_cpu[1]),
+        (2, 2, 2)
+    );
+}

@@ -189,3 +189,38 @@ fn threaded_checker_catches_the_missing_shootdown() {
         o.steps, o.violations[0]
     );
 }
+
+#[test]
+fn threaded_cpus_shooting_at_each_other_never_deadlock() {
+    // Every CPU shoots at all the others in a loop: each waits for
+    // acknowledgements while the others wait for its own.
+    let w = SmpWorld::threaded(16 << 20, CPUS);
+    let all = CpuSet::first(CPUS);
+    const ROUNDS: usize = 300;
+    let finished = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for n in 0..CPUS {
+            let c = w.cpu(n).clone();
+            let finished = &finished;
+            s.spawn(move || {
+                let pages = [VirtAddr::new(REGION + n as u32 * 4096).page()];
+                for _ in 0..ROUNDS {
+                    c.shootdown(all.without(c.id()), Invalidate::Pages(&pages));
+                }
+                // Keep taking interrupts until every CPU is done shooting.
+                finished.fetch_add(1, Ordering::SeqCst);
+                while finished.load(Ordering::SeqCst) < CPUS as u64 {
+                    c.service_ipis();
+                    std::thread::yield_now();
+                }
+                c.service_ipis();
+            });
+        }
+    });
+    let s = w.machine.shootdown_stats();
+    let per_cpu = (ROUNDS * (CPUS - 1)) as u64;
+    assert_eq!(s.ipis_sent, per_cpu * CPUS as u64);
+    assert!(s.requests_per_cpu.iter().all(|&n| n == per_cpu), "{s:?}");
+    assert_eq!(s.pages_invalidated, per_cpu * CPUS as u64);
+    w.finish();
+}
