@@ -243,8 +243,8 @@ fn dispatch(cmd: Cmd) -> Result<(), String> {
 }
 
 /// `cargo xtask test`: host tests of the whole workspace, the crates'
-/// examples, the publish dry run of `myos-mm`, `myos-abi` and `myos-sim`, the C API's
-/// tests, `libmyos`'s unit tests, the fuzz smoke run, the heap's unit
+/// examples, the loom model checks, the publish dry run of `myos-mm`,
+/// `myos-abi` and `myos-sim`, the C API's tests, `libmyos`'s unit tests, the fuzz smoke run, the heap's unit
 /// tests under Miri (the whole Miri set with `miri`), the fresh-machine
 /// check, then the kernel's in-QEMU suite and the example C kernel on
 /// `libmyos.a` (`qemu_only` runs only those two).
@@ -253,6 +253,7 @@ fn test(qemu_only: bool, all_miri: bool) -> Result<(), String> {
     if !qemu_only {
         util::run(Command::new(util::cargo()).args(["test", "--workspace", "--release"]))?;
         examples()?;
+        loom()?;
         publish_dry_run()?;
         capi::host_tests()?;
         ckernel::host_tests()?;
@@ -294,6 +295,27 @@ fn examples() -> Result<(), String> {
         EXAMPLES.len()
     );
     Ok(())
+}
+
+/// The loom model checks of the lock-free pieces (the simulator's
+/// shootdown mailboxes and acknowledgements: every interleaving of two and
+/// three CPUs shooting at each other completes; a wait that does not
+/// service its own mailbox is reported as a deadlock). Built with
+/// `--cfg loom` in a target directory of their own.
+fn loom() -> Result<(), String> {
+    util::run(
+        Command::new(util::cargo())
+            .args([
+                "test",
+                "--release",
+                "-p",
+                "myos-sim",
+                "--test",
+                "loom_shootdown",
+            ])
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("CARGO_TARGET_DIR", util::target_dir().join("loom")),
+    )
 }
 
 /// `cargo publish --dry-run` of the published crates (packaging and a

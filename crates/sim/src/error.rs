@@ -30,6 +30,9 @@ pub enum SimError {
         /// Length of the access in bytes.
         len: usize,
     },
+    /// An N-CPU machine was asked for no CPU, or more than
+    /// [`MAX_CPUS`](myos_mm::smp::MAX_CPUS).
+    BadCpuCount(usize),
 }
 
 impl fmt::Display for SimError {
@@ -57,6 +60,7 @@ impl fmt::Display for SimError {
                     "physical access of {len} bytes at {addr:#x} is outside RAM"
                 )
             }
+            SimError::BadCpuCount(n) => write!(f, "{n} CPUs: need 1 to 32"),
         }
     }
 }

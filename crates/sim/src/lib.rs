@@ -12,6 +12,10 @@
 //! paging code, so tests check the core against a second reading of the
 //! hardware rules.
 //!
+//! [`smp`] runs N such CPUs on one RAM, each with its own TLB and
+//! paging-structure cache, with TLB shootdowns between them and a checker of
+//! TLB coherence (see `docs/smp.md`).
+//!
 //! Feature `memfd` (Linux): `SimConfig::shared_ram` puts RAM in a memfd
 //! (`SimMachine::ram_fd`), so frames can be mapped again elsewhere in the
 //! host process; the C API's host library maps them at the simulated
@@ -40,6 +44,7 @@ mod machine;
 pub mod mmu;
 pub mod model;
 mod ram;
+pub mod smp;
 mod tlb;
 mod world;
 

@@ -8,8 +8,10 @@
 //! - Only successful walks fill it; faults never create entries.
 //! - If both a 4 KiB and a 4 MiB entry match (the tables changed between two
 //!   fills without a flush; undefined on hardware) the newer one wins.
-//! - Page-directory entries are not cached separately (no paging-structure
-//!   cache): a miss always walks from CR3.
+//! - Page-directory entries are not cached separately here (no
+//!   paging-structure cache): a miss of [`SimMachine`](crate::SimMachine)
+//!   always walks from CR3. The N-CPU machine (`smp`) adds a PDE cache per
+//!   CPU next to this TLB.
 
 use std::collections::VecDeque;
 
@@ -108,6 +110,15 @@ impl Tlb {
     /// Capacity in entries.
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Every entry, oldest first: the first virtual address it covers (the
+    /// 4 KiB page, or the 4 MiB region of a large entry) and its translation.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (u32, Translation)> + '_ {
+        self.entries.iter().map(|e| match e.tag {
+            Tag::Small(vpn) => (vpn << 12, e.tr),
+            Tag::Large(pdi) => (pdi << 22, e.tr),
+        })
     }
 }
 
