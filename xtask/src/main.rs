@@ -318,22 +318,28 @@ fn loom() -> Result<(), String> {
     )
 }
 
+/// The crates published to crates.io, in dependency order.
+const PUBLISHED: [&str; 3] = ["myos-mm", "myos-abi", "myos-sim"];
+
 /// `cargo publish --dry-run` of the published crates (packaging and a
 /// build of the packaged sources), so their metadata and packaged files
 /// stay complete. `--allow-dirty` lets it run on a working tree with
-/// changes; CI runs it on a clean clone.
+/// changes; CI runs it on a clean clone. The build gets a fresh target
+/// directory every time: cargo treats a registry crate as immutable, so a
+/// packaged crate of the same version built by an earlier run would be
+/// reused even though the sources changed.
 fn publish_dry_run() -> Result<(), String> {
-    util::run(Command::new(util::cargo()).args([
-        "publish",
-        "--dry-run",
-        "--allow-dirty",
-        "-p",
-        "myos-mm",
-        "-p",
-        "myos-abi",
-        "-p",
-        "myos-sim",
-    ]))
+    let dir = util::target_dir().join("publish");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+    }
+    let mut cmd = Command::new(util::cargo());
+    cmd.args(["publish", "--dry-run", "--allow-dirty"]);
+    for krate in PUBLISHED {
+        cmd.args(["-p", krate]);
+    }
+    util::run(cmd.env("CARGO_TARGET_DIR", &dir))
 }
 
 /// One benchmark binary of `myos-bench`, in release mode.
