@@ -144,6 +144,15 @@ const char *myos_boot_strerror(int code);
  */
 int myos_page_fault(uint32_t cr2, uint32_t error_code);
 
+/*
+ * myos_page_fault for a kernel that turned on SMEP or SMAP: cpu_flags is
+ * MYOS_FAULT_SMEP | MYOS_FAULT_SMAP | MYOS_FAULT_AC (<myos/memory.h>) as
+ * they were when the fault was taken, so a supervisor access the CPU
+ * refused returns MM_EFAULT instead of 0 (which would retry it forever).
+ * Unknown bits: MM_EINVAL.
+ */
+int myos_page_fault_ctx(uint32_t cr2, uint32_t error_code, uint32_t cpu_flags);
+
 #ifdef __cplusplus
 }
 #endif

@@ -368,6 +368,21 @@ const char *mm_strerror(int code);
 void myos_set_fault(uint32_t address, uint32_t error_code);
 
 /*
+ * The same for a kernel that turned on SMEP or SMAP (CR4 bits 20 and 21):
+ * cpu_flags says which, and whether EFLAGS.AC of the interrupted code was
+ * set (bit 18 of the EFLAGS the CPU pushed). With it, a supervisor fetch
+ * from a user page under SMEP, or a supervisor data access to a user page
+ * under SMAP with AC clear, leaves mm_errno() == MM_EFAULT (a kernel bug)
+ * instead of being taken for a stale TLB entry (resolved, and the access
+ * faults again forever). Without it (myos_set_fault), SMEP/SMAP are assumed
+ * off. Unknown bits in cpu_flags: MM_EINVAL, nothing recorded.
+ */
+#define MYOS_FAULT_SMEP 0x1
+#define MYOS_FAULT_SMAP 0x2
+#define MYOS_FAULT_AC   0x4
+void myos_set_fault_ctx(uint32_t address, uint32_t error_code, uint32_t cpu_flags);
+
+/*
  * In-memory files, so C code can map files (mmap's fd and offset): a file
  * holding `len` bytes of `data`, opened with MYOS_O_RDONLY, MYOS_O_WRONLY or
  * MYOS_O_RDWR in the current process's descriptor table. Returns the

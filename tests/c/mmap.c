@@ -35,6 +35,23 @@ TEST_MAIN {
     CHECK(get_physical_address((uint32_t)a) != MM_PHYS_NONE, "the first touch mapped the page");
     memset(m, 0x77, 3 * 4096);
     CHECK(m[0] == 0x77 && m[3 * 4096 - 1] == 0x77, "writable");
+    /* A ring-0 write fault on that present, writable user page: without
+     * the CPU's protections it can only be a stale TLB entry (resolved);
+     * under SMAP with AC clear it is a kernel bug, never retried. */
+    myos_set_fault((uint32_t)a, ERR_PRESENT | ERR_WRITE);
+    page_fault_handler();
+    CHECK(mm_errno() == 0, "no SMAP: a stale TLB entry, resolved");
+    myos_set_fault_ctx((uint32_t)a, ERR_PRESENT | ERR_WRITE, MYOS_FAULT_SMAP);
+    page_fault_handler();
+    CHECK(mm_errno() == MM_EFAULT, "SMAP, AC clear: refused (%d)", mm_errno());
+    myos_set_fault_ctx((uint32_t)a, ERR_PRESENT | ERR_WRITE, MYOS_FAULT_SMAP | MYOS_FAULT_AC);
+    page_fault_handler();
+    CHECK(mm_errno() == 0, "SMAP inside stac/clac: allowed, a stale TLB entry");
+    myos_set_fault_ctx((uint32_t)a, ERR_PRESENT | ERR_FETCH, MYOS_FAULT_SMEP);
+    page_fault_handler();
+    CHECK(mm_errno() == MM_EFAULT, "SMEP: a ring-0 fetch from a user page is refused");
+    myos_set_fault_ctx((uint32_t)a, ERR_PRESENT | ERR_WRITE, 0x80);
+    CHECK(mm_errno() == MM_EINVAL, "unknown cpu flags");
     /* The page is the simulated frame: map it by its physical address in
      * the kernel directory and read it there. */
     uint32_t phys = get_physical_address((uint32_t)a + 4096);

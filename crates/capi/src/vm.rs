@@ -14,7 +14,9 @@ use core::ptr;
 
 use myos_abi::{MemFile, RawMman};
 use myos_mm::paging::AddressSpace;
-use myos_mm::vm::{FaultOutcome, FdTable, File, OpenFile, OpenMode, PageFault, VmSpace};
+use myos_mm::vm::{
+    FaultContext, FaultOutcome, FdTable, File, OpenFile, OpenMode, PageFault, VmSpace,
+};
 use myos_mm::{Frame, MmError, VirtAddr};
 use spin::{Mutex, Once};
 
@@ -28,7 +30,7 @@ pub type Space = VmSpace<'static, Plat, Frames>;
 static PROCESS: Once<Mutex<Space>> = Once::new();
 static FDS: Mutex<Option<FdTable>> = Mutex::new(None);
 /// The pending fault for `page_fault_handler`: (CR2, error code).
-static PENDING: Mutex<Option<(u32, u32)>> = Mutex::new(None);
+static PENDING: Mutex<Option<PageFault>> = Mutex::new(None);
 
 /// Creates the C process (a user address space sharing the kernel half) and
 /// loads its directory, which becomes `current_directory`. Fails with
@@ -85,11 +87,10 @@ pub fn with_fds<T>(f: impl FnOnce(&mut FdTable) -> T) -> T {
 /// `false` before the process exists. For a kernel's `#PF` handler and the
 /// host's `SIGSEGV` handler.
 pub fn handle_page_fault(cr2: u32, error_code: u32) -> bool {
-    handle(cr2, error_code).is_ok()
+    handle(PageFault::new(cr2, error_code)).is_ok()
 }
 
-fn handle(cr2: u32, error_code: u32) -> CResult<()> {
-    let fault = PageFault::new(cr2, error_code);
+fn handle(fault: PageFault) -> CResult<()> {
     match process()?.lock().handle_fault(fault) {
         FaultOutcome::Resolved(_) => Ok(()),
         FaultOutcome::OutOfMemory => Err(MmError::OutOfMemory.into()),
@@ -102,7 +103,7 @@ fn handle(cr2: u32, error_code: u32) -> CResult<()> {
 /// Records the fault `page_fault_handler` services (what a trap entry
 /// does with CR2 and the error code before calling it).
 pub fn set_fault(cr2: u32, error_code: u32) {
-    *PENDING.lock() = Some((cr2, error_code));
+    *PENDING.lock() = Some(PageFault::new(cr2, error_code));
 }
 
 /// `void myos_set_fault(uint32_t address, uint32_t error_code)`.
@@ -112,13 +113,50 @@ pub extern "C" fn myos_set_fault(address: u32, error_code: u32) {
     record(Ok(()));
 }
 
+/// `MYOS_FAULT_SMEP`: CR4.SMEP was on when the fault was taken.
+pub const FAULT_SMEP: u32 = 1 << 0;
+/// `MYOS_FAULT_SMAP`: CR4.SMAP was on.
+pub const FAULT_SMAP: u32 = 1 << 1;
+/// `MYOS_FAULT_AC`: EFLAGS.AC of the interrupted code was set (inside
+/// `stac`/`clac`).
+pub const FAULT_AC: u32 = 1 << 2;
+
+/// The fault `cr2`/`error_code` taken with the protections named by
+/// `cpu_flags` (`MYOS_FAULT_*`); `None` for unknown flag bits.
+pub fn fault_with_flags(cr2: u32, error_code: u32, cpu_flags: u32) -> Option<PageFault> {
+    if cpu_flags & !(FAULT_SMEP | FAULT_SMAP | FAULT_AC) != 0 {
+        return None;
+    }
+    let context = FaultContext::new(
+        cpu_flags & FAULT_SMEP != 0,
+        cpu_flags & FAULT_SMAP != 0,
+        cpu_flags & FAULT_AC != 0,
+    );
+    Some(PageFault::new(cr2, error_code).with_context(context))
+}
+
+/// `void myos_set_fault_ctx(uint32_t address, uint32_t error_code,
+/// uint32_t cpu_flags)`: as `myos_set_fault`, for a kernel that turned on
+/// SMEP or SMAP: `cpu_flags` says which (`MYOS_FAULT_SMEP`,
+/// `MYOS_FAULT_SMAP`) and whether EFLAGS.AC was set (`MYOS_FAULT_AC`), so a
+/// supervisor access the CPU refused is reported (`MM_EFAULT`) instead of
+/// being taken for a stale TLB entry and retried forever. Unknown flag
+/// bits: `MM_EINVAL`, nothing recorded.
+#[no_mangle]
+pub extern "C" fn myos_set_fault_ctx(address: u32, error_code: u32, cpu_flags: u32) {
+    let r = fault_with_flags(address, error_code, cpu_flags)
+        .map(|fault| *PENDING.lock() = Some(fault))
+        .ok_or(Failure::Mm(MmError::InvalidArgument));
+    record(r);
+}
+
 /// `void page_fault_handler(void)`: services the pending fault.
 #[no_mangle]
 pub extern "C" fn page_fault_handler() {
     let pending = PENDING.lock().take();
     let r = pending
         .ok_or(Failure::Mm(MmError::InvalidArgument))
-        .and_then(|(cr2, code)| handle(cr2, code));
+        .and_then(handle);
     record(r);
 }
 

@@ -62,12 +62,15 @@ fn header_numbers_are_the_abi_crates() {
         ("MYOS_O_RDONLY", O_RDONLY.into()),
         ("MYOS_O_WRONLY", O_WRONLY.into()),
         ("MYOS_O_RDWR", O_RDWR.into()),
+        ("MYOS_FAULT_SMEP", myos_capi::vm::FAULT_SMEP.into()),
+        ("MYOS_FAULT_SMAP", myos_capi::vm::FAULT_SMAP.into()),
+        ("MYOS_FAULT_AC", myos_capi::vm::FAULT_AC.into()),
     ];
     let header = header_numbers();
     for &(name, value) in abi {
         assert_eq!(header.get(name), Some(&value), "{name} in memory.h");
     }
-    let families = ["PROT_", "MAP_", "ERR_", "MM_E", "MYOS_O_"];
+    let families = ["PROT_", "MAP_", "ERR_", "MM_E", "MYOS_O_", "MYOS_FAULT_"];
     for name in header.keys() {
         if families.iter().any(|f| name.starts_with(f)) {
             assert!(

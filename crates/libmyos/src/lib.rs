@@ -107,6 +107,20 @@ pub extern "C" fn myos_page_fault(cr2: u32, error_code: u32) -> c_int {
     myos_capi::mm_errno()
 }
 
+/// `int myos_page_fault_ctx(uint32_t cr2, uint32_t error_code, uint32_t
+/// cpu_flags)`: [`myos_page_fault`] for a kernel that turned on SMEP or
+/// SMAP (`MYOS_FAULT_*` flags: which protections, and EFLAGS.AC), so a
+/// supervisor access the CPU refused is `MM_EFAULT`, never retried.
+#[no_mangle]
+pub extern "C" fn myos_page_fault_ctx(cr2: u32, error_code: u32, cpu_flags: u32) -> c_int {
+    myos_capi::vm::myos_set_fault_ctx(cr2, error_code, cpu_flags);
+    if myos_capi::mm_errno() != 0 {
+        return myos_capi::mm_errno();
+    }
+    myos_capi::vm::page_fault_handler();
+    myos_capi::mm_errno()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +186,11 @@ mod tests {
     #[test]
     fn faults_before_init_report_enodev() {
         assert_eq!(myos_page_fault(0x40_0000, 2), 19);
+        assert_eq!(myos_page_fault_ctx(0x40_0000, 2, 0x3), 19);
+    }
+
+    #[test]
+    fn unknown_cpu_flags_are_refused() {
+        assert_eq!(myos_page_fault_ctx(0x40_0000, 2, 0x8), 22);
     }
 }
