@@ -43,6 +43,7 @@ mod fault;
 mod machine;
 pub mod mmu;
 pub mod model;
+pub mod pae;
 mod ram;
 pub mod smp;
 mod tlb;
