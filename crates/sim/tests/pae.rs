@@ -2,7 +2,8 @@
 //! 4 GiB, rights combined over the levels, CR0.WP, XD with and without
 //! EFER.NXE, reserved bits (above MAXPHYADDR, in the PDPTEs, in a 2 MiB
 //! PDE), not-present entries at each level, A/D bits, the PDPTE registers
-//! and the TLB.
+//! and the TLB; a property test checks random PDE/PTE bits against a flat
+//! reading of the same tables.
 //!
 //! Entry bits are spelled out here from the SDM (vol. 3A, tables 4-8 to
 //! 4-11), not taken from the sim.
@@ -636,4 +637,161 @@ fn bad_configurations_are_refused() {
         Err(PaeConfigError::BankAboveMaxPhyAddr { .. })
     ));
     assert!(b().maxphyaddr(32).ram(HIGH - 4096, 4096).build().is_ok());
+}
+
+#[test]
+fn a_reserved_bit_in_the_pde_wins_over_a_missing_pte() {
+    let m = machine();
+    map4k(&m, 0x3000, HIGH, URW | 1 << 40, 0);
+    assert_eq!(
+        m.translate(0x3000, Access::Read, U),
+        pf(0x3000, ERR_PRESENT | ERR_RESERVED | ERR_USER)
+    );
+    // And over a rights violation in the PTE.
+    map4k(&m, 0x3000, HIGH, URW, P | 1 << 50);
+    assert_eq!(
+        m.translate(0x3000, Access::Write, U),
+        pf(0x3000, ERR_PRESENT | ERR_RESERVED | ERR_WRITE | ERR_USER)
+    );
+}
+
+mod random_entries {
+    //! Random PDE/PTE bits against a third, flat reading of the rules.
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Extra bits a PDE may carry without moving its page table: ignored
+    /// bits and high reserved bits (and, for a 2 MiB PDE, PAT and the
+    /// reserved bits 20..13). XD and P are drawn on their own.
+    fn extra(ps: bool) -> impl Strategy<Value = u64> {
+        let mut choices: Vec<u64> = vec![0, 9, 10, 11, 36, 50, 62];
+        if ps {
+            choices.extend(12..=20);
+        }
+        proptest::sample::subsequence(choices, 0..=2).prop_map(|v| {
+            v.into_iter()
+                .filter(|&b| b != 0)
+                .fold(0u64, |acc, b| acc | 1 << b)
+        })
+    }
+
+    fn access() -> impl Strategy<Value = (Access, Mode)> {
+        (
+            prop_oneof![Just(Access::Read), Just(Access::Write), Just(Access::Fetch)],
+            prop_oneof![Just(U), Just(S)],
+        )
+    }
+
+    /// The expected result, from the SDM's tables read flatly.
+    #[allow(clippy::too_many_arguments)]
+    fn oracle(
+        pde: u64,
+        pte: u64,
+        nxe: bool,
+        wp: bool,
+        va: u32,
+        access: Access,
+        mode: Mode,
+    ) -> Result<u64, u32> {
+        let fetch = access == Access::Fetch;
+        let mut code = 0;
+        if access == Access::Write {
+            code |= ERR_WRITE;
+        }
+        if mode == U {
+            code |= ERR_USER;
+        }
+        if fetch && nxe {
+            code |= ERR_FETCH;
+        }
+        let high_rsvd = (0x7FFF_FFF0u64 << 32) | if nxe { 0 } else { XD };
+        if pde & P == 0 {
+            return Err(code);
+        }
+        if pde & high_rsvd != 0 {
+            return Err(code | ERR_PRESENT | ERR_RESERVED);
+        }
+        let (leaf_rights, xd, base, off) = if pde & PS != 0 {
+            if pde & 0x1F_E000 != 0 {
+                return Err(code | ERR_PRESENT | ERR_RESERVED);
+            }
+            (
+                pde,
+                pde & XD != 0,
+                pde & 0xF_FFE0_0000,
+                u64::from(va) & 0x1F_FFFF,
+            )
+        } else {
+            if pte & P == 0 {
+                return Err(code);
+            }
+            if pte & high_rsvd != 0 {
+                return Err(code | ERR_PRESENT | ERR_RESERVED);
+            }
+            (
+                pde & pte,
+                (pde | pte) & XD != 0,
+                pte & 0xF_FFFF_F000,
+                u64::from(va) & 0xFFF,
+            )
+        };
+        let user = leaf_rights & US != 0;
+        let writable = leaf_rights & RW != 0;
+        let ok = match (access, mode) {
+            (_, Mode::User) if !user => false,
+            (Access::Write, Mode::User) => writable,
+            (Access::Write, Mode::Supervisor) => writable || !wp,
+            _ => true,
+        } && !(fetch && nxe && xd);
+        if ok {
+            Ok(base | off)
+        } else {
+            Err(code | ERR_PRESENT)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn walker_agrees_with_the_flat_reading(
+            ps in any::<bool>(),
+            pde_low in 0u64..0x80,
+            pte_low in 0u64..0x200,
+            pde_extra in extra(true),
+            pte_extra in extra(false),
+            pde_p in prop::bool::weighted(0.9),
+            pte_p in prop::bool::weighted(0.9),
+            pde_xd in any::<bool>(),
+            pte_xd in any::<bool>(),
+            nxe in any::<bool>(),
+            wp in any::<bool>(),
+            off in 0u32..0x20_0000,
+            (access, mode) in access(),
+        ) {
+            let m = build(PaeMachine::builder().tlb_entries(0).nxe(nxe).wp(wp));
+            let va = 0x4060_0000 | off;
+            let bit = |on: bool, b: u64| if on { b } else { 0 };
+            let pde_low = (pde_low & !P) | bit(pde_p, P) | bit(pde_xd, XD);
+            let pde = if ps {
+                (HIGH + 2 * MIB) | PS | pde_low | pde_extra
+            } else {
+                // Bits 20..12 are the table's address here: keep them out.
+                pt_for(va) | (pde_low & !PS) | (pde_extra & !0x1F_F000)
+            };
+            let pte_low = (pte_low & !P) | bit(pte_p, P) | bit(pte_xd, XD);
+            let pte = (HIGH + 0x5000) | pte_low | pte_extra;
+            m.write_phys_u64(pde_addr(va), pde).unwrap();
+            m.write_phys_u64(pte_addr(va), pte).unwrap();
+            let want = oracle(pde, pte, nxe, wp, va, access, mode);
+            let got = match m.translate(va, access, mode) {
+                Ok(pa) => Ok(pa),
+                Err(f) => {
+                    prop_assert_eq!(f.cr2, va);
+                    Err(f.error_code)
+                }
+            };
+            prop_assert_eq!(got, want, "pde {:#x} pte {:#x}", pde, pte);
+        }
+    }
 }
