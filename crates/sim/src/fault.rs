@@ -17,9 +17,9 @@ pub mod err {
     /// Bit 3: set when a reserved bit was found set in a paging entry.
     pub const ERR_RESERVED: u32 = 0x8;
     /// Bit 4: set when the access was an instruction fetch — but only
-    /// while CR4.SMEP is on (SDM 3A §4.7: or with PAE and EFER.NXE, which
-    /// the sim does not model). With classic paging and SMEP off, a
-    /// faulting fetch reports as a read, as on real hardware. A fetch needs
+    /// while CR4.SMEP is on, or on the PAE machine while EFER.NXE is on
+    /// (SDM 3A §4.7). With classic paging and SMEP off, a faulting fetch
+    /// reports as a read, as on real hardware. Without PAE a fetch needs
     /// only read permission, never write (no NX).
     pub const ERR_FETCH: u32 = 0x10;
     /// Every bit the sim may report.

@@ -16,6 +16,10 @@
 //! paging-structure cache, with TLB shootdowns between them and a checker of
 //! TLB coherence (see `docs/smp.md`).
 //!
+//! [`pae`] is a CPU with PAE paging (64-bit entries, 2 MiB pages, XD under
+//! EFER.NXE, physical addresses up to MAXPHYADDR, RAM above 4 GiB), walked
+//! by its own reading of the SDM; the core has no PAE mode yet.
+//!
 //! Feature `memfd` (Linux): `SimConfig::shared_ram` puts RAM in a memfd
 //! (`SimMachine::ram_fd`), so frames can be mapped again elsewhere in the
 //! host process; the C API's host library maps them at the simulated
@@ -43,6 +47,7 @@ mod fault;
 mod machine;
 pub mod mmu;
 pub mod model;
+pub mod pae;
 mod ram;
 pub mod smp;
 mod tlb;
