@@ -102,6 +102,12 @@ const STEPS: &[Step] = &[
         expect: Expect::Signal(sig::SIGSEGV),
         needs: Needs::Nothing,
     },
+    Step {
+        title: "4 threads write a shared mapping, each on the CPU it gets; a faulting thread dies alone",
+        program: "threads",
+        expect: Expect::Exit(0),
+        needs: Needs::Nothing,
+    },
 ];
 
 /// The file the `files` step maps.
