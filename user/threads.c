@@ -1,6 +1,7 @@
 /* Threads: four threads of one process write their own slots of a shared
  * anonymous mapping, each noting the CPUs it ran on; the main thread joins
- * them and checks every slot (and that a fault kills only its thread). */
+ * them and checks every slot, that a fault kills only its thread, and
+ * that exit() ends a thread still running. */
 #include "lib/myos.h"
 MYOS_START
 
@@ -27,6 +28,13 @@ static int worker(void *arg) {
     }
     shared[THREADS * 1024 + me] = cpus;
     return (int)me + 10;
+}
+
+static int spinner(void *arg) {
+    (void)arg;
+    while (atomic_add(&shared[THREADS * 1024 + 100], 1) != 0) {
+    }
+    return 0;
 }
 
 static int crasher(void *arg) {
@@ -77,5 +85,12 @@ int main(void) {
         return 5;
     }
     puts("threads: a thread's SIGSEGV killed only that thread\n");
+    /* Left running: exit() (returning from main) ends it with the process. */
+    if (thread_create(spinner, 0, stacks + THREADS * STACK_SIZE, STACK_SIZE) < 0) {
+        return 6;
+    }
+    while (atomic_load(&shared[THREADS * 1024 + 100]) == 0) {
+        sched_yield();
+    }
     return 0;
 }

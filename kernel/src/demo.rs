@@ -325,6 +325,14 @@ fn smp_report() -> usize {
     println!();
     println!("== several CPUs ==");
     println!("smp: {cpus} CPUs online");
+    let mut line = crate::text::StackString::<160>::new();
+    for cpu in crate::smp::online().iter() {
+        let n = crate::arch::percpu::of(cpu)
+            .switches
+            .load(core::sync::atomic::Ordering::Relaxed);
+        let _ = core::fmt::Write::write_fmt(&mut line, format_args!(" CPU {}: {n};", cpu.index()));
+    }
+    println!("  threads scheduled per CPU:{}", line.as_str());
     let mut problems = 0;
     match crate::smpcheck::observe_remote_tlb(mm::get(), SMP_CHECK_VA) {
         Ok(Some(o)) => {

@@ -34,6 +34,8 @@ pub struct PerCpu {
     pub servicing: AtomicBool,
     /// The scheduler's saved stack pointer while a process runs on this CPU.
     pub scheduler_esp: AtomicU32,
+    /// Threads this CPU's scheduler switched to.
+    pub switches: AtomicU32,
     /// The thread running on this CPU (its id; 0 while the scheduler or
     /// the idle loop runs).
     pub current: AtomicU32,
@@ -71,6 +73,7 @@ impl PerCpu {
             ticks: AtomicU32::new(0),
             servicing: AtomicBool::new(false),
             scheduler_esp: AtomicU32::new(0),
+            switches: AtomicU32::new(0),
             current: AtomicU32::new(0),
             space: AtomicUsize::new(0),
             user_access: AtomicBool::new(false),

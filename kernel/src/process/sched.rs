@@ -109,6 +109,7 @@ fn pick() -> Pick {
         percpu::set_kernel_stack(p.kstack_top());
         let space = p.space.clone();
         let me = percpu::this();
+        me.switches.fetch_add(1, Ordering::Relaxed);
         me.current.store(pid, Ordering::SeqCst);
         let raw = space.as_ref().map_or(0, |s| Arc::as_ptr(s) as usize);
         me.space.store(raw, Ordering::SeqCst);
