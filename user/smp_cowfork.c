@@ -28,7 +28,7 @@ static int child_check(void) {
     for (int i = 0; i < WRITERS; i++) {
         before[i] = page[i];
     }
-    for (volatile int spin = 0; spin < 200000; spin++) {
+    for (volatile int spin = 0; spin < 50000; spin++) {
     }
     sched_yield();
     for (int i = 0; i < WRITERS; i++) {

@@ -12,9 +12,9 @@ use myos_mm::paging::entry::FRAME_MASK;
 use myos_mm::paging::{PageTableEntry, PteFlags};
 use myos_mm::smp::{CpuId, CpuSet, Invalidate};
 use myos_mm::{Frame, Page, PhysAddr, Platform, VirtAddr};
-use spin::Mutex;
 
 use crate::arch::regs::cr4;
+use crate::sync::Mutex;
 
 /// Serializes use of the kmap slots.
 static KMAP_LOCK: Mutex<()> = Mutex::new(());

@@ -15,6 +15,9 @@ use crate::{capi, setup, util};
 
 /// How long one test boot may take before it is killed.
 const TEST_TIMEOUT: Duration = Duration::from_secs(180);
+/// Time limit of the ring-3 stress boot: thousands of threads, forks and
+/// shootdowns on four vCPUs that QEMU's TCG may run on fewer host cores.
+const STRESS_TIMEOUT: Duration = Duration::from_secs(420);
 /// Time limit of the boot that checks the timeout itself.
 const HANG_TIMEOUT: Duration = Duration::from_secs(5);
 /// RAM sizes the test suite boots with: small, ordinary, and beyond the direct map.
@@ -273,7 +276,7 @@ pub fn kernel_tests() -> Result<(), String> {
         name: "ring-3 stress tests, 128M, 4 CPUs (threads against munmap, mprotect, fork)".into(),
         memory: "128M",
         cmdline: "mode=test tests=stress",
-        timeout: TEST_TIMEOUT,
+        timeout: STRESS_TIMEOUT,
         expect: Outcome::Success,
         must_print: &[
             "smp: 4 CPUs online",

@@ -509,8 +509,9 @@ fn sys_waitpid(want: i32, status_ptr: u32) -> u32 {
                 }
                 None => {
                     // A child that exited but is still leaving its CPU is
-                    // looked at again soon; otherwise sleep until woken.
-                    let leaving = t.procs.iter().any(|p| mine(p) && !p.alive());
+                    // looked at again soon; otherwise sleep until woken (a
+                    // thread of a child that exits wakes the parent).
+                    let leaving = t.procs.iter().any(|p| mine(p) && !p.alive() && p.on_cpu);
                     if !leaving {
                         find(&mut t, me).state = State::Waiting;
                     }
