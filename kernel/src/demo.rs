@@ -102,6 +102,12 @@ const STEPS: &[Step] = &[
         expect: Expect::Signal(sig::SIGSEGV),
         needs: Needs::Nothing,
     },
+    Step {
+        title: "4 threads write a shared mapping, each on the CPU it gets; a faulting thread dies alone",
+        program: "threads",
+        expect: Expect::Exit(0),
+        needs: Needs::Nothing,
+    },
 ];
 
 /// The file the `files` step maps.
@@ -319,6 +325,14 @@ fn smp_report() -> usize {
     println!();
     println!("== several CPUs ==");
     println!("smp: {cpus} CPUs online");
+    let mut line = crate::text::StackString::<160>::new();
+    for cpu in crate::smp::online().iter() {
+        let n = crate::arch::percpu::of(cpu)
+            .switches
+            .load(core::sync::atomic::Ordering::Relaxed);
+        let _ = core::fmt::Write::write_fmt(&mut line, format_args!(" CPU {}: {n};", cpu.index()));
+    }
+    println!("  threads scheduled per CPU:{}", line.as_str());
     let mut problems = 0;
     match crate::smpcheck::observe_remote_tlb(mm::get(), SMP_CHECK_VA) {
         Ok(Some(o)) => {

@@ -18,9 +18,9 @@ use myos_mm::frames::{FrameSource, Zone};
 use myos_mm::layout::{KSTACK_END, KSTACK_START, PAGE_SIZE};
 use myos_mm::paging::PteFlags;
 use myos_mm::{Page, Platform, VirtAddr};
-use spin::Mutex;
 
 use crate::mm;
+use crate::sync::Mutex;
 
 /// Bytes of the kernel heap window given to kernel stacks.
 pub const KSTACK_AREA_SIZE: u32 = KSTACK_END - KSTACK_START;

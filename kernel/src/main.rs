@@ -29,6 +29,7 @@ mod programs;
 mod serial;
 mod smp;
 mod smpcheck;
+mod sync;
 mod text;
 mod trap;
 
@@ -109,6 +110,10 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         new_stack: kstack::KernelStack::new,
         stack_top: kstack::KernelStack::top,
     });
+    if boot_info.option("flush") == Some("local") {
+        println!("flush=local: no shootdowns for the core's flushes (stale TLBs expected)");
+        platform::set_local_flush_only();
+    }
     match (boot_info.option("mode"), boot_info.option("test")) {
         (_, Some("oops")) => ktest::deliberate_oops(),
         (_, Some("stack-overflow")) => ktest::deliberate_stack_overflow(mm),
@@ -119,7 +124,11 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
             println!("test=hang: halting without reporting (the host must time out)");
             exit::halt_forever()
         }
-        (Some("test"), _) => ktest::run_all(mm),
+        (Some("test"), _) => ktest::run_all(
+            mm,
+            boot_info.option("tests") == Some("stress"),
+            boot_info.option("only"),
+        ),
         (Some("c"), _) => cprog::run(),
         _ => demo::run(),
     }

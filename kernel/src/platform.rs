@@ -5,15 +5,16 @@
 //! (`arch/tlb.rs`), this module is the only place with paging instructions.
 
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use myos_mm::layout::{phys_to_direct, DIRECT_ZONE_END, ENTRIES, KMAP_END, KMAP_START, PAGE_SIZE};
 use myos_mm::paging::entry::FRAME_MASK;
 use myos_mm::paging::{PageTableEntry, PteFlags};
 use myos_mm::smp::{CpuId, CpuSet, Invalidate};
 use myos_mm::{Frame, Page, PhysAddr, Platform, VirtAddr};
-use spin::Mutex;
 
 use crate::arch::regs::cr4;
+use crate::sync::Mutex;
 
 /// Serializes use of the kmap slots.
 static KMAP_LOCK: Mutex<()> = Mutex::new(());
@@ -91,6 +92,38 @@ pub fn is_mapped(va: u32) -> bool {
             .read_volatile()
     };
     pte.is_present()
+}
+
+/// Set by the boot option `flush=local`: the core's flushes stay on the
+/// calling CPU, as the core alone does them today (the stress tests then
+/// show what the missing shootdowns break).
+static LOCAL_FLUSH_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// Makes the platform's flushes local only (`flush=local`, for tests).
+pub fn set_local_flush_only() {
+    LOCAL_FLUSH_ONLY.store(true, Ordering::Relaxed);
+}
+
+/// The other CPUs a local flush of `va` must reach — an interim measure of
+/// the kernel while the core flushes only the CPU it runs on (its
+/// `flush`/`flush_all` calls come after each entry change and, for up to
+/// 16 pages, before the frame is released; above that, `munmap` releases
+/// the frames before its one `flush_all`, which leaves a short window).
+/// A kernel-half page (heap, kernel stacks) is global: every other online
+/// CPU. A user page: the core flushes only the space loaded here, which is
+/// the running thread's, so the other CPUs running that space
+/// ([`crate::process::loaded_space_cpus`]). When the core sends its own
+/// shootdowns (with its per-space CPU sets), this goes and `flush` is
+/// local again.
+fn remote_targets(va: u32) -> CpuSet {
+    if crate::smp::online().len() <= 1 || LOCAL_FLUSH_ONLY.load(Ordering::Relaxed) {
+        return CpuSet::EMPTY;
+    }
+    if va >= myos_mm::layout::KERNEL_BASE {
+        crate::smp::online().without(crate::smp::cpu_id())
+    } else {
+        crate::process::loaded_space_cpus()
+    }
 }
 
 /// Invalidates the TLB entry of one virtual address.
@@ -182,13 +215,23 @@ unsafe impl Platform for X86Platform {
     }
 
     fn flush(&self, page: Page) {
-        invlpg(page.start().as_u32());
+        let va = page.start().as_u32();
+        invlpg(va);
+        // Interim, until the core shoots down itself: see `remote_targets`.
+        let targets = remote_targets(va);
+        if !targets.is_empty() {
+            crate::smp::shootdown(targets, Invalidate::Pages(&[page]));
+        }
     }
 
     fn flush_all(&self) {
         // SAFETY: reloading CR3 with its own value only flushes the TLB.
         unsafe {
             core::arch::asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags));
+        }
+        let targets = remote_targets(0);
+        if !targets.is_empty() {
+            crate::smp::shootdown(targets, Invalidate::AllNonGlobal);
         }
     }
 

@@ -2,7 +2,7 @@
 
 use core::fmt::{self, Write};
 
-use spin::Mutex;
+use crate::sync::Mutex;
 
 use crate::arch::port::{inb, outb};
 

@@ -214,11 +214,9 @@ extern "C" fn ap_main(cpu: u32) -> ! {
     idt::load();
     lapic::enable(true);
     ONLINE.fetch_or(1 << id.index(), Ordering::SeqCst);
-    loop {
-        // SAFETY: enabling interrupts and halting until the next one is
-        // the idle loop; handlers return here.
-        unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
-    }
+    // The scheduler: threads from the shared table when there are any,
+    // `sti; hlt` otherwise.
+    crate::process::run_forever()
 }
 
 /// Handles the local APIC's vectors. Returns false for other vectors.

@@ -162,6 +162,11 @@ pub unsafe extern "C" fn trap_dispatch(frame: *mut TrapFrame, fx: *mut u8) {
         }
     } else {
         crate::smp::interrupt(vector);
+        // An application processor's local APIC timer (acknowledged by
+        // `smp::interrupt`) preempts ring 3 like the boot CPU's PIT.
+        if vector == u32::from(crate::arch::lapic::TIMER_VECTOR) && frame.came_from_user() {
+            crate::process::preempt(frame);
+        }
     }
 }
 

@@ -22,7 +22,12 @@ typedef unsigned char uint8_t;
 #define SYS_MUNMAP 91
 #define SYS_MPROTECT 125
 #define SYS_YIELD 158
+#define SYS_GETTID 224
+#define SYS_GETCPU 318
 #define SYS_SHOW_MAPS 400
+#define SYS_THREAD_CREATE 410
+#define SYS_THREAD_EXIT 411
+#define SYS_THREAD_JOIN 412
 
 #define PROT_NONE 0x0
 #define PROT_READ 0x1
@@ -91,6 +96,46 @@ static inline int munmap(void *addr, uint32_t length) {
 static inline int mprotect(void *addr, uint32_t length, int prot) {
     return syscall3(SYS_MPROTECT, (uint32_t)addr, length, (uint32_t)prot);
 }
+
+/* Threads. A thread shares the caller's address space and descriptors;
+ * exit() ends the whole process (the other threads at their next kernel
+ * entry), thread_exit() only the calling thread, and a signal from a fault
+ * kills only the faulting thread (thread_join reports it). */
+static inline int gettid(void) { return syscall3(SYS_GETTID, 0, 0, 0); }
+/* The CPU the caller runs on now (0 = the boot CPU). */
+static inline int getcpu(void) { return syscall3(SYS_GETCPU, 0, 0, 0); }
+static inline __attribute__((noreturn)) void thread_exit(int status) {
+    syscall3(SYS_THREAD_EXIT, (uint32_t)status, 0, 0);
+    __builtin_unreachable();
+}
+/* Where a new thread starts: its function and argument are on its stack. */
+static void __attribute__((noreturn, used)) myos_thread_start(int (*fn)(void *), void *arg) {
+    thread_exit(fn(arg));
+}
+/* Starts fn(arg) in a new thread on the stack [stack, stack + size); its
+ * return value is its exit status. Returns the thread id or -errno. */
+static inline int thread_create(int (*fn)(void *), void *arg, void *stack, uint32_t size) {
+    /* 16-aligned top; at entry esp + 4 is 16-aligned, as after a call:
+     * [esp] = 0 (no return: the start routine never returns), [esp+4] = fn,
+     * [esp+8] = arg. */
+    uint32_t *sp = (uint32_t *)((((uint32_t)stack + size) & ~15u) - 20);
+    sp[0] = 0;
+    sp[1] = (uint32_t)fn;
+    sp[2] = (uint32_t)arg;
+    return syscall3(SYS_THREAD_CREATE, (uint32_t)myos_thread_start, (uint32_t)sp, (uint32_t)arg);
+}
+/* Waits for thread tid of this process to end; its wait status (exit code
+ * or killing signal) goes to *status when status is not null. */
+static inline int thread_join(int tid, int *status) {
+    return syscall3(SYS_THREAD_JOIN, (uint32_t)tid, (uint32_t)status, 0);
+}
+
+/* Atomics for threads on several CPUs (gcc builtins, sequentially
+ * consistent). */
+#define atomic_load(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define atomic_store(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+#define atomic_add(p, v) __atomic_add_fetch((p), (v), __ATOMIC_SEQ_CST)
+static inline void cpu_relax(void) { __asm__ volatile("pause" ::: "memory"); }
 
 /* Wait-status decoding (as POSIX). */
 #define WIFEXITED(s) (((s) & 0x7f) == 0)

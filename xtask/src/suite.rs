@@ -15,6 +15,9 @@ use crate::{capi, setup, util};
 
 /// How long one test boot may take before it is killed.
 const TEST_TIMEOUT: Duration = Duration::from_secs(180);
+/// Time limit of the ring-3 stress boot: thousands of threads, forks and
+/// shootdowns on four vCPUs that QEMU's TCG may run on fewer host cores.
+const STRESS_TIMEOUT: Duration = Duration::from_secs(420);
 /// Time limit of the boot that checks the timeout itself.
 const HANG_TIMEOUT: Duration = Duration::from_secs(5);
 /// RAM sizes the test suite boots with: small, ordinary, and beyond the direct map.
@@ -96,7 +99,7 @@ pub fn kernel_tests() -> Result<(), String> {
     });
     const DEMO_LINES: [&str; 4] = [
         "DEMO OK",
-        "steps: 10 run, 10 as expected",
+        "steps: 11 run, 11 as expected",
         "free frames:",
         "heap in use:",
     ];
@@ -246,6 +249,7 @@ pub fn kernel_tests() -> Result<(), String> {
             "test smp::shootdown_rounds ... ok",
             "test smp::crossed_shootdowns ... ok",
             "test smp::remote_tlb_dropped ... ok",
+            "test user::threads ... ok",
             "test result: ok",
         ],
         with_module: false,
@@ -261,7 +265,29 @@ pub fn kernel_tests() -> Result<(), String> {
         must_print: &[
             "smp: 4 CPUs online",
             "after one it read the new frame: yes",
+            "threads: 4 threads joined",
             "DEMO OK",
+        ],
+        with_module: false,
+        smp: 4,
+        cpu: DEFAULT_CPU,
+    });
+    cases.push(Case {
+        name: "ring-3 stress tests, 128M, 4 CPUs (threads against munmap, mprotect, fork)".into(),
+        memory: "128M",
+        cmdline: "mode=test tests=stress",
+        timeout: STRESS_TIMEOUT,
+        expect: Outcome::Success,
+        must_print: &[
+            "smp: 4 CPUs online",
+            "test stress::registers_survive_calls ... ok",
+            "test stress::munmap_vs_reader ... ok",
+            "test stress::mprotect_vs_writer ... ok",
+            "test stress::cow_fork_vs_sibling_writers ... ok",
+            "test stress::first_touch_one_frame ... ok",
+            "test stress::memory_call_storm_with_forks ... ok",
+            "back to baseline",
+            "test result: ok",
         ],
         with_module: false,
         smp: 4,

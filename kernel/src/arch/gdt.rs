@@ -90,6 +90,10 @@ impl TaskState {
     pub const fn new() -> Self {
         Self([const { AtomicU32::new(0) }; TSS_WORDS])
     }
+    /// Sets the stack pointer a trap from ring 3 switches to.
+    pub fn set_esp0(&self, esp0: u32) {
+        self.set(field::ESP0, esp0);
+    }
     fn set(&self, index: usize, value: u32) {
         self.0[index].store(value, Ordering::SeqCst);
     }
@@ -227,7 +231,6 @@ pub fn load(gdt: &'static [AtomicU64; GDT_ENTRIES]) {
     }
 }
 
-#[allow(dead_code)] // used by processes
 /// Sets the stack the CPU switches to on a trap from ring 3.
 pub fn set_kernel_stack(esp0: u32) {
     MAIN_TSS.set(field::ESP0, esp0);

@@ -9,7 +9,7 @@
 //! its record; the boot CPU keeps the ones of `gdt` (its TSS is the one
 //! processes' kernel stacks are written to).
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use myos_mm::smp::{CpuId, MAX_CPUS};
 
@@ -34,6 +34,18 @@ pub struct PerCpu {
     pub servicing: AtomicBool,
     /// The scheduler's saved stack pointer while a process runs on this CPU.
     pub scheduler_esp: AtomicU32,
+    /// Threads this CPU's scheduler switched to.
+    pub switches: AtomicU32,
+    /// The thread running on this CPU (its id; 0 while the scheduler or
+    /// the idle loop runs).
+    pub current: AtomicU32,
+    /// The address space of that thread: an opaque pointer the process
+    /// code owns (a counted reference it holds while the thread runs here).
+    pub space: AtomicUsize,
+    /// True while kernel code that may fault on user memory (and holds no
+    /// address-space lock) runs: a supervisor page fault is then serviced
+    /// through the current space instead of being an oops.
+    pub user_access: AtomicBool,
     /// A function another CPU asked this one to run (`smp::run_on`): the
     /// function's address, 0 when none is posted.
     pub work_fn: AtomicU32,
@@ -61,6 +73,10 @@ impl PerCpu {
             ticks: AtomicU32::new(0),
             servicing: AtomicBool::new(false),
             scheduler_esp: AtomicU32::new(0),
+            switches: AtomicU32::new(0),
+            current: AtomicU32::new(0),
+            space: AtomicUsize::new(0),
+            user_access: AtomicBool::new(false),
             work_fn: AtomicU32::new(0),
             work_arg: AtomicU32::new(0),
             work_ready: AtomicBool::new(false),
@@ -149,4 +165,16 @@ pub fn prepare_ap(cpu: CpuId, apic_id: u8, df_entry: u32, df_stack_top: u32, cr3
 /// record and its TSS in the task register. Called by that CPU.
 pub fn load_ap(cpu: CpuId) {
     gdt::load(&of(cpu).gdt);
+}
+
+/// Sets the stack the calling CPU switches to on a trap from ring 3 (its
+/// TSS.esp0: the boot CPU's is `gdt`'s, an application processor's is in
+/// its record).
+pub fn set_kernel_stack(esp0: u32) {
+    let me = this();
+    if me.id() == CpuId::BOOT {
+        gdt::set_kernel_stack(esp0);
+    } else {
+        me.tss.set_esp0(esp0);
+    }
 }

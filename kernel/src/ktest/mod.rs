@@ -135,6 +135,9 @@ const TESTS: &[(&str, KernelTest)] = &[
         user::program("segv_kernel", WaitStatus::signaled(sig::SIGSEGV))
     }),
     ("user::fetch_fault_error_code", user::fetch_fault_error_code),
+    ("user::threads", |_| {
+        user::program("threads", WaitStatus::exited(0))
+    }),
     (
         "interrupts::breakpoint_recovers",
         interrupts::breakpoint_recovers,
@@ -145,14 +148,44 @@ const TESTS: &[(&str, KernelTest)] = &[
     ("smp::remote_tlb_dropped", smp::remote_tlb_dropped),
 ];
 
-/// Runs every test and exits QEMU with the verdict.
-pub fn run_all(mm: &Mm) -> ! {
+/// The ring-3 stress tests of several CPUs (`mode=test tests=stress`, on
+/// `-smp 4`): threads of one process on different CPUs against munmap,
+/// mprotect, fork, first touches, and a storm of memory calls with forks.
+const STRESS: &[(&str, KernelTest)] = &[
+    ("stress::registers_survive_calls", |_| {
+        user::stress("smp_regs")
+    }),
+    ("stress::munmap_vs_reader", |_| user::stress("smp_munmap")),
+    ("stress::mprotect_vs_writer", |_| {
+        user::stress("smp_mprotect")
+    }),
+    ("stress::cow_fork_vs_sibling_writers", |_| {
+        user::stress("smp_cowfork")
+    }),
+    ("stress::first_touch_one_frame", |_| {
+        user::stress("smp_firsttouch")
+    }),
+    ("stress::memory_call_storm_with_forks", |_| {
+        user::stress("smp_storm")
+    }),
+];
+
+/// Runs every test (or with `stress`, the stress tests) and exits QEMU
+/// with the verdict.
+pub fn run_all(mm: &Mm, stress: bool, only: Option<&str>) -> ! {
     crate::demo::init_processes();
-    println!("running {} kernel tests", TESTS.len());
+    let all = if stress { STRESS } else { TESTS };
+    let mut chosen = alloc::vec::Vec::new();
+    chosen.extend(
+        all.iter()
+            .filter(|(name, _)| only.is_none_or(|o| name.contains(o))),
+    );
+    let tests = &chosen[..];
+    println!("running {} kernel tests", tests.len());
     mm::heap_trim();
     let (suite_frames, suite_heap) = (mm::frame_stats(), mm::heap_stats());
     let mut failed = 0;
-    for (name, test) in TESTS {
+    for (name, test) in tests {
         mm::heap_trim();
         let heap_before = mm::heap_stats();
         let before = mm::frame_stats();
@@ -190,12 +223,12 @@ pub fn run_all(mm: &Mm) -> ! {
     let (deepest, size) = process::kstack_high_water();
     println!("process kernel stacks: deepest use {deepest} of {size} bytes");
     if failed == 0 {
-        println!("test result: ok. {} passed; 0 failed", TESTS.len());
+        println!("test result: ok. {} passed; 0 failed", tests.len());
         exit_qemu(ExitCode::Success)
     } else {
         println!(
             "test result: FAILED. {} passed; {failed} failed",
-            TESTS.len() - failed
+            tests.len() - failed
         );
         exit_qemu(ExitCode::Failure)
     }

@@ -22,6 +22,27 @@ pub(super) fn program(name: &'static str, expect: WaitStatus) -> TestResult {
     Ok(())
 }
 
+/// Runs the stress program `name` (which prints its rounds), meant for
+/// several CPUs (on one, its threads only interleave at timer ticks).
+pub(super) fn stress(name: &'static str) -> TestResult {
+    let cpus = crate::smp::online().len();
+    let kills = process::THREAD_KILLS.load(Ordering::Relaxed);
+    let before = crate::smp::stats();
+    let start = crate::arch::tsc::rdtsc();
+    program(name, WaitStatus::exited(0))?;
+    let cycles = crate::arch::tsc::rdtsc().wrapping_sub(start);
+    let after = crate::smp::stats();
+    println!(
+        "    {cpus} CPUs, {} Mcycles: {} shootdowns ({} IPIs, {} NMI reminders), {} threads killed by a fault",
+        cycles / 1_000_000,
+        after.shootdowns - before.shootdowns,
+        after.ipis - before.ipis,
+        after.nmi_kicks - before.nmi_kicks,
+        process::THREAD_KILLS.load(Ordering::Relaxed) - kills
+    );
+    Ok(())
+}
+
 /// Most RAM the out-of-memory test runs with (it touches every frame).
 const OOM_TEST_MAX_RAM: u64 = 256 << 20;
 

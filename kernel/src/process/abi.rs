@@ -26,9 +26,22 @@ pub mod nr {
     pub const MPROTECT: u32 = 125;
     /// `sched_yield()`.
     pub const YIELD: u32 = 158;
+    /// `gettid()`: the calling thread's id.
+    pub const GETTID: u32 = 224;
+    /// `getcpu()`: the number of the CPU the caller runs on (MyOS: the
+    /// result, not Linux's out-pointers).
+    pub const GETCPU: u32 = 318;
     /// `show_maps()` (MyOS): prints the caller's regions, like
     /// `/proc/self/maps`, on the console.
     pub const SHOW_MAPS: u32 = 400;
+    /// `thread_create(entry, stack, arg)` (MyOS): a new thread of the
+    /// caller's process.
+    pub const THREAD_CREATE: u32 = 410;
+    /// `thread_exit(status)` (MyOS): ends the calling thread only.
+    pub const THREAD_EXIT: u32 = 411;
+    /// `thread_join(tid, status_ptr)` (MyOS): waits for a thread of the
+    /// caller's process and reaps it.
+    pub const THREAD_JOIN: u32 = 412;
     /// Test only (`test=kstack-overflow`): recurse in the kernel on the
     /// caller's kernel stack until it overflows into its guard page.
     pub const OVERFLOW_KERNEL_STACK: u32 = 401;
@@ -44,6 +57,8 @@ pub use myos_abi::signal as sig;
 /// manager's errno codes come with its errors: `myos_abi::Errno`).
 pub(super) use myos_abi::errno::{EAGAIN, ECHILD, ENOENT, ENOSYS};
 pub(super) use myos_abi::{O_ACCMODE, O_RDWR};
+/// No such thread (`thread_join`).
+pub(super) const ESRCH: i32 = 3;
 
 /// Wait status: bits of the terminating signal.
 const SIGNAL_MASK: i32 = 0x7F;

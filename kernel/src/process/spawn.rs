@@ -11,7 +11,8 @@ use myos_mm::{MmError, VirtAddr};
 use super::abi::WaitStatus;
 use super::context::{initial_fx, new_kstack, prepare_kstack};
 use super::table::{
-    try_box, FamilyResult, Process, State, UserSpace, MAX_FAMILIES, MAX_PROCESSES, TABLE,
+    try_box, FamilyResult, Process, Space, State, UserSpace, FAMILIES, MAX_FAMILIES, MAX_PROCESSES,
+    TABLE,
 };
 use crate::arch::frame::TrapFrame;
 use crate::arch::gdt::{USER_CODE, USER_DATA};
@@ -156,26 +157,28 @@ pub fn spawn(name: &'static str) -> Result<u32, SpawnError> {
     let mut kstack = new_kstack().ok_or(SpawnError::Mm(MmError::OutOfMemory))?;
     let esp0 = prepare_kstack(&mut kstack, &frame, &fx);
     let mut t = TABLE.lock();
-    if t.procs.len() >= MAX_PROCESSES || t.families.len() >= MAX_FAMILIES {
+    let mut families = FAMILIES.lock();
+    if t.procs.len() >= MAX_PROCESSES || families.len() >= MAX_FAMILIES {
         return Err(SpawnError::Limit);
     }
     let pid = t.next_pid;
     let process = try_box(Process {
         pid,
+        tgid: pid,
         parent: None,
         family: pid,
         name,
         state: State::Runnable,
-        vm: Some(vm),
-        fds: FdTable::new(),
+        space: Some(Space::new(vm, FdTable::new(), pid)),
         kstack,
         saved_esp: AtomicU32::new(esp0),
+        on_cpu: false,
     })
     .map_err(|_| SpawnError::Mm(MmError::OutOfMemory))?;
     t.next_pid += 1;
     // Within the capacity reserved at init: no allocation.
     t.procs.push(process);
-    t.families.push(FamilyResult {
+    families.push(FamilyResult {
         pid,
         status: WaitStatus(0),
         faults: FaultStats::default(),

@@ -3,9 +3,9 @@
 //! sum of fault counts per process family.
 
 use myos_mm::vm::{FaultKind, FaultStats};
-use spin::Mutex;
 
 use crate::mm;
+use crate::sync::Mutex;
 
 /// Samples kept per fault kind.
 const CYCLE_SAMPLES: usize = 64;

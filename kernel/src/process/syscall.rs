@@ -7,15 +7,22 @@ use myos_abi::{errno, Errno, RawMman};
 use myos_mm::vm::{OpenMode, Prot};
 use myos_mm::{MmError, VirtAddr};
 
-use super::abi::{nr, WaitStatus, EAGAIN, ECHILD, ENOENT, ENOSYS, O_ACCMODE, O_RDWR};
-use super::context::{new_kstack, prepare_kstack, FxArea};
-use super::sched::{exit_current, yield_cpu};
+use alloc::sync::Arc;
+use myos_mm::layout::USER_END;
+
+use super::abi::{nr, WaitStatus, EAGAIN, ECHILD, ENOENT, ENOSYS, ESRCH, O_ACCMODE, O_RDWR};
+use super::context::{initial_fx, new_kstack, prepare_kstack, FxArea};
+use super::fault::KernelUserAccess;
+use super::sched::{check_group_exit, exit_current, exit_group, group_alive, yield_cpu};
 use super::stats::sample_low_water;
 use super::table::{
-    find, fs, try_box, with_current, Process, State, UserSpace, MAX_PROCESSES, TABLE,
+    current_id, current_pid, current_space, find, fs, try_box, Process, Space, State, UserSpace,
+    FAMILIES, MAX_PROCESSES, TABLE,
 };
 use crate::arch::cpu::UserAccess;
 use crate::arch::frame::TrapFrame;
+use crate::arch::gdt::{USER_CODE, USER_DATA};
+use crate::arch::regs::eflags;
 use crate::{mm, println, serial};
 
 /// Longest path `open` accepts.
@@ -64,6 +71,7 @@ fn touch_user(addr: u32) -> u32 {
         return f();
     }
     {
+        let _marker = KernelUserAccess::begin();
         let _window = UserAccess::begin();
         // SAFETY: the caller's page, mapped and present (it just ran it),
         // read inside a user-access window.
@@ -88,6 +96,7 @@ pub extern "C" fn recurse(depth: u32) -> u32 {
 }
 
 /// `-errno` for an error, as a register value.
+/// `-errno` for an error, as a register value.
 fn err(e: i32) -> u32 {
     (-e) as u32
 }
@@ -96,11 +105,12 @@ fn err(e: i32) -> u32 {
 /// edi, ebp; the result (or `-errno`) goes back in eax.
 pub fn syscall(frame: &mut TrapFrame, fx: *mut u8) {
     sample_low_water();
+    check_group_exit();
     let (a, b, c) = (frame.ebx, frame.ecx, frame.edx);
     let result = match frame.eax {
-        nr::EXIT => exit_current(WaitStatus::exited(a as i32)),
+        nr::EXIT => exit_group(WaitStatus::exited(a as i32)),
         nr::WRITE => sys_write(a, b, c),
-        nr::GETPID => with_current(|p| p.pid).unwrap_or(0),
+        nr::GETPID => current_id().1,
         nr::YIELD => {
             yield_cpu();
             0
@@ -109,41 +119,79 @@ pub fn syscall(frame: &mut TrapFrame, fx: *mut u8) {
         nr::WAITPID => sys_waitpid(a as i32, b),
         nr::OPEN => sys_open(a, b),
         nr::SHOW_MAPS => sys_show_maps(),
+        nr::GETCPU => crate::smp::cpu_id().index() as u32,
+        nr::THREAD_CREATE => sys_thread_create(a, b, c),
+        nr::THREAD_EXIT => exit_current(WaitStatus::exited(a as i32)),
+        nr::THREAD_JOIN => sys_thread_join(a, b),
+        nr::GETTID => current_pid(),
         nr::OVERFLOW_KERNEL_STACK if KSTACK_OVERFLOW_TEST.load(Ordering::SeqCst) => recurse(0),
         nr::TOUCH_USER if TOUCH_USER_TEST.load(Ordering::SeqCst) != 0 => touch_user(a),
-        nr::MMAP => with_current(|p| {
-            let Some(vm) = p.vm.as_mut() else {
-                return err(errno::EFAULT);
-            };
-            match vm.mmap(
-                &p.fds,
-                VirtAddr::new(a),
-                b,
-                c,
-                frame.esi,
-                frame.edi as i32,
-                frame.ebp,
-            ) {
-                Ok(va) => va.as_u32(),
-                Err(e) => err(e.errno()),
+        nr::MMAP => match current_space() {
+            Some(space) => {
+                let fds = space.fds.lock();
+                let mut vm = space.vm.lock();
+                match vm.mmap(
+                    &fds,
+                    VirtAddr::new(a),
+                    b,
+                    c,
+                    frame.esi,
+                    frame.edi as i32,
+                    frame.ebp,
+                ) {
+                    Ok(va) => va.as_u32(),
+                    Err(e) => err(e.errno()),
+                }
             }
-        })
-        .unwrap_or(err(errno::EFAULT)),
-        nr::MUNMAP => vm_call(|vm| vm.munmap(VirtAddr::new(a), b)),
+            None => err(errno::EFAULT),
+        },
+        nr::MUNMAP => vm_call(|vm| munmap_in_batches(vm, a, b)),
         nr::MPROTECT => vm_call(|vm| vm.mprotect(VirtAddr::new(a), b, c)),
         _ => err(ENOSYS),
     };
     frame.eax = result;
+    check_group_exit();
+}
+
+/// Runs `f` on the current address space, under its lock.
+fn with_vm<R>(f: impl FnOnce(&mut UserSpace) -> R) -> Option<R> {
+    current_space().map(|space| f(&mut space.vm.lock()))
 }
 
 /// Runs a `Result<(), MmError>` operation on the current address space.
 fn vm_call(f: impl FnOnce(&mut UserSpace) -> Result<(), MmError>) -> u32 {
-    with_current(|p| match p.vm.as_mut().map(f) {
+    match with_vm(f) {
         Some(Ok(())) => 0,
         Some(Err(e)) => err(e.errno()),
         None => err(errno::EFAULT),
-    })
-    .unwrap_or(err(errno::EFAULT))
+    }
+}
+
+/// Most pages one `munmap` call of the core unmaps for the kernel: the
+/// core flushes page by page (each flush a shootdown to the space's other
+/// CPUs, see `platform.rs`) before it releases each frame only up to 16
+/// pages; above that it releases the frames first and flushes the whole
+/// TLB once at the end, which leaves other CPUs a window to use freed
+/// frames. Interim, until the core ends its batches in one shootdown
+/// before the frees.
+const MUNMAP_BATCH_PAGES: u32 = 16;
+
+/// `munmap(addr, len)` in batches of [`MUNMAP_BATCH_PAGES`] pages (the
+/// same result: unmapping part of a range is what munmap does anyway).
+fn munmap_in_batches(vm: &mut UserSpace, addr: u32, len: u32) -> Result<(), MmError> {
+    const PAGE: u32 = myos_mm::layout::PAGE_SIZE as u32;
+    const BATCH: u32 = MUNMAP_BATCH_PAGES * PAGE;
+    if !addr.is_multiple_of(PAGE) || len <= BATCH {
+        return vm.munmap(VirtAddr::new(addr), len);
+    }
+    let end = u64::from(addr) + u64::from(len.div_ceil(PAGE)) * u64::from(PAGE);
+    let mut at = u64::from(addr);
+    while at < end {
+        let n = (end - at).min(u64::from(BATCH)) as u32;
+        vm.munmap(VirtAddr::new(at as u32), n)?;
+        at += u64::from(n);
+    }
+    Ok(())
 }
 
 /// `write(fd, buf, len)`: fd 1 and 2 print on the console.
@@ -160,10 +208,7 @@ fn sys_write(fd: u32, buf: u32, len: u32) -> u32 {
         let Some(src) = buf.checked_add(done) else {
             return err(errno::EFAULT);
         };
-        let copied = with_current(|p| match p.vm.as_mut() {
-            Some(vm) => vm.copy_from_user(VirtAddr::new(src), &mut chunk[..n as usize]),
-            None => Err(MmError::InvalidArgument),
-        });
+        let copied = with_vm(|vm| vm.copy_from_user(VirtAddr::new(src), &mut chunk[..n as usize]));
         if !matches!(copied, Some(Ok(()))) {
             return if done > 0 { done } else { err(errno::EFAULT) };
         }
@@ -178,17 +223,13 @@ fn sys_write(fd: u32, buf: u32, len: u32) -> u32 {
 fn sys_show_maps() -> u32 {
     use core::fmt::Write as _;
     use myos_mm::vm::BackingKind;
-    let mut t = TABLE.lock();
-    let Some(pid) = t.current else {
+    let (_, pid, name) = current_id();
+    let Some(space) = current_space() else {
         return err(errno::EFAULT);
     };
-    let p = find(&mut t, pid);
-    let Some(vm) = p.vm.as_ref() else {
-        return err(errno::EFAULT);
-    };
+    let vm = space.vm.lock();
     println!(
-        "  [pid {pid} {}] regions ({} pages resident):",
-        p.name,
+        "  [pid {pid} {name}] regions ({} pages resident):",
         vm.resident_pages()
     );
     for r in vm.regions() {
@@ -223,11 +264,8 @@ fn sys_open(path: u32, flags: u32) -> u32 {
         let Some(at) = path.checked_add(len as u32) else {
             return err(errno::EFAULT);
         };
-        let ok = with_current(|p| {
-            p.vm.as_mut()
-                .map(|vm| vm.copy_from_user(VirtAddr::new(at), &mut byte))
-        });
-        if !matches!(ok, Some(Some(Ok(())))) {
+        let ok = with_vm(|vm| vm.copy_from_user(VirtAddr::new(at), &mut byte));
+        if !matches!(ok, Some(Ok(()))) {
             return err(errno::EFAULT);
         }
         if byte[0] == 0 {
@@ -247,28 +285,82 @@ fn sys_open(path: u32, flags: u32) -> u32 {
     let Some(file) = fs().and_then(|fs| fs.open(name, mode)) else {
         return err(ENOENT);
     };
-    with_current(|p| p.fds.insert(file) as u32).unwrap_or(err(errno::EFAULT))
+    match current_space() {
+        Some(space) => space.fds.lock().insert(file) as u32,
+        None => err(errno::EFAULT),
+    }
 }
 
-/// `fork()`: the child gets a copy-on-write clone of the address space, a
-/// copy of the descriptor table, and this trap frame with eax = 0.
-fn sys_fork(frame: &TrapFrame, fx: *mut u8) -> u32 {
+/// A new thread entry, runnable, with a fresh kernel stack prepared to
+/// "return" into `frame`; pushed into the table (`EAGAIN` at the limit).
+#[allow(clippy::too_many_arguments)]
+fn add_thread(
+    frame: &TrapFrame,
+    fx: &FxArea,
+    space: Arc<Space>,
+    main: bool,
+    parent: Option<u32>,
+    family: u32,
+    name: &'static str,
+) -> Result<u32, i32> {
+    let mut kstack = new_kstack().ok_or(errno::ENOMEM)?;
+    let esp = prepare_kstack(&mut kstack, frame, fx);
     let mut t = TABLE.lock();
-    let Some(pid) = t.current else {
+    if t.procs.len() >= MAX_PROCESSES {
+        return Err(EAGAIN);
+    }
+    let pid = t.next_pid;
+    let tgid = if main { pid } else { current_id_locked(&mut t) };
+    let entry = Process {
+        pid,
+        tgid,
+        parent,
+        family,
+        name,
+        state: State::Runnable,
+        space: Some(space),
+        kstack,
+        saved_esp: AtomicU32::new(esp),
+        on_cpu: false,
+    };
+    let Ok(process) = try_box(entry) else {
+        return Err(errno::ENOMEM);
+    };
+    t.next_pid += 1;
+    // Within the capacity reserved at init (checked above): no allocation.
+    t.procs.push(process);
+    Ok(pid)
+}
+
+/// The calling thread's process id, with the table locked.
+fn current_id_locked(t: &mut super::table::Table) -> u32 {
+    find(t, current_pid()).tgid
+}
+
+/// `fork()`: the child process gets a copy-on-write clone of the address
+/// space, a copy of the descriptor table, and this trap frame with eax = 0
+/// (only the calling thread is copied).
+fn sys_fork(frame: &TrapFrame, fx: *mut u8) -> u32 {
+    let Some(space) = current_space() else {
         return err(errno::EFAULT);
     };
-    if t.procs.len() >= MAX_PROCESSES {
-        return err(EAGAIN);
-    }
+    let (family, tgid, name) = {
+        let mut t = TABLE.lock();
+        if t.procs.len() >= MAX_PROCESSES {
+            return err(EAGAIN);
+        }
+        let p = find(&mut t, current_pid());
+        (p.family, p.tgid, p.name)
+    };
     if !mm::free_frames_above(mm::FORK_RESERVE_FRAMES) {
         return err(errno::ENOMEM);
     }
-    let parent = find(&mut t, pid);
-    let (family, name, fds) = (parent.family, parent.name, parent.fds.clone());
-    let child_vm = match parent.vm.as_mut().map(|vm| vm.fork()) {
-        Some(Ok(vm)) => vm,
-        Some(Err(e)) => return err(e.errno()),
-        None => return err(errno::EFAULT),
+    let fds = space.fds.lock().clone();
+    // The copy-on-write marking ends with one full flush of this space on
+    // every CPU that runs it (the platform's flush reaches the others).
+    let child_vm = match space.vm.lock().fork() {
+        Ok(vm) => vm,
+        Err(e) => return err(e.errno()),
     };
     let mut child_frame = *frame;
     child_frame.eax = 0;
@@ -276,79 +368,163 @@ fn sys_fork(frame: &TrapFrame, fx: *mut u8) -> u32 {
     // filled on this stack; it is valid for reads for this call.
     let child_fx = unsafe { (fx as *const FxArea).read() };
     // On failure below, the child's address space is dropped (freed).
-    let Some(mut kstack) = new_kstack() else {
-        return err(errno::ENOMEM);
-    };
-    let esp = prepare_kstack(&mut kstack, &child_frame, &child_fx);
-    let child = t.next_pid;
-    let Ok(process) = try_box(Process {
-        pid: child,
-        parent: Some(pid),
+    let child_space = Space::new(child_vm, fds, family);
+    match add_thread(
+        &child_frame,
+        &child_fx,
+        child_space,
+        true,
+        Some(tgid),
         family,
         name,
-        state: State::Runnable,
-        vm: Some(child_vm),
-        fds,
-        kstack,
-        saved_esp: AtomicU32::new(esp),
-    }) else {
-        return err(errno::ENOMEM);
-    };
-    t.next_pid += 1;
-    // Within the capacity reserved at init (checked above): no allocation.
-    t.procs.push(process);
-    if let Some(f) = t.families.iter_mut().find(|f| f.pid == family) {
-        f.processes += 1;
+    ) {
+        Ok(child) => {
+            if let Some(f) = FAMILIES.lock().iter_mut().find(|f| f.pid == family) {
+                f.processes += 1;
+            }
+            child
+        }
+        Err(e) => err(e),
     }
-    child
 }
 
-/// `waitpid(pid, status)`: reaps an exited child (`pid` -1: any), blocking
-/// until one exits; stores its wait status at `status` when non-null.
-fn sys_waitpid(want: i32, status_ptr: u32) -> u32 {
+/// `thread_create(entry, stack, arg)`: a new thread of the calling process
+/// starts at `entry` with its stack pointer at `stack` and `arg` in eax
+/// (the C library's start routine finds its function and argument on that
+/// stack). Returns the thread id.
+fn sys_thread_create(entry: u32, stack: u32, arg: u32) -> u32 {
+    if entry >= USER_END || stack > USER_END {
+        return err(errno::EINVAL);
+    }
+    let (family, name, shared) = {
+        let mut t = TABLE.lock();
+        let p = find(&mut t, current_pid());
+        let Some(shared) = p.space.clone() else {
+            return err(errno::EFAULT);
+        };
+        (p.family, p.name, shared)
+    };
+    let frame = TrapFrame {
+        gs: USER_DATA.into(),
+        fs: USER_DATA.into(),
+        es: USER_DATA.into(),
+        ds: USER_DATA.into(),
+        eax: arg,
+        eip: entry,
+        cs: USER_CODE.into(),
+        eflags: eflags::IF | eflags::RESERVED1,
+        user_esp: stack,
+        user_ss: USER_DATA.into(),
+        ..TrapFrame::default()
+    };
+    match add_thread(&frame, &initial_fx(), shared, false, None, family, name) {
+        Ok(tid) => tid,
+        Err(e) => err(e),
+    }
+}
+
+/// `thread_join(tid, status)`: waits until thread `tid` of the calling
+/// process has exited, reaps it and stores its wait status (an exit code,
+/// or the signal that killed it) at `status` when non-null.
+fn sys_thread_join(tid: u32, status_ptr: u32) -> u32 {
+    let me = current_pid();
     loop {
         let reaped = {
             let mut t = TABLE.lock();
-            let Some(me) = t.current else {
-                return err(errno::EFAULT);
-            };
-            let mine = |p: &Process| p.parent == Some(me) && (want == -1 || p.pid as i32 == want);
-            if !t.procs.iter().any(|p| mine(p)) {
-                return err(ECHILD);
-            }
-            let zombie = t
+            let tgid = find(&mut t, me).tgid;
+            let Some(i) = t
                 .procs
                 .iter()
-                .position(|p| mine(p) && matches!(p.state, State::Zombie(_)));
-            match zombie {
-                Some(i) => {
-                    let child = t.procs.swap_remove(i);
-                    let State::Zombie(status) = child.state else {
-                        return err(errno::EFAULT);
-                    };
-                    Some((child.pid, status))
+                .position(|p| p.pid == tid && p.tgid == tgid && !p.is_main() && p.pid != me)
+            else {
+                return err(ESRCH);
+            };
+            match t.procs[i].state {
+                State::Zombie(status) if !t.procs[i].on_cpu => {
+                    let thread = t.procs.swap_remove(i);
+                    drop(t);
+                    drop(thread);
+                    Some(status)
                 }
-                None => {
+                // Exited but still leaving its CPU: look again soon.
+                State::Zombie(_) => None,
+                _ => {
                     find(&mut t, me).state = State::Waiting;
                     None
                 }
             }
         };
         match reaped {
-            Some((pid, status)) => {
-                if status_ptr != 0 {
-                    let bytes = status.0.to_le_bytes();
-                    let ok = with_current(|p| {
-                        p.vm.as_mut()
-                            .map(|vm| vm.copy_to_user(VirtAddr::new(status_ptr), &bytes))
-                    });
-                    if !matches!(ok, Some(Some(Ok(())))) {
-                        return err(errno::EFAULT);
-                    }
-                }
-                return pid;
+            Some(status) => return store_status(status_ptr, status).unwrap_or(tid),
+            None => {
+                yield_cpu();
+                check_group_exit();
             }
-            None => yield_cpu(),
+        }
+    }
+}
+
+/// Writes a wait status to user memory (`status_ptr` 0: nowhere);
+/// `Some(-EFAULT)` when the address is bad.
+fn store_status(status_ptr: u32, status: WaitStatus) -> Option<u32> {
+    if status_ptr == 0 {
+        return None;
+    }
+    let bytes = status.0.to_le_bytes();
+    match with_vm(|vm| vm.copy_to_user(VirtAddr::new(status_ptr), &bytes)) {
+        Some(Ok(())) => None,
+        _ => Some(err(errno::EFAULT)),
+    }
+}
+
+/// `waitpid(pid, status)`: reaps an exited child process (`pid` -1: any) —
+/// its main thread has exited and no thread of it is left — blocking until
+/// one has; stores its wait status at `status` when non-null.
+fn sys_waitpid(want: i32, status_ptr: u32) -> u32 {
+    let me = current_pid();
+    loop {
+        let reaped = {
+            let mut t = TABLE.lock();
+            let tgid = find(&mut t, me).tgid;
+            let mine = |p: &Process| {
+                p.is_main() && p.parent == Some(tgid) && (want == -1 || p.pid as i32 == want)
+            };
+            if !t.procs.iter().any(|p| mine(p)) {
+                return err(ECHILD);
+            }
+            let zombie = t
+                .procs
+                .iter()
+                .position(|p| mine(p) && !p.alive() && !p.on_cpu && !group_alive(&t, p.pid));
+            match zombie {
+                Some(i) => {
+                    let child = t.procs.swap_remove(i);
+                    drop(t);
+                    let State::Zombie(status) = child.state else {
+                        return err(errno::EFAULT);
+                    };
+                    let pid = child.pid;
+                    drop(child);
+                    Some((pid, status))
+                }
+                None => {
+                    // A child that exited but is still leaving its CPU is
+                    // looked at again soon; otherwise sleep until woken (a
+                    // thread of a child that exits wakes the parent).
+                    let leaving = t.procs.iter().any(|p| mine(p) && !p.alive() && p.on_cpu);
+                    if !leaving {
+                        find(&mut t, me).state = State::Waiting;
+                    }
+                    None
+                }
+            }
+        };
+        match reaped {
+            Some((pid, status)) => return store_status(status_ptr, status).unwrap_or(pid),
+            None => {
+                yield_cpu();
+                check_group_exit();
+            }
         }
     }
 }
