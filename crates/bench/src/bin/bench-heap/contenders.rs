@@ -1,7 +1,7 @@
 //! The allocators under test behind one trait, [`Contender`]: ours, the
 //! peers, and the harness-only floor.
 
-use std::alloc::Layout;
+use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
 use std::ptr::{self, NonNull};
 
@@ -336,5 +336,66 @@ impl Contender for LinkedList {
         // SAFETY: the bytes after the heap's top are ours.
         unsafe { self.heap.extend(by) };
         true
+    }
+}
+
+/// `C` as talc's harness uses every allocator: behind a spin lock, called
+/// through `&dyn GlobalAlloc` (`--locked`). The trait object is passed
+/// through `black_box`, so the calls stay indirect (nothing of the
+/// allocator is inlined into the replay loop), and every call takes and
+/// releases the lock (two atomic operations).
+pub(crate) struct Locked<C: Contender>(Box<LockedInner<C>>);
+
+struct LockedInner<C: Contender>(spin::Mutex<C>);
+
+// SAFETY: every call goes to the contender under the lock, with the
+// contract of `Contender` (the layouts the harness allocated with).
+unsafe impl<C: Contender> GlobalAlloc for LockedInner<C> {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        self.0.lock().alloc(l.size(), l.align())
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: caller contract.
+        unsafe { self.0.lock().free(p, l.size(), l.align()) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        // SAFETY: caller contract.
+        unsafe { self.0.lock().realloc(p, l.size(), l.align(), new) }
+    }
+}
+
+impl<C: Contender> Locked<C> {
+    /// The allocator as an opaque trait object.
+    #[inline(always)]
+    fn dynamic(&self) -> &dyn GlobalAlloc {
+        black_box(&*self.0 as &dyn GlobalAlloc)
+    }
+}
+
+impl<C: Contender> Contender for Locked<C> {
+    const NAME: &'static str = C::NAME;
+    unsafe fn init(base: *mut u8, arena: usize, initial: usize) -> Self {
+        // SAFETY: the caller's contract, passed on.
+        Locked(Box::new(LockedInner(spin::Mutex::new(unsafe {
+            C::init(base, arena, initial)
+        }))))
+    }
+    #[inline]
+    fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
+        // SAFETY: sizes in the traces are non-zero.
+        unsafe { self.dynamic().alloc(layout(size, align)) }
+    }
+    #[inline]
+    unsafe fn free(&mut self, p: *mut u8, size: usize, align: usize) {
+        // SAFETY: caller contract.
+        unsafe { self.dynamic().dealloc(p, layout(size, align)) }
+    }
+    #[inline]
+    unsafe fn realloc(&mut self, p: *mut u8, size: usize, align: usize, new: usize) -> *mut u8 {
+        // SAFETY: caller contract.
+        unsafe { self.dynamic().realloc(p, layout(size, align), new) }
+    }
+    fn grow(&mut self, need: usize) -> bool {
+        self.0 .0.lock().grow(need)
     }
 }

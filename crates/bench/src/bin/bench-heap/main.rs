@@ -9,7 +9,8 @@
 //! p99.9) are measured in a separate pass with `rdtsc` around each operation.
 //!
 //! Workloads:
-//! - `ra-200`, `ra-1000`, `ra-30000`: talc's random-actions protocol (1/7
+//! - `ra-200`, `ra-1000`, `ra-3000`, `ra-10000`, `ra-30000`: talc's
+//!   random-actions protocol at its five max sizes (1/7
 //!   realloc to `1..3*max`, 3/7 free when at least 300 are live, else alloc
 //!   of `generate_size(max)` with `generate_align()`);
 //! - `kernel`: 70% 16–256 B, 25% 257 B–4 KiB, 5% 4–64 KiB, 2% of
@@ -23,6 +24,10 @@
 //! Writes the heap section of `BENCHMARKS.md` and `docs/bench-heap.svg`.
 //! `--runs N` repeats the whole measurement N times and reports the median
 //! of every figure (for a busy machine); the default is one run.
+//! `--locked` measures every allocator (and the floor) as talc's harness
+//! uses it, behind a spin lock and called through `&dyn GlobalAlloc`
+//! ([`contenders::Locked`]), and only prints the tables (the files keep the
+//! direct calls' figures).
 //!
 //! | module | what it owns |
 //! |---|---|
@@ -42,7 +47,7 @@ mod traces;
 
 use std::time::Instant;
 
-use contenders::{Buddy, Contender, Floor, LinkedList, Ours, Rlsf, Talc};
+use contenders::{Buddy, Contender, Floor, LinkedList, Locked, Ours, Rlsf, Talc};
 use params::{ARENA, EFF_ROUNDS};
 use replay::{latencies, measure, median, replay_once, timed, Arena, Row};
 use traces::{efficiency_round, growth, kernel_mix, random_actions, Trace};
@@ -53,6 +58,8 @@ fn main() {
     let traces = vec![
         random_actions("ra-200", 200, 200_000, 1),
         random_actions("ra-1000", 1000, 200_000, 2),
+        random_actions("ra-3000", 3000, 200_000, 6),
+        random_actions("ra-10000", 10_000, 100_000, 7),
         random_actions("ra-30000", 30_000, 100_000, 3),
         kernel_mix(200_000, 4),
         growth(5),
@@ -101,25 +108,26 @@ fn main() {
         .and_then(|n| n.parse::<usize>().ok())
         .unwrap_or(1)
         .max(1);
+    let locked = std::env::args().any(|a| a == "--locked");
 
     let mut all_floor = Vec::new();
     let mut all_floor_lat = Vec::new();
     let mut all_rows = Vec::new();
     for run in 1..=runs {
         eprintln!("run {run} of {runs}: measuring the harness floor...");
-        let floor: Vec<f64> = traces.iter().map(|t| timed::<Floor>(&arena, t)).collect();
-        let floor_lat: Vec<(u64, u64)> = traces
-            .iter()
-            .map(|t| latencies::<Floor>(&arena, t))
-            .collect();
-        eprintln!("measuring...");
-        all_rows.push(vec![
-            measure::<Ours>(&arena, &traces, &eff, &floor),
-            measure::<Talc>(&arena, &traces, &eff, &floor),
-            measure::<Rlsf>(&arena, &traces, &eff, &floor),
-            measure::<Buddy>(&arena, &traces, &eff, &floor),
-            measure::<LinkedList>(&arena, &traces, &eff, &floor),
-        ]);
+        let (floor, floor_lat, rows) = if locked {
+            measure_all::<
+                Locked<Floor>,
+                Locked<Ours>,
+                Locked<Talc>,
+                Locked<Rlsf>,
+                Locked<Buddy>,
+                Locked<LinkedList>,
+            >(&arena, &traces, &eff)
+        } else {
+            measure_all::<Floor, Ours, Talc, Rlsf, Buddy, LinkedList>(&arena, &traces, &eff)
+        };
+        all_rows.push(rows);
         all_floor.push(floor);
         all_floor_lat.push(floor_lat);
     }
@@ -149,5 +157,33 @@ fn main() {
             }
         })
         .collect();
-    report::print_and_write(&traces, &names, &rows, &floor, &floor_lat, runs, t0);
+    report::print_and_write(&traces, &names, &rows, &floor, &floor_lat, runs, locked, t0);
+}
+
+/// The floor, its latencies and every allocator's row, for one run.
+#[allow(clippy::type_complexity)]
+fn measure_all<F, A, B, C, D, E>(
+    arena: &Arena,
+    traces: &[Trace],
+    eff: &[Trace],
+) -> (Vec<f64>, Vec<(u64, u64)>, Vec<Row>)
+where
+    F: Contender,
+    A: Contender,
+    B: Contender,
+    C: Contender,
+    D: Contender,
+    E: Contender,
+{
+    let floor: Vec<f64> = traces.iter().map(|t| timed::<F>(arena, t)).collect();
+    let floor_lat: Vec<(u64, u64)> = traces.iter().map(|t| latencies::<F>(arena, t)).collect();
+    eprintln!("measuring...");
+    let rows = vec![
+        measure::<A>(arena, traces, eff, &floor),
+        measure::<B>(arena, traces, eff, &floor),
+        measure::<C>(arena, traces, eff, &floor),
+        measure::<D>(arena, traces, eff, &floor),
+        measure::<E>(arena, traces, eff, &floor),
+    ];
+    (floor, floor_lat, rows)
 }

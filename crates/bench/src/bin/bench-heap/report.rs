@@ -11,6 +11,7 @@ use crate::traces::Trace;
 
 /// Prints the tables and goals of the run that started at `t0`, then
 /// writes the chart and the `BENCHMARKS.md` section.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn print_and_write(
     traces: &[Trace],
     names: &[&str],
@@ -18,6 +19,7 @@ pub(crate) fn print_and_write(
     floor: &[f64],
     floor_lat: &[(u64, u64)],
     runs: usize,
+    locked: bool,
     t0: Instant,
 ) {
     let mut md = String::new();
@@ -146,6 +148,10 @@ pub(crate) fn print_and_write(
     println!("goals\n{goals}");
     let elapsed = t0.elapsed().as_secs_f64();
     eprintln!("done in {elapsed:.1} s");
+    if locked {
+        println!("(--locked: every allocator and the floor behind a spin lock, called through `&dyn GlobalAlloc`; files not written)");
+        return;
+    }
 
     // ----- files -----
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
