@@ -22,6 +22,10 @@ const FL_MIN: u32 = SMALL_LIMIT.trailing_zeros();
 pub(super) const BINS: usize = SMALL_BINS + (32 - FL_MIN as usize) * SL_COUNT;
 /// 64-bit words of the bitmap of non-empty lists.
 pub(super) const BITMAP_WORDS: usize = BINS.div_ceil(64);
+/// Entries of the list heads: one per bitmap bit, so that a list index
+/// found in the bitmap needs no bounds check (the entries from [`BINS`] on
+/// stay empty).
+pub(super) const BIN_SLOTS: usize = BITMAP_WORDS * 64;
 
 const _: () = assert!(SMALL_LIMIT.is_power_of_two() && BINS == 400 && BITMAP_WORDS <= 32);
 

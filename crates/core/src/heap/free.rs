@@ -3,7 +3,7 @@
 
 use core::ptr::NonNull;
 
-use super::binning::{BINS, BITMAP_WORDS};
+use super::binning::{BIN_SLOTS, BITMAP_WORDS};
 use super::growth::Shrink;
 use super::quick::QUICK_CLASSES;
 use super::tag::{
@@ -167,7 +167,7 @@ impl<B: HeapBackend> Heap<B> {
             Some(t) if t & !PREV_FREE == 0 => {}
             _ => return false,
         }
-        self.bin_heads = [NIL; BINS];
+        self.bin_heads = [NIL; BIN_SLOTS];
         self.bin_bitmap = [0; BITMAP_WORDS];
         self.bin_summary = 0;
         self.quick_heads = [0; QUICK_CLASSES];

@@ -169,7 +169,7 @@ use core::ptr::NonNull;
 
 use crate::error::MmError;
 use crate::layout::PAGE_SIZE;
-use binning::{BINS, BITMAP_WORDS};
+use binning::{BIN_SLOTS, BITMAP_WORDS};
 use quick::QUICK_CLASSES;
 use tag::{check_key_of, PREV_FREE};
 
@@ -229,7 +229,7 @@ pub struct Heap<B: HeapBackend> {
     /// Bit `b` set when list `b` is non-empty.
     bin_bitmap: [u64; BITMAP_WORDS],
     /// Offset of the first block of each free list, or `NIL`.
-    bin_heads: [u32; BINS],
+    bin_heads: [u32; BIN_SLOTS],
     /// Quick lists: freed small blocks, not merged yet, by size / 16. Each
     /// entry (and each block's link) is the *payload* offset of the next
     /// block (`off + HEADER`), 0 for none.
@@ -300,7 +300,7 @@ impl<B: HeapBackend> Heap<B> {
             top_block: NIL,
             bin_summary: 0,
             bin_bitmap: [0; BITMAP_WORDS],
-            bin_heads: [NIL; BINS],
+            bin_heads: [NIL; BIN_SLOTS],
             quick_heads: [0; QUICK_CLASSES],
             quick_len: [0; QUICK_CLASSES],
         };

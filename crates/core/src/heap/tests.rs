@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::alloc::GlobalAlloc;
 use core::ptr::NonNull;
 
-use super::binning::bin_of;
+use super::binning::{bin_of, BINS};
 use super::*;
 
 /// An owned, page-aligned host buffer.
