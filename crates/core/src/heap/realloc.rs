@@ -43,28 +43,23 @@ impl<B: HeapBackend> Heap<B> {
         // or to merge with it when the old block is freed): check it. The
         // predecessor is touched only by that merge, which checks it then.
         self.check_next(next)?;
-        let ntag = self.read_word(next);
-        if ntag & FREE != 0 && size + size_of_tag(ntag) >= bsize {
-            let nsize = size_of_tag(ntag);
-            // The block after the free successor gets a new header: check
-            // the old one first (it is touched).
-            if self.checked_tag(next + nsize).is_none() {
-                return Err(MmError::HeapCorrupted);
-            }
-            self.unlink(next, nsize);
-            self.free_blocks -= 1;
-            self.free_bytes -= nsize;
-            let whole = size + nsize;
-            // The block now ends where the free successor ended, and the
-            // block after that has PREV_FREE set: clear it, then split.
-            let after = off + whole;
-            let ahdr = self.read_header(after);
-            self.write_header(after, ahdr ^ flip_flags(PREV_FREE));
-            self.set_tag(off, whole as u32 | (tag & PREV_FREE));
-            self.split_tail(off, whole, bsize, tag & PREV_FREE);
+        if self.grow_in_place(off, tag, size, bsize)? {
             return Ok(ptr);
         }
-        let new = self.alloc(new_size, align)?;
+        let new = match self.alloc(new_size, align) {
+            Ok(new) => new,
+            Err(e) => {
+                // Out of memory, after the allocation merged the quick lists
+                // (which may have freed the successor, and set this block's
+                // `PREV_FREE`): try in place once more.
+                if e != MmError::HeapCorrupted
+                    && self.grow_in_place(off, self.read_word(off), size, bsize)?
+                {
+                    return Ok(ptr);
+                }
+                return Err(e);
+            }
+        };
         // SAFETY: both payloads are live blocks of this heap, distinct (the old
         // one is still allocated), and the old payload has `size - HEADER`
         // bytes, fewer than the new one's.
@@ -92,6 +87,42 @@ impl<B: HeapBackend> Heap<B> {
                 Err(e)
             }
         }
+    }
+
+    /// Grows the checked, allocated block `[off, off + size)` (its successor
+    /// checked too) to `bsize` bytes in place if its successor is free and
+    /// large enough; returns whether it did.
+    #[inline(always)]
+    fn grow_in_place(
+        &mut self,
+        off: usize,
+        tag: u32,
+        size: usize,
+        bsize: usize,
+    ) -> Result<bool, MmError> {
+        let next = off + size;
+        let ntag = self.read_word(next);
+        if ntag & FREE == 0 || size + size_of_tag(ntag) < bsize {
+            return Ok(false);
+        }
+        let nsize = size_of_tag(ntag);
+        // The block after the free successor gets a new header: check
+        // the old one first (it is touched).
+        if self.checked_tag(next + nsize).is_none() {
+            return Err(MmError::HeapCorrupted);
+        }
+        self.unlink(next, nsize);
+        self.free_blocks -= 1;
+        self.free_bytes -= nsize;
+        let whole = size + nsize;
+        // The block now ends where the free successor ended, and the
+        // block after that has PREV_FREE set: clear it, then split.
+        let after = off + whole;
+        let ahdr = self.read_header(after);
+        self.write_header(after, ahdr ^ flip_flags(PREV_FREE));
+        self.set_tag(off, whole as u32 | (tag & PREV_FREE));
+        self.split_tail(off, whole, bsize, tag & PREV_FREE);
+        Ok(true)
     }
 
     /// Shrinks the allocated block `[off, off + size)` to `keep` bytes if the

@@ -846,3 +846,29 @@ fn realloc_grows_into_the_top_block() {
     h.validate().unwrap();
     assert_eq!(h.stats().free_blocks, 1);
 }
+
+/// A growing realloc whose successor is on a quick list, in a heap that
+/// cannot grow: no new block fits, the allocation merges the quick lists,
+/// and the block then grows into its freed successor in place.
+#[test]
+fn realloc_grows_in_place_after_the_quick_lists_are_merged() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 1, 1);
+    let p = h.alloc(1000, 8).unwrap();
+    let q = h.alloc(1000, 8).unwrap();
+    let r = h.alloc(2000, 8).unwrap();
+    fill(p, 1000, 7);
+    h.free(q).unwrap();
+    assert_eq!(h.quick_blocks(), 1);
+    let p2 = h.realloc(p, 1900, 8).unwrap();
+    assert_eq!(p2, p);
+    assert!(intact(p2, 1000, 7));
+    assert_eq!(h.quick_blocks(), 0);
+    h.validate().unwrap();
+    assert_eq!(h.realloc(p2, 2100, 8), Err(MmError::OutOfMemory));
+    assert!(intact(p2, 1000, 7));
+    h.validate().unwrap();
+    h.free(p2).unwrap();
+    h.free(r).unwrap();
+    h.validate().unwrap();
+}

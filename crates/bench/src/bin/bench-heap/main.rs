@@ -24,6 +24,7 @@
 //! Writes the heap section of `BENCHMARKS.md` and `docs/bench-heap.svg`.
 //! `--runs N` repeats the whole measurement N times and reports the median
 //! of every figure (for a busy machine); the default is one run.
+//! `--efficiency` prints only the heap efficiency of ours and talc.
 //! `--locked` measures every allocator (and the floor) as talc's harness
 //! uses it, behind a spin lock and called through `&dyn GlobalAlloc`
 //! ([`contenders::Locked`]), and only prints the tables (the files keep the
@@ -49,7 +50,7 @@ use std::time::Instant;
 
 use contenders::{Buddy, Contender, Floor, LinkedList, Locked, Ours, Rlsf, Talc};
 use params::{ARENA, EFF_ROUNDS};
-use replay::{latencies, measure, median, replay_once, timed, Arena, Row};
+use replay::{efficiency, latencies, measure, median, replay_once, timed, Arena, Row};
 use traces::{efficiency_round, growth, kernel_mix, random_actions, Trace};
 
 fn main() {
@@ -100,6 +101,13 @@ fn main() {
             _ => panic!("unknown allocator {a}"),
         }
         eprintln!("{} ops", t.ops.len());
+        return;
+    }
+    if std::env::args().any(|a| a == "--efficiency") {
+        // `--efficiency`: only the heap-efficiency figure of ours and talc
+        // (deterministic: no timing).
+        println!("myos-mm {:.2}%", efficiency::<Ours>(&arena, &eff));
+        println!("talc 5 {:.2}%", efficiency::<Talc>(&arena, &eff));
         return;
     }
     let runs = std::env::args()
