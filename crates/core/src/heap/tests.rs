@@ -7,7 +7,14 @@ use core::alloc::GlobalAlloc;
 use core::ptr::NonNull;
 
 use super::binning::{bin_of, BINS};
+use super::quick::QUICK_LIMIT;
 use super::*;
+
+/// A request whose block is too big for the quick lists: merged at once
+/// when freed.
+const MERGED: usize = QUICK_LIMIT;
+/// The block size of a [`MERGED`] request.
+const MERGED_BLOCK: usize = (MERGED + HEADER).next_multiple_of(GRANULE);
 
 /// An owned, page-aligned host buffer.
 struct Arena {
@@ -309,7 +316,7 @@ fn overflow_into_a_header_is_detected_when_it_is_touched() {
     let mut a = Arena::new(ARENA_PAGES);
     let mut h = heap(&mut a, 1, 2);
     // A merged (not quick-listed) block, then its victim.
-    let p = h.alloc(1600, 8).unwrap();
+    let p = h.alloc(MERGED, 8).unwrap();
     let q = h.alloc(24, 8).unwrap();
     let keep = h.alloc(24, 8).unwrap();
     let size = h.usable_size(p).unwrap();
@@ -366,10 +373,10 @@ fn overflow_into_a_header_is_detected_when_it_is_touched() {
 fn damaged_free_neighbour_is_detected() {
     let mut a = Arena::new(ARENA_PAGES);
     let mut h = heap(&mut a, 1, 2);
-    // Blocks of 1.5 KiB and more are merged at once (no quick list).
-    let p = h.alloc(1600, 8).unwrap();
-    let q = h.alloc(1600, 8).unwrap();
-    let r = h.alloc(1600, 8).unwrap();
+    // Blocks too big for the quick lists are merged at once.
+    let p = h.alloc(MERGED, 8).unwrap();
+    let q = h.alloc(MERGED, 8).unwrap();
+    let r = h.alloc(MERGED, 8).unwrap();
     h.free(p).unwrap();
     // The footer of the free `p` sits just before `q`'s header.
     let old = poke(q, -(HEADER as isize) - 4, 0x99);
@@ -547,16 +554,16 @@ fn physical_requests_are_contiguous_on_scattered_pages() {
 fn moving_realloc_with_a_damaged_predecessor_keeps_the_block() {
     let mut a = Arena::new(ARENA_PAGES);
     let mut h = heap(&mut a, 2, 8);
-    let big = h.alloc(2000, 8).unwrap(); // too big for a quick list
-    let p = h.alloc(1600, 8).unwrap(); // merged when freed, not quick-listed
+    let big = h.alloc(MERGED, 8).unwrap(); // too big for a quick list
+    let p = h.alloc(MERGED, 8).unwrap(); // merged when freed, not quick-listed
     let blocker = h.alloc(16, 8).unwrap();
-    fill(p, 1600, 7);
+    fill(p, MERGED, 7);
     h.free(big).unwrap(); // a listed free block before `p`
     let before = h.stats();
     // The predecessor's footer is the word just before `p`'s header.
     let old = poke(p, -12, 0x41);
-    assert_eq!(h.realloc(p, 3000, 8), Err(MmError::HeapCorrupted));
-    assert!(intact(p, 1600, 7), "the old block keeps its contents");
+    assert_eq!(h.realloc(p, MERGED + 1000, 8), Err(MmError::HeapCorrupted));
+    assert!(intact(p, MERGED, 7), "the old block keeps its contents");
     let after = h.stats();
     assert_eq!(
         (after.free_bytes, after.heap_bytes),
@@ -565,7 +572,7 @@ fn moving_realloc_with_a_damaged_predecessor_keeps_the_block() {
     );
     poke(p, -12, old);
     h.validate().unwrap();
-    assert!(h.usable_size(p).unwrap() >= 1600, "still live");
+    assert!(h.usable_size(p).unwrap() >= MERGED, "still live");
     h.free(p).unwrap();
     h.free(blocker).unwrap();
     h.validate().unwrap();
@@ -609,17 +616,18 @@ fn realloc_in_place_and_moving() {
 #[test]
 fn stats_track_blocks_and_largest_free() {
     let mut a = Arena::new(ARENA_PAGES);
-    let mut h = heap(&mut a, 3, 3);
-    // Blocks of 1.5 KiB and more are merged at once (no quick list).
-    let blocks: Vec<_> = (0..6).map(|_| h.alloc(1600, 8).unwrap()).collect();
+    let mut h = heap(&mut a, 4, 4);
+    // Blocks too big for the quick lists are merged at once.
+    let blocks: Vec<_> = (0..6).map(|_| h.alloc(MERGED, 8).unwrap()).collect();
     h.free(blocks[1]).unwrap();
     h.free(blocks[3]).unwrap();
     let s = h.stats();
     assert_eq!((s.total_blocks, s.free_blocks), (7, 3));
-    // Blocks of 1600 + 8 bytes rounded to 16; 16 bytes of pad and sentinel.
-    let tail = 3 * PAGE_SIZE - 16 - 6 * 1616;
+    // Blocks of `MERGED` + 8 bytes rounded to 16; 16 bytes of pad and
+    // sentinel.
+    let tail = 4 * PAGE_SIZE - 16 - 6 * MERGED_BLOCK;
     assert_eq!(s.largest_free, tail);
-    assert_eq!(s.free_bytes, tail + 2 * 1616);
+    assert_eq!(s.free_bytes, tail + 2 * MERGED_BLOCK);
     assert_eq!(s.free_bytes + s.used_bytes, s.heap_bytes);
     h.free(blocks[2]).unwrap();
     assert_eq!(h.stats().free_blocks, 2);
