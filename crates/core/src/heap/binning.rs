@@ -50,6 +50,13 @@ impl<B: HeapBackend> Heap<B> {
             self.top_block = off as u32;
             return;
         }
+        self.insert_listed(off, size);
+    }
+
+    /// Lists the free block `[off, off + size)`, which does not end at the
+    /// sentinel.
+    #[inline(always)]
+    pub(super) fn insert_listed(&mut self, off: usize, size: usize) {
         let b = bin_of(size);
         let head = self.bin_heads[b];
         self.write_word(off + 8, head);

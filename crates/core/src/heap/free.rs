@@ -103,18 +103,25 @@ impl<B: HeapBackend> Heap<B> {
             self.free_blocks -= 1;
         }
         if nsize != 0 {
-            self.unlink(next, nsize);
+            // The top block needs no unlinking: the merged block becomes
+            // the top block below.
+            if next as u32 != self.top_block {
+                self.unlink_listed(next, nsize);
+            }
             total += nsize;
-            self.free_blocks -= 1;
         } else {
             // Checked above, with `PREV_FREE` clear: set it.
             self.write_header(next, nhdr ^ flip_flags(PREV_FREE));
+            self.free_blocks += 1;
         }
         self.write_free(start, total, 0);
-        self.insert(start, total);
-        self.free_blocks += 1;
-        if start + total == end && self.len > self.min_len {
-            self.shrink(Shrink::PastThreshold);
+        if start + total == end {
+            self.top_block = start as u32;
+            if self.len > self.min_len {
+                self.shrink(Shrink::PastThreshold);
+            }
+        } else {
+            self.insert_listed(start, total);
         }
         Ok(())
     }

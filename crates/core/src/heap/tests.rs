@@ -88,12 +88,15 @@ fn intact(p: NonNull<u8>, len: usize, byte: u8) -> bool {
     }
 }
 
+/// Writes `val` at `p + offset` (or `!val` if the byte is `val` already, so
+/// that the byte always changes: check words depend on the heap's address)
+/// and returns the old byte.
 fn poke(p: NonNull<u8>, offset: isize, val: u8) -> u8 {
     // SAFETY: tests poke heap metadata inside the mapped arena on purpose.
     unsafe {
         let q = p.as_ptr().offset(offset);
         let old = q.read();
-        q.write(val);
+        q.write(if old == val { !val } else { val });
         old
     }
 }
