@@ -28,7 +28,7 @@
 //!   own list first, then the first non-empty list above it (whose blocks all
 //!   fit). Allocation and free are O(1); growth and shrinking add one
 //!   backend call.
-//! - Small-object fast path: a freed block under 2304 bytes goes onto a per-size
+//! - Small-object fast path: a freed block under 4 KiB goes onto a per-size
 //!   *quick list* (LIFO, singly linked, 16-byte size steps, flagged `QUICK`
 //!   in its header) instead of being merged, and an allocation of that size
 //!   with an alignment of at most 16 pops it: a handful of instructions and
@@ -37,12 +37,14 @@
 //!   list's length and the count of allocated blocks. (A request with a
 //!   larger alignment takes an aligned block among the first few of its
 //!   list.) A list holds at most 32 blocks or 4 KiB (but one block above
-//!   2 KiB), so the quick lists never hold more than 478 KiB. A block just
+//!   2 KiB), so the quick lists never hold more than 827 KiB. A block just
 //!   below the free top of a heap that has grown is merged at once, so the
 //!   heap can still shrink. Quick blocks count as free in the statistics.
 //!   They are merged for real (the lists are flushed) when no free block
-//!   fits a request and the heap cannot grow, when nothing is allocated any
-//!   more, and on [`Heap::trim`].
+//!   fits a request and the heap cannot grow, when a heap that cannot grow
+//!   would carve a request from a top block left under half the heap (so
+//!   unmerged quick blocks do not keep the last room in pieces), when
+//!   nothing is allocated any more, and on [`Heap::trim`].
 //! - Sizes are multiples of 16 bytes; the smallest block is 32 bytes (24
 //!   usable); an allocated block costs its 8-byte header.
 //!
@@ -87,7 +89,7 @@
 //! the 8-byte pad in front and the 8-byte end sentinel, so
 //! `free + used == size` always. The statistics are exact and cheap:
 //! counters cover the merging lists and the allocated blocks, and the quick
-//! lists add up their lengths (a fixed 144-entry sum).
+//! lists add up their lengths (a fixed 256-entry sum).
 //!
 //! # Special requests
 //!

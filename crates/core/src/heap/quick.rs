@@ -11,16 +11,16 @@ use crate::error::MmError;
 
 /// Blocks below this size are quick-listed when freed. Measured (see
 /// `bench-heap`'s notes): the higher, the fewer list-path operations in
-/// talc's random-actions workloads (up to 4096 and beyond), but above about
-/// 2.25 KiB unmerged blocks cost heap efficiency (talc's protocol on a
-/// 4 MiB arena: 90.4% at 1536, 90.3% at 2304, 89.6% at 3072 and 4096).
-pub(super) const QUICK_LIMIT: usize = 2304;
+/// talc's random-actions workloads; the heap efficiency this costs is won
+/// back by merging the quick lists when a heap that cannot grow is carved
+/// down to under half (`Heap::relieve`).
+pub(super) const QUICK_LIMIT: usize = 4096;
 /// Quick lists, one per block size / 16 (entries 0 and 1 stay empty).
 pub(super) const QUICK_CLASSES: usize = QUICK_LIMIT / GRANULE;
 /// Longest quick list of any class.
 const QUICK_MAX: usize = 32;
 /// Bytes a quick list may hold (but at least one block; so all of them
-/// hold at most 478 KiB).
+/// hold at most 827 KiB).
 const QUICK_BYTES: usize = 4096;
 /// Longest quick list of each class: `QUICK_MAX` blocks or `QUICK_BYTES`
 /// bytes, whichever is fewer, and at least one block.
@@ -46,7 +46,7 @@ pub(super) const QUICK_REQUEST: usize = QUICK_LIMIT - HEADER - GRANULE;
 
 const _: () = assert!(QUICK_CAP[QUICK_CLASSES - 1] == 1 && QUICK_MAX <= u8::MAX as usize);
 /// The bound the module docs give.
-const _: () = assert!(QUICK_HELD <= 478 << 10);
+const _: () = assert!(QUICK_HELD <= 827 << 10);
 /// Bytes all quick lists hold at most.
 const QUICK_HELD: usize = {
     let (mut c, mut sum) = (MIN_BLOCK / GRANULE, 0);

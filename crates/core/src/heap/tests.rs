@@ -375,7 +375,7 @@ fn overflow_into_a_header_is_detected_when_it_is_touched() {
 #[test]
 fn damaged_free_neighbour_is_detected() {
     let mut a = Arena::new(ARENA_PAGES);
-    let mut h = heap(&mut a, 1, 2);
+    let mut h = heap(&mut a, 1, 4);
     // Blocks too big for the quick lists are merged at once.
     let p = h.alloc(MERGED, 8).unwrap();
     let q = h.alloc(MERGED, 8).unwrap();
@@ -556,7 +556,7 @@ fn physical_requests_are_contiguous_on_scattered_pages() {
 #[test]
 fn moving_realloc_with_a_damaged_predecessor_keeps_the_block() {
     let mut a = Arena::new(ARENA_PAGES);
-    let mut h = heap(&mut a, 2, 8);
+    let mut h = heap(&mut a, 4, 8);
     let big = h.alloc(MERGED, 8).unwrap(); // too big for a quick list
     let p = h.alloc(MERGED, 8).unwrap(); // merged when freed, not quick-listed
     let blocker = h.alloc(16, 8).unwrap();
@@ -619,7 +619,7 @@ fn realloc_in_place_and_moving() {
 #[test]
 fn stats_track_blocks_and_largest_free() {
     let mut a = Arena::new(ARENA_PAGES);
-    let mut h = heap(&mut a, 4, 4);
+    let mut h = heap(&mut a, 8, 8);
     // Blocks too big for the quick lists are merged at once.
     let blocks: Vec<_> = (0..6).map(|_| h.alloc(MERGED, 8).unwrap()).collect();
     h.free(blocks[1]).unwrap();
@@ -628,7 +628,7 @@ fn stats_track_blocks_and_largest_free() {
     assert_eq!((s.total_blocks, s.free_blocks), (7, 3));
     // Blocks of `MERGED` + 8 bytes rounded to 16; 16 bytes of pad and
     // sentinel.
-    let tail = 4 * PAGE_SIZE - 16 - 6 * MERGED_BLOCK;
+    let tail = 8 * PAGE_SIZE - 16 - 6 * MERGED_BLOCK;
     assert_eq!(s.largest_free, tail);
     assert_eq!(s.free_bytes, tail + 2 * MERGED_BLOCK);
     assert_eq!(s.free_bytes + s.used_bytes, s.heap_bytes);
