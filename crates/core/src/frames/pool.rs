@@ -31,7 +31,9 @@ use super::{refcount, FrameAllocator, FrameRun, FrameSource, FrameStats, OwnedFr
 use crate::addr::{Frame, PhysAddr};
 use crate::error::MmError;
 use crate::layout::PAGE_SHIFT;
+use crate::lockorder::{Held, Level};
 use crate::platform::Platform;
+use crate::smp::CpuId;
 use crate::smp::MAX_CPUS;
 
 /// Frames one magazine (one CPU, one zone) holds at most.
@@ -163,13 +165,19 @@ impl FramePool {
         self.global.into_inner()
     }
 
-    fn alloc_on(&self, cpu: usize, zone: Zone) -> Result<OwnedFrame, MmError> {
+    fn alloc_on(&self, id: CpuId, zone: Zone) -> Result<OwnedFrame, MmError> {
+        let cpu = id.index();
         {
             let mut m = self.caches[cpu].0.lock();
+            let _mag = Held::new(id, Level::Magazine);
             for &z in FrameAllocator::zone_order(zone) {
                 if m.len[z] == 0 {
                     let mut batch = [0u32; MAGAZINE_BATCH];
-                    let n = self.global.lock().take_free(z, &mut batch);
+                    let n = {
+                        let mut g = self.global.lock();
+                        let _g = Held::new(id, Level::Frames);
+                        g.take_free(z, &mut batch)
+                    };
                     m.frames[z][..n].copy_from_slice(&batch[..n]);
                     m.len[z] = n;
                     self.cached[z].fetch_add(n as u32, Ordering::AcqRel);
@@ -199,7 +207,8 @@ impl FramePool {
         unsafe { OwnedFrame::from_raw(frame(f)) }
     }
 
-    fn release_on(&self, cpu: usize, owned: OwnedFrame) -> Result<bool, MmError> {
+    fn release_on(&self, id: CpuId, owned: OwnedFrame) -> Result<bool, MmError> {
+        let cpu = id.index();
         let f = owned.frame();
         let last = refcount::release(self.counter(f)?)?;
         if !last {
@@ -207,8 +216,10 @@ impl FramePool {
         }
         let z = Zone::of(f) as usize;
         let mut m = self.caches[cpu].0.lock();
+        let _mag = Held::new(id, Level::Magazine);
         if m.len[z] == MAGAZINE_FRAMES {
             let mut g = self.global.lock();
+            let _g = Held::new(id, Level::Frames);
             let keep = MAGAZINE_FRAMES - MAGAZINE_BATCH;
             for &old in &m.frames[z][keep..] {
                 g.put_free(frame(old));
@@ -262,8 +273,8 @@ impl<P: Platform + ?Sized> core::fmt::Debug for PoolFrames<'_, P> {
 }
 
 impl<P: Platform + ?Sized> PoolFrames<'_, P> {
-    fn cpu(&self) -> usize {
-        self.platform.cpu_id().index()
+    fn cpu(&self) -> CpuId {
+        self.platform.cpu_id()
     }
 }
 

@@ -11,6 +11,7 @@ use crate::error::MmError;
 use crate::frames::{FrameSource, Zone};
 use crate::heap::{HeapBackend, HeapFlags};
 use crate::layout::{KERNEL_BASE, PAGE_SIZE};
+use crate::lockorder::{Held, Level};
 use crate::platform::Platform;
 
 /// Backs a heap with frames from `F`, mapped at the heap's addresses in an
@@ -71,6 +72,7 @@ impl<'a, P: Platform + ?Sized, F: FrameSource> PagedHeapBackend<'a, P, F> {
     /// the frames freed ([`unmap_kernel_pages`]).
     fn undo(&mut self, first: Page, done: u32) {
         let mut space = self.space.lock();
+        let _held = Held::new(self.platform.cpu_id(), Level::KernelSpace);
         unmap_kernel_pages(self.platform, &mut space, &mut self.frames, first, done);
     }
 }
@@ -157,8 +159,9 @@ unsafe impl<P: Platform + ?Sized, F: FrameSource> HeapBackend for PagedHeapBacke
                         return Err(e);
                     }
                 };
-                self.space
-                    .lock()
+                let mut space = self.space.lock();
+                let _held = Held::new(self.platform.cpu_id(), Level::KernelSpace);
+                space
                     .map(self.platform, &mut self.frames, page, f, pte)
                     .map_err(|e| e.release(&mut self.frames))
             });
