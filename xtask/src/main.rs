@@ -142,6 +142,8 @@ enum Bench {
     /// The kernel heap in talc's benchmark method (random actions, heap
     /// efficiency) beside talc, rlsf and dlmalloc.
     Talc,
+    /// Several CPUs: shootdowns per call, per-CPU frame caches, faults.
+    Smp,
 }
 
 /// `cargo xtask capi …`.
@@ -348,6 +350,7 @@ fn bench(which: Bench, args: &[String]) -> Result<(), String> {
         Bench::Frames => "bench-frames",
         Bench::Heap => "bench-heap",
         Bench::Vm => "bench-vm",
+        Bench::Smp => "bench-smp",
         Bench::Talc => return talc::bench_talc(args),
     };
     util::run(

@@ -23,7 +23,7 @@
 //! interrupts around every pool call on that CPU (see `docs/smp.md`).
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU16, Ordering};
 
 use spin::Mutex;
 
@@ -70,8 +70,6 @@ pub struct FramePool {
     refs: NonNull<AtomicU16>,
     limit: u32,
     caches: [PerCpu; MAX_CPUS],
-    /// Frames in magazines, per zone.
-    cached: [AtomicU32; 3],
 }
 
 // SAFETY: the allocator is `Send` and sits behind a lock; its reference
@@ -90,7 +88,6 @@ impl FramePool {
             limit: fa.limit,
             global: Mutex::new(fa),
             caches: [const { PerCpu(Mutex::new(Magazine::new())) }; MAX_CPUS],
-            cached: [const { AtomicU32::new(0) }; 3],
         }
     }
 
@@ -111,11 +108,12 @@ impl FramePool {
     }
 
     /// Frame counts, frames in magazines counted as free. Exact when no
-    /// CPU is allocating or freeing at the same time.
+    /// CPU is allocating or freeing at the same time (the magazines are
+    /// visited one by one, then the global allocator).
     pub fn stats(&self) -> FrameStats {
+        let cached = self.cached_per_zone();
         let mut s = self.global.lock().stats();
-        for z in 0..3 {
-            let c = self.cached[z].load(Ordering::Acquire);
+        for (z, &c) in cached.iter().enumerate() {
             s.free_per_zone[z] += c;
             s.free += c;
             s.used -= c;
@@ -125,7 +123,18 @@ impl FramePool {
 
     /// Frames sitting in magazines now.
     pub fn cached(&self) -> u32 {
-        self.cached.iter().map(|c| c.load(Ordering::Acquire)).sum()
+        self.cached_per_zone().iter().sum()
+    }
+
+    fn cached_per_zone(&self) -> [u32; 3] {
+        let mut c = [0u32; 3];
+        for cpu in &self.caches {
+            let m = cpu.0.lock();
+            for (z, n) in c.iter_mut().enumerate() {
+                *n += m.len[z] as u32;
+            }
+        }
+        c
     }
 
     /// Gives every magazine's frames back to the global allocator; returns
@@ -145,7 +154,6 @@ impl FramePool {
                     g.put_free(frame(f));
                 }
                 m.len[z] = 0;
-                self.cached[z].fetch_sub(n as u32, Ordering::AcqRel);
                 moved += n;
             }
         }
@@ -180,12 +188,10 @@ impl FramePool {
                     };
                     m.frames[z][..n].copy_from_slice(&batch[..n]);
                     m.len[z] = n;
-                    self.cached[z].fetch_add(n as u32, Ordering::AcqRel);
                 }
                 if m.len[z] > 0 {
                     m.len[z] -= 1;
                     let f = m.frames[z][m.len[z]];
-                    self.cached[z].fetch_sub(1, Ordering::AcqRel);
                     return Ok(self.hand_out(f));
                 }
             }
@@ -225,12 +231,10 @@ impl FramePool {
                 g.put_free(frame(old));
             }
             m.len[z] = keep;
-            self.cached[z].fetch_sub(MAGAZINE_BATCH as u32, Ordering::AcqRel);
         }
         let n = m.len[z];
         m.frames[z][n] = f.number();
         m.len[z] = n + 1;
-        self.cached[z].fetch_add(1, Ordering::AcqRel);
         Ok(true)
     }
 
