@@ -268,6 +268,7 @@ impl FrameAllocator {
         Ok(fa)
     }
 
+    #[inline]
     fn refs(&self) -> &[AtomicU16] {
         // SAFETY: `refs` points at `limit` counters owned by the allocator
         // (zeroed metadata RAM is a valid `AtomicU16` array), which live as
@@ -403,6 +404,7 @@ impl FrameAllocator {
     }
 
     /// The reference count of `frame` (`OutOfRange` past the metadata).
+    #[inline]
     fn counter(&self, frame: Frame) -> Result<&AtomicU16, MmError> {
         self.refs()
             .get(frame.number() as usize)
@@ -410,6 +412,7 @@ impl FrameAllocator {
     }
 
     /// Marks a frame whose count just reached 0 free in its zone's bitmap.
+    #[inline]
     fn put_free(&mut self, frame: Frame) {
         debug_assert_eq!(self.get_ref(frame.number()), 0);
         let (z, i) = self.locate(frame.number());
@@ -482,19 +485,42 @@ impl FrameSource for FrameAllocator {
         Err(MmError::OutOfMemory)
     }
 
+    #[inline]
     fn share(&mut self, frame: Frame) -> Result<OwnedFrame, MmError> {
-        refcount::share(self.counter(frame)?)?;
-        // SAFETY: the reference just counted is handed out here only.
-        Ok(unsafe { OwnedFrame::from_raw(frame) })
+        // `&mut self`: no one else changes this allocator's counts (a
+        // `FramePool` changes them without the lock, but then only the pool
+        // calls the allocator, and never `share`/`release`), so a load and a
+        // store do (as cheap as the plain counters they replaced).
+        let c = self.counter(frame)?;
+        match c.load(Ordering::Relaxed) {
+            0 => Err(MmError::FrameNotAllocated),
+            RESERVED => Err(MmError::FrameReserved),
+            MAX_REFCOUNT => Err(MmError::RefcountOverflow),
+            n => {
+                c.store(n + 1, Ordering::Relaxed);
+                // SAFETY: the reference just counted is handed out here only.
+                Ok(unsafe { OwnedFrame::from_raw(frame) })
+            }
+        }
     }
 
+    #[inline]
     fn release(&mut self, frame: OwnedFrame) -> Result<bool, MmError> {
         let frame = frame.frame();
-        let last = refcount::release(self.counter(frame)?)?;
-        if last {
-            self.put_free(frame);
+        let c = self.counter(frame)?;
+        match c.load(Ordering::Relaxed) {
+            0 => Err(MmError::FrameNotAllocated),
+            RESERVED => Err(MmError::FrameReserved),
+            1 => {
+                c.store(0, Ordering::Relaxed);
+                self.put_free(frame);
+                Ok(true)
+            }
+            n => {
+                c.store(n - 1, Ordering::Relaxed);
+                Ok(false)
+            }
         }
-        Ok(last)
     }
 
     fn refcount(&self, frame: Frame) -> Result<u16, MmError> {
@@ -503,9 +529,11 @@ impl FrameSource for FrameAllocator {
 }
 
 impl FrameSource for &spin::Mutex<FrameAllocator> {
+    #[inline]
     fn alloc(&mut self, zone: Zone) -> Result<OwnedFrame, MmError> {
         self.lock().alloc(zone)
     }
+    #[inline]
     fn alloc_contiguous(
         &mut self,
         count: u32,
@@ -514,12 +542,15 @@ impl FrameSource for &spin::Mutex<FrameAllocator> {
     ) -> Result<FrameRun, MmError> {
         self.lock().alloc_contiguous(count, align_log2, zone)
     }
+    #[inline]
     fn share(&mut self, frame: Frame) -> Result<OwnedFrame, MmError> {
         self.lock().share(frame)
     }
+    #[inline]
     fn release(&mut self, frame: OwnedFrame) -> Result<bool, MmError> {
         self.lock().release(frame)
     }
+    #[inline]
     fn refcount(&self, frame: Frame) -> Result<u16, MmError> {
         self.lock().refcount(frame)
     }

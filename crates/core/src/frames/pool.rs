@@ -102,7 +102,9 @@ impl FramePool {
 
     /// The global allocator, locked (e.g. for `claim`, `fail_after`). Its
     /// own counts do not include the frames in magazines: use
-    /// [`stats`](Self::stats).
+    /// [`stats`](Self::stats). Don't `share` or `release` through it while
+    /// other CPUs use the pool: the allocator's own counter updates assume
+    /// its lock excludes every other writer, and the pool's don't take it.
     pub fn global(&self) -> spin::MutexGuard<'_, FrameAllocator> {
         self.global.lock()
     }

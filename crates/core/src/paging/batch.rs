@@ -20,6 +20,7 @@
 //! See `docs/smp.md` for the argument.
 
 use alloc::vec::Vec;
+use core::mem::MaybeUninit;
 use core::sync::atomic::{fence, Ordering};
 
 use super::space::{AddressSpace, Flush};
@@ -38,12 +39,6 @@ pub const BATCH_PAGES: usize = 32;
 /// cheaper (the one-CPU core's threshold).
 pub const LOCAL_PAGES: usize = 16;
 
-/// Filler for the unused slots of the page list.
-const FIRST_PAGE: Page = match Page::from_number(0) {
-    Ok(p) => p,
-    Err(_) => panic!(),
-};
-
 /// Frames a batch holds without allocating.
 const INLINE_FRAMES: usize = 32;
 
@@ -54,12 +49,16 @@ const INLINE_FRAMES: usize = 32;
 #[must_use = "end the batch with .finish(platform, space, frames): the TLBs still hold the old translations"]
 #[derive(Debug)]
 pub struct TlbBatch {
-    pages: [Page; BATCH_PAGES],
+    /// The first `min(count, BATCH_PAGES)` are initialised (left
+    /// uninitialised otherwise: a batch is made per call, and most calls
+    /// record a page or two).
+    pages: [MaybeUninit<Page>; BATCH_PAGES],
     /// Pages changed (may exceed `BATCH_PAGES`: then only the count is kept).
     count: usize,
     /// A kernel-half (global) page was changed.
     kernel: bool,
-    inline: [Option<OwnedFrame>; INLINE_FRAMES],
+    /// The first `inline_len` are initialised: references owned by the batch.
+    inline: [MaybeUninit<OwnedFrame>; INLINE_FRAMES],
     inline_len: usize,
     /// False for a batch of widened entries: flushed here only.
     remote: bool,
@@ -89,12 +88,13 @@ pub struct BatchOutcome {
 
 impl TlbBatch {
     /// An empty batch.
+    #[inline]
     pub const fn new() -> Self {
         TlbBatch {
-            pages: [FIRST_PAGE; BATCH_PAGES],
+            pages: [const { MaybeUninit::uninit() }; BATCH_PAGES],
             count: 0,
             kernel: false,
-            inline: [const { None }; INLINE_FRAMES],
+            inline: [const { MaybeUninit::uninit() }; INLINE_FRAMES],
             inline_len: 0,
             remote: true,
             spill: Vec::new(),
@@ -112,9 +112,10 @@ impl TlbBatch {
     }
 
     /// Records a changed page whose old translation other CPUs may cache.
+    #[inline]
     pub fn add_page(&mut self, page: Page) {
         if self.count < BATCH_PAGES {
-            self.pages[self.count] = page;
+            self.pages[self.count].write(page);
         }
         self.count += 1;
         self.kernel |= page.start().as_u32() >= KERNEL_BASE;
@@ -122,6 +123,7 @@ impl TlbBatch {
 
     /// Takes over a [`Flush`] token: the page is invalidated by
     /// [`finish`](Self::finish), here and on the other CPUs.
+    #[inline]
     pub fn push(&mut self, flush: Flush) {
         self.add_page(flush.page());
         flush.ignore();
@@ -129,9 +131,10 @@ impl TlbBatch {
 
     /// Puts a reference aside, released by [`finish`](Self::finish) after
     /// the shootdown.
+    #[inline]
     pub fn defer(&mut self, frame: OwnedFrame) {
         if self.inline_len < INLINE_FRAMES {
-            self.inline[self.inline_len] = Some(frame);
+            self.inline[self.inline_len].write(frame);
             self.inline_len += 1;
         } else {
             debug_assert!(!self.kernel, "a kernel-half batch must not allocate");
@@ -145,6 +148,7 @@ impl TlbBatch {
     }
 
     /// Frames put aside so far.
+    #[inline]
     pub fn deferred(&self) -> usize {
         self.inline_len + self.spill.len()
     }
@@ -157,6 +161,7 @@ impl TlbBatch {
     }
 
     /// True when nothing was recorded.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.count == 0 && self.deferred() == 0
     }
@@ -164,6 +169,7 @@ impl TlbBatch {
     /// Ends the operation (see the module documentation): local flush if
     /// `space` is loaded here, one shootdown to the other CPUs that may
     /// cache its translations, then the deferred frames are released.
+    #[inline]
     pub fn finish<P: Platform + ?Sized, F: FrameSource + ?Sized>(
         mut self,
         platform: &P,
@@ -174,6 +180,9 @@ impl TlbBatch {
             pages: self.count,
             ..BatchOutcome::default()
         };
+        if self.is_empty() {
+            return out;
+        }
         if self.count > 0 {
             let (targets, full) = self.invalidate(platform, space);
             out.targets = targets;
@@ -201,7 +210,7 @@ impl TlbBatch {
             let set = space.cpu_set();
             (set, set.contains(me) || space.is_active(platform))
         };
-        let listed = &self.pages[..self.count.min(BATCH_PAGES)];
+        let listed = self.listed();
         if here {
             if self.count <= LOCAL_PAGES || (global && self.count <= BATCH_PAGES) {
                 for &p in listed {
@@ -239,15 +248,25 @@ impl TlbBatch {
         (targets, full)
     }
 
+    /// The pages recorded, while they fit the list.
+    fn listed(&self) -> &[Page] {
+        let n = self.count.min(BATCH_PAGES);
+        // SAFETY: the first `n` slots were written by `add_page` (`count`
+        // only grows past them once they are all written); `MaybeUninit<Page>`
+        // has `Page`'s layout.
+        unsafe { core::slice::from_raw_parts(self.pages.as_ptr().cast::<Page>(), n) }
+    }
+
     /// Step 4.
     fn release<F: FrameSource + ?Sized>(&mut self, frames: &mut F) -> usize {
         let n = self.deferred();
-        for slot in &mut self.inline[..self.inline_len] {
-            if let Some(f) = slot.take() {
-                release_reference(frames, f);
-            }
+        let held = core::mem::replace(&mut self.inline_len, 0);
+        for slot in &self.inline[..held] {
+            // SAFETY: the first `held` slots hold references `defer` wrote;
+            // `inline_len` is already 0, so each is read (moved out) once.
+            let f = unsafe { slot.assume_init_read() };
+            release_reference(frames, f);
         }
-        self.inline_len = 0;
         for f in self.spill.drain(..) {
             release_reference(frames, f);
         }

@@ -228,6 +228,7 @@ impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
 
     /// Ends an operation's batch on this space (local flush, one shootdown
     /// to the other CPUs of its set, then the deferred frames are freed).
+    #[inline]
     pub(super) fn finish_batch(&mut self, batch: TlbBatch) {
         let _ = batch.finish(self.platform, &self.space, &mut self.frames);
     }
