@@ -127,6 +127,21 @@ fn ipi_section(goals: &mut Vec<String>) -> String {
     out
 }
 
+/// From the first thread's start to the last one's end: the time the work
+/// took, however the host scheduled the threads (the main thread's own
+/// clock would miss work done while it was descheduled).
+fn span(times: impl Iterator<Item = (Instant, Instant)>) -> std::time::Duration {
+    let (mut first, mut last): (Option<Instant>, Option<Instant>) = (None, None);
+    for (a, b) in times {
+        first = Some(first.map_or(a, |f| f.min(a)));
+        last = Some(last.map_or(b, |l| l.max(b)));
+    }
+    match (first, last) {
+        (Some(a), Some(b)) => b - a,
+        _ => std::time::Duration::ZERO,
+    }
+}
+
 /// Alloc+free pairs per second over `threads` threads, each allocating
 /// `burst` frames and freeing them, `iters` times.
 fn frame_rate(
@@ -155,6 +170,7 @@ fn frame_rate(
                 s.spawn(move || {
                     let mut held = Vec::with_capacity(64);
                     start.wait();
+                    let t0 = Instant::now();
                     if let Some(pool) = pool {
                         let mut f = pool.frames(&c);
                         for _ in 0..iters {
@@ -176,17 +192,12 @@ fn frame_rate(
                             }
                         }
                     }
+                    (t0, Instant::now())
                 })
             })
             .collect();
-        // Wall time from the main thread: a thread the host schedules late
-        // still counts from the common start.
         start.wait();
-        let t = Instant::now();
-        for h in handles {
-            h.join().expect("thread");
-        }
-        t.elapsed()
+        span(handles.into_iter().map(|h| h.join().expect("thread")))
     });
     (threads * iters * burst) as f64 / elapsed.as_secs_f64()
 }
@@ -269,8 +280,8 @@ fn frame_section(goals: &mut Vec<String>) -> String {
 fn fault_rate(threads: usize) -> f64 {
     let w = SmpWorld::threaded(128 << 20, threads);
     let pages = 1024u32;
-    let (start, done) = (Barrier::new(threads + 1), Barrier::new(threads + 1));
-    let (w, start, done) = (&w, &start, &done);
+    let start = Barrier::new(threads + 1);
+    let (w, start) = (&w, &start);
     let elapsed = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|n| {
@@ -287,6 +298,7 @@ fn fault_rate(threads: usize) -> f64 {
                     )
                     .expect("mmap");
                     start.wait();
+                    let t0 = Instant::now();
                     for round in 0..4u32 {
                         for i in 0..pages {
                             w.write_u32(n, &mut vm, REGION + i * 4096, round)
@@ -307,20 +319,15 @@ fn fault_rate(threads: usize) -> f64 {
                         )
                         .expect("mmap");
                     }
-                    done.wait();
+                    let t1 = Instant::now();
                     w.unload(n, &vm);
                     vm.destroy();
+                    (t0, t1)
                 })
             })
             .collect();
         start.wait();
-        let t = Instant::now();
-        done.wait();
-        let e = t.elapsed();
-        for h in handles {
-            h.join().expect("thread");
-        }
-        e
+        span(handles.into_iter().map(|h| h.join().expect("thread")))
     });
     (threads as f64 * 4.0 * f64::from(pages)) / elapsed.as_secs_f64()
 }

@@ -23,7 +23,7 @@
 //! interrupts around every pool call on that CPU (see `docs/smp.md`).
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU16, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 
 use spin::Mutex;
 
@@ -37,9 +37,9 @@ use crate::smp::CpuId;
 use crate::smp::MAX_CPUS;
 
 /// Frames one magazine (one CPU, one zone) holds at most.
-pub const MAGAZINE_FRAMES: usize = 32;
+pub const MAGAZINE_FRAMES: usize = 64;
 /// Frames moved between a magazine and the global allocator at a time.
-pub const MAGAZINE_BATCH: usize = 16;
+pub const MAGAZINE_BATCH: usize = 32;
 
 /// One CPU's free frames, per zone (frame numbers).
 struct Magazine {
@@ -70,6 +70,10 @@ pub struct FramePool {
     refs: NonNull<AtomicU16>,
     limit: u32,
     caches: [PerCpu; MAX_CPUS],
+    /// Per zone: the global allocator had no frame of it at the last
+    /// refill (a hint, so CPUs don't take the global lock on every
+    /// allocation for a zone the machine lacks; cleared when frames go back).
+    empty: [AtomicBool; 3],
 }
 
 // SAFETY: the allocator is `Send` and sits behind a lock; its reference
@@ -88,6 +92,7 @@ impl FramePool {
             limit: fa.limit,
             global: Mutex::new(fa),
             caches: [const { PerCpu(Mutex::new(Magazine::new())) }; MAX_CPUS],
+            empty: [const { AtomicBool::new(false) }; 3],
         }
     }
 
@@ -155,6 +160,9 @@ impl FramePool {
                 for &f in &m.frames[z][..n] {
                     g.put_free(frame(f));
                 }
+                if n > 0 {
+                    self.refilled(z);
+                }
                 m.len[z] = 0;
                 moved += n;
             }
@@ -181,7 +189,7 @@ impl FramePool {
             let mut m = self.caches[cpu].0.lock();
             let _mag = Held::new(id, Level::Magazine);
             for &z in FrameAllocator::zone_order(zone) {
-                if m.len[z] == 0 {
+                if m.len[z] == 0 && !self.empty[z].load(Ordering::Relaxed) {
                     let mut batch = [0u32; MAGAZINE_BATCH];
                     let n = {
                         let mut g = self.global.lock();
@@ -190,6 +198,9 @@ impl FramePool {
                     };
                     m.frames[z][..n].copy_from_slice(&batch[..n]);
                     m.len[z] = n;
+                    if n == 0 {
+                        self.empty[z].store(true, Ordering::Relaxed);
+                    }
                 }
                 if m.len[z] > 0 {
                     m.len[z] -= 1;
@@ -202,6 +213,13 @@ impl FramePool {
         // CPUs' magazines may hold some.
         self.drain();
         self.global.lock().alloc(zone)
+    }
+
+    /// Frames of zone `z` went back to the global allocator.
+    fn refilled(&self, z: usize) {
+        if self.empty[z].load(Ordering::Relaxed) {
+            self.empty[z].store(false, Ordering::Relaxed);
+        }
     }
 
     /// A cached frame (count 0) becomes the caller's one reference.
@@ -232,6 +250,7 @@ impl FramePool {
             for &old in &m.frames[z][keep..] {
                 g.put_free(frame(old));
             }
+            self.refilled(z);
             m.len[z] = keep;
         }
         let n = m.len[z];
