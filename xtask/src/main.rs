@@ -302,22 +302,19 @@ fn examples() -> Result<(), String> {
 /// The loom model checks of the lock-free pieces (the simulator's
 /// shootdown mailboxes and acknowledgements: every interleaving of two and
 /// three CPUs shooting at each other completes; a wait that does not
-/// service its own mailbox is reported as a deadlock). Built with
-/// `--cfg loom` in a target directory of their own.
+/// service its own mailbox is reported as a deadlock; the core's atomic
+/// frame reference counts and its order "shoot down, then free"). Built
+/// with `--cfg loom` in a target directory of their own.
 fn loom() -> Result<(), String> {
-    util::run(
-        Command::new(util::cargo())
-            .args([
-                "test",
-                "--release",
-                "-p",
-                "myos-sim",
-                "--test",
-                "loom_shootdown",
-            ])
-            .env("RUSTFLAGS", "--cfg loom")
-            .env("CARGO_TARGET_DIR", util::target_dir().join("loom")),
-    )
+    for (package, test) in [("myos-sim", "loom_shootdown"), ("myos-mm", "loom_refcount")] {
+        util::run(
+            Command::new(util::cargo())
+                .args(["test", "--release", "-p", package, "--test", test])
+                .env("RUSTFLAGS", "--cfg loom")
+                .env("CARGO_TARGET_DIR", util::target_dir().join("loom")),
+        )?;
+    }
+    Ok(())
 }
 
 /// The crates published to crates.io, in dependency order.
