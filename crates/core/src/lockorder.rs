@@ -6,13 +6,18 @@
 //! 1. [`Level::Space`]: a user address space (`VmSpace`; the kernel's lock
 //!    around it). The fault handler and every system call on the space hold
 //!    it; the TLB shootdown that ends an operation is sent with it held.
-//! 2. [`Level::Heap`]: the kernel heap (`LockedHeap`); the core allocates
-//!    under the space lock (regions, deferred-frame lists).
-//! 3. [`Level::KernelSpace`]: the kernel address space (heap growth and
+//! 2. [`Level::Object`]: a shared memory object's page index (`VmObject`,
+//!    a file's page-cache slot): taken under the space lock by the fault
+//!    handler, msync and munmap; it allocates frames and heap memory and
+//!    reads the file while held.
+//! 3. [`Level::Heap`]: the kernel heap (`LockedHeap`); the core allocates
+//!    under the locks above (regions, object indexes, deferred-frame
+//!    lists).
+//! 4. [`Level::KernelSpace`]: the kernel address space (heap growth and
 //!    shrink, kernel stacks), taken by the heap's backend under the heap
 //!    lock.
-//! 4. [`Level::Magazine`]: the calling CPU's frame cache (`FramePool`).
-//! 5. [`Level::Frames`]: the global frame allocator.
+//! 5. [`Level::Magazine`]: the calling CPU's frame cache (`FramePool`).
+//! 6. [`Level::Frames`]: the global frame allocator.
 //!
 //! A CPU that waits for a lock, or for the acknowledgements of its own
 //! shootdown, serves the shootdown requests sent to it (docs/smp.md), so
@@ -33,14 +38,16 @@ use crate::smp::{CpuId, MAX_CPUS};
 pub enum Level {
     /// A user address space.
     Space = 0,
+    /// A shared memory object's page index or a file's page-cache slot.
+    Object = 1,
     /// The kernel heap.
-    Heap = 1,
+    Heap = 2,
     /// The kernel address space.
-    KernelSpace = 2,
+    KernelSpace = 3,
     /// The calling CPU's frame cache.
-    Magazine = 3,
+    Magazine = 4,
     /// The global frame allocator.
-    Frames = 4,
+    Frames = 5,
 }
 
 static ON: AtomicBool = AtomicBool::new(false);
