@@ -171,6 +171,10 @@ enum FuzzTarget {
     Vm,
     /// Page tables against the simulator's MMU.
     Paging,
+    /// Address spaces on four simulated CPUs, against their model and the
+    /// TLB-coherence checker.
+    #[value(name = "vm_smp")]
+    VmSmp,
 }
 
 impl FuzzTarget {
@@ -179,6 +183,7 @@ impl FuzzTarget {
             FuzzTarget::Heap => "heap",
             FuzzTarget::Vm => "vm",
             FuzzTarget::Paging => "paging",
+            FuzzTarget::VmSmp => "vm_smp",
         }
     }
 }
