@@ -54,6 +54,8 @@ fn two_owners_dropping_at_once_free_exactly_once_and_see_each_other_s_writes() {
                         // The freeing CPU reuses the frame: the other
                         // owner's accesses must all happen before (loom
                         // reports a data race otherwise).
+                        // SAFETY: loom's cell pointer is valid; loom itself
+                        // reports an access that races another.
                         f.data.with_mut(|p| unsafe { *p = 100 + i });
                     }
                     last
@@ -76,6 +78,7 @@ fn an_owner_writing_then_dropping_happens_before_the_free() {
         let g = Arc::clone(&f);
         let t = thread::spawn(move || {
             // This owner writes, then drops its reference.
+            // SAFETY: as above (loom checks the exclusivity).
             g.data.with_mut(|p| unsafe { *p = 7 });
             refcount::release(&g.count).unwrap()
         });
@@ -84,6 +87,7 @@ fn an_owner_writing_then_dropping_happens_before_the_free() {
         assert!(mine ^ theirs);
         if mine {
             // Freed here: the other owner's write is visible, not racing.
+            // SAFETY: as above.
             assert_eq!(f.data.with(|p| unsafe { *p }), 7);
         }
     });
@@ -121,6 +125,8 @@ fn unmap_with_shootdown(free_before_ack: bool) {
             // unless the request arrived first; then it serves the request
             // (drops the entry) and acknowledges.
             if !req2.load(Ordering::Acquire) {
+                // SAFETY: as above: this read racing the new owner's write
+                // is exactly what loom reports in the broken order.
                 let _ = f2.data.with(|p| unsafe { *p });
             }
             while !req2.load(Ordering::Acquire) {
@@ -134,6 +140,7 @@ fn unmap_with_shootdown(free_before_ack: bool) {
         let free = |frame: &FrameModel| {
             if refcount::release(&frame.count).unwrap() {
                 // Reused by a new owner at once.
+                // SAFETY: as above.
                 frame.data.with_mut(|p| unsafe { *p = 0xDEAD });
             }
         };
