@@ -328,15 +328,43 @@ const PUBLISHED: [&str; 3] = ["myos-mm", "myos-abi", "myos-sim"];
 /// `cargo publish --dry-run` of the published crates (packaging and a
 /// build of the packaged sources), so their metadata and packaged files
 /// stay complete. `--allow-dirty` lets it run on a working tree with
-/// changes; CI runs it on a clean clone. The build gets a fresh target
-/// directory every time: cargo treats a registry crate as immutable, so a
-/// packaged crate of the same version built by an earlier run would be
-/// reused even though the sources changed.
+/// changes; CI runs it on a clean clone.
+///
+/// Cargo treats a registry crate of a given version as immutable, and the
+/// dry run verifies each crate against the others through a local overlay
+/// registry: the packaged sources of an earlier run (extracted under
+/// `$CARGO_HOME/registry/src/-<hash>/`, built in the target directory)
+/// would be reused although ours changed. So both go first: a fresh target
+/// directory, and the extracted copies of our own crates.
 fn publish_dry_run() -> Result<(), String> {
     let dir = util::target_dir().join("publish");
+    let remove = |p: &std::path::Path| {
+        std::fs::remove_dir_all(p).map_err(|e| format!("cannot remove {}: {e}", p.display()))
+    };
     if dir.exists() {
-        std::fs::remove_dir_all(&dir)
-            .map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+        remove(&dir)?;
+    }
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo")));
+    if let Some(src) = cargo_home.map(|h| h.join("registry/src")) {
+        for overlay in std::fs::read_dir(&src).into_iter().flatten().flatten() {
+            // Overlay registries have names starting with '-'; crates.io's
+            // own directory is left alone.
+            if !overlay.file_name().to_string_lossy().starts_with('-') {
+                continue;
+            }
+            for krate in std::fs::read_dir(overlay.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = krate.file_name().to_string_lossy().into_owned();
+                if PUBLISHED.iter().any(|p| name.starts_with(&format!("{p}-"))) {
+                    remove(&krate.path())?;
+                }
+            }
+        }
     }
     let mut cmd = Command::new(util::cargo());
     cmd.args(["publish", "--dry-run", "--allow-dirty"]);
