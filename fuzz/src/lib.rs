@@ -11,7 +11,10 @@
 //!   supervisor/`exit` on the simulated machine, faults serviced by the
 //!   core's handler;
 //! - [`paging`]: page-table `map`/`remap`/`unmap`/`protect`/`translate`,
-//!   checked by both `AddressSpace::translate` and the simulator's MMU.
+//!   checked by both `AddressSpace::translate` and the simulator's MMU;
+//! - [`vm_smp`]: the same kind of address-space operations on four
+//!   simulated CPUs, the core doing its own TLB shootdowns, checked by the
+//!   coherence checker after every operation.
 //!
 //! The libFuzzer binaries in `fuzz_targets/` call `run`; so does the stable
 //! replay test (`tests/replay.rs`), which runs every committed input in
@@ -21,6 +24,7 @@
 pub mod heap;
 pub mod paging;
 pub mod vm;
+pub mod vm_smp;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

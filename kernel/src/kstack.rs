@@ -16,7 +16,7 @@
 
 use myos_mm::frames::{FrameSource, Zone};
 use myos_mm::layout::{KSTACK_END, KSTACK_START, PAGE_SIZE};
-use myos_mm::paging::PteFlags;
+use myos_mm::paging::{unmap_kernel_pages, PteFlags};
 use myos_mm::{Page, Platform, VirtAddr};
 
 use crate::mm;
@@ -120,15 +120,17 @@ impl Drop for KernelStack {
     fn drop(&mut self) {
         let mm = mm::get();
         {
+            // Kernel stacks are global kernel-half pages: the core unmaps
+            // them, flushes here, shoots every other online CPU down, and
+            // only then frees the frames.
             let mut space = mm.kernel_space().lock();
-            for i in 0..KSTACK_PAGES {
-                if let Ok((frame, flush)) =
-                    space.unmap(mm.platform(), &mut mm.frames(), self.page(i))
-                {
-                    flush.flush(mm.platform());
-                    let _ = mm.frames().release(frame);
-                }
-            }
+            unmap_kernel_pages(
+                mm.platform(),
+                &mut space,
+                &mut mm.frames(),
+                self.page(0),
+                KSTACK_PAGES,
+            );
         }
         USED.lock()[self.slot / 64] &= !(1 << (self.slot % 64));
     }

@@ -239,6 +239,10 @@ unsafe impl Platform for X86Platform {
         crate::smp::cpu_id()
     }
 
+    fn online_cpus(&self) -> CpuSet {
+        crate::smp::online()
+    }
+
     fn shootdown(&self, targets: CpuSet, what: Invalidate<'_>) {
         crate::smp::shootdown(targets, what)
     }

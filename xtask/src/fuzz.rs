@@ -1,4 +1,4 @@
-//! `cargo xtask fuzz`: the cargo-fuzz targets of `fuzz/` (heap, vm, paging).
+//! `cargo xtask fuzz`: the cargo-fuzz targets of `fuzz/` (heap, vm, paging, vm_smp).
 //!
 //! - `cargo xtask fuzz --smoke [--seconds N]`: every target for N seconds
 //!   (default [`SMOKE_SECONDS`]), failing on any crash; what `cargo xtask
@@ -28,7 +28,7 @@ use std::time::Instant;
 use crate::{setup, util};
 
 /// The fuzz targets, in the order the smoke run runs them.
-pub const TARGETS: [&str; 3] = ["heap", "vm", "paging"];
+pub const TARGETS: [&str; 4] = ["heap", "vm", "paging", "vm_smp"];
 /// Seconds per target of the smoke run.
 pub const SMOKE_SECONDS: u64 = 15;
 /// Seconds of a single-target run when none are given.

@@ -142,6 +142,8 @@ enum Bench {
     /// The kernel heap in talc's benchmark method (random actions, heap
     /// efficiency) beside talc, rlsf and dlmalloc.
     Talc,
+    /// Several CPUs: shootdowns per call, per-CPU frame caches, faults.
+    Smp,
 }
 
 /// `cargo xtask capi …`.
@@ -169,6 +171,10 @@ enum FuzzTarget {
     Vm,
     /// Page tables against the simulator's MMU.
     Paging,
+    /// Address spaces on four simulated CPUs, against their model and the
+    /// TLB-coherence checker.
+    #[value(name = "vm_smp")]
+    VmSmp,
 }
 
 impl FuzzTarget {
@@ -177,6 +183,7 @@ impl FuzzTarget {
             FuzzTarget::Heap => "heap",
             FuzzTarget::Vm => "vm",
             FuzzTarget::Paging => "paging",
+            FuzzTarget::VmSmp => "vm_smp",
         }
     }
 }
@@ -300,22 +307,19 @@ fn examples() -> Result<(), String> {
 /// The loom model checks of the lock-free pieces (the simulator's
 /// shootdown mailboxes and acknowledgements: every interleaving of two and
 /// three CPUs shooting at each other completes; a wait that does not
-/// service its own mailbox is reported as a deadlock). Built with
-/// `--cfg loom` in a target directory of their own.
+/// service its own mailbox is reported as a deadlock; the core's atomic
+/// frame reference counts and its order "shoot down, then free"). Built
+/// with `--cfg loom` in a target directory of their own.
 fn loom() -> Result<(), String> {
-    util::run(
-        Command::new(util::cargo())
-            .args([
-                "test",
-                "--release",
-                "-p",
-                "myos-sim",
-                "--test",
-                "loom_shootdown",
-            ])
-            .env("RUSTFLAGS", "--cfg loom")
-            .env("CARGO_TARGET_DIR", util::target_dir().join("loom")),
-    )
+    for (package, test) in [("myos-sim", "loom_shootdown"), ("myos-mm", "loom_refcount")] {
+        util::run(
+            Command::new(util::cargo())
+                .args(["test", "--release", "-p", package, "--test", test])
+                .env("RUSTFLAGS", "--cfg loom")
+                .env("CARGO_TARGET_DIR", util::target_dir().join("loom")),
+        )?;
+    }
+    Ok(())
 }
 
 /// The crates published to crates.io, in dependency order.
@@ -376,6 +380,7 @@ fn bench(which: Bench, args: &[String]) -> Result<(), String> {
         Bench::Frames => "bench-frames",
         Bench::Heap => "bench-heap",
         Bench::Vm => "bench-vm",
+        Bench::Smp => "bench-smp",
         Bench::Talc => return talc::bench_talc(args),
     };
     util::run(

@@ -28,6 +28,7 @@ pub mod error;
 pub mod frames;
 pub mod heap;
 pub mod layout;
+pub mod lockorder;
 pub mod paging;
 pub mod platform;
 pub mod smp;

@@ -53,6 +53,14 @@ pub unsafe trait Platform {
         CpuId::BOOT
     }
 
+    /// The CPUs that are online and may cache kernel-half (global)
+    /// translations: the targets of a kernel-half shootdown (the core
+    /// leaves the caller out). The default is for one-CPU platforms: the
+    /// caller only.
+    fn online_cpus(&self) -> CpuSet {
+        CpuSet::only(self.cpu_id())
+    }
+
     /// Makes every CPU in `targets` (never the caller's own CPU: the core
     /// flushes that one itself with [`flush`](Platform::flush) and
     /// [`flush_all`](Platform::flush_all)) drop what `what` names from its
@@ -138,6 +146,9 @@ unsafe impl<T: Platform + ?Sized> Platform for &T {
     }
     fn cpu_id(&self) -> CpuId {
         (**self).cpu_id()
+    }
+    fn online_cpus(&self) -> CpuSet {
+        (**self).online_cpus()
     }
     fn shootdown(&self, targets: CpuSet, what: Invalidate<'_>) {
         (**self).shootdown(targets, what)

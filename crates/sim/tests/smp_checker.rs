@@ -1,12 +1,18 @@
 //! The TLB-coherence checker on two CPUs sharing an address space,
 //! deterministic (one host thread steps both CPUs).
 //!
-//! The `checker_catches_*` tests document the bug class the core must
-//! prevent: today's core flushes only the CPU it runs on, so another CPU
-//! keeps translations of pages that were unmapped, narrowed or freed, and
-//! the checker must report them. The `correct_shootdown_*` tests play the
-//! protocol of `docs/smp.md` by hand around the core (put frames aside,
-//! shoot down, then free) and show the checker accepts it.
+//! The `core_*` tests run the scenarios with the real core, which ends each
+//! narrowing operation with one shootdown to the space's CPU set before it
+//! frees anything: the checker finds nothing. The `checker_catches_*` tests
+//! reintroduce the bug class deliberately — the platform drops every
+//! shootdown ([`SmpMachine::set_drop_shootdowns`]), so the core flushes only
+//! the CPU it runs on — and show that the checker reports another CPU's
+//! translations of pages that were unmapped, narrowed or freed. The
+//! `correct_shootdown_*` tests play the protocol of `docs/smp.md` by hand
+//! (put frames aside, shoot down, then free) and show the checker accepts
+//! it.
+//!
+//! [`SmpMachine::set_drop_shootdowns`]: myos_sim::smp::SmpMachine::set_drop_shootdowns
 
 use myos_abi::{RawMman, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE};
 use myos_mm::frames::FrameSource;
@@ -26,7 +32,7 @@ const CPU1: CpuId = match CpuId::new(1) {
 const REGION: u32 = 0x0800_0000;
 
 /// `pages` RW private pages at [`REGION`], written by CPU 0 (so mapped),
-/// and the space loaded on CPU 1 too.
+/// and the space loaded on CPU 1 too (which joins its CPU set).
 fn setup(w: &SmpWorld, pages: u32) -> SmpVm<'_> {
     let mut vm = w.space(0);
     let a = vm
@@ -45,9 +51,25 @@ fn setup(w: &SmpWorld, pages: u32) -> SmpVm<'_> {
         w.write_u32(0, &mut vm, REGION + i * 4096, 0x1000 + i)
             .unwrap();
     }
-    w.cpu(1).set_cr3(vm.directory().start().as_u32());
+    w.load(1, &vm);
     assert_eq!(w.check(), Ok(()));
     vm
+}
+
+/// As [`setup`], on a platform that drops every shootdown (the bug the
+/// protocol prevents, reintroduced).
+fn setup_broken(w: &SmpWorld, pages: u32) -> SmpVm<'_> {
+    let vm = setup(w, pages);
+    w.machine.set_drop_shootdowns(true);
+    vm
+}
+
+/// Ends a test: CPU 1 leaves the space and the space goes (then
+/// `w.finish()` checks that nothing leaked).
+fn teardown(w: &SmpWorld, vm: SmpVm<'_>) {
+    w.machine.set_drop_shootdowns(false);
+    w.unload(1, &vm);
+    vm.destroy();
 }
 
 fn page(va: u32) -> Page {
@@ -63,7 +85,7 @@ fn has(v: &[Violation], cpu: CpuId, va: u32, kind: ViolationKind) -> bool {
 fn checker_catches_stale_entry_left_by_local_only_flush() {
     let w = SmpWorld::new(16 << 20, 2);
     // Two pages, so the page table survives and only the page goes.
-    let mut vm = setup(&w, 2);
+    let mut vm = setup_broken(&w, 2);
     let p = REGION + 4096;
     let old = w
         .cpu(1)
@@ -71,8 +93,8 @@ fn checker_catches_stale_entry_left_by_local_only_flush() {
         .unwrap();
     assert_eq!(w.cpu(1).read_u32(p, Mode::User), Ok(0x1001));
 
-    // CPU 0 unmaps the page; today's core flushes CPU 0 only and frees
-    // the frame at once.
+    // CPU 0 unmaps the page; with the shootdown dropped the core flushes
+    // CPU 0 only and frees the frame.
     vm.munmap(VirtAddr::new(p), 4096).unwrap();
     assert!(w.is_free(PhysAddr::new(old).frame()));
 
@@ -97,14 +119,14 @@ fn checker_catches_stale_entry_left_by_local_only_flush() {
     // makes the machine coherent again.
     w.cpu(1).flush(page(p));
     assert_eq!(w.check(), Ok(()));
-    vm.destroy();
+    teardown(&w, vm);
     w.finish();
 }
 
 #[test]
 fn checker_catches_more_permissive_entry_left_by_local_only_mprotect() {
     let w = SmpWorld::new(16 << 20, 2);
-    let mut vm = setup(&w, 1);
+    let mut vm = setup_broken(&w, 1);
     w.cpu(1).write_u32(REGION, 5, Mode::User).unwrap();
     vm.mprotect(VirtAddr::new(REGION), 4096, PROT_READ).unwrap();
 
@@ -121,14 +143,14 @@ fn checker_catches_more_permissive_entry_left_by_local_only_mprotect() {
 
     w.cpu(1).flush(page(REGION));
     assert_eq!(w.check(), Ok(()));
-    vm.destroy();
+    teardown(&w, vm);
     w.finish();
 }
 
 #[test]
 fn checker_catches_page_table_freed_under_a_remote_pde_cache() {
     let w = SmpWorld::new(16 << 20, 2);
-    let mut vm = setup(&w, 1);
+    let mut vm = setup_broken(&w, 1);
     assert_eq!(w.cpu(1).read_u32(REGION, Mode::User), Ok(0x1000));
     let pde = w
         .cpu(1)
@@ -153,7 +175,7 @@ fn checker_catches_page_table_freed_under_a_remote_pde_cache() {
     assert!(v.iter().all(|x| x.kind != ViolationKind::PdeFreeTable));
     w.cpu(1).invlpg(REGION);
     assert_eq!(w.check(), Ok(()));
-    vm.destroy();
+    teardown(&w, vm);
     w.finish();
 }
 
@@ -161,7 +183,7 @@ fn checker_catches_page_table_freed_under_a_remote_pde_cache() {
 fn checker_catches_frame_freed_before_the_remote_flush() {
     // A core (or platform) that frees first and shoots down afterwards.
     let w = SmpWorld::new(16 << 20, 2);
-    let mut vm = setup(&w, 2);
+    let mut vm = setup_broken(&w, 2);
     let p = REGION + 4096;
     w.cpu(1).read_u32(p, Mode::User).unwrap();
     w.defer_frees(true);
@@ -176,16 +198,18 @@ fn checker_catches_frame_freed_before_the_remote_flush() {
     w.release_deferred();
     let v = w.check().unwrap_err();
     assert!(has(&v, CPU1, p, ViolationKind::FreeFrame), "{v:#?}");
+    w.machine.set_drop_shootdowns(false);
     w.cpu(0)
         .shootdown(CpuSet::only(CPU1), Invalidate::Pages(&[page(p)]));
     assert_eq!(w.check(), Ok(()));
     w.defer_frees(false);
-    vm.destroy();
+    teardown(&w, vm);
     w.finish();
 }
 
-/// The protocol of `docs/smp.md` played by the test around today's core:
-/// change the tables with frees deferred, shoot down, then free.
+/// The protocol of `docs/smp.md` played by the test around a core whose
+/// shootdowns are dropped: change the tables with frees deferred, shoot
+/// down, then free.
 fn correct_protocol(
     w: &SmpWorld,
     vm: &mut SmpVm<'_>,
@@ -193,7 +217,9 @@ fn correct_protocol(
     op: impl FnOnce(&mut SmpVm<'_>),
 ) {
     w.defer_frees(true);
+    w.machine.set_drop_shootdowns(true);
     op(vm);
+    w.machine.set_drop_shootdowns(false);
     w.cpu(0).shootdown(CpuSet::only(CPU1), what);
     w.release_deferred();
     w.defer_frees(false);
@@ -214,7 +240,7 @@ fn correct_shootdown_before_free_passes_the_checker_for_munmap() {
     let s = w.machine.shootdown_stats();
     assert_eq!((s.shootdowns, s.ipis_sent, s.pages_invalidated), (1, 1, 1));
     assert_eq!(s.requests_per_cpu, vec![0, 1]);
-    vm.destroy();
+    teardown(&w, vm);
     w.finish();
 }
 
@@ -233,7 +259,7 @@ fn correct_shootdown_passes_the_checker_for_mprotect() {
         err::ERR_PRESENT | err::ERR_WRITE | err::ERR_USER
     );
     assert_eq!(w.cpu(1).read_u32(REGION, Mode::User), Ok(5));
-    vm.destroy();
+    teardown(&w, vm);
     w.finish();
 }
 
@@ -258,7 +284,7 @@ fn correct_shootdown_passes_the_checker_for_a_freed_page_table() {
         assert_eq!(w.check(), Ok(()), "{what:?}");
         assert!(w.cpu(1).pde_cache_peek(REGION).is_none());
         assert!(w.cpu(1).read_u32(REGION, Mode::User).is_err());
-        vm.destroy();
+        teardown(&w, vm);
         w.finish();
     }
 }
@@ -266,7 +292,7 @@ fn correct_shootdown_passes_the_checker_for_a_freed_page_table() {
 #[test]
 fn checked_mode_reports_after_each_access() {
     let w = SmpWorld::new(16 << 20, 2);
-    let mut vm = setup(&w, 2);
+    let mut vm = setup_broken(&w, 2);
     w.machine.set_checked(true);
     let p = REGION + 4096;
     w.cpu(1).read_u32(p, Mode::User).unwrap();
@@ -279,20 +305,21 @@ fn checked_mode_reports_after_each_access() {
     w.cpu(1).invlpg(p);
     w.cpu(0).read_u32(REGION, Mode::User).unwrap();
     assert!(w.machine.take_violations().is_empty());
-    vm.destroy();
+    teardown(&w, vm);
     w.finish();
 }
 
 #[test]
 fn a_posted_request_waits_for_the_target_s_interrupt() {
     let w = SmpWorld::new(16 << 20, 2);
-    let mut vm = setup(&w, 2);
+    let mut vm = setup_broken(&w, 2);
     let p = REGION + 4096;
     let c1 = w.cpu(1);
     c1.read_u32(p, Mode::User).unwrap();
     c1.set_auto_service(false);
     w.defer_frees(true);
     vm.munmap(VirtAddr::new(p), 4096).unwrap();
+    w.machine.set_drop_shootdowns(false);
     let posted = w
         .cpu(0)
         .post_shootdown(CpuSet::only(CPU1), Invalidate::Pages(&[page(p)]));
@@ -321,7 +348,7 @@ fn a_posted_request_waits_for_the_target_s_interrupt() {
         (s.ipis_sent, s.full_flushes, s.pages_invalidated),
         (2, 1, 1)
     );
-    vm.destroy();
+    teardown(&w, vm);
     w.finish();
 }
 
@@ -344,7 +371,7 @@ fn a_stale_pde_cache_walks_into_a_reused_page_table() {
     // Why `PdeFreeTable` matters: once the freed table is reused, CPU 1
     // walks through whatever it now holds.
     let w = SmpWorld::new(16 << 20, 2);
-    let mut vm = setup(&w, 1);
+    let mut vm = setup_broken(&w, 1);
     assert_eq!(w.cpu(1).read_u32(REGION, Mode::User), Ok(0x1000));
     let pde = w.cpu(1).pde_cache_peek(REGION).unwrap();
     let table = PhysAddr::new(pde & !0xFFF).frame();
@@ -378,6 +405,6 @@ fn a_stale_pde_cache_walks_into_a_reused_page_table() {
     w.machine.write_phys_u32(t + 4, 0).unwrap();
     w.frames().release(owned_table).unwrap();
     w.frames().release(secret).unwrap();
-    vm.destroy();
+    teardown(&w, vm);
     w.finish();
 }

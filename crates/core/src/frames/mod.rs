@@ -10,11 +10,16 @@
 mod bitmap;
 mod memory_map;
 mod owned;
+mod pool;
+#[doc(hidden)]
+pub mod refcount;
 
 pub use memory_map::{MemoryRegion, RegionKind};
 pub use owned::{FrameRun, OwnedFrame};
+pub use pool::{FramePool, PoolFrames, MAGAZINE_BATCH, MAGAZINE_FRAMES};
 
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU16, Ordering};
 
 use crate::addr::{Frame, PhysAddr};
 use crate::error::MmError;
@@ -114,10 +119,8 @@ pub trait FrameSource {
     fn refcount(&self, frame: Frame) -> Result<u16, MmError>;
 }
 
-/// Reference-count value of a frame that is never handed out.
-const RESERVED: u16 = u16::MAX;
-/// Largest reference count of an allocated frame.
-pub const MAX_REFCOUNT: u16 = u16::MAX - 1;
+pub use refcount::MAX_REFCOUNT;
+use refcount::RESERVED;
 
 /// The physical frame allocator.
 ///
@@ -132,8 +135,9 @@ pub const MAX_REFCOUNT: u16 = u16::MAX - 1;
 /// holds one) and a reserved marker for frames never handed out. Frame 0 is an
 /// ordinary frame.
 pub struct FrameAllocator {
-    /// One reference count per frame below `limit`.
-    refs: NonNull<u16>,
+    /// One reference count per frame below `limit` (atomics: a
+    /// [`FramePool`] changes them without the allocator's lock).
+    refs: NonNull<AtomicU16>,
     /// One past the highest frame number with metadata.
     limit: u32,
     zones: [ZoneBitmap; 3],
@@ -199,7 +203,7 @@ impl FrameAllocator {
         // makes it one valid, writable, contiguous range that nobody else uses.
         unsafe { base.as_ptr().write_bytes(0, meta_bytes / 8) };
 
-        let refs = base.cast::<u16>();
+        let refs = base.cast::<AtomicU16>();
         let mut next = ref_words;
         let mut carve = |len: u32| {
             let n0 = words(len) as usize;
@@ -240,21 +244,23 @@ impl FrameAllocator {
 
         // Everything starts reserved; usable frames are then freed, unless a
         // reserved region or the metadata covers them.
-        fa.refs_mut().fill(RESERVED);
+        for f in 0..limit {
+            fa.set_ref(f, RESERVED);
+        }
         for r in map.iter().filter(|r| r.kind == RegionKind::Usable) {
             let (lo, hi) = inner_frames(r);
             for f in lo..hi {
-                if fa.refs_mut()[f as usize] == RESERVED && !touches_reserved(map, f) {
-                    fa.refs_mut()[f as usize] = 0;
+                if fa.get_ref(f) == RESERVED && !touches_reserved(map, f) {
+                    fa.set_ref(f, 0);
                     fa.total += 1;
                 }
             }
         }
         for f in meta.number()..meta.number() + meta_frames {
-            fa.refs_mut()[f as usize] = RESERVED;
+            fa.set_ref(f, RESERVED);
         }
         for f in 0..limit {
-            if fa.refs()[f as usize] == 0 {
+            if fa.get_ref(f) == 0 {
                 let (z, i) = fa.locate(f);
                 fa.zones[z].set_free(i);
             }
@@ -262,14 +268,20 @@ impl FrameAllocator {
         Ok(fa)
     }
 
-    fn refs(&self) -> &[u16] {
-        // SAFETY: `refs` points at `limit` counters owned by the allocator.
+    #[inline]
+    fn refs(&self) -> &[AtomicU16] {
+        // SAFETY: `refs` points at `limit` counters owned by the allocator
+        // (zeroed metadata RAM is a valid `AtomicU16` array), which live as
+        // long as it does.
         unsafe { core::slice::from_raw_parts(self.refs.as_ptr(), self.limit as usize) }
     }
 
-    fn refs_mut(&mut self) -> &mut [u16] {
-        // SAFETY: as in `refs`, borrowed mutably with `self`.
-        unsafe { core::slice::from_raw_parts_mut(self.refs.as_ptr(), self.limit as usize) }
+    fn set_ref(&self, f: u32, n: u16) {
+        self.refs()[f as usize].store(n, Ordering::Release);
+    }
+
+    fn get_ref(&self, f: u32) -> u16 {
+        self.refs()[f as usize].load(Ordering::Acquire)
     }
 
     /// Zone index and zone-relative index of frame number `f` (< limit).
@@ -340,7 +352,7 @@ impl FrameAllocator {
                 self.take_budget()?;
                 let (z, i) = self.locate(frame.number());
                 self.zones[z].set_used(i);
-                self.refs_mut()[frame.number() as usize] = 1;
+                self.set_ref(frame.number(), 1);
                 // SAFETY: the frame was free and now has reference count 1,
                 // handed out here only.
                 Ok(unsafe { OwnedFrame::from_raw(frame) })
@@ -357,7 +369,7 @@ impl FrameAllocator {
         for f in 0..self.limit {
             let (z, i) = self.locate(f);
             let bit = self.zones[z].is_free(i);
-            if bit != (self.refs()[f as usize] == 0) {
+            if bit != (self.get_ref(f) == 0) {
                 return Err("free bit disagrees with reference count");
             }
             free += bit as u32;
@@ -391,9 +403,41 @@ impl FrameAllocator {
         Ok(())
     }
 
+    /// The reference count of `frame` (`OutOfRange` past the metadata).
+    #[inline]
+    fn counter(&self, frame: Frame) -> Result<&AtomicU16, MmError> {
+        self.refs()
+            .get(frame.number() as usize)
+            .ok_or(MmError::OutOfRange)
+    }
+
+    /// Marks a frame whose count just reached 0 free in its zone's bitmap.
+    #[inline]
+    fn put_free(&mut self, frame: Frame) {
+        debug_assert_eq!(self.get_ref(frame.number()), 0);
+        let (z, i) = self.locate(frame.number());
+        self.zones[z].set_free(i);
+    }
+
+    /// Takes up to `out.len()` free frames of zone `z` exactly (no
+    /// fallback) for a per-CPU cache: they leave the bitmap, their counts
+    /// stay 0 (free, as the rest of the system sees them). Returns how many.
+    fn take_free(&mut self, z: usize, out: &mut [u32]) -> usize {
+        let mut n = 0;
+        while n < out.len() {
+            let Some(i) = self.zones[z].first_free() else {
+                break;
+            };
+            self.zones[z].set_used(i);
+            out[n] = self.zones[z].base + i;
+            n += 1;
+        }
+        n
+    }
+
     /// True when the allocator manages `frame` (usable RAM, not metadata).
     pub fn manages(&self, frame: Frame) -> bool {
-        frame.number() < self.limit && self.refs()[frame.number() as usize] != RESERVED
+        frame.number() < self.limit && self.get_ref(frame.number()) != RESERVED
     }
 }
 
@@ -404,7 +448,7 @@ impl FrameSource for FrameAllocator {
                 self.take_budget()?;
                 self.zones[z].set_used(i);
                 let f = self.zones[z].base + i;
-                self.refs_mut()[f as usize] = 1;
+                self.set_ref(f, 1);
                 // SAFETY: the frame was free and now has reference count 1:
                 // that one reference is handed out here and nowhere else.
                 return Ok(unsafe { OwnedFrame::from_raw(PhysAddr::new(f << PAGE_SHIFT).frame()) });
@@ -429,7 +473,7 @@ impl FrameSource for FrameAllocator {
                 let base = self.zones[z].base + i;
                 for k in 0..count {
                     self.zones[z].set_used(i + k);
-                    self.refs_mut()[(base + k) as usize] = 1;
+                    self.set_ref(base + k, 1);
                 }
                 // SAFETY: the frames were free and now have reference
                 // count 1 each: those references are handed out here only.
@@ -441,50 +485,55 @@ impl FrameSource for FrameAllocator {
         Err(MmError::OutOfMemory)
     }
 
+    #[inline]
     fn share(&mut self, frame: Frame) -> Result<OwnedFrame, MmError> {
-        match self.refcount(frame)? {
+        // `&mut self`: no one else changes this allocator's counts (a
+        // `FramePool` changes them without the lock, but then only the pool
+        // calls the allocator, and never `share`/`release`), so a load and a
+        // store do (as cheap as the plain counters they replaced).
+        let c = self.counter(frame)?;
+        match c.load(Ordering::Relaxed) {
             0 => Err(MmError::FrameNotAllocated),
+            RESERVED => Err(MmError::FrameReserved),
             MAX_REFCOUNT => Err(MmError::RefcountOverflow),
             n => {
-                self.refs_mut()[frame.number() as usize] = n + 1;
+                c.store(n + 1, Ordering::Relaxed);
                 // SAFETY: the reference just counted is handed out here only.
                 Ok(unsafe { OwnedFrame::from_raw(frame) })
             }
         }
     }
 
+    #[inline]
     fn release(&mut self, frame: OwnedFrame) -> Result<bool, MmError> {
         let frame = frame.frame();
-        match self.refcount(frame)? {
+        let c = self.counter(frame)?;
+        match c.load(Ordering::Relaxed) {
             0 => Err(MmError::FrameNotAllocated),
+            RESERVED => Err(MmError::FrameReserved),
             1 => {
-                self.refs_mut()[frame.number() as usize] = 0;
-                let (z, i) = self.locate(frame.number());
-                self.zones[z].set_free(i);
+                c.store(0, Ordering::Relaxed);
+                self.put_free(frame);
                 Ok(true)
             }
             n => {
-                self.refs_mut()[frame.number() as usize] = n - 1;
+                c.store(n - 1, Ordering::Relaxed);
                 Ok(false)
             }
         }
     }
 
     fn refcount(&self, frame: Frame) -> Result<u16, MmError> {
-        if frame.number() >= self.limit {
-            return Err(MmError::OutOfRange);
-        }
-        match self.refs()[frame.number() as usize] {
-            RESERVED => Err(MmError::FrameReserved),
-            n => Ok(n),
-        }
+        refcount::get(self.counter(frame)?)
     }
 }
 
 impl FrameSource for &spin::Mutex<FrameAllocator> {
+    #[inline]
     fn alloc(&mut self, zone: Zone) -> Result<OwnedFrame, MmError> {
         self.lock().alloc(zone)
     }
+    #[inline]
     fn alloc_contiguous(
         &mut self,
         count: u32,
@@ -493,12 +542,15 @@ impl FrameSource for &spin::Mutex<FrameAllocator> {
     ) -> Result<FrameRun, MmError> {
         self.lock().alloc_contiguous(count, align_log2, zone)
     }
+    #[inline]
     fn share(&mut self, frame: Frame) -> Result<OwnedFrame, MmError> {
         self.lock().share(frame)
     }
+    #[inline]
     fn release(&mut self, frame: OwnedFrame) -> Result<bool, MmError> {
         self.lock().release(frame)
     }
+    #[inline]
     fn refcount(&self, frame: Frame) -> Result<u16, MmError> {
         self.lock().refcount(frame)
     }

@@ -3,6 +3,7 @@
 
 use spin::Mutex;
 
+use super::batch::TlbBatch;
 use super::entry::PteFlags;
 use super::space::AddressSpace;
 use crate::addr::{Page, PhysAddr, VirtAddr};
@@ -10,6 +11,7 @@ use crate::error::MmError;
 use crate::frames::{FrameSource, Zone};
 use crate::heap::{HeapBackend, HeapFlags};
 use crate::layout::{KERNEL_BASE, PAGE_SIZE};
+use crate::lockorder::{Held, Level};
 use crate::platform::Platform;
 
 /// Backs a heap with frames from `F`, mapped at the heap's addresses in an
@@ -63,16 +65,44 @@ impl<'a, P: Platform + ?Sized, F: FrameSource> PagedHeapBackend<'a, P, F> {
     }
 
     /// Unmaps the first `done` pages at `first` and drops their frames.
+    ///
+    /// Heap pages are global kernel-half pages: every online CPU may cache
+    /// them, so each batch of up to 32 pages ends with a local `invlpg` of
+    /// each and one shootdown to every other online CPU, and only then are
+    /// the frames freed ([`unmap_kernel_pages`]).
     fn undo(&mut self, first: Page, done: u32) {
         let mut space = self.space.lock();
-        for k in 0..done {
-            let page = Page::from_number(first.number() + k).expect("page mapped before");
-            if let Ok((frame, flush)) = space.unmap(self.platform, &mut self.frames, page) {
-                flush.flush(self.platform);
-                let _ = self.frames.release(frame);
-            }
+        let _held = Held::new(self.platform.cpu_id(), Level::KernelSpace);
+        unmap_kernel_pages(self.platform, &mut space, &mut self.frames, first, done);
+    }
+}
+
+/// Unmaps `count` kernel-half pages from `first` (pages that are not
+/// mapped are skipped) and frees their frames once every online CPU has
+/// dropped them: batches of at most [`BATCH_PAGES`](super::BATCH_PAGES)
+/// pages, each ended with a local flush and one shootdown to the other
+/// online CPUs. Never allocates (safe under the heap's lock). The heap
+/// shrinks through this; the kernel drops kernel stacks through it.
+///
+/// `space` is the kernel space (or any space: kernel-half tables are
+/// shared), locked by the caller.
+pub fn unmap_kernel_pages<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+    platform: &P,
+    space: &mut AddressSpace,
+    frames: &mut F,
+    first: Page,
+    count: u32,
+) {
+    let mut batch = TlbBatch::new();
+    for k in 0..count {
+        let Some(page) = first.checked_add(k) else {
+            break;
+        };
+        if space.unmap_batched(platform, page, &mut batch).is_ok() && batch.is_full() {
+            let _ = core::mem::take(&mut batch).finish(platform, space, frames);
         }
     }
+    let _ = batch.finish(platform, space, frames);
 }
 
 /// The first page of `[addr, addr + pages * 4096)`, checked to fit in 32 bits.
@@ -129,8 +159,9 @@ unsafe impl<P: Platform + ?Sized, F: FrameSource> HeapBackend for PagedHeapBacke
                         return Err(e);
                     }
                 };
-                self.space
-                    .lock()
+                let mut space = self.space.lock();
+                let _held = Held::new(self.platform.cpu_id(), Level::KernelSpace);
+                space
                     .map(self.platform, &mut self.frames, page, f, pte)
                     .map_err(|e| e.release(&mut self.frames))
             });

@@ -19,6 +19,7 @@
 
 use core::ptr::NonNull;
 
+use super::batch::TlbBatch;
 use super::entry::{PageTableEntry, PteFlags};
 use crate::addr::{Frame, Page, PhysAddr, VirtAddr};
 use crate::error::MmError;
@@ -28,6 +29,7 @@ use crate::layout::{
     KERNEL_PD_INDEX, KMAP_END, TABLE_SPAN,
 };
 use crate::platform::Platform;
+use crate::smp::{AtomicCpuSet, CpuSet};
 
 /// A TLB invalidation that is owed after a change to a page-table entry.
 ///
@@ -183,6 +185,11 @@ pub struct AddressSpace {
     counts: Frame,
     /// True for the kernel space, which owns the shared kernel tables.
     kernel: bool,
+    /// The CPUs that may cache this space's non-global translations: each
+    /// CPU that loads it ([`activate`](Self::activate)) until it loads
+    /// another space ([`switch_from`](Self::switch_from),
+    /// [`deactivate`](Self::deactivate)).
+    cpus: AtomicCpuSet,
 }
 
 impl AddressSpace {
@@ -244,6 +251,7 @@ impl AddressSpace {
                 dir,
                 counts,
                 kernel,
+                cpus: AtomicCpuSet::new(),
             }),
             Err(e) => {
                 release_owned(frames, dir);
@@ -267,11 +275,54 @@ impl AddressSpace {
         platform.root() == self.dir
     }
 
-    /// Loads this space into CR3 (`switch_page_directory`).
+    /// Loads this space into CR3 (`switch_page_directory`) on the calling
+    /// CPU, which first joins the space's CPU set.
+    ///
+    /// The order matters: the CPU is added (a `SeqCst` read-modify-write)
+    /// before CR3 is loaded, so any walk it makes of this space happens
+    /// after it joined. An operation that changes entries and then (after a
+    /// `SeqCst` fence, in [`TlbBatch::finish`](super::TlbBatch::finish))
+    /// reads the set either sees this CPU and shoots it down, or this CPU's
+    /// insert came after the fence and its walks see the changed entries.
+    ///
+    /// The CPU stays in the set of the space it loaded before: call
+    /// [`switch_from`](Self::switch_from) to leave it in the same step, or
+    /// [`deactivate`](Self::deactivate) on that space afterwards.
     pub fn activate<P: Platform + ?Sized>(&self, platform: &P) {
+        self.cpus.insert(platform.cpu_id());
         // SAFETY: every space's kernel half is the kernel space's, so the
         // code and data the caller runs on stay mapped across the switch.
         unsafe { platform.set_root(self.dir) }
+    }
+
+    /// The context switch from `prev` to this space on the calling CPU:
+    /// joins this space's set, loads CR3 (which drops every non-global
+    /// entry of `prev` from this CPU's TLB), then leaves `prev`'s set. A
+    /// shootdown of `prev` that read the set before the removal targets
+    /// this CPU needlessly, which is harmless; after it, this CPU holds
+    /// nothing of `prev`. Nothing happens to the sets when `prev` is this
+    /// space (CR3 is still reloaded).
+    pub fn switch_from<P: Platform + ?Sized>(&self, prev: &AddressSpace, platform: &P) {
+        self.activate(platform);
+        if prev.dir != self.dir {
+            prev.cpus.remove(platform.cpu_id());
+        }
+    }
+
+    /// The calling CPU leaves this space's set. Call it only once the CPU
+    /// has loaded another directory (or when it goes offline): the CR3 load
+    /// is what drops this space's translations from its TLB.
+    pub fn deactivate<P: Platform + ?Sized>(&self, platform: &P) {
+        debug_assert!(
+            !self.is_active(platform),
+            "leaving the CPU set of the loaded space"
+        );
+        self.cpus.remove(platform.cpu_id());
+    }
+
+    /// The CPUs that may cache this space's non-global translations now.
+    pub fn cpu_set(&self) -> CpuSet {
+        self.cpus.load()
     }
 
     /// The entry mapping `page`, if its page table exists. Direct-map pages
@@ -469,13 +520,67 @@ impl AddressSpace {
     }
 
     /// Unmaps `page` and returns the reference its entry held, now the
-    /// caller's. A user page table left empty is freed.
+    /// caller's. A user page table left empty is freed, after the page was
+    /// flushed here (if the space is loaded) and shot down on the other CPUs
+    /// of the space's set; the returned [`Flush`] is then redundant but
+    /// harmless. To unmap several pages with one shootdown, use
+    /// [`unmap_batched`](Self::unmap_batched).
+    ///
+    /// On several CPUs, the caller must not release the returned frame
+    /// before the other CPUs dropped the translation: a one-CPU caller may
+    /// release it after the flush; an SMP caller uses `unmap_batched`.
     pub fn unmap<P: Platform + ?Sized, F: FrameSource + ?Sized>(
         &mut self,
         platform: &P,
         frames: &mut F,
         page: Page,
     ) -> Result<(OwnedFrame, Flush), MmError> {
+        let (frame, table) = self.unmap_entry(platform, page)?;
+        if let Some(table) = table {
+            let mut batch = TlbBatch::new();
+            batch.add_page(page);
+            // SAFETY: the table's directory entry was just cleared: the
+            // space no longer claims the reference `new_table` gave it.
+            batch.defer(unsafe { entry_reference(table) });
+            let _ = batch.finish(platform, self, frames);
+        }
+        Ok((
+            frame,
+            Flush {
+                page,
+                dir: self.dir,
+            },
+        ))
+    }
+
+    /// Unmaps `page` into `batch`: the page is recorded for the batch's
+    /// flush and shootdown, and the reference the entry held, and the page
+    /// table when the unmap left it empty, are put aside in the batch,
+    /// released by [`TlbBatch::finish`] after the shootdown.
+    pub fn unmap_batched<P: Platform + ?Sized>(
+        &mut self,
+        platform: &P,
+        page: Page,
+        batch: &mut TlbBatch,
+    ) -> Result<(), MmError> {
+        let (frame, table) = self.unmap_entry(platform, page)?;
+        batch.add_page(page);
+        batch.defer(frame);
+        if let Some(table) = table {
+            // SAFETY: as in `unmap`.
+            batch.defer(unsafe { entry_reference(table) });
+        }
+        Ok(())
+    }
+
+    /// Clears the entry of `page`; returns its reference and, when a user
+    /// page table became empty, that table (its directory entry cleared,
+    /// the frame not yet freed).
+    fn unmap_entry<P: Platform + ?Sized>(
+        &mut self,
+        platform: &P,
+        page: Page,
+    ) -> Result<(OwnedFrame, Option<Frame>), MmError> {
         let va = page.start();
         let table = self.present_table(platform, page)?;
         let e = table.get(va.pt_index());
@@ -483,17 +588,13 @@ impl AddressSpace {
             return Err(MmError::NotMapped);
         }
         table.set(va.pt_index(), PageTableEntry::EMPTY);
-        if va.as_u32() < KERNEL_BASE {
-            self.forget_entry(platform, frames, va.pd_index(), table);
-        }
-        Ok((
-            // SAFETY: the entry was present and has just been cleared.
-            unsafe { entry_reference(e.frame()) },
-            Flush {
-                page,
-                dir: self.dir,
-            },
-        ))
+        let freed = if va.as_u32() < KERNEL_BASE {
+            self.forget_entry(platform, va.pd_index(), table)
+        } else {
+            None
+        };
+        // SAFETY: the entry was present and has just been cleared.
+        Ok((unsafe { entry_reference(e.frame()) }, freed))
     }
 
     fn present_table<P: Platform + ?Sized>(
@@ -512,28 +613,32 @@ impl AddressSpace {
         Ok(Table::of(platform, pde.frame()))
     }
 
-    /// Notes that one entry of user table `pdi` was cleared; frees the table
-    /// when a scan confirms it is empty.
-    fn forget_entry<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+    /// Notes that one entry of user table `pdi` was cleared; when a scan
+    /// confirms the table is empty, clears its directory entry and returns
+    /// the table, for the caller to free after the TLB shootdown (another
+    /// CPU's paging-structure cache may still point at it).
+    fn forget_entry<P: Platform + ?Sized>(
         &mut self,
         platform: &P,
-        frames: &mut F,
         pdi: usize,
         table: Table,
-    ) {
+    ) -> Option<Frame> {
         let n = self.count(platform, pdi).saturating_sub(1);
         if n > 0 {
             self.set_count(platform, pdi, n);
-            return;
+            return None;
         }
         match table.live_entries() {
             0 => {
                 let dir = Table::of(platform, self.dir);
                 let t = dir.get(pdi).frame();
                 dir.set(pdi, PageTableEntry::EMPTY);
-                release_owned(frames, t);
+                Some(t)
             }
-            live => self.set_count(platform, pdi, live),
+            live => {
+                self.set_count(platform, pdi, live);
+                None
+            }
         }
     }
 

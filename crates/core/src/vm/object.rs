@@ -16,6 +16,7 @@ use crate::addr::Frame;
 use crate::error::MmError;
 use crate::frames::{FrameSource, OwnedFrame, Zone};
 use crate::layout::PAGE_SIZE;
+use crate::lockorder::{Held, Level};
 use crate::platform::Platform;
 
 /// What fills an object's pages.
@@ -88,6 +89,7 @@ impl VmObject {
         index: u32,
     ) -> Result<Frame, PageError> {
         let mut pages = self.pages.lock();
+        let _held = Held::new(platform.cpu_id(), Level::Object);
         if let Some(p) = pages.get(&index) {
             return Ok(p.frame.frame());
         }

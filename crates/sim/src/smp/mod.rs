@@ -161,6 +161,7 @@ impl SmpConfig {
             bus: BusLock::default(),
             counters: Counters::default(),
             checked: AtomicBool::new(false),
+            drop_shootdowns: AtomicBool::new(false),
             oracle: Mutex::new(None),
             violations: Mutex::new(Vec::new()),
         }))
@@ -201,6 +202,9 @@ pub struct ShootdownStats {
     pub pages_invalidated: u64,
     /// Full flushes done by served requests (`AllNonGlobal`, `Everything`).
     pub full_flushes: u64,
+    /// `shootdown` calls thrown away by the broken mode
+    /// ([`SmpMachine::set_drop_shootdowns`]).
+    pub dropped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -209,6 +213,7 @@ struct Counters {
     ipis_sent: AtomicU64,
     pages_invalidated: AtomicU64,
     full_flushes: AtomicU64,
+    dropped: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -294,6 +299,7 @@ pub struct SmpMachine {
     bus: BusLock,
     counters: Counters,
     checked: AtomicBool,
+    drop_shootdowns: AtomicBool,
     oracle: Mutex<Option<FreeFrameOracle>>,
     violations: Mutex<Vec<Violation>>,
 }
@@ -403,7 +409,17 @@ impl SmpMachine {
                 .collect(),
             pages_invalidated: self.counters.pages_invalidated.load(Ordering::Relaxed),
             full_flushes: self.counters.full_flushes.load(Ordering::Relaxed),
+            dropped: self.counters.dropped.load(Ordering::Relaxed),
         }
+    }
+
+    /// A deliberately broken platform, for tests that show the checker
+    /// catches a missing shootdown: while on, [`Platform::shootdown`] on
+    /// any CPU returns at once without posting anything (counted in
+    /// [`ShootdownStats::dropped`]). The core then frees frames and page
+    /// tables other CPUs still cache. `post_shootdown` is not affected.
+    pub fn set_drop_shootdowns(&self, on: bool) {
+        self.drop_shootdowns.store(on, Ordering::SeqCst);
     }
 
     // ----- the checker -----
@@ -814,7 +830,17 @@ unsafe impl Platform for CpuHandle {
         self.id
     }
 
+    fn online_cpus(&self) -> CpuSet {
+        self.m.all_cpus()
+    }
+
     fn shootdown(&self, targets: CpuSet, what: Invalidate<'_>) {
+        if self.m.drop_shootdowns.load(Ordering::SeqCst) {
+            if !targets.is_empty() {
+                self.m.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
         let posted = self.post_shootdown(targets, what);
         self.complete_shootdown(posted);
     }

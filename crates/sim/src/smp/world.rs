@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use myos_mm::frames::{FrameAllocator, FrameRun, FrameSource, FrameStats, OwnedFrame, Zone};
 use myos_mm::paging::AddressSpace;
 use myos_mm::vm::{FaultOutcome, PageFault as CoreFault, VmSpace};
-use myos_mm::{Frame, MmError, PhysAddr, Platform};
+use myos_mm::{Frame, MmError, PhysAddr};
 use spin::Mutex as SpinMutex;
 
 use super::{CpuHandle, Delivery, SmpConfig, SmpMachine, Violation};
@@ -251,18 +251,20 @@ impl SmpWorld {
     ///
     /// # Panics
     /// On a fault loop (a handler that claims a fix it didn't make).
-    pub fn run_on<T>(
-        &self,
+    pub fn run_on<'w, T>(
+        &'w self,
         cpu: usize,
-        vm: &mut SmpVm<'_>,
+        vm: &mut SmpVm<'w>,
         mut op: impl FnMut(&CpuHandle) -> Result<T, PageFault>,
     ) -> Result<T, FaultOutcome> {
         let c = &self.cpus[cpu];
         c.exclusive(|| {
+            // The core now runs on this CPU: its flushes and `cpu_id` are
+            // this CPU's.
+            vm.set_platform(c);
             let dir = vm.directory().start().as_u32();
-            if c.cr3() != dir {
-                // SAFETY: a user space's directory shares the kernel half.
-                unsafe { c.set_root(vm.directory()) };
+            if c.cr3() != dir || !vm.address_space().cpu_set().contains(c.id()) {
+                vm.address_space().activate(c);
             }
             let mut faults = 0;
             loop {
@@ -281,16 +283,51 @@ impl SmpWorld {
         })
     }
 
+    /// Runs `f` on `vm` as CPU `cpu` (the space's platform becomes that
+    /// CPU's handle) under the machine lock: a system call (munmap,
+    /// mprotect, fork...) made on that CPU.
+    pub fn on_cpu<'w, T>(
+        &'w self,
+        cpu: usize,
+        vm: &mut SmpVm<'w>,
+        f: impl FnOnce(&mut SmpVm<'w>) -> T,
+    ) -> T {
+        let c = &self.cpus[cpu];
+        c.exclusive(|| {
+            vm.set_platform(c);
+            f(vm)
+        })
+    }
+
+    /// Loads `vm` on CPU `cpu` the way a context switch does: the CPU
+    /// joins the space's CPU set, then loads CR3.
+    pub fn load<'w>(&'w self, cpu: usize, vm: &SmpVm<'w>) {
+        let c = &self.cpus[cpu];
+        c.exclusive(|| vm.address_space().activate(c));
+    }
+
+    /// Switches CPU `cpu` back to the kernel space, leaving `vm`'s set.
+    pub fn unload<'w>(&'w self, cpu: usize, vm: &SmpVm<'w>) {
+        let c = &self.cpus[cpu];
+        let kernel = self.kernel.as_ref().expect("kernel space");
+        c.exclusive(|| kernel.switch_from(vm.address_space(), c));
+    }
+
     /// Reads a user `u32` on CPU `cpu` (see [`run_on`](Self::run_on)).
-    pub fn read_u32(&self, cpu: usize, vm: &mut SmpVm<'_>, va: u32) -> Result<u32, FaultOutcome> {
+    pub fn read_u32<'w>(
+        &'w self,
+        cpu: usize,
+        vm: &mut SmpVm<'w>,
+        va: u32,
+    ) -> Result<u32, FaultOutcome> {
         self.run_on(cpu, vm, |c| c.read_u32(va, Mode::User))
     }
 
     /// Writes a user `u32` on CPU `cpu` (see [`run_on`](Self::run_on)).
-    pub fn write_u32(
-        &self,
+    pub fn write_u32<'w>(
+        &'w self,
         cpu: usize,
-        vm: &mut SmpVm<'_>,
+        vm: &mut SmpVm<'w>,
         va: u32,
         v: u32,
     ) -> Result<(), FaultOutcome> {

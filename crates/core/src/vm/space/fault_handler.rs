@@ -2,12 +2,12 @@
 //! dispatching it by cause (demand-zero, shared object page, file page-in,
 //! copy-on-write, stack growth).
 
-use super::{drop_ref, page_of, pte_flags, VmSpace};
+use super::{drop_ref, narrows, page_of, pte_flags, VmSpace};
 use crate::addr::VirtAddr;
 use crate::error::MmError;
 use crate::frames::{FrameSource, OwnedFrame, Zone};
 use crate::layout::USER_END;
-use crate::paging::{PageTableEntry, PteFlags};
+use crate::paging::{PageTableEntry, PteFlags, TlbBatch};
 use crate::platform::Platform;
 use crate::vm::fault::{
     AccessKind, ErrorCode, FaultKind, FaultOutcome, PageFault, SegvCause, Signal,
@@ -153,11 +153,21 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
         }
     }
 
+    /// Sets the flags of a present page. Widening flushes this CPU only
+    /// (other CPUs with the narrower entry fault spuriously and flush
+    /// themselves); narrowing shoots the space's other CPUs down.
     pub(super) fn set_flags(&mut self, page: u32, flags: PteFlags) {
         let platform = self.platform;
         let space = &mut *self.space;
+        let old = space.entry(platform, page_of(page)).map(|e| e.flags());
         if let Ok(flush) = space.protect(platform, page_of(page), flags) {
-            flush.flush(platform);
+            if old.is_some_and(|old| narrows(old, flags)) {
+                let mut batch = TlbBatch::new();
+                batch.push(flush);
+                self.finish_batch(batch);
+            } else {
+                flush.flush(platform);
+            }
         }
     }
 
@@ -255,10 +265,17 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
         let space = &mut *self.space;
         match space.remap(platform, &mut self.frames, page_of(page), frame, writable) {
             Ok((prev, flush)) => {
-                flush.flush(platform);
+                // The entry now names another frame: the space's other CPUs
+                // must drop the old one before the old frame's reference
+                // goes (with it gone, its other owner may find a count of
+                // 1 and write it in place while a stale entry still reads
+                // it).
+                let mut batch = TlbBatch::new();
+                batch.push(flush);
                 if let Some(prev) = prev {
-                    drop_ref(&mut self.frames, prev);
+                    batch.defer(prev);
                 }
+                self.finish_batch(batch);
                 FaultOutcome::Resolved(FaultKind::CopyOnWrite)
             }
             Err(e) => {

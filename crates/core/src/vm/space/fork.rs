@@ -7,7 +7,7 @@ use core::mem::ManuallyDrop;
 use super::{drop_ref, VmSpace};
 use crate::error::MmError;
 use crate::frames::{FrameSource, OwnedFrame};
-use crate::paging::{AddressSpace, PteFlags};
+use crate::paging::{AddressSpace, PteFlags, TlbBatch};
 use crate::platform::Platform;
 use crate::vm::fault::FaultStats;
 
@@ -38,7 +38,10 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
         let mut entries = Vec::new();
         self.space
             .for_each_user_mapping(platform, |page, e| entries.push((page, e)));
-        let mut parent_changed = false;
+        // The parent's entries made read-only: narrowed, so its other CPUs
+        // are shot down (one request at the end, a full flush past 32
+        // pages) before the child can see the frames' raised counts.
+        let mut batch = TlbBatch::new();
         let mut cursor: Option<(u32, u32, bool)> = None; // (start, end, shared) of the current region
         let space = &mut *self.space;
         let child_space = &mut *child.space;
@@ -60,8 +63,7 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
             if !shared && flags.contains(PteFlags::WRITABLE) {
                 flags.remove(PteFlags::WRITABLE);
                 if let Ok(flush) = space.protect(platform, page, flags) {
-                    flush.ignore();
-                    parent_changed = true;
+                    batch.push(flush);
                 }
             }
             // Frames the allocator doesn't manage (device memory mapped by
@@ -75,9 +77,7 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
                     (false, unsafe { OwnedFrame::from_raw(e.frame()) })
                 }
                 Err(err) => {
-                    if parent_changed && space.is_active(platform) {
-                        platform.flush_all();
-                    }
+                    let _ = batch.finish(platform, space, &mut self.frames);
                     return Err(err);
                 }
             };
@@ -91,16 +91,12 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
                         let _ = err.frame.into_raw();
                     }
                     let err = err.error;
-                    if parent_changed && space.is_active(platform) {
-                        platform.flush_all();
-                    }
+                    let _ = batch.finish(platform, space, &mut self.frames);
                     return Err(err);
                 }
             }
         }
-        if parent_changed && space.is_active(platform) {
-            platform.flush_all();
-        }
+        let _ = batch.finish(platform, space, &mut self.frames);
         Ok(child)
     }
 }

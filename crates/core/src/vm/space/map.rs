@@ -4,14 +4,12 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use super::{
-    drop_ref, page_of, pages_in, pte_flags, user_range, Flusher, MapRequest, MapSource, VmSpace,
-};
+use super::{narrows, page_of, pages_in, pte_flags, user_range, MapRequest, MapSource, VmSpace};
 use crate::addr::{Frame, VirtAddr};
 use crate::error::MmError;
 use crate::frames::FrameSource;
 use crate::layout::{PAGE_SHIFT, PAGE_SIZE};
-use crate::paging::PageTableEntry;
+use crate::paging::{PageTableEntry, TlbBatch};
 use crate::platform::Platform;
 use crate::vm::file::PageCache;
 use crate::vm::object::VmObject;
@@ -178,8 +176,14 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
         self.regions.split_at(lo);
         self.regions.split_at(hi);
         let removed = self.regions.remove_range(lo, hi);
+        // One batch for the whole range: one shootdown, then the frames and
+        // page tables are freed, then the regions' backings let go.
+        let mut batch = TlbBatch::new();
+        for (start, region) in &removed {
+            self.unmap_pages(*start, region.end, &mut batch);
+        }
+        self.finish_batch(batch);
         for (start, region) in removed {
-            self.unmap_pages(start, region.end);
             self.release_region(start, region);
         }
     }
@@ -203,11 +207,11 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
         out
     }
 
-    /// Unmaps the present pages of `lo..hi`, dropping their references.
-    pub(super) fn unmap_pages(&mut self, lo: u32, hi: u32) {
+    /// Unmaps the present pages of `lo..hi` into `batch` (their references
+    /// and emptied page tables are released when the batch finishes).
+    pub(super) fn unmap_pages(&mut self, lo: u32, hi: u32, batch: &mut TlbBatch) {
         let platform = self.platform;
         let space = &mut *self.space;
-        let mut flusher = Flusher::new();
         let mut p = lo;
         while p < hi {
             match space.entry(platform, page_of(p)) {
@@ -215,18 +219,13 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
                 None => p = (p | 0x3FF).saturating_add(1),
                 Some(e) => {
                     if e.is_present() {
-                        if let Ok((frame, flush)) =
-                            space.unmap(platform, &mut self.frames, page_of(p))
-                        {
-                            flusher.push(platform, flush);
-                            drop_ref(&mut self.frames, frame);
-                        }
+                        let r = space.unmap_batched(platform, page_of(p), batch);
+                        debug_assert!(r.is_ok(), "unmapping a present page: {r:?}");
                     }
                     p += 1;
                 }
             }
         }
-        flusher.finish(platform, space);
     }
 
     /// Lets go of a removed region's backing (its pages are unmapped).
@@ -267,7 +266,9 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
         self.regions.split_at(lo);
         self.regions.split_at(hi);
         let starts: Vec<u32> = self.regions.range(lo, hi).map(|(s, _)| s).collect();
-        let mut flusher = Flusher::new();
+        // Narrowed entries go into one batch (one shootdown at the end);
+        // widened ones need no invalidation anywhere.
+        let (mut batch, mut widened) = (TlbBatch::new(), TlbBatch::local_only());
         for &s in &starts {
             let Some(region) = self.regions.update(s, |r| {
                 r.prot = prot;
@@ -281,11 +282,16 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
                 let platform = self.platform;
                 let space = &mut *self.space;
                 if let Ok(flush) = space.protect(platform, page_of(page), flags) {
-                    flusher.push(platform, flush);
+                    if narrows(e.flags(), flags) {
+                        batch.push(flush);
+                    } else {
+                        widened.push(flush);
+                    }
                 }
             }
         }
-        flusher.finish(self.platform, &self.space);
+        self.finish_batch(batch);
+        self.finish_batch(widened);
         for s in starts {
             if self.regions.get(s).is_some() {
                 self.regions.merge_around(s);

@@ -22,11 +22,9 @@ use crate::addr::{Frame, Page, VirtAddr};
 use crate::error::MmError;
 use crate::frames::{FrameSource, OwnedFrame};
 use crate::layout::{PAGE_SHIFT, PAGE_SIZE};
-use crate::paging::{AddressSpace, Flush, PteFlags};
+use crate::paging::{AddressSpace, PteFlags, TlbBatch};
 use crate::platform::Platform;
-
-/// Above this many changed entries, one full TLB flush replaces `invlpg`s.
-const FLUSH_ALL_AFTER: u32 = 16;
+use crate::smp::Invalidate;
 
 /// What a mapping is backed by (the typed form of `fd`/`offset`/`MAP_ANONYMOUS`).
 #[derive(Clone, Debug)]
@@ -116,29 +114,13 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> core::fmt::Debug for VmSpace<
     }
 }
 
-/// TLB invalidations of one operation: page by page while few, then one
-/// full flush.
-struct Flusher {
-    count: u32,
-}
-
-impl Flusher {
-    fn new() -> Self {
-        Flusher { count: 0 }
-    }
-    fn push<P: Platform + ?Sized>(&mut self, platform: &P, flush: Flush) {
-        self.count += 1;
-        if self.count <= FLUSH_ALL_AFTER {
-            flush.flush(platform);
-        } else {
-            flush.ignore();
-        }
-    }
-    fn finish<P: Platform + ?Sized>(self, platform: &P, space: &AddressSpace) {
-        if self.count > FLUSH_ALL_AFTER && space.is_active(platform) {
-            platform.flush_all();
-        }
-    }
+/// Whether changing a present entry's flags from `old` to `new` (same
+/// frame) takes a right away: then other CPUs may cache the wider entry and
+/// must be shot down. Adding rights is IPI-free (a CPU with the narrower
+/// entry takes a spurious fault and flushes it locally).
+fn narrows(old: PteFlags, new: PteFlags) -> bool {
+    let rights = PteFlags::USER | PteFlags::WRITABLE;
+    !(new & rights).contains(old & rights)
 }
 
 /// Drops a reference the core holds; failure is a core bug.
@@ -221,9 +203,34 @@ impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
         self.space.directory()
     }
 
-    /// Loads this space into CR3.
+    /// Loads this space into CR3 on the calling CPU, which joins the
+    /// space's CPU set (see [`AddressSpace::activate`]; for a context
+    /// switch, [`AddressSpace::switch_from`] also leaves the previous
+    /// space's set).
     pub fn activate(&self) {
         self.space.activate(self.platform);
+    }
+
+    /// The platform the space's operations run on. On a machine where each
+    /// CPU is its own `Platform` value (the simulator's `CpuHandle`), the
+    /// caller that takes the space's lock on another CPU sets that CPU's
+    /// platform first, so local flushes and `cpu_id` name the CPU it runs
+    /// on. (A kernel whose one platform reads the CPU number from per-CPU
+    /// data never needs this.)
+    pub fn set_platform(&mut self, platform: &'a P) {
+        self.platform = platform;
+    }
+
+    /// The platform the space's operations run on.
+    pub fn platform(&self) -> &'a P {
+        self.platform
+    }
+
+    /// Ends an operation's batch on this space (local flush, one shootdown
+    /// to the other CPUs of its set, then the deferred frames are freed).
+    #[inline]
+    pub(super) fn finish_batch(&mut self, batch: TlbBatch) {
+        let _ = batch.finish(self.platform, &self.space, &mut self.frames);
     }
 
     /// True when this space is loaded in CR3.
@@ -301,6 +308,17 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> Drop for VmSpace<'_, P, F> {
             // SAFETY: the kernel's directory maps the kernel half every
             // space shares, so the running code stays mapped.
             unsafe { self.platform.set_root(self.kernel_dir) };
+        }
+        let me = self.platform.cpu_id();
+        if space.cpu_set().contains(me) {
+            space.deactivate(self.platform);
+        }
+        // Other CPUs must have switched away (the kernel's job); a CPU left
+        // in the set may still cache entries lazily: drop them before the
+        // tables and frames go.
+        let others = space.cpu_set().without(me);
+        if !others.is_empty() {
+            self.platform.shootdown(others, Invalidate::AllNonGlobal);
         }
         space.destroy(self.platform, &mut self.frames);
         for (start, region) in self.regions.take_all() {
