@@ -349,29 +349,6 @@ fn fault_section(goals: &mut Vec<String>) -> String {
     )
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .map_or_else(String::new, |l| {
-            format!(", 1-minute load average {l} at the end of the run")
-        });
-    format!(
-        "{cpu}, {cpus} CPUs visible, {} {}{load}",
-        std::env::consts::OS,
-        std::env::consts::ARCH
-    )
-}
-
 fn main() {
     let only = std::env::args().nth(1);
     let mut goals = Vec::new();
@@ -399,21 +376,7 @@ fn main() {
          {ROUNDS} interleaved rounds; a pair is one allocation and one free. Faults: each \
          simulated CPU (a host thread) faults 1024 demand-zero pages of its own address space \
          and unmaps them, 4 times; best of {ROUNDS}.\n\n{out}\nTargets:\n\n{goals}\n<!-- smp:end -->\n",
-        machine = machine(),
+        machine = myos_bench::machine_with_load(),
     );
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let bm = root.join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&bm).unwrap_or_else(|_| "# Benchmarks\n".into());
-    let new = match (old.find("<!-- smp:begin -->"), old.find("<!-- smp:end -->")) {
-        (Some(a), Some(b)) if b > a => {
-            let end = b + "<!-- smp:end -->".len();
-            let rest = old[end..].strip_prefix('\n').unwrap_or(&old[end..]);
-            format!("{}{section}{rest}", &old[..a])
-        }
-        _ => format!("{}\n\n{section}", old.trim_end()),
-    };
-    match std::fs::write(&bm, new) {
-        Ok(()) => eprintln!("wrote the SMP section of {}", bm.display()),
-        Err(e) => eprintln!("cannot write {}: {e}", bm.display()),
-    }
+    myos_bench::write_benchmarks_section("smp", &section);
 }

@@ -435,30 +435,6 @@ fn fork(w: &World, mib: u32) -> (f64, u32, u32) {
     (v.into_iter().fold(f64::INFINITY, f64::min), alloc, pages)
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // The machine is shared: say how busy it was.
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .map_or_else(String::new, |l| {
-            format!(", 1-minute load average {l} at the end of the run")
-        });
-    format!(
-        "{cpu}, {cpus} CPUs visible, {} {}{load}",
-        std::env::consts::OS,
-        std::env::consts::ARCH
-    )
-}
-
 /// "met" or "missed" for `value <= goal`.
 fn verdict(value: f64, goal: f64) -> &'static str {
     if value <= goal {
@@ -623,21 +599,7 @@ fn main() {
          {ROUNDS} rounds. fork rows: private anonymous memory, every page writable before \
          the fork (so the fork write-protects each one); best of 5 forks.\n\n{out}\n\
          Targets:\n\n{goals}\n{NOTE}\n<!-- vm:end -->\n",
-        machine = machine(),
+        machine = myos_bench::machine_with_load(),
     );
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let bm = root.join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&bm).unwrap_or_else(|_| "# Benchmarks\n".into());
-    let new = match (old.find("<!-- vm:begin -->"), old.find("<!-- vm:end -->")) {
-        (Some(a), Some(b)) if b > a => {
-            let end = b + "<!-- vm:end -->".len();
-            let rest = old[end..].strip_prefix('\n').unwrap_or(&old[end..]);
-            format!("{}{section}{rest}", &old[..a])
-        }
-        _ => format!("{}\n{section}", old.trim_end()),
-    };
-    match std::fs::write(&bm, new) {
-        Ok(()) => eprintln!("wrote the VM section of {}", bm.display()),
-        Err(e) => eprintln!("cannot write {}: {e}", bm.display()),
-    }
+    myos_bench::write_benchmarks_section("vm", &section);
 }

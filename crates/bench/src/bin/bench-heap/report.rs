@@ -154,7 +154,7 @@ pub(crate) fn print_and_write(
     }
 
     // ----- files -----
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = myos_bench::repo_root();
     let svg_path = root.join("docs/bench-heap.svg");
     let _ = std::fs::create_dir_all(root.join("docs"));
     if let Err(e) = std::fs::write(&svg_path, svg(rows, names)) {
@@ -184,7 +184,7 @@ heap-efficiency protocol (live bytes / arena at the first failure, mean of {EFF_
 ### Notes (hand-written, in `bench-heap/notes.rs`)\n\n{NOTES}\n{END}\n",
         BEGIN = "<!-- heap:begin -->",
         END = "<!-- heap:end -->",
-        machine = machine(),
+        machine = myos_bench::machine(),
         runs_text = if runs == 1 {
             "one run".to_owned()
         } else {
@@ -192,39 +192,7 @@ heap-efficiency protocol (live bytes / arena at the first failure, mean of {EFF_
         },
         floor_ns = floor_ns.join(" / "),
     );
-    let bm = root.join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&bm).unwrap_or_else(|_| "# Benchmarks\n".into());
-    let new = match (
-        old.find("<!-- heap:begin -->"),
-        old.find("<!-- heap:end -->"),
-    ) {
-        (Some(a), Some(b)) if b > a => {
-            let end = b + "<!-- heap:end -->".len();
-            let rest = old[end..].strip_prefix('\n').unwrap_or(&old[end..]);
-            format!("{}{section}{rest}", &old[..a])
-        }
-        _ => format!("{}\n{section}", old.trim_end()),
-    };
-    if let Err(e) = std::fs::write(&bm, new) {
-        eprintln!("cannot write {}: {e}", bm.display());
-    }
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!(
-        "{cpu}, {cores} CPUs visible, {} {}",
-        std::env::consts::OS,
-        std::env::consts::ARCH
-    )
+    myos_bench::write_benchmarks_section("heap", &section);
 }
 
 fn svg(rows: &[Row], workloads: &[&str]) -> String {
