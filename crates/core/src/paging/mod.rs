@@ -1,9 +1,18 @@
 //! Two-level i386 paging: entries, flags and address spaces.
+//!
+//! - `entry.rs`: `PageTableEntry` and `PteFlags`;
+//! - `table.rs`: a page-table frame and the references it holds;
+//! - `space.rs`: `AddressSpace`, its operations and its CPU set;
+//! - `outcome.rs`: `Flush` tokens and `MapError`;
+//! - `batch.rs`: `TlbBatch`, one shootdown per narrowing operation;
+//! - `heap_backend.rs`: the kernel heap's pages and kernel-half unmaps.
 
 pub mod batch;
 pub mod entry;
 pub mod heap_backend;
+mod outcome;
 pub mod space;
+mod table;
 
 pub use batch::{BatchOutcome, TlbBatch, BATCH_PAGES};
 pub use entry::{PageTableEntry, PteFlags};

@@ -21,125 +21,17 @@ use core::ptr::NonNull;
 
 use super::batch::TlbBatch;
 use super::entry::{PageTableEntry, PteFlags};
+pub use super::outcome::{Flush, MapError};
+use super::table::{entry_reference, new_table, release_owned, release_table, Table};
 use crate::addr::{Frame, Page, PhysAddr, VirtAddr};
 use crate::error::MmError;
-use crate::frames::{FrameSource, OwnedFrame, Zone};
+use crate::frames::{FrameSource, OwnedFrame};
 use crate::layout::{
     is_direct_map, DIRECT_MAP_START, DIRECT_ZONE_END, ENTRIES, HEAP_START, KERNEL_BASE,
     KERNEL_PD_INDEX, KMAP_END, TABLE_SPAN,
 };
 use crate::platform::Platform;
 use crate::smp::{AtomicCpuSet, CpuSet};
-
-/// A TLB invalidation that is owed after a change to a page-table entry.
-///
-/// Dropping it without calling [`flush`](Flush::flush) or
-/// [`ignore`](Flush::ignore) is a warning (`#[must_use]`): a forgotten
-/// `invlpg` leaves a stale translation behind.
-#[must_use = "the TLB may still hold the old translation: call .flush(platform) or .ignore()"]
-#[derive(Debug)]
-pub struct Flush {
-    page: Page,
-    dir: Frame,
-}
-
-impl Flush {
-    /// Invalidates the page's TLB entry when the change can be cached: the
-    /// page is in the (shared) kernel half, or its address space is loaded.
-    pub fn flush<P: Platform + ?Sized>(self, platform: &P) {
-        if self.page.start().as_u32() >= KERNEL_BASE || platform.root() == self.dir {
-            platform.flush(self.page);
-        }
-    }
-
-    /// Skips the invalidation: the caller flushes the whole TLB later, or
-    /// knows the address space is not loaded anywhere.
-    pub fn ignore(self) {}
-
-    /// The page whose translation changed.
-    pub fn page(&self) -> Page {
-        self.page
-    }
-}
-
-/// A failed [`AddressSpace::map`] or [`remap`](AddressSpace::remap): the
-/// error, and the frame the call was given, still the caller's.
-#[must_use = "the frame is still owned: map it elsewhere or release it"]
-#[derive(Debug, PartialEq, Eq)]
-pub struct MapError {
-    /// Why the mapping failed (nothing changed).
-    pub error: MmError,
-    /// The frame that was to be mapped, handed back.
-    pub frame: OwnedFrame,
-}
-
-impl MapError {
-    /// Releases the frame (ignoring a frame no allocator manages) and
-    /// returns the error.
-    pub fn release<F: FrameSource + ?Sized>(self, frames: &mut F) -> MmError {
-        drop_reference(frames, self.frame);
-        self.error
-    }
-}
-
-/// Drops one reference. Frames the allocator doesn't manage (device memory
-/// mapped by address) carry none and are skipped; any other failure is a
-/// bug in the core's accounting.
-fn drop_reference<F: FrameSource + ?Sized>(frames: &mut F, frame: OwnedFrame) {
-    let f = frame.frame();
-    match frames.release(frame) {
-        Ok(_) | Err(MmError::FrameReserved) | Err(MmError::OutOfRange) => {}
-        Err(e) => debug_assert!(false, "releasing {f:?}: {e:?}"),
-    }
-}
-
-/// The reference a present entry (or a table frame the space keeps as a
-/// number) holds, as a value, once the entry is gone.
-///
-/// # Safety
-///
-/// `frame` is what a present entry the caller has just cleared (or will
-/// never read again) pointed at, or a directory/table/counts frame of a
-/// space being torn down: the paging rule gives each exactly one reference
-/// (or none, for a frame no allocator manages), which the entry no longer
-/// claims.
-pub(crate) unsafe fn entry_reference(frame: Frame) -> OwnedFrame {
-    // SAFETY: forwarded to the caller (the first or second case of
-    // `OwnedFrame::from_raw`).
-    unsafe { OwnedFrame::from_raw(frame) }
-}
-
-/// A page table or directory in memory: 1024 entries read and written with
-/// volatile accesses (the MMU sets Accessed and Dirty bits behind our back).
-#[derive(Clone, Copy)]
-struct Table(NonNull<u32>);
-
-impl Table {
-    fn of<P: Platform + ?Sized>(platform: &P, frame: Frame) -> Table {
-        Table(platform.frame_ptr(frame).cast())
-    }
-    fn get(self, i: usize) -> PageTableEntry {
-        assert!(i < ENTRIES);
-        // SAFETY: the table is a direct-mapped frame of 1024 entries (page
-        // tables are allocated from `Zone::Direct`), valid per the platform
-        // contract; `i` is in bounds.
-        PageTableEntry::from_raw(unsafe { self.0.as_ptr().add(i).read_volatile() })
-    }
-    fn set(self, i: usize, e: PageTableEntry) {
-        assert!(i < ENTRIES);
-        // SAFETY: as in `get`; the address space owning the table is borrowed
-        // mutably by every caller, so no other writer exists in the core.
-        unsafe { self.0.as_ptr().add(i).write_volatile(e.raw()) }
-    }
-    fn entry_ptr(self, i: usize) -> NonNull<PageTableEntry> {
-        assert!(i < ENTRIES);
-        // SAFETY: in bounds of the table (checked above).
-        unsafe { self.0.add(i).cast() }
-    }
-    fn live_entries(self) -> u16 {
-        (0..ENTRIES).filter(|&i| !self.get(i).is_unused()).count() as u16
-    }
-}
 
 /// Flags of a user-half page-directory entry: the page-table entries decide.
 const USER_PDE: PteFlags = PteFlags::PRESENT
@@ -732,48 +624,6 @@ impl AddressSpace {
             .filter(|&i| dir.get(i).is_present())
             .count()
     }
-}
-
-/// A zeroed page table (or directory) from the direct-mapped zone.
-fn new_table<P: Platform + ?Sized, F: FrameSource + ?Sized>(
-    platform: &P,
-    frames: &mut F,
-) -> Result<Frame, MmError> {
-    let t = frames.alloc(Zone::Direct)?;
-    platform.zero_frame(t.frame());
-    // The space keeps its tables as numbers (in directory entries and its
-    // fields); `release_owned` turns them back into references.
-    Ok(t.into_raw())
-}
-
-/// Drops the references held by a page table's entries, then the table.
-fn release_table<P: Platform + ?Sized, F: FrameSource + ?Sized>(
-    platform: &P,
-    frames: &mut F,
-    table: Frame,
-) {
-    let t = Table::of(platform, table);
-    for i in 0..ENTRIES {
-        let e = t.get(i);
-        if e.is_present() {
-            // Frames the allocator doesn't manage (device memory mapped by
-            // address) carry no reference; anything else is a core bug.
-            // SAFETY: the table is being freed: no entry of it is read again.
-            match frames.release(unsafe { entry_reference(e.frame()) }) {
-                Ok(_) | Err(MmError::FrameReserved) | Err(MmError::OutOfRange) => {}
-                Err(err) => debug_assert!(false, "releasing {:?}: {err}", e.frame()),
-            }
-        }
-    }
-    release_owned(frames, table);
-}
-
-/// Releases a frame the paging code allocated itself.
-fn release_owned<F: FrameSource + ?Sized>(frames: &mut F, frame: Frame) {
-    // SAFETY: callers pass a table, directory or counts frame of this space
-    // that is being freed (`new_table` gave up its reference to the space).
-    let r = frames.release(unsafe { entry_reference(frame) });
-    debug_assert_eq!(r, Ok(true), "page-table frame {frame:?} had other owners");
 }
 
 const _: () = assert!(DIRECT_MAP_START == KERNEL_BASE);
