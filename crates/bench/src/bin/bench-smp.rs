@@ -23,7 +23,7 @@ use myos_abi::{RawMman, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_W
 use myos_mm::frames::{FrameAllocator, FramePool, FrameSource, Zone};
 use myos_mm::vm::FdTable;
 use myos_mm::VirtAddr;
-use myos_sim::smp::world::SmpWorld;
+use myos_sim::smp::world::{SmpVm, SmpWorld};
 use myos_sim::smp::SmpMachine;
 use myos_sim::Mode;
 use spin::Mutex;
@@ -32,10 +32,8 @@ const REGION: u32 = 0x0800_0000;
 const RW: u32 = PROT_READ | PROT_WRITE;
 const ROUNDS: usize = 5;
 
-/// Shootdown counts of one call: (IPIs, shootdowns, full flushes).
-fn one_call(live: usize, pages: u32, op: &str) -> (u64, u64, u64) {
-    let w = SmpWorld::new(64 << 20, 4);
-    let mut vm = w.space(0);
+/// `pages` private anonymous pages at [`REGION`] in `vm`.
+fn map_region(vm: &mut SmpVm<'_>, pages: u32) {
     vm.mmap(
         &FdTable::new(),
         VirtAddr::new(REGION),
@@ -46,6 +44,13 @@ fn one_call(live: usize, pages: u32, op: &str) -> (u64, u64, u64) {
         0,
     )
     .expect("mmap");
+}
+
+/// Shootdown counts of one call: (IPIs, shootdowns, full flushes).
+fn one_call(live: usize, pages: u32, op: &str) -> (u64, u64, u64) {
+    let w = SmpWorld::new(64 << 20, 4);
+    let mut vm = w.space(0);
+    map_region(&mut vm, pages);
     for i in 0..pages {
         w.write_u32(0, &mut vm, REGION + i * 4096, i)
             .expect("touch");
@@ -287,16 +292,7 @@ fn fault_rate(threads: usize) -> f64 {
             .map(|n| {
                 s.spawn(move || {
                     let mut vm = w.space(n);
-                    vm.mmap(
-                        &FdTable::new(),
-                        VirtAddr::new(REGION),
-                        pages * 4096,
-                        RW,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-                        -1,
-                        0,
-                    )
-                    .expect("mmap");
+                    map_region(&mut vm, pages);
                     start.wait();
                     let t0 = Instant::now();
                     for round in 0..4u32 {
@@ -308,16 +304,7 @@ fn fault_rate(threads: usize) -> f64 {
                             vm.munmap(VirtAddr::new(REGION), pages * 4096)
                         })
                         .expect("munmap");
-                        vm.mmap(
-                            &FdTable::new(),
-                            VirtAddr::new(REGION),
-                            pages * 4096,
-                            RW,
-                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-                            -1,
-                            0,
-                        )
-                        .expect("mmap");
+                        map_region(&mut vm, pages);
                     }
                     let t1 = Instant::now();
                     w.unload(n, &vm);
