@@ -110,9 +110,9 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         new_stack: kstack::KernelStack::new,
         stack_top: kstack::KernelStack::top,
     });
-    if boot_info.option("flush") == Some("local") {
-        println!("flush=local: no shootdowns for the core's flushes (stale TLBs expected)");
-        platform::set_local_flush_only();
+    if boot_info.option("shootdown") == Some("off") {
+        println!("shootdown=off: the core's shootdowns are dropped (stale TLBs expected)");
+        platform::drop_shootdowns();
     }
     match (boot_info.option("mode"), boot_info.option("test")) {
         (_, Some("oops")) => ktest::deliberate_oops(),

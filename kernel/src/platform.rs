@@ -94,36 +94,15 @@ pub fn is_mapped(va: u32) -> bool {
     pte.is_present()
 }
 
-/// Set by the boot option `flush=local`: the core's flushes stay on the
-/// calling CPU, as the core alone does them today (the stress tests then
-/// show what the missing shootdowns break).
-static LOCAL_FLUSH_ONLY: AtomicBool = AtomicBool::new(false);
+/// Set by the boot option `shootdown=off`: the core's shootdowns are
+/// dropped, so other CPUs keep stale translations (the stress tests then
+/// show what the shootdowns prevent). Never set otherwise.
+static SHOOTDOWNS_OFF: AtomicBool = AtomicBool::new(false);
 
-/// Makes the platform's flushes local only (`flush=local`, for tests).
-pub fn set_local_flush_only() {
-    LOCAL_FLUSH_ONLY.store(true, Ordering::Relaxed);
-}
-
-/// The other CPUs a local flush of `va` must reach — an interim measure of
-/// the kernel while the core flushes only the CPU it runs on (its
-/// `flush`/`flush_all` calls come after each entry change and, for up to
-/// 16 pages, before the frame is released; above that, `munmap` releases
-/// the frames before its one `flush_all`, which leaves a short window).
-/// A kernel-half page (heap, kernel stacks) is global: every other online
-/// CPU. A user page: the core flushes only the space loaded here, which is
-/// the running thread's, so the other CPUs running that space
-/// ([`crate::process::loaded_space_cpus`]). When the core sends its own
-/// shootdowns (with its per-space CPU sets), this goes and `flush` is
-/// local again.
-fn remote_targets(va: u32) -> CpuSet {
-    if crate::smp::online().len() <= 1 || LOCAL_FLUSH_ONLY.load(Ordering::Relaxed) {
-        return CpuSet::EMPTY;
-    }
-    if va >= myos_mm::layout::KERNEL_BASE {
-        crate::smp::online().without(crate::smp::cpu_id())
-    } else {
-        crate::process::loaded_space_cpus()
-    }
+/// Drops every shootdown the core asks for from now on (`shootdown=off`,
+/// a deliberately broken mode for tests).
+pub fn drop_shootdowns() {
+    SHOOTDOWNS_OFF.store(true, Ordering::Relaxed);
 }
 
 /// Invalidates the TLB entry of one virtual address.
@@ -215,23 +194,13 @@ unsafe impl Platform for X86Platform {
     }
 
     fn flush(&self, page: Page) {
-        let va = page.start().as_u32();
-        invlpg(va);
-        // Interim, until the core shoots down itself: see `remote_targets`.
-        let targets = remote_targets(va);
-        if !targets.is_empty() {
-            crate::smp::shootdown(targets, Invalidate::Pages(&[page]));
-        }
+        invlpg(page.start().as_u32());
     }
 
     fn flush_all(&self) {
         // SAFETY: reloading CR3 with its own value only flushes the TLB.
         unsafe {
             core::arch::asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags));
-        }
-        let targets = remote_targets(0);
-        if !targets.is_empty() {
-            crate::smp::shootdown(targets, Invalidate::AllNonGlobal);
         }
     }
 
@@ -244,7 +213,9 @@ unsafe impl Platform for X86Platform {
     }
 
     fn shootdown(&self, targets: CpuSet, what: Invalidate<'_>) {
-        crate::smp::shootdown(targets, what)
+        if !SHOOTDOWNS_OFF.load(Ordering::Relaxed) {
+            crate::smp::shootdown(targets, what)
+        }
     }
 
     fn zero_frame(&self, frame: Frame) {

@@ -112,12 +112,26 @@ impl CpuSet {
 /// space; it leaves when it loads another space and its TLB can no longer
 /// hold non-global entries of this one).
 #[derive(Debug, Default)]
+#[repr(transparent)]
 pub struct AtomicCpuSet(AtomicU32);
 
 impl AtomicCpuSet {
     /// An empty set.
     pub const fn new() -> AtomicCpuSet {
         AtomicCpuSet(AtomicU32::new(0))
+    }
+
+    /// The set stored in the `u32` at `ptr` (memory no Rust reference
+    /// covers, such as a word of a frame reached through the platform).
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be valid, aligned to 4 and live for `'a`, and every
+    /// access to that word during `'a` must be atomic.
+    pub(crate) unsafe fn from_ptr<'a>(ptr: *mut u32) -> &'a AtomicCpuSet {
+        // SAFETY: the caller's contract is `AtomicU32::from_ptr`'s;
+        // `AtomicCpuSet` is a transparent wrapper of `AtomicU32`.
+        unsafe { &*(AtomicU32::from_ptr(ptr) as *const AtomicU32 as *const AtomicCpuSet) }
     }
 
     /// Adds `cpu`. `SeqCst` so that a CPU which adds itself and then walks

@@ -11,6 +11,7 @@ use myos_abi::{
     MemFs, RawMman, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE,
 };
 use myos_mm::vm::{FaultOutcome, FdTable, OpenMode, PageFault as CoreFault};
+use myos_mm::smp::CpuSet;
 use myos_mm::{PhysAddr, Platform, VirtAddr};
 use myos_sim::smp::world::{SmpVm, SmpWorld};
 use myos_sim::smp::{CpuHandle, ShootdownStats};
@@ -137,6 +138,54 @@ fn a_space_live_only_here_sends_nothing() {
     assert_eq!(w.check(), Ok(()));
     assert_eq!(stats(&w), (0, 0, 0, 0));
     drop(child);
+    teardown(&w, vm, 1);
+    w.finish();
+}
+
+#[test]
+fn the_schedulers_handle_moves_cpus_between_spaces_without_their_locks() {
+    let w = SmpWorld::new(16 << 20, 2);
+    let mut vm = setup(&w, 2, 1);
+    // The last user page table: its live-entry count shares the metadata
+    // frame with the CPU set.
+    let top = 0xBFFF_F000;
+    vm.mmap(
+        &FdTable::new(),
+        VirtAddr::new(top),
+        4096,
+        RW,
+        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+        -1,
+        0,
+    )
+    .unwrap();
+    w.write_u32(0, &mut vm, top, 7).unwrap();
+    let other = w.space(0);
+    let (here, there) = (vm.address_space().cpus(), other.address_space().cpus());
+    assert_eq!(here.directory(), vm.directory());
+    let (c0, c1) = (w.cpu(0), w.cpu(1));
+    // SAFETY (every handle call below): both spaces live until the end.
+    c1.exclusive(|| unsafe { here.activate(c1) });
+    assert_eq!(unsafe { here.load(c0) }, CpuSet::first(2));
+    assert_eq!(vm.address_space().cpu_set(c0), CpuSet::first(2));
+    assert_eq!(c1.read_u32(REGION, Mode::User), Ok(0x1000));
+    vm.munmap(VirtAddr::new(REGION), 4096).unwrap();
+    assert_eq!(w.check(), Ok(()));
+    assert_eq!(stats(&w), (1, 1, 1, 0));
+    // The context switch to the other space, with handles only.
+    c1.exclusive(|| unsafe {
+        there.activate(c1);
+        here.leave(c1);
+    });
+    assert!(!vm.address_space().cpu_set(c0).contains(c1.id()));
+    assert_eq!(unsafe { there.load(c0) }, CpuSet::only(c1.id()));
+    vm.munmap(VirtAddr::new(REGION + 4096), 4096).unwrap();
+    assert_eq!(stats(&w), (1, 1, 1, 0), "CPU 1 left: nothing to send");
+    assert_eq!(w.read_u32(0, &mut vm, top), Ok(7), "count and set coexist");
+    vm.munmap(VirtAddr::new(top), 4096).unwrap();
+    assert_eq!(w.check(), Ok(()));
+    w.unload(1, &other);
+    drop(other);
     teardown(&w, vm, 1);
     w.finish();
 }

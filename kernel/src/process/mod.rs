@@ -35,7 +35,7 @@ mod table;
 pub use abi::{sig, WaitStatus};
 pub use context::kstack_high_water;
 pub use fault::{page_fault, user_exception, LAST_USER_FAULT, THREAD_KILLS};
-pub use sched::{loaded_space_cpus, preempt, run_forever, run_until_idle};
+pub use sched::{preempt, run_forever, run_until_idle};
 pub use spawn::spawn;
 pub use stats::{add_fault_stats, fault_cycles, take_low_water};
 pub use syscall::{

@@ -12,7 +12,6 @@
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
-use myos_mm::smp::CpuSet;
 use myos_mm::{Frame, Platform};
 use spin::Once;
 
@@ -34,39 +33,26 @@ fn kernel_dir() -> Frame {
 
 /// Moves this CPU from the address space it has loaded (`prev`, or the
 /// kernel's) to `next` (or the kernel's), keeping each space's set of CPUs
-/// that may hold its translations: a CPU enters a space's set before it
-/// loads the space's directory and leaves it after it loaded another one
-/// (a CR3 load drops every non-global entry). Sequentially consistent on
-/// both sides, like the shooter's read of the set after it changed entries.
+/// that may hold its translations: the core's
+/// [`SpaceCpus`](myos_mm::paging::SpaceCpus) joins the set
+/// before it loads the directory, and the CPU leaves `prev`'s set only after
+/// it loaded another one (a CR3 load drops every non-global entry). The
+/// core's shootdowns read these sets; neither step takes the space's lock.
 ///
-/// This is the one place that loads user directories: when the core keeps
-/// the set itself (an `activate` that records the CPU, a call that tells the
-/// space the CPU left), those calls replace the set updates here, and the
-/// interim shootdowns in `platform.rs` go.
+/// This is the one place that loads user directories.
 pub(super) fn switch_space(prev: Option<&Space>, next: Option<&Space>) {
-    let me = crate::smp::cpu_id();
-    let dir = match next {
-        Some(space) => {
-            space.cpus.insert(me);
-            space.dir
-        }
-        None => kernel_dir(),
-    };
-    // SAFETY: every user directory shares the kernel half, which maps the
-    // code and stack this runs on; `dir` is a live directory (the space is
-    // held by the caller, or it is the kernel's).
-    unsafe { PLATFORM.set_root(dir) };
-    if let Some(space) = prev {
-        space.cpus.remove(me);
+    match next {
+        // SAFETY: the caller holds a reference to `space`, and the CPU keeps
+        // one while the directory is loaded (`pick`, `switched_back`).
+        Some(space) => unsafe { space.cpus.activate(&PLATFORM) },
+        // SAFETY: the kernel's directory maps the kernel half every space
+        // shares, so the code and stack this runs on stay mapped.
+        None => unsafe { PLATFORM.set_root(kernel_dir()) },
     }
-}
-
-/// The CPUs other than the caller that may hold translations of the space
-/// loaded on this CPU (none when it runs no thread).
-pub fn loaded_space_cpus() -> CpuSet {
-    match current_space() {
-        Some(space) => space.cpus.load().without(crate::smp::cpu_id()),
-        None => CpuSet::EMPTY,
+    if let Some(space) = prev {
+        // SAFETY: the caller holds a reference to `space`; its directory is
+        // no longer loaded here.
+        unsafe { space.cpus.leave(&PLATFORM) };
     }
 }
 

@@ -145,7 +145,7 @@ pub fn syscall(frame: &mut TrapFrame, fx: *mut u8) {
             }
             None => err(errno::EFAULT),
         },
-        nr::MUNMAP => vm_call(|vm| munmap_in_batches(vm, a, b)),
+        nr::MUNMAP => vm_call(|vm| vm.munmap(VirtAddr::new(a), b)),
         nr::MPROTECT => vm_call(|vm| vm.mprotect(VirtAddr::new(a), b, c)),
         _ => err(ENOSYS),
     };
@@ -165,33 +165,6 @@ fn vm_call(f: impl FnOnce(&mut UserSpace) -> Result<(), MmError>) -> u32 {
         Some(Err(e)) => err(e.errno()),
         None => err(errno::EFAULT),
     }
-}
-
-/// Most pages one `munmap` call of the core unmaps for the kernel: the
-/// core flushes page by page (each flush a shootdown to the space's other
-/// CPUs, see `platform.rs`) before it releases each frame only up to 16
-/// pages; above that it releases the frames first and flushes the whole
-/// TLB once at the end, which leaves other CPUs a window to use freed
-/// frames. Interim, until the core ends its batches in one shootdown
-/// before the frees.
-const MUNMAP_BATCH_PAGES: u32 = 16;
-
-/// `munmap(addr, len)` in batches of [`MUNMAP_BATCH_PAGES`] pages (the
-/// same result: unmapping part of a range is what munmap does anyway).
-fn munmap_in_batches(vm: &mut UserSpace, addr: u32, len: u32) -> Result<(), MmError> {
-    const PAGE: u32 = myos_mm::layout::PAGE_SIZE as u32;
-    const BATCH: u32 = MUNMAP_BATCH_PAGES * PAGE;
-    if !addr.is_multiple_of(PAGE) || len <= BATCH {
-        return vm.munmap(VirtAddr::new(addr), len);
-    }
-    let end = u64::from(addr) + u64::from(len.div_ceil(PAGE)) * u64::from(PAGE);
-    let mut at = u64::from(addr);
-    while at < end {
-        let n = (end - at).min(u64::from(BATCH)) as u32;
-        vm.munmap(VirtAddr::new(at as u32), n)?;
-        at += u64::from(n);
-    }
-    Ok(())
 }
 
 /// `write(fd, buf, len)`: fd 1 and 2 print on the console.

@@ -14,9 +14,8 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 use myos_abi::MemFs;
-use myos_mm::smp::AtomicCpuSet;
+use myos_mm::paging::SpaceCpus;
 use myos_mm::vm::{FaultStats, FdTable, VmSpace};
-use myos_mm::Frame;
 use spin::Once;
 
 use super::abi::WaitStatus;
@@ -39,11 +38,10 @@ pub(super) struct Space {
     pub(super) vm: Mutex<UserSpace>,
     /// The descriptor table (taken before `vm` when both are needed).
     pub(super) fds: Mutex<FdTable>,
-    /// The page directory (fixed for the space's life), loaded without
-    /// taking `vm`.
-    pub(super) dir: Frame,
-    /// The CPUs that have this space loaded (see `sched::switch_space`).
-    pub(super) cpus: AtomicCpuSet,
+    /// The page directory and the set of CPUs that may cache the space,
+    /// which the scheduler updates without taking `vm`
+    /// (`sched::switch_space`).
+    pub(super) cpus: SpaceCpus,
     /// Set by `exit`: the other threads end at their next kernel entry.
     pub(super) exiting: AtomicBool,
     /// The status `exit` gave (valid once `exiting` is set).
@@ -55,12 +53,11 @@ pub(super) struct Space {
 impl Space {
     /// A new shared space for `vm` and `fds`, counted in `family`.
     pub(super) fn new(vm: UserSpace, fds: FdTable, family: u32) -> Arc<Space> {
-        let dir = vm.directory();
+        let cpus = vm.address_space().cpus();
         Arc::new(Space {
             vm: Mutex::new(vm),
             fds: Mutex::new(fds),
-            dir,
-            cpus: AtomicCpuSet::new(),
+            cpus,
             exiting: AtomicBool::new(false),
             exit_status: AtomicI32::new(0),
             family,

@@ -207,7 +207,7 @@ impl TlbBatch {
         let (others, here) = if global {
             (platform.online_cpus(), true)
         } else {
-            let set = space.cpu_set();
+            let set = space.cpu_set(platform);
             (set, set.contains(me) || space.is_active(platform))
         };
         let listed = self.listed();

@@ -20,6 +20,7 @@
 use core::ptr::NonNull;
 
 use super::batch::TlbBatch;
+use super::cpus::SpaceCpus;
 use super::entry::{PageTableEntry, PteFlags};
 pub use super::outcome::{Flush, MapError};
 use super::table::{entry_reference, new_table, release_owned, release_table, Table};
@@ -31,7 +32,7 @@ use crate::layout::{
     KERNEL_PD_INDEX, KMAP_END, TABLE_SPAN,
 };
 use crate::platform::Platform;
-use crate::smp::{AtomicCpuSet, CpuSet};
+use crate::smp::CpuSet;
 
 /// Flags of a user-half page-directory entry: the page-table entries decide.
 const USER_PDE: PteFlags = PteFlags::PRESENT
@@ -71,17 +72,16 @@ enum Mapped {
 pub struct AddressSpace {
     /// The page directory (what CR3 holds while this space runs).
     dir: Frame,
-    /// A frame of `u16` counters: live entries per user page table. A hint
-    /// that is confirmed by a scan before a table is freed, so entries
-    /// written behind the core's back (the C API's `page_t *`) are safe.
+    /// The metadata frame: `u16` counters of live entries per user page
+    /// table (a hint that is confirmed by a scan before a table is freed,
+    /// so entries written behind the core's back, through the C API's
+    /// `page_t *`, are safe), and in its last word the CPUs that may cache
+    /// this space's non-global translations ([`SpaceCpus`]): each CPU that
+    /// loads it ([`activate`](Self::activate)) until it loads another space
+    /// ([`switch_from`](Self::switch_from), [`deactivate`](Self::deactivate)).
     counts: Frame,
     /// True for the kernel space, which owns the shared kernel tables.
     kernel: bool,
-    /// The CPUs that may cache this space's non-global translations: each
-    /// CPU that loads it ([`activate`](Self::activate)) until it loads
-    /// another space ([`switch_from`](Self::switch_from),
-    /// [`deactivate`](Self::deactivate)).
-    cpus: AtomicCpuSet,
 }
 
 impl AddressSpace {
@@ -143,7 +143,6 @@ impl AddressSpace {
                 dir,
                 counts,
                 kernel,
-                cpus: AtomicCpuSet::new(),
             }),
             Err(e) => {
                 release_owned(frames, dir);
@@ -167,24 +166,23 @@ impl AddressSpace {
         platform.root() == self.dir
     }
 
+    /// The handle on this space's CPU set that a scheduler keeps beside
+    /// the space, to switch CPUs in and out without the space's lock.
+    pub fn cpus(&self) -> SpaceCpus {
+        SpaceCpus::new(self.dir, self.counts)
+    }
+
     /// Loads this space into CR3 (`switch_page_directory`) on the calling
-    /// CPU, which first joins the space's CPU set.
-    ///
-    /// The order matters: the CPU is added (a `SeqCst` read-modify-write)
-    /// before CR3 is loaded, so any walk it makes of this space happens
-    /// after it joined. An operation that changes entries and then (after a
-    /// `SeqCst` fence, in [`TlbBatch::finish`](super::TlbBatch::finish))
-    /// reads the set either sees this CPU and shoots it down, or this CPU's
-    /// insert came after the fence and its walks see the changed entries.
+    /// CPU, which first joins the space's CPU set (see
+    /// [`SpaceCpus::activate`] for why in that order).
     ///
     /// The CPU stays in the set of the space it loaded before: call
     /// [`switch_from`](Self::switch_from) to leave it in the same step, or
     /// [`deactivate`](Self::deactivate) on that space afterwards.
     pub fn activate<P: Platform + ?Sized>(&self, platform: &P) {
-        self.cpus.insert(platform.cpu_id());
-        // SAFETY: every space's kernel half is the kernel space's, so the
-        // code and data the caller runs on stay mapped across the switch.
-        unsafe { platform.set_root(self.dir) }
+        // SAFETY: `&self` keeps the space alive; its kernel half is the
+        // kernel space's, which maps the code the caller runs.
+        unsafe { self.cpus().activate(platform) }
     }
 
     /// The context switch from `prev` to this space on the calling CPU:
@@ -197,7 +195,7 @@ impl AddressSpace {
     pub fn switch_from<P: Platform + ?Sized>(&self, prev: &AddressSpace, platform: &P) {
         self.activate(platform);
         if prev.dir != self.dir {
-            prev.cpus.remove(platform.cpu_id());
+            prev.deactivate(platform);
         }
     }
 
@@ -205,16 +203,14 @@ impl AddressSpace {
     /// has loaded another directory (or when it goes offline): the CR3 load
     /// is what drops this space's translations from its TLB.
     pub fn deactivate<P: Platform + ?Sized>(&self, platform: &P) {
-        debug_assert!(
-            !self.is_active(platform),
-            "leaving the CPU set of the loaded space"
-        );
-        self.cpus.remove(platform.cpu_id());
+        // SAFETY: `&self` keeps the space alive.
+        unsafe { self.cpus().leave(platform) }
     }
 
     /// The CPUs that may cache this space's non-global translations now.
-    pub fn cpu_set(&self) -> CpuSet {
-        self.cpus.load()
+    pub fn cpu_set<P: Platform + ?Sized>(&self, platform: &P) -> CpuSet {
+        // SAFETY: `&self` keeps the space alive.
+        unsafe { self.cpus().load(platform) }
     }
 
     /// The entry mapping `page`, if its page table exists. Direct-map pages

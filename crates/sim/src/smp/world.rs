@@ -263,7 +263,7 @@ impl SmpWorld {
             // this CPU's.
             vm.set_platform(c);
             let dir = vm.directory().start().as_u32();
-            if c.cr3() != dir || !vm.address_space().cpu_set().contains(c.id()) {
+            if c.cr3() != dir || !vm.address_space().cpu_set(c).contains(c.id()) {
                 vm.address_space().activate(c);
             }
             let mut faults = 0;

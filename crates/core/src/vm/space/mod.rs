@@ -310,13 +310,13 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> Drop for VmSpace<'_, P, F> {
             unsafe { self.platform.set_root(self.kernel_dir) };
         }
         let me = self.platform.cpu_id();
-        if space.cpu_set().contains(me) {
+        if space.cpu_set(self.platform).contains(me) {
             space.deactivate(self.platform);
         }
         // Other CPUs must have switched away (the kernel's job); a CPU left
         // in the set may still cache entries lazily: drop them before the
         // tables and frames go.
-        let others = space.cpu_set().without(me);
+        let others = space.cpu_set(self.platform).without(me);
         if !others.is_empty() {
             self.platform.shootdown(others, Invalidate::AllNonGlobal);
         }
