@@ -157,12 +157,17 @@ impl BootInfo {
     pub fn cmdline(&self) -> &str {
         core::str::from_utf8(&self.cmdline[..self.cmdline_len]).unwrap_or("")
     }
-    /// The value of `key=value` on the command line, if present.
+    /// The value of `key=value` on the command line, if present; the last
+    /// one when the key is given twice (so words appended to a default,
+    /// as `cargo xtask run --append` does, override it).
     pub fn option(&self, key: &str) -> Option<&str> {
-        self.cmdline().split_ascii_whitespace().find_map(|word| {
-            let (k, v) = word.split_once('=')?;
-            (k == key).then_some(v)
-        })
+        self.cmdline()
+            .split_ascii_whitespace()
+            .filter_map(|word| {
+                let (k, v) = word.split_once('=')?;
+                (k == key).then_some(v)
+            })
+            .last()
     }
     /// Whole 4 KiB frames inside the firmware's usable entries, below 4 GiB
     /// (what a 32-bit kernel without PAE can address).

@@ -294,6 +294,25 @@ pub fn kernel_tests() -> Result<(), String> {
         cpu: DEFAULT_CPU,
     });
     cases.push(Case {
+        name: "the stress tests catch a kernel that drops its shootdowns (shootdown=off)".into(),
+        memory: "128M",
+        cmdline: "mode=test tests=stress shootdown=off only=_vs_",
+        timeout: STRESS_TIMEOUT,
+        expect: Outcome::Failure,
+        must_print: &[
+            "smp: 4 CPUs online",
+            "STALE TLB: a read after munmap succeeded",
+            "test stress::munmap_vs_reader ... FAILED",
+            "STALE TLB: a write after mprotect succeeded",
+            "test stress::mprotect_vs_writer ... FAILED",
+            "the child saw a sibling's write after fork",
+            "test stress::cow_fork_vs_sibling_writers ... FAILED",
+        ],
+        with_module: false,
+        smp: 4,
+        cpu: DEFAULT_CPU,
+    });
+    cases.push(Case {
         name: "oops on 4 CPUs: the others are stopped, the report printed".into(),
         memory: "32M",
         cmdline: "test=oops",

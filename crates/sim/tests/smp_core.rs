@@ -10,8 +10,8 @@ use std::sync::{Barrier, Mutex, MutexGuard, TryLockError};
 use myos_abi::{
     MemFs, RawMman, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE,
 };
-use myos_mm::vm::{FaultOutcome, FdTable, OpenMode, PageFault as CoreFault};
 use myos_mm::smp::CpuSet;
+use myos_mm::vm::{FaultOutcome, FdTable, OpenMode, PageFault as CoreFault};
 use myos_mm::{PhysAddr, Platform, VirtAddr};
 use myos_sim::smp::world::{SmpVm, SmpWorld};
 use myos_sim::smp::{CpuHandle, ShootdownStats};
