@@ -164,21 +164,27 @@ fn the_schedulers_handle_moves_cpus_between_spaces_without_their_locks() {
     let (here, there) = (vm.address_space().cpus(), other.address_space().cpus());
     assert_eq!(here.directory(), vm.directory());
     let (c0, c1) = (w.cpu(0), w.cpu(1));
-    // SAFETY (every handle call below): both spaces live until the end.
+    // Both spaces live until the end of the test: every handle call is sound.
+    // SAFETY: as above.
     c1.exclusive(|| unsafe { here.activate(c1) });
-    assert_eq!(unsafe { here.load(c0) }, CpuSet::first(2));
+    // SAFETY: as above.
+    let set = unsafe { here.load(c0) };
+    assert_eq!(set, CpuSet::first(2));
     assert_eq!(vm.address_space().cpu_set(c0), CpuSet::first(2));
     assert_eq!(c1.read_u32(REGION, Mode::User), Ok(0x1000));
     vm.munmap(VirtAddr::new(REGION), 4096).unwrap();
     assert_eq!(w.check(), Ok(()));
     assert_eq!(stats(&w), (1, 1, 1, 0));
     // The context switch to the other space, with handles only.
+    // SAFETY: as above; CPU 1 leaves `here` after it loaded `there`.
     c1.exclusive(|| unsafe {
         there.activate(c1);
         here.leave(c1);
     });
     assert!(!vm.address_space().cpu_set(c0).contains(c1.id()));
-    assert_eq!(unsafe { there.load(c0) }, CpuSet::only(c1.id()));
+    // SAFETY: as above.
+    let set = unsafe { there.load(c0) };
+    assert_eq!(set, CpuSet::only(c1.id()));
     vm.munmap(VirtAddr::new(REGION + 4096), 4096).unwrap();
     assert_eq!(stats(&w), (1, 1, 1, 0), "CPU 1 left: nothing to send");
     assert_eq!(w.read_u32(0, &mut vm, top), Ok(7), "count and set coexist");

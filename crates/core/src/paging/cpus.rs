@@ -29,7 +29,7 @@ use crate::smp::{AtomicCpuSet, CpuSet};
 /// `2 * KERNEL_PD_INDEX` bytes hold the page tables' live-entry counts.
 pub(super) const CPU_SET_OFFSET: usize = PAGE_SIZE - core::mem::size_of::<u32>();
 const _: () = assert!(2 * KERNEL_PD_INDEX <= CPU_SET_OFFSET);
-const _: () = assert!(CPU_SET_OFFSET % core::mem::align_of::<AtomicU32>() == 0);
+const _: () = assert!(CPU_SET_OFFSET.is_multiple_of(core::mem::align_of::<AtomicU32>()));
 
 /// A handle on one address space's CPU set (and its page directory), for a
 /// scheduler that switches CPUs between spaces without taking their locks.
@@ -62,8 +62,9 @@ impl SpaceCpus {
     ///
     /// # Safety
     ///
-    /// The space must not have been destroyed, and must not be for `'a`.
-    unsafe fn set<'a, P: Platform + ?Sized>(self, platform: &'a P) -> &'a AtomicCpuSet {
+    /// The space must not have been destroyed, and must not be while the
+    /// returned reference lives.
+    unsafe fn set<P: Platform + ?Sized>(self, platform: &P) -> &AtomicCpuSet {
         let word = platform.frame_ptr(self.meta).cast::<u8>();
         // SAFETY: the metadata frame is a direct-zone frame the space owns
         // while it lives (the caller's promise), so `frame_ptr` is valid for
