@@ -1,17 +1,20 @@
 //! `include/myos/memory.h` and `myos-abi` define the same numbers: every
 //! `PROT_*`, `MAP_*`, `ERR_*`, `MM_E*` and `MYOS_O_*` macro of the header
 //! equals the ABI crate's constant, and the ABI has no such number the
-//! header lacks.
+//! header lacks. The reference kernel's user library (`user/lib/myos.h`)
+//! repeats the `PROT_*`, `MAP_*` and `O_*` numbers for ring-3 programs:
+//! they are checked the same way.
 
 use std::collections::BTreeMap;
 
 use myos_abi::errno::{EACCES, EBADF, EEXIST, EFAULT, EINVAL, ENODEV, ENOMEM, EOVERFLOW, EPERM};
 use myos_abi::*;
 
-/// The header's `#define NAME VALUE` lines with a number as value.
-fn header_numbers() -> BTreeMap<String, i64> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../include/myos/memory.h");
-    let text = std::fs::read_to_string(path).expect("include/myos/memory.h");
+/// The `#define NAME VALUE` lines with a number as value of the header at
+/// `path` (relative to the repository's root).
+fn numbers_of(path: &str) -> BTreeMap<String, i64> {
+    let full = format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let mut words = line.split_whitespace();
@@ -66,7 +69,7 @@ fn header_numbers_are_the_abi_crates() {
         ("MYOS_FAULT_SMAP", myos_capi::vm::FAULT_SMAP.into()),
         ("MYOS_FAULT_AC", myos_capi::vm::FAULT_AC.into()),
     ];
-    let header = header_numbers();
+    let header = numbers_of("include/myos/memory.h");
     for &(name, value) in abi {
         assert_eq!(header.get(name), Some(&value), "{name} in memory.h");
     }
@@ -79,4 +82,33 @@ fn header_numbers_are_the_abi_crates() {
             );
         }
     }
+}
+
+#[test]
+fn the_user_librarys_numbers_are_the_abi_crates() {
+    let abi: &[(&str, i64)] = &[
+        ("PROT_NONE", PROT_NONE.into()),
+        ("PROT_READ", PROT_READ.into()),
+        ("PROT_WRITE", PROT_WRITE.into()),
+        ("PROT_EXEC", PROT_EXEC.into()),
+        ("MAP_SHARED", MAP_SHARED.into()),
+        ("MAP_PRIVATE", MAP_PRIVATE.into()),
+        ("MAP_FIXED", MAP_FIXED.into()),
+        ("MAP_ANONYMOUS", MAP_ANONYMOUS.into()),
+        ("O_RDONLY", O_RDONLY.into()),
+        ("O_WRONLY", O_WRONLY.into()),
+        ("O_RDWR", O_RDWR.into()),
+    ];
+    let user = numbers_of("user/lib/myos.h");
+    for (name, value) in &user {
+        if ["PROT_", "MAP_", "O_"].iter().any(|f| name.starts_with(f)) {
+            let expected = abi.iter().find(|&&(n, _)| n == name);
+            assert_eq!(
+                expected.map(|&(_, v)| v),
+                Some(*value),
+                "{name} in user/lib/myos.h"
+            );
+        }
+    }
+    assert!(user.contains_key("PROT_EXEC") && user.contains_key("MAP_ANONYMOUS"));
 }
