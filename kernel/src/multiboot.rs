@@ -163,11 +163,11 @@ impl BootInfo {
     pub fn option(&self, key: &str) -> Option<&str> {
         self.cmdline()
             .split_ascii_whitespace()
-            .filter_map(|word| {
+            .rev()
+            .find_map(|word| {
                 let (k, v) = word.split_once('=')?;
                 (k == key).then_some(v)
             })
-            .last()
     }
     /// Whole 4 KiB frames inside the firmware's usable entries, below 4 GiB
     /// (what a 32-bit kernel without PAE can address).
