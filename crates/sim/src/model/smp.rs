@@ -27,6 +27,8 @@
 //!   own backend ([`PagedHeapBackend`], global pages, so a shrink targets
 //!   every online CPU), read and written raw from ring 0 on any CPU.
 //!
+//! At every shootdown nothing any CPU can still reach may be free
+//! ([`SmpMachine::set_check_at_shootdown`](crate::smp::SmpMachine::set_check_at_shootdown)).
 //! After every operation the checker must find nothing; every few
 //! operations each space validates and its regions hold the model's pages.
 //! At the end every process still sees its model, every space is
@@ -369,8 +371,14 @@ pub fn run(ops: &[Op], limits: Limits) -> RunStats {
         pages: Pages::new(),
     }));
     w.machine.set_drop_shootdowns(limits.drop_shootdowns);
+    w.machine.set_check_at_shootdown(true);
     for (i, op) in ops.iter().enumerate() {
         r.step(*op, limits, i);
+        let freed = w.machine.take_violations();
+        assert!(
+            freed.is_empty(),
+            "op {i} {op:?}: freed before the remote flush: {freed:#?}"
+        );
         if let Err(v) = w.check() {
             panic!("op {i} {op:?}: incoherent: {v:#?}");
         }
@@ -380,6 +388,11 @@ pub fn run(ops: &[Op], limits: Limits) -> RunStats {
     }
     r.stats.ops = ops.len();
     r.finish(&fs);
+    let freed = w.machine.take_violations();
+    assert!(
+        freed.is_empty(),
+        "at the end: freed before the remote flush: {freed:#?}"
+    );
     w.machine.set_drop_shootdowns(false);
     let mut stats = std::mem::take(&mut r.stats);
     drop(r);
