@@ -45,6 +45,17 @@ fn map(vm: &mut SmpVm<'_>, va: u32, len: u32) {
     assert_eq!(a.as_u32(), va);
 }
 
+/// Sets the flag when dropped: the CPU threads stop even when the main
+/// thread panics inside the scope (which waits for them before unwinding
+/// further).
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 struct Outcome {
     violations: Vec<Violation>,
     steps: usize,
@@ -71,6 +82,7 @@ fn stress(correct: bool, steps: usize, budget: Duration, stop_at_first: bool) ->
     let mut violations = Vec::new();
     let mut done = 0;
     std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
         for n in 1..CPUS {
             let c = w.cpu(n).clone();
             let (stop, accesses) = (&stop, &accesses);
@@ -132,17 +144,24 @@ fn stress(correct: bool, steps: usize, budget: Duration, stop_at_first: bool) ->
                 break;
             }
         }
-        stop.store(true, Ordering::Relaxed);
     });
     violations.extend(w.machine.take_violations());
     w.machine.set_checked(false);
     w.machine.set_drop_shootdowns(false);
+    let s = w.machine.shootdown_stats();
+    // The CPU threads are gone: they leave the space before anything can
+    // fail (a space dropped while they are in its set would shoot at CPUs
+    // that never answer).
+    for n in 1..CPUS {
+        w.unload(n, &vm);
+    }
+    vm.destroy();
+    w.finish();
     if correct {
         // munmap, and mprotect to read-only of a writable page: one
         // shootdown reaching every other CPU; mprotect of a read-only page
         // to read-only, back to read/write (an upgrade) and the faults:
         // none.
-        let s = w.machine.shootdown_stats();
         assert!(
             (unmaps..=narrowing).contains(&(s.shootdowns as usize)),
             "{s:?}"
@@ -151,11 +170,6 @@ fn stress(correct: bool, steps: usize, budget: Duration, stop_at_first: bool) ->
         assert_eq!(s.requests_per_cpu[0], 0);
         assert!(s.requests_per_cpu[1..].iter().all(|&n| n == s.shootdowns));
     }
-    for n in 1..CPUS {
-        w.unload(n, &vm);
-    }
-    vm.destroy();
-    w.finish();
     Outcome {
         violations,
         steps: done,
