@@ -149,7 +149,9 @@ fn a_fixed_sequence_reaches_every_kind_of_operation() {
         Fork { cpu: 1, p: 0 },
         Load { cpu: 2, p: 1 },
         Load { cpu: 3, p: 1 },
-        // Copy-on-write on the child's CPUs, the parent keeps its values.
+        // Copy-on-write on the child's CPUs (CPU 3 holds the shared frame
+        // when CPU 2 copies it), the parent keeps its values.
+        Read { cpu: 3, page: 5 },
         Write {
             cpu: 2,
             page: 5,
@@ -201,6 +203,12 @@ fn a_fixed_sequence_reaches_every_kind_of_operation() {
             value: 2,
             unmap: true,
         },
+        // CPU 0 holds a writable entry (its copy), CPU 1 takes it away.
+        Write {
+            cpu: 0,
+            page: 3,
+            value: 33,
+        },
         Protect {
             cpu: 1,
             page: 0,
@@ -216,6 +224,26 @@ fn a_fixed_sequence_reaches_every_kind_of_operation() {
             cpu: 1,
             page: 0,
             len: 47,
+        },
+        // The only page of the second page table: unmapping it frees the
+        // table CPU 1's PDE cache points to.
+        Map {
+            cpu: 0,
+            page: 1100,
+            len: 0,
+            prot: 2,
+            backing: Backing::Private,
+        },
+        Write {
+            cpu: 0,
+            page: 1100,
+            value: 5,
+        },
+        Read { cpu: 1, page: 1100 },
+        Unmap {
+            cpu: 0,
+            page: 1100,
+            len: 0,
         },
         HeapMap {
             cpu: 0,
