@@ -251,3 +251,22 @@ fn threaded_cpus_shooting_at_each_other_never_deadlock() {
     assert_eq!(s.pages_invalidated, per_cpu * CPUS as u64);
     w.finish();
 }
+
+#[test]
+fn a_cpu_that_never_takes_the_interrupt_fails_the_shootdown_instead_of_hanging() {
+    // CPU 1 spins with interrupts off: nothing ever serves its mailbox
+    // (threaded delivery, and no thread acts as CPU 1).
+    let w = SmpWorld::threaded(16 << 20, 2);
+    w.machine.set_ack_limit(Duration::from_millis(100));
+    let c1 = myos_mm::smp::CpuId::new(1).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        w.cpu(0)
+            .shootdown(CpuSet::only(c1), Invalidate::AllNonGlobal)
+    }));
+    let msg = *r.unwrap_err().downcast::<String>().unwrap();
+    assert!(msg.contains("still queued at CPUs [1]"), "{msg}");
+    // CPU 1 takes the interrupt at last: the request is served.
+    assert_eq!(w.cpu(1).service_ipis(), 1);
+    assert_eq!(w.machine.shootdown_stats().requests_per_cpu, vec![0, 1]);
+    w.finish();
+}

@@ -415,6 +415,14 @@ impl SmpMachine {
         }
     }
 
+    /// How long a shootdown waits for its acknowledgements before it
+    /// panics, naming the CPUs that never served the request
+    /// ([`mailbox::ACK_LIMIT`], 10 s, by default): a CPU that stopped taking
+    /// interrupts fails the test instead of hanging it.
+    pub fn set_ack_limit(&self, limit: std::time::Duration) {
+        self.mailboxes.set_ack_limit(limit);
+    }
+
     /// A deliberately broken platform, for tests that show the checker
     /// catches a missing shootdown: while on, [`Platform::shootdown`] on
     /// any CPU returns at once without posting anything (counted in
