@@ -419,6 +419,7 @@ impl SmpMachine {
     /// panics, naming the CPUs that never served the request
     /// ([`mailbox::ACK_LIMIT`], 10 s, by default): a CPU that stopped taking
     /// interrupts fails the test instead of hanging it.
+    #[cfg(not(loom))]
     pub fn set_ack_limit(&self, limit: std::time::Duration) {
         self.mailboxes.set_ack_limit(limit);
     }
