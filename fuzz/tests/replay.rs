@@ -116,9 +116,21 @@ fn vm_smp_random_inputs() {
     }
     let (inputs, ops) = myos_fuzz::stats();
     eprintln!(
-        "vm_smp: {} inputs, {} operations, {v1} shootdowns (first format); second: {total:?}",
+        "vm_smp: {} inputs, {} operations; first format: {v1} shootdowns; second: {} \
+         shootdowns ({} full flushes), {} forks, {} copy-on-write faults, {} shared \
+         mappings, {} races ({} spurious second handlers), {} remote unmaps past 32 \
+         pages, {} remote heap shrinks",
         inputs - inputs0,
-        ops - ops0
+        ops - ops0,
+        total.shootdowns.shootdowns,
+        total.shootdowns.full_flushes,
+        total.forks,
+        total.cow,
+        total.shared_maps,
+        total.races,
+        total.race_spurious,
+        total.big_remote_unmaps,
+        total.heap_remote_unmaps,
     );
     assert!(v1 > 20, "the first format hardly narrows anything");
     assert!(total.shootdowns.shootdowns > 100, "{total:?}");
