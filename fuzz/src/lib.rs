@@ -12,9 +12,11 @@
 //!   core's handler;
 //! - [`paging`]: page-table `map`/`remap`/`unmap`/`protect`/`translate`,
 //!   checked by both `AddressSpace::translate` and the simulator's MMU;
-//! - [`vm_smp`]: the same kind of address-space operations on four
-//!   simulated CPUs, the core doing its own TLB shootdowns, checked by the
-//!   coherence checker after every operation.
+//! - [`vm_smp`]: address-space operations on four simulated CPUs (several
+//!   processes, fork, shared anonymous and file mappings, several CPUs
+//!   faulting one page, kernel heap pages), the core doing its own TLB
+//!   shootdowns, checked by the coherence checker at every shootdown and
+//!   after every operation ([`myos_sim::model::smp`]).
 //!
 //! The libFuzzer binaries in `fuzz_targets/` call `run`; so does the stable
 //! replay test (`tests/replay.rs`), which runs every committed input in

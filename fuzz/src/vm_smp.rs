@@ -1,34 +1,222 @@
-//! N-CPU target: `mmap`/`munmap`/`mprotect`/`fork`/exit and accesses by
-//! four simulated CPUs on up to two processes, the core doing its own
-//! shootdowns, checked after every operation by the TLB-coherence checker
-//! and against a model of every page.
+//! N-CPU target: operation sequences on four simulated CPUs, the core
+//! doing its own shootdowns, checked after every operation by the
+//! TLB-coherence checker and against a model of every page: the run of
+//! [`myos_sim::model::smp`] (several processes, fork and copy-on-write,
+//! shared anonymous and file mappings, `mprotect`, `munmap` past the
+//! full-flush threshold, several CPUs faulting on one page, kernel heap
+//! pages mapped and shrunk, frames back to the baseline at the end), shared
+//! with the property test `crates/sim/tests/smp_prop.rs`.
 //!
-//! Deterministic delivery (one thread steps every CPU). Besides accesses
-//! through the fault handler, a CPU makes raw accesses that bypass it: a
-//! raw read that succeeds must return the model's value on a page the
-//! model says is readable, and a raw write must be allowed by the model —
-//! a stale translation another CPU kept after a narrowing change would break
-//! one of these or the checker.
+//! Two input formats. An input starting with [`V2_HEADER`] decodes the
+//! bytes after it as [`Op`]s (every operation, up to three processes).
+//! Any other input decodes as the first format's [`V1`] operations (private
+//! anonymous mappings, up to two processes), exactly as inputs made before
+//! the second format did, and runs on the same model.
 
-use std::collections::BTreeMap;
+use arbitrary::Arbitrary;
+use myos_sim::model::smp::{self, Backing, Limits, RunStats};
 
-use arbitrary::{Arbitrary, Unstructured};
-use myos_abi::{RawMman, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_NONE, PROT_READ, PROT_WRITE};
-use myos_mm::vm::FdTable;
-use myos_mm::VirtAddr;
-use myos_sim::smp::world::{SmpVm, SmpWorld};
-use myos_sim::Mode;
+/// Marks an input of the second format.
+pub const V2_HEADER: &[u8; 4] = b"SMP2";
 
-const CPUS: usize = 4;
-/// Pages of the window every mapping falls in (it spans two page tables).
-const PAGES: u32 = 1536;
-/// The window's first address (4 MiB-aligned).
-const BASE: u32 = 0x0800_0000;
-const MAX_OPS: usize = 256;
-
-/// One operation: what, on which CPU, for which process, where.
+/// What backs a mapping (see [`Backing`]).
 #[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum B {
+    /// Private anonymous.
+    Private,
+    /// Shared anonymous.
+    Shared,
+    /// A file, shared or private.
+    File {
+        /// Which file.
+        file: u8,
+        /// First file page.
+        offset: u8,
+        /// `MAP_SHARED`.
+        shared: bool,
+    },
+}
+
+/// An operation of the second format: [`smp::Op`], field for field.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+#[allow(missing_docs)]
 pub enum Op {
+    Map {
+        cpu: u8,
+        page: u16,
+        len: u8,
+        prot: u8,
+        backing: B,
+    },
+    Unmap {
+        cpu: u8,
+        page: u16,
+        len: u16,
+    },
+    Protect {
+        cpu: u8,
+        page: u16,
+        len: u16,
+        prot: u8,
+    },
+    Write {
+        cpu: u8,
+        page: u16,
+        value: u32,
+    },
+    Read {
+        cpu: u8,
+        page: u16,
+    },
+    RawRead {
+        cpu: u8,
+        page: u16,
+    },
+    RawWrite {
+        cpu: u8,
+        page: u16,
+        value: u32,
+    },
+    Load {
+        cpu: u8,
+        p: u8,
+    },
+    Unload {
+        cpu: u8,
+    },
+    Fork {
+        cpu: u8,
+        p: u8,
+    },
+    Exit {
+        p: u8,
+    },
+    Race {
+        p: u8,
+        cpus: u8,
+        page: u16,
+        writes: u8,
+        value: u32,
+        unmap: bool,
+    },
+    HeapMap {
+        cpu: u8,
+        slot: u8,
+        len: u8,
+    },
+    HeapUnmap {
+        cpu: u8,
+        slot: u8,
+        len: u8,
+    },
+    HeapRead {
+        cpu: u8,
+        slot: u8,
+    },
+    HeapWrite {
+        cpu: u8,
+        slot: u8,
+        value: u32,
+    },
+    Fill {
+        cpu: u8,
+        page: u16,
+        len: u8,
+        value: u32,
+    },
+}
+
+impl From<Op> for smp::Op {
+    fn from(op: Op) -> smp::Op {
+        use smp::Op as S;
+        match op {
+            Op::Map {
+                cpu,
+                page,
+                len,
+                prot,
+                backing,
+            } => {
+                let backing = match backing {
+                    B::Private => Backing::Private,
+                    B::Shared => Backing::Shared,
+                    B::File {
+                        file,
+                        offset,
+                        shared,
+                    } => Backing::File {
+                        file,
+                        offset,
+                        shared,
+                    },
+                };
+                S::Map {
+                    cpu,
+                    page,
+                    len,
+                    prot,
+                    backing,
+                }
+            }
+            Op::Unmap { cpu, page, len } => S::Unmap { cpu, page, len },
+            Op::Protect {
+                cpu,
+                page,
+                len,
+                prot,
+            } => S::Protect {
+                cpu,
+                page,
+                len,
+                prot,
+            },
+            Op::Write { cpu, page, value } => S::Write { cpu, page, value },
+            Op::Read { cpu, page } => S::Read { cpu, page },
+            Op::RawRead { cpu, page } => S::RawRead { cpu, page },
+            Op::RawWrite { cpu, page, value } => S::RawWrite { cpu, page, value },
+            Op::Load { cpu, p } => S::Load { cpu, p },
+            Op::Unload { cpu } => S::Unload { cpu },
+            Op::Fork { cpu, p } => S::Fork { cpu, p },
+            Op::Exit { p } => S::Exit { p },
+            Op::Race {
+                p,
+                cpus,
+                page,
+                writes,
+                value,
+                unmap,
+            } => S::Race {
+                p,
+                cpus,
+                page,
+                writes,
+                value,
+                unmap,
+            },
+            Op::HeapMap { cpu, slot, len } => S::HeapMap { cpu, slot, len },
+            Op::HeapUnmap { cpu, slot, len } => S::HeapUnmap { cpu, slot, len },
+            Op::HeapRead { cpu, slot } => S::HeapRead { cpu, slot },
+            Op::HeapWrite { cpu, slot, value } => S::HeapWrite { cpu, slot, value },
+            Op::Fill {
+                cpu,
+                page,
+                len,
+                value,
+            } => S::Fill {
+                cpu,
+                page,
+                len,
+                value,
+            },
+        }
+    }
+}
+
+/// An operation of the first format (inputs without [`V2_HEADER`]): what,
+/// on which CPU, for which process, where. Kept as it was so that those
+/// inputs decode as before; each becomes one [`Op`].
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum V1 {
     /// `mmap(MAP_FIXED)` of private anonymous memory.
     Map { page: u16, len: u8, prot: u8 },
     /// `munmap`.
@@ -58,259 +246,131 @@ pub enum Op {
     Exit,
 }
 
-/// A process: its space and the model of its pages (protection, word 0).
-struct Proc<'w> {
-    vm: SmpVm<'w>,
-    pages: BTreeMap<u32, (u32, u32)>,
+/// A window page of the first format (its pages were taken modulo 1536).
+fn v1_page(page: u16) -> u16 {
+    page % smp::PAGES as u16
 }
 
-fn prot_of(b: u8) -> u32 {
-    [
-        PROT_NONE,
-        PROT_READ,
-        PROT_READ | PROT_WRITE,
-        PROT_READ | PROT_WRITE,
-    ][usize::from(b & 3)]
+impl From<V1> for smp::Op {
+    fn from(op: V1) -> smp::Op {
+        use smp::Op as S;
+        match op {
+            V1::Map { page, len, prot } => S::Map {
+                cpu: 0,
+                page: v1_page(page),
+                len: len % 64,
+                prot,
+                backing: Backing::Private,
+            },
+            V1::Unmap { cpu, page, len } => S::Unmap {
+                cpu,
+                page: v1_page(page),
+                len,
+            },
+            V1::Protect {
+                cpu,
+                page,
+                len,
+                prot,
+            } => S::Protect {
+                cpu,
+                page: v1_page(page),
+                len,
+                prot,
+            },
+            V1::Write { cpu, page, value } => S::Write {
+                cpu,
+                page: v1_page(page),
+                value,
+            },
+            V1::Read { cpu, page } => S::Read {
+                cpu,
+                page: v1_page(page),
+            },
+            V1::RawRead { cpu, page } => S::RawRead {
+                cpu,
+                page: v1_page(page),
+            },
+            V1::RawWrite { cpu, page, value } => S::RawWrite {
+                cpu,
+                page: v1_page(page),
+                value,
+            },
+            // The first format picked process `cpu / 4` (modulo the count).
+            V1::Load { cpu } => S::Load {
+                cpu,
+                p: cpu / smp::CPUS as u8,
+            },
+            V1::Unload { cpu } => S::Unload { cpu },
+            V1::Fork { cpu } => S::Fork { cpu, p: 0 },
+            V1::Exit => S::Exit { p: 0 },
+        }
+    }
 }
 
-fn addr(page: u32) -> u32 {
-    BASE + page * 4096
-}
-
-/// Runs one input.
-pub fn run(data: &[u8]) {
-    run_with(data, false);
-}
-
-/// Runs one input; returns the shootdowns the core sent.
-pub fn run_with_count(data: &[u8]) -> u64 {
-    run_with(data, false)
-}
-
-/// Runs one input on a platform that drops every shootdown (the bug the
-/// protocol prevents, reintroduced): some input must then fail. Returns the
-/// shootdowns the core asked for.
-pub fn run_broken(data: &[u8]) -> u64 {
-    run_with(data, true)
-}
-
-fn run_with(data: &[u8], broken: bool) -> u64 {
-    let mut u = Unstructured::new(data);
+/// The first format's decoding, as it was: operations until one fails to
+/// decode or the bytes run out (an empty input is one operation).
+fn decode_v1(data: &[u8]) -> Vec<V1> {
+    let mut u = arbitrary::Unstructured::new(data);
     let mut ops = Vec::new();
-    while ops.len() < MAX_OPS {
-        match (Op::arbitrary(&mut u), u.is_empty()) {
-            (Ok(op), _) => ops.push(op),
-            (Err(_), _) => break,
+    while ops.len() < crate::MAX_OPS {
+        match V1::arbitrary(&mut u) {
+            Ok(op) => ops.push(op),
+            Err(_) => break,
         }
         if u.is_empty() {
             break;
         }
     }
-    let w = SmpWorld::new(24 << 20, CPUS);
-    w.machine.set_drop_shootdowns(broken);
-    let count = ops.len();
-    exercise(&w, &ops);
-    crate::count_ops(count);
-    w.machine.set_drop_shootdowns(false);
-    let s = w.machine.shootdown_stats();
-    w.finish();
-    s.shootdowns + s.dropped
+    ops
 }
 
-fn exercise(w: &SmpWorld, ops: &[Op]) {
-    let mut procs: Vec<Proc<'_>> = vec![Proc {
-        vm: w.space(0),
-        pages: BTreeMap::new(),
-    }];
-    // Which process each CPU has loaded (None: the kernel space).
-    let mut loaded: [Option<usize>; CPUS] = [None; CPUS];
-    for (i, op) in ops.iter().enumerate() {
-        step(w, &mut procs, &mut loaded, *op, i);
-        if let Err(v) = w.check() {
-            panic!("op {i} {op:?}: incoherent: {v:#?}");
+/// The operations of an input (either format) and the limits to run them
+/// with.
+pub fn decode(data: &[u8]) -> (Vec<smp::Op>, Limits) {
+    match data.strip_prefix(V2_HEADER) {
+        Some(rest) => {
+            let ops: Vec<Op> = crate::decode(rest);
+            (ops.into_iter().map(Into::into).collect(), Limits::default())
         }
-    }
-    for (c, l) in loaded.iter_mut().enumerate() {
-        if let Some(p) = l.take() {
-            w.unload(c, &procs[p].vm);
+        None => {
+            let ops = decode_v1(data);
+            let limits = Limits {
+                procs: 2,
+                ..Limits::default()
+            };
+            (ops.into_iter().map(Into::into).collect(), limits)
         }
-    }
-    while let Some(p) = procs.pop() {
-        p.vm.destroy();
     }
 }
 
-fn cpu_of(b: u8) -> usize {
-    usize::from(b) % CPUS
+/// Runs one input.
+pub fn run(data: &[u8]) {
+    run_with_stats(data);
 }
 
-/// The process `cpu` acts for: the one it has loaded, else process 0.
-fn proc_on(loaded: &[Option<usize>; CPUS], cpu: usize) -> usize {
-    loaded[cpu].unwrap_or(0)
-}
-
-fn step<'w>(
-    w: &'w SmpWorld,
-    procs: &mut Vec<Proc<'w>>,
-    loaded: &mut [Option<usize>; CPUS],
-    op: Op,
-    i: usize,
-) {
-    match op {
-        Op::Map { page, len, prot } => {
-            let page = u32::from(page) % PAGES;
-            let n = (u32::from(len) % 64 + 1).min(PAGES - page);
-            let prot = prot_of(prot);
-            let p = &mut procs[0];
-            let a =
-                p.vm.mmap(
-                    &FdTable::new(),
-                    VirtAddr::new(addr(page)),
-                    n * 4096,
-                    prot,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
-                    -1,
-                    0,
-                )
-                .expect("mmap");
-            assert_eq!(a.as_u32(), addr(page));
-            for k in page..page + n {
-                p.pages.insert(k, (prot, 0));
-            }
-        }
-        Op::Unmap { cpu, page, len } => {
-            let (c, page) = (cpu_of(cpu), u32::from(page) % PAGES);
-            let n = (u32::from(len) % 300 + 1).min(PAGES - page);
-            let p = &mut procs[proc_on(loaded, c)];
-            w.on_cpu(c, &mut p.vm, |vm| {
-                vm.munmap(VirtAddr::new(addr(page)), n * 4096)
-            })
-            .expect("munmap");
-            for k in page..page + n {
-                p.pages.remove(&k);
-            }
-        }
-        Op::Protect {
-            cpu,
-            page,
-            len,
-            prot,
-        } => {
-            let (c, page) = (cpu_of(cpu), u32::from(page) % PAGES);
-            let n = (u32::from(len) % 300 + 1).min(PAGES - page);
-            let prot = prot_of(prot);
-            let p = &mut procs[proc_on(loaded, c)];
-            let all = (page..page + n).all(|k| p.pages.contains_key(&k));
-            let r = w.on_cpu(c, &mut p.vm, |vm| {
-                vm.mprotect(VirtAddr::new(addr(page)), n * 4096, prot)
-            });
-            assert_eq!(r.is_ok(), all, "op {i}: mprotect {r:?}");
-            if all {
-                for k in page..page + n {
-                    p.pages.get_mut(&k).expect("mapped").0 = prot;
-                }
-            }
-        }
-        Op::Write { cpu, page, value } => {
-            let (c, page) = (cpu_of(cpu), u32::from(page) % PAGES);
-            let pi = proc_on(loaded, c);
-            let p = &mut procs[pi];
-            let ok = p
-                .pages
-                .get(&page)
-                .is_some_and(|&(prot, _)| prot & PROT_WRITE != 0);
-            let r = w.write_u32(c, &mut p.vm, addr(page), value);
-            assert_eq!(r.is_ok(), ok, "op {i}: write on CPU {c}: {r:?}");
-            if ok {
-                p.pages.get_mut(&page).expect("mapped").1 = value;
-            }
-            loaded[c] = Some(pi);
-        }
-        Op::Read { cpu, page } => {
-            let (c, page) = (cpu_of(cpu), u32::from(page) % PAGES);
-            let pi = proc_on(loaded, c);
-            let p = &mut procs[pi];
-            let want = p
-                .pages
-                .get(&page)
-                .filter(|&&(prot, _)| prot & PROT_READ != 0)
-                .map(|&(_, v)| v);
-            let r = w.read_u32(c, &mut p.vm, addr(page));
-            assert_eq!(r.ok(), want, "op {i}: read on CPU {c}");
-            loaded[c] = Some(pi);
-        }
-        Op::RawRead { cpu, page } => {
-            let (c, page) = (cpu_of(cpu), u32::from(page) % PAGES);
-            let Some(pi) = loaded[c] else { return };
-            if let Ok(v) = w.cpu(c).read_u32(addr(page), Mode::User) {
-                let model = procs[pi].pages.get(&page);
-                // A page never touched may be absent (0 in the model).
-                assert!(
-                    model.is_some_and(|&(prot, m)| prot & PROT_READ != 0 && m == v),
-                    "op {i}: CPU {c} read {v:#x} at page {page} through a translation the model forbids: {model:?}"
-                );
-            }
-        }
-        Op::RawWrite { cpu, page, value } => {
-            let (c, page) = (cpu_of(cpu), u32::from(page) % PAGES);
-            let Some(pi) = loaded[c] else { return };
-            if w.cpu(c).write_u32(addr(page), value, Mode::User).is_ok() {
-                let p = &mut procs[pi];
-                let e = p.pages.get_mut(&page);
-                assert!(
-                    e.as_ref().is_some_and(|(prot, _)| prot & PROT_WRITE != 0),
-                    "op {i}: CPU {c} wrote page {page} through a translation the model forbids"
-                );
-                if let Some(e) = e {
-                    e.1 = value;
-                }
-            }
-        }
-        Op::Load { cpu } => {
-            let c = cpu_of(cpu);
-            let pi = usize::from(cpu / CPUS as u8) % procs.len();
-            if let Some(prev) = loaded[c] {
-                if prev != pi {
-                    w.cpu(c).exclusive(|| {
-                        procs[pi]
-                            .vm
-                            .address_space()
-                            .switch_from(procs[prev].vm.address_space(), w.cpu(c))
-                    });
-                }
-            } else {
-                w.load(c, &procs[pi].vm);
-            }
-            loaded[c] = Some(pi);
-        }
-        Op::Unload { cpu } => {
-            let c = cpu_of(cpu);
-            if let Some(p) = loaded[c].take() {
-                w.unload(c, &procs[p].vm);
-            }
-        }
-        Op::Fork { cpu } => {
-            if procs.len() > 1 {
-                return;
-            }
-            let c = cpu_of(cpu);
-            let child = w.on_cpu(c, &mut procs[0].vm, |vm| vm.fork()).expect("fork");
-            let pages = procs[0].pages.clone();
-            procs.push(Proc { vm: child, pages });
-        }
-        Op::Exit => {
-            if procs.len() < 2 {
-                return;
-            }
-            for (c, l) in loaded.iter_mut().enumerate() {
-                if *l == Some(1) {
-                    w.unload(c, &procs[1].vm);
-                    *l = None;
-                }
-            }
-            let child = procs.pop().expect("child");
-            // The exiting process's own CPU: the one the test drives it on.
-            child.vm.destroy();
+/// Runs one input; returns what it did.
+pub fn run_with_stats(data: &[u8]) -> RunStats {
+    let (ops, limits) = decode(data);
+    if crate::tracing() {
+        for (i, op) in ops.iter().enumerate() {
+            eprintln!("{i}: {op:?}");
         }
     }
+    let stats = smp::run(&ops, limits);
+    crate::count_ops(ops.len());
+    stats
+}
+
+/// Runs one input on a platform that drops every shootdown (the bug the
+/// protocol prevents, reintroduced): some input must then fail.
+pub fn run_broken(data: &[u8]) -> RunStats {
+    let (ops, limits) = decode(data);
+    smp::run(
+        &ops,
+        Limits {
+            drop_shootdowns: true,
+            ..limits
+        },
+    )
 }

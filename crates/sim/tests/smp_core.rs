@@ -5,6 +5,7 @@
 //! faults on one page of a shared space resolve once. The checker runs after
 //! every operation.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex, MutexGuard, TryLockError};
 
 use myos_abi::{
@@ -284,6 +285,24 @@ fn lock_serving<'m, T>(m: &'m Mutex<T>, cpu: &CpuHandle) -> MutexGuard<'m, T> {
     }
 }
 
+/// Keeps a CPU thread answering shootdowns after it panicked, until every
+/// other thread is done: a CPU that stops serving its mailbox hangs every
+/// shootdown aimed at it, and the test would hang instead of failing.
+struct ServeIfPanicking<'a> {
+    cpu: &'a CpuHandle,
+    running: &'a AtomicUsize,
+}
+
+impl Drop for ServeIfPanicking<'_> {
+    fn drop(&mut self) {
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        while std::thread::panicking() && self.running.load(Ordering::SeqCst) > 0 {
+            self.cpu.service_ipis();
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// Four CPUs (host threads) fault the same page of a shared space at once:
 /// each takes the fault on its own, then the space's lock, and the handler
 /// brings the page in once; the others find it present (a spurious fault)
@@ -301,11 +320,14 @@ fn first_touch<'w>(
     let space = Mutex::new(vm);
     let all_faulted = Barrier::new(CPUS);
     let values = Mutex::new(Vec::new());
+    let running = AtomicUsize::new(CPUS);
     std::thread::scope(|s| {
         for n in 0..CPUS {
             let (space, all_faulted, values) = (&space, &all_faulted, &values);
+            let running = &running;
             s.spawn(move || {
                 let c = w.cpu(n);
+                let _serve = ServeIfPanicking { cpu: c, running };
                 let write = n < writers;
                 let access = |c: &CpuHandle| {
                     if write {

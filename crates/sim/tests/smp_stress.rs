@@ -45,6 +45,17 @@ fn map(vm: &mut SmpVm<'_>, va: u32, len: u32) {
     assert_eq!(a.as_u32(), va);
 }
 
+/// Sets the flag when dropped: the CPU threads stop even when the main
+/// thread panics inside the scope (which waits for them before unwinding
+/// further).
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 struct Outcome {
     violations: Vec<Violation>,
     steps: usize,
@@ -71,6 +82,7 @@ fn stress(correct: bool, steps: usize, budget: Duration, stop_at_first: bool) ->
     let mut violations = Vec::new();
     let mut done = 0;
     std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
         for n in 1..CPUS {
             let c = w.cpu(n).clone();
             let (stop, accesses) = (&stop, &accesses);
@@ -132,17 +144,24 @@ fn stress(correct: bool, steps: usize, budget: Duration, stop_at_first: bool) ->
                 break;
             }
         }
-        stop.store(true, Ordering::Relaxed);
     });
     violations.extend(w.machine.take_violations());
     w.machine.set_checked(false);
     w.machine.set_drop_shootdowns(false);
+    let s = w.machine.shootdown_stats();
+    // The CPU threads are gone: they leave the space before anything can
+    // fail (a space dropped while they are in its set would shoot at CPUs
+    // that never answer).
+    for n in 1..CPUS {
+        w.unload(n, &vm);
+    }
+    vm.destroy();
+    w.finish();
     if correct {
         // munmap, and mprotect to read-only of a writable page: one
         // shootdown reaching every other CPU; mprotect of a read-only page
         // to read-only, back to read/write (an upgrade) and the faults:
         // none.
-        let s = w.machine.shootdown_stats();
         assert!(
             (unmaps..=narrowing).contains(&(s.shootdowns as usize)),
             "{s:?}"
@@ -151,11 +170,6 @@ fn stress(correct: bool, steps: usize, budget: Duration, stop_at_first: bool) ->
         assert_eq!(s.requests_per_cpu[0], 0);
         assert!(s.requests_per_cpu[1..].iter().all(|&n| n == s.shootdowns));
     }
-    for n in 1..CPUS {
-        w.unload(n, &vm);
-    }
-    vm.destroy();
-    w.finish();
     Outcome {
         violations,
         steps: done,
@@ -235,5 +249,24 @@ fn threaded_cpus_shooting_at_each_other_never_deadlock() {
     assert_eq!(s.ipis_sent, per_cpu * CPUS as u64);
     assert!(s.requests_per_cpu.iter().all(|&n| n == per_cpu), "{s:?}");
     assert_eq!(s.pages_invalidated, per_cpu * CPUS as u64);
+    w.finish();
+}
+
+#[test]
+fn a_cpu_that_never_takes_the_interrupt_fails_the_shootdown_instead_of_hanging() {
+    // CPU 1 spins with interrupts off: nothing ever serves its mailbox
+    // (threaded delivery, and no thread acts as CPU 1).
+    let w = SmpWorld::threaded(16 << 20, 2);
+    w.machine.set_ack_limit(Duration::from_millis(100));
+    let c1 = myos_mm::smp::CpuId::new(1).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        w.cpu(0)
+            .shootdown(CpuSet::only(c1), Invalidate::AllNonGlobal)
+    }));
+    let msg = *r.unwrap_err().downcast::<String>().unwrap();
+    assert!(msg.contains("still queued at CPUs [1]"), "{msg}");
+    // CPU 1 takes the interrupt at last: the request is served.
+    assert_eq!(w.cpu(1).service_ipis(), 1);
+    assert_eq!(w.machine.shootdown_stats().requests_per_cpu, vec![0, 1]);
     w.finish();
 }

@@ -28,6 +28,13 @@ use std::collections::VecDeque;
 use loom::sync::{Condvar, Mutex, MutexGuard};
 #[cfg(not(loom))]
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+#[cfg(not(loom))]
+use std::time::Duration;
+
+/// How long [`Mailboxes::wait`] waits for acknowledgements before it calls
+/// the wait a deadlock (outside loom).
+#[cfg(not(loom))]
+pub const ACK_LIMIT: Duration = Duration::from_secs(10);
 
 /// One CPU's mailbox.
 #[derive(Debug)]
@@ -50,6 +57,9 @@ struct Inbox<T> {
 #[derive(Debug)]
 pub struct Mailboxes<T> {
     boxes: Vec<Mailbox<T>>,
+    /// How long `wait` waits before calling it a deadlock, in milliseconds.
+    #[cfg(not(loom))]
+    ack_limit_ms: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -78,7 +88,24 @@ impl<T: Clone> Mailboxes<T> {
                     wake: Condvar::new(),
                 })
                 .collect(),
+            #[cfg(not(loom))]
+            ack_limit_ms: std::sync::atomic::AtomicU64::new(ACK_LIMIT.as_millis() as u64),
         }
+    }
+
+    /// Sets how long [`wait`](Self::wait) waits for acknowledgements before
+    /// it panics ([`ACK_LIMIT`] by default).
+    #[cfg(not(loom))]
+    pub fn set_ack_limit(&self, limit: std::time::Duration) {
+        let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.ack_limit_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    #[cfg(not(loom))]
+    fn ack_limit(&self) -> std::time::Duration {
+        let ms = self.ack_limit_ms.load(std::sync::atomic::Ordering::Relaxed);
+        std::time::Duration::from_millis(ms)
     }
 
     /// How many CPUs.
@@ -148,9 +175,18 @@ impl<T: Clone> Mailboxes<T> {
     /// Blocks until every request `cpu` posted is acknowledged, servicing
     /// (with `apply`) the requests addressed to `cpu` meanwhile. Returns how
     /// many it served.
+    ///
+    /// # Panics
+    /// Outside loom, when the requests are still unacknowledged after
+    /// [`ACK_LIMIT`] (or [`set_ack_limit`](Self::set_ack_limit)), naming the CPUs that hold them: a target that never
+    /// serves its mailbox (a CPU spinning with interrupts off, or one that
+    /// stopped) would otherwise hang the test, as the kernel panics after
+    /// its NMI reminders go unanswered.
     pub fn wait(&self, cpu: usize, mut apply: impl FnMut(&T)) -> usize {
         let b = &self.boxes[cpu];
         let mut served = 0;
+        #[cfg(not(loom))]
+        let started = std::time::Instant::now();
         let mut inbox = lock(&b.inbox);
         loop {
             if !inbox.requests.is_empty() {
@@ -162,6 +198,30 @@ impl<T: Clone> Mailboxes<T> {
             }
             if inbox.pending == 0 {
                 return served;
+            }
+            #[cfg(not(loom))]
+            if started.elapsed() > self.ack_limit() {
+                if std::thread::panicking() {
+                    // Already failing (a space dropped while unwinding):
+                    // give up the wait rather than abort the process.
+                    return served;
+                }
+                let limit = self.ack_limit();
+                let pending = inbox.pending;
+                drop(inbox);
+                let holders: Vec<usize> = (0..self.len())
+                    .filter(|&t| {
+                        lock(&self.boxes[t].inbox)
+                            .requests
+                            .iter()
+                            .any(|r| r.0 == cpu)
+                    })
+                    .collect();
+                panic!(
+                    "CPU {cpu}: {pending} shootdown requests unacknowledged after {limit:?} \
+                     (still queued at CPUs {holders:?}): a target that never serves its \
+                     mailbox, a deadlock"
+                );
             }
             inbox = self.block(b, inbox);
         }
@@ -191,7 +251,14 @@ impl<T: Clone> Mailboxes<T> {
         }
         #[cfg(not(loom))]
         {
-            b.wake.wait(inbox).unwrap_or_else(PoisonError::into_inner)
+            // Timed, so that `wait` notices a target that never answers.
+            b.wake
+                .wait_timeout(
+                    inbox,
+                    (self.ack_limit() / 100).max(Duration::from_millis(1)),
+                )
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0)
         }
     }
 }
@@ -200,6 +267,18 @@ impl<T: Clone> Mailboxes<T> {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn a_target_that_never_serves_is_reported_as_a_deadlock() {
+        let m = Mailboxes::<u32>::new(3);
+        m.set_ack_limit(Duration::from_millis(50));
+        m.post(0, &[1, 2], &7);
+        m.service(1, |_| {});
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.wait(0, |_| {})));
+        let msg = *r.unwrap_err().downcast::<String>().unwrap();
+        assert!(msg.contains("still queued at CPUs [2]"), "{msg}");
+        assert!(msg.contains("deadlock"), "{msg}");
+    }
 
     #[test]
     fn post_service_ack() {

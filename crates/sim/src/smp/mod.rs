@@ -161,6 +161,7 @@ impl SmpConfig {
             bus: BusLock::default(),
             counters: Counters::default(),
             checked: AtomicBool::new(false),
+            check_at_shootdown: AtomicBool::new(false),
             drop_shootdowns: AtomicBool::new(false),
             oracle: Mutex::new(None),
             violations: Mutex::new(Vec::new()),
@@ -299,6 +300,7 @@ pub struct SmpMachine {
     bus: BusLock,
     counters: Counters,
     checked: AtomicBool,
+    check_at_shootdown: AtomicBool,
     drop_shootdowns: AtomicBool,
     oracle: Mutex<Option<FreeFrameOracle>>,
     violations: Mutex<Vec<Violation>>,
@@ -413,6 +415,15 @@ impl SmpMachine {
         }
     }
 
+    /// How long a shootdown waits for its acknowledgements before it
+    /// panics, naming the CPUs that never served the request
+    /// ([`mailbox::ACK_LIMIT`], 10 s, by default): a CPU that stopped taking
+    /// interrupts fails the test instead of hanging it.
+    #[cfg(not(loom))]
+    pub fn set_ack_limit(&self, limit: std::time::Duration) {
+        self.mailboxes.set_ack_limit(limit);
+    }
+
     /// A deliberately broken platform, for tests that show the checker
     /// catches a missing shootdown: while on, [`Platform::shootdown`] on
     /// any CPU returns at once without posting anything (counted in
@@ -440,7 +451,24 @@ impl SmpMachine {
         self.checked.store(on, Ordering::Relaxed);
     }
 
-    /// The violations checked mode found since the last call.
+    /// Turns the free-frame check at each shootdown on or off. When on,
+    /// every [`Platform::shootdown`] with a target runs the checker (under
+    /// the machine lock, with the oracle) before it posts its requests, and
+    /// keeps for [`take_violations`](Self::take_violations) what it finds
+    /// that names a free frame or table: [`FreeFrame`](ViolationKind::FreeFrame),
+    /// [`WalkThroughFreeTable`](ViolationKind::WalkThroughFreeTable),
+    /// [`PdeFreeTable`](ViolationKind::PdeFreeTable). At that moment the
+    /// targets still hold the old translations (that is what the request
+    /// is for), so stale entries are expected; but nothing any CPU can reach
+    /// may be free yet. A core that frees a frame or a page table before the
+    /// remote flush is caught here, although once its operation has ended
+    /// every cache is coherent again and the checker run then finds nothing.
+    pub fn set_check_at_shootdown(&self, on: bool) {
+        self.check_at_shootdown.store(on, Ordering::Relaxed);
+    }
+
+    /// The violations checked mode and the check at shootdowns found since
+    /// the last call.
     pub fn take_violations(&self) -> Vec<Violation> {
         std::mem::take(&mut *lock(&self.violations))
     }
@@ -840,6 +868,19 @@ unsafe impl Platform for CpuHandle {
                 self.m.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
             return;
+        }
+        if self.m.check_at_shootdown.load(Ordering::Relaxed) && !targets.is_empty() {
+            if let Err(v) = self.check() {
+                let freed = v.into_iter().filter(|x| {
+                    matches!(
+                        x.kind,
+                        ViolationKind::FreeFrame
+                            | ViolationKind::WalkThroughFreeTable
+                            | ViolationKind::PdeFreeTable
+                    )
+                });
+                lock(&self.m.violations).extend(freed);
+            }
         }
         let posted = self.post_shootdown(targets, what);
         self.complete_shootdown(posted);

@@ -113,8 +113,8 @@ pub struct SmpWorld {
     /// The frame allocator over its RAM (also the checker's oracle).
     pub fa: Arc<SpinMutex<FrameAllocator>>,
     gather: Gather,
-    /// The kernel address space (taken by [`SmpWorld::finish`]).
-    pub kernel: Option<AddressSpace>,
+    /// The kernel address space, locked as the kernel locks it.
+    kernel: SpinMutex<AddressSpace>,
     /// Frame counts with only the kernel space built.
     pub base: FrameStats,
 }
@@ -171,7 +171,7 @@ impl SmpWorld {
             cpus,
             fa,
             gather: Gather::default(),
-            kernel: Some(kernel),
+            kernel: SpinMutex::new(kernel),
             base,
         }
     }
@@ -187,8 +187,14 @@ impl SmpWorld {
     /// # Panics
     /// When there is no frame left for its directory.
     pub fn space(&self, cpu: usize) -> SmpVm<'_> {
-        let kernel = self.kernel.as_ref().expect("kernel space");
-        VmSpace::new(&self.cpus[cpu], self.frames(), kernel).expect("new user space")
+        let kernel = self.kernel.lock();
+        VmSpace::new(&self.cpus[cpu], self.frames(), &kernel).expect("new user space")
+    }
+
+    /// The kernel address space and its lock (the kernel heap's backend
+    /// maps into it; its kernel-half tables are every space's).
+    pub fn kernel(&self) -> &SpinMutex<AddressSpace> {
+        &self.kernel
     }
 
     /// The frame source the spaces use.
@@ -309,8 +315,7 @@ impl SmpWorld {
     /// Switches CPU `cpu` back to the kernel space, leaving `vm`'s set.
     pub fn unload<'w>(&'w self, cpu: usize, vm: &SmpVm<'w>) {
         let c = &self.cpus[cpu];
-        let kernel = self.kernel.as_ref().expect("kernel space");
-        c.exclusive(|| kernel.switch_from(vm.address_space(), c));
+        c.exclusive(|| self.kernel.lock().switch_from(vm.address_space(), c));
     }
 
     /// Reads a user `u32` on CPU `cpu` (see [`run_on`](Self::run_on)).
