@@ -36,9 +36,9 @@ fn numbers_of(path: &str) -> BTreeMap<String, i64> {
     out
 }
 
-#[test]
-fn header_numbers_are_the_abi_crates() {
-    let abi: &[(&str, i64)] = &[
+/// The `mmap` numbers both headers define.
+fn mman_numbers() -> Vec<(&'static str, i64)> {
+    vec![
         ("PROT_NONE", PROT_NONE.into()),
         ("PROT_READ", PROT_READ.into()),
         ("PROT_WRITE", PROT_WRITE.into()),
@@ -47,6 +47,13 @@ fn header_numbers_are_the_abi_crates() {
         ("MAP_PRIVATE", MAP_PRIVATE.into()),
         ("MAP_FIXED", MAP_FIXED.into()),
         ("MAP_ANONYMOUS", MAP_ANONYMOUS.into()),
+    ]
+}
+
+#[test]
+fn header_numbers_are_the_abi_crates() {
+    let mut abi = mman_numbers();
+    abi.extend_from_slice(&[
         ("ERR_PRESENT", ERR_PRESENT.into()),
         ("ERR_WRITE", ERR_WRITE.into()),
         ("ERR_USER", ERR_USER.into()),
@@ -68,9 +75,9 @@ fn header_numbers_are_the_abi_crates() {
         ("MYOS_FAULT_SMEP", myos_capi::vm::FAULT_SMEP.into()),
         ("MYOS_FAULT_SMAP", myos_capi::vm::FAULT_SMAP.into()),
         ("MYOS_FAULT_AC", myos_capi::vm::FAULT_AC.into()),
-    ];
+    ]);
     let header = numbers_of("include/myos/memory.h");
-    for &(name, value) in abi {
+    for &(name, value) in &abi {
         assert_eq!(header.get(name), Some(&value), "{name} in memory.h");
     }
     let families = ["PROT_", "MAP_", "ERR_", "MM_E", "MYOS_O_", "MYOS_FAULT_"];
@@ -86,19 +93,12 @@ fn header_numbers_are_the_abi_crates() {
 
 #[test]
 fn the_user_librarys_numbers_are_the_abi_crates() {
-    let abi: &[(&str, i64)] = &[
-        ("PROT_NONE", PROT_NONE.into()),
-        ("PROT_READ", PROT_READ.into()),
-        ("PROT_WRITE", PROT_WRITE.into()),
-        ("PROT_EXEC", PROT_EXEC.into()),
-        ("MAP_SHARED", MAP_SHARED.into()),
-        ("MAP_PRIVATE", MAP_PRIVATE.into()),
-        ("MAP_FIXED", MAP_FIXED.into()),
-        ("MAP_ANONYMOUS", MAP_ANONYMOUS.into()),
+    let mut abi = mman_numbers();
+    abi.extend_from_slice(&[
         ("O_RDONLY", O_RDONLY.into()),
         ("O_WRONLY", O_WRONLY.into()),
         ("O_RDWR", O_RDWR.into()),
-    ];
+    ]);
     let user = numbers_of("user/lib/myos.h");
     for (name, value) in &user {
         if ["PROT_", "MAP_", "O_"].iter().any(|f| name.starts_with(f)) {
