@@ -89,7 +89,7 @@ pub unsafe trait Platform {
     /// [`frame_ptr`](Platform::frame_ptr); platforms with high memory override
     /// the data methods to reach frames above the direct map.
     fn zero_frame(&self, frame: Frame) {
-        debug_assert!((frame.start().as_u32() as u64) < DIRECT_ZONE_END);
+        debug_assert!(frame.start().as_u64() < DIRECT_ZONE_END);
         // SAFETY: the trait contract makes `frame_ptr` valid for PAGE_SIZE
         // writes, and the core owns the frame it asks to clear.
         unsafe { self.frame_ptr(frame).as_ptr().write_bytes(0, 1) }
