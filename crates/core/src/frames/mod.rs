@@ -270,11 +270,17 @@ impl FrameAllocator {
             fail_after: None,
         };
 
-        // Everything starts reserved; usable frames are then freed, unless a
-        // reserved region or the metadata covers them.
-        for f in 0..limit {
-            fa.set_ref(f, RESERVED);
-        }
+        // Everything starts reserved (`RESERVED` is all ones: one fill);
+        // usable frames are then freed, unless a reserved region or the
+        // metadata covers them.
+        const _: () = assert!(RESERVED == u16::MAX);
+        // SAFETY: the first `limit` counters lie in the metadata region
+        // (`ref_words` covers them), which nothing else references yet.
+        unsafe {
+            refs.cast::<u8>()
+                .as_ptr()
+                .write_bytes(0xFF, limit as usize * 2)
+        };
         for r in map.iter().filter(|r| r.kind == RegionKind::Usable) {
             let (lo, hi) = inner_frames(r, phys_end);
             for f in lo..hi {
@@ -287,10 +293,15 @@ impl FrameAllocator {
         for f in meta.number()..meta.number() + meta_frames {
             fa.set_ref(f, RESERVED);
         }
-        for f in 0..limit {
-            if fa.get_ref(f) == 0 {
+        // Only frames inside usable regions can be free (the loop skips
+        // the holes, which can be most of `0..limit` with RAM above 4 GiB).
+        for r in map.iter().filter(|r| r.kind == RegionKind::Usable) {
+            let (lo, hi) = inner_frames(r, phys_end);
+            for f in lo..hi {
                 let (z, i) = fa.locate(f);
-                fa.zones[z].set_free(i);
+                if fa.get_ref(f) == 0 && !fa.zones[z].is_free(i) {
+                    fa.zones[z].set_free(i);
+                }
             }
         }
         Ok(fa)
