@@ -107,6 +107,7 @@ pub unsafe trait Platform {
     /// Reads `buf.len()` bytes at `offset` within `frame`.
     ///
     /// Panics if `offset + buf.len() > PAGE_SIZE` (a bug in the core).
+    #[inline]
     fn read_frame(&self, frame: Frame, offset: usize, buf: &mut [u8]) {
         assert!(offset <= PAGE_SIZE && buf.len() <= PAGE_SIZE - offset);
         let p = self.frame_ptr(frame).as_ptr().cast::<u8>();
@@ -118,6 +119,7 @@ pub unsafe trait Platform {
     /// Writes `buf` at `offset` within `frame`.
     ///
     /// Panics if `offset + buf.len() > PAGE_SIZE` (a bug in the core).
+    #[inline]
     fn write_frame(&self, frame: Frame, offset: usize, buf: &[u8]) {
         assert!(offset <= PAGE_SIZE && buf.len() <= PAGE_SIZE - offset);
         let p = self.frame_ptr(frame).as_ptr().cast::<u8>();

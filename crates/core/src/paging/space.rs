@@ -664,12 +664,14 @@ impl<M: PagingMode> AddressSpace<M> {
         }
     }
 
+    #[inline]
     fn count<P: Platform + ?Sized>(&self, platform: &P, pdi: usize) -> u16 {
         let mut b = [0u8; 2];
         platform.read_frame(self.counts, pdi * 2, &mut b);
         u16::from_ne_bytes(b)
     }
 
+    #[inline]
     fn set_count<P: Platform + ?Sized>(&self, platform: &P, pdi: usize, n: u16) {
         platform.write_frame(self.counts, pdi * 2, &n.to_ne_bytes());
     }
