@@ -436,3 +436,24 @@ fn the_pae_machine_refuses_direct_map_access_to_a_high_frame() {
         .unwrap();
     let _ = m.frame_ptr(PhysAddr::try_from_u64(1 << 32).unwrap().frame());
 }
+
+#[test]
+fn metadata_that_does_not_fit_below_the_direct_map_limit_is_out_of_memory() {
+    // 4 MiB at 0 and 4 MiB just below 64 GiB: the metadata for 16 M frame
+    // numbers (about 34 MiB) has no room in the 4 MiB the direct map reaches.
+    let m = PaeMachine::builder()
+        .ram(0, 4 * MIB)
+        .ram((1 << 36) - 4 * MIB, 4 * MIB)
+        .nxe(true)
+        .build()
+        .unwrap();
+    let map = m.memory_map();
+    // SAFETY: the call fails before it hands anything out.
+    let r = unsafe { FrameAllocator::new_below(&m, &map, m.ram_end()) };
+    assert_eq!(r.err(), Some(MmError::OutOfMemory));
+    // The same map below 4 GiB only: the high bank is left out, and fits.
+    // SAFETY: the allocator is dropped before the machine.
+    let fa = unsafe { FrameAllocator::new_below(&m, &map, 1 << 32) }.unwrap();
+    assert_eq!(fa.stats().total, (4 * MIB / 4096) as u32);
+    assert_eq!(fa.frame_limit(), (4 * MIB / 4096) as u32);
+}
