@@ -383,6 +383,32 @@ impl FrameAllocator {
         }
     }
 
+    /// The lowest free frame at or above `first`, with reference count 1:
+    /// a placement preference on top of the zones. With PAE a kernel gives
+    /// user pages frames above 4 GiB first (`first` = frame
+    /// [`FRAME_COUNT_4G`](crate::addr::FRAME_COUNT_4G)), since only they can
+    /// use them, and falls back to [`alloc`](FrameSource::alloc) when this
+    /// fails with `OutOfMemory` (no free frame at or above `first`).
+    pub fn alloc_at_or_above(&mut self, first: Frame) -> Result<OwnedFrame, MmError> {
+        let first = first.number();
+        for z in 0..self.zones.len() {
+            let zone = &self.zones[z];
+            if zone.base + zone.len <= first {
+                continue;
+            }
+            if let Some(i) = zone.next_free(first.saturating_sub(zone.base)) {
+                self.take_budget()?;
+                self.zones[z].set_used(i);
+                let f = self.zones[z].base + i;
+                self.set_ref(f, 1);
+                // SAFETY: the frame was free and now has reference count 1:
+                // that one reference is handed out here and nowhere else.
+                return Ok(unsafe { OwnedFrame::from_raw(Frame::nth(f)) });
+            }
+        }
+        Err(MmError::OutOfMemory)
+    }
+
     /// Claims a specific free frame (e.g. one a C caller names by address);
     /// its one reference is the caller's.
     pub fn claim(&mut self, frame: Frame) -> Result<OwnedFrame, MmError> {
