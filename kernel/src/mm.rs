@@ -2,7 +2,9 @@
 //! allocator from the multiboot map, kernel address space in the paging
 //! mode chosen at boot) and the kernel heap as the global allocator.
 
-use myos_mm::addr::PhysAddr;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use myos_mm::addr::{PhysAddr, FRAME_COUNT_4G};
 use myos_mm::frames::{
     FrameAllocator, FrameRun, FrameSource, FrameStats, MemoryRegion, OwnedFrame, RegionKind, Zone,
 };
@@ -260,11 +262,40 @@ pub fn free_frames_above(frames: u32) -> bool {
     frame_stats().free > frames
 }
 
+/// First frame above 4 GiB.
+const FIRST_FRAME_ABOVE_4G: Frame = match Frame::from_number(FRAME_COUNT_4G) {
+    Ok(f) => f,
+    Err(_) => panic!("4 GiB is a frame number"),
+};
+
+/// Frames above 4 GiB that user address spaces hold now (allocated
+/// through [`UserFrames`] and not yet freed).
+static USER_FRAMES_ABOVE_4G: AtomicU32 = AtomicU32::new(0);
+
+/// Frames above 4 GiB that user address spaces hold now.
+pub fn user_frames_above_4g() -> u32 {
+    USER_FRAMES_ABOVE_4G.load(Ordering::Relaxed)
+}
+
+/// True when `frame` lies above 4 GiB.
+fn above_4g(frame: Frame) -> bool {
+    frame >= FIRST_FRAME_ABOVE_4G
+}
+
 impl FrameSource for UserFrames {
+    /// In PAE mode, user pages (zone `High`) come from above 4 GiB first:
+    /// only they can use that RAM, and what lies below stays for the page
+    /// tables and the heap. Classic mode never reaches that RAM.
     fn alloc(&mut self, zone: Zone) -> Result<OwnedFrame, MmError> {
         let mut fa = self.0.lock();
         if fa.stats().free <= USER_RESERVE_FRAMES {
             return Err(MmError::OutOfMemory);
+        }
+        if zone == Zone::High && crate::platform::paging() == Paging::Pae {
+            if let Ok(frame) = fa.alloc_at_or_above(FIRST_FRAME_ABOVE_4G) {
+                USER_FRAMES_ABOVE_4G.fetch_add(1, Ordering::Relaxed);
+                return Ok(frame);
+            }
         }
         fa.alloc(zone)
     }
@@ -284,7 +315,12 @@ impl FrameSource for UserFrames {
         self.0.lock().share(frame)
     }
     fn release(&mut self, frame: OwnedFrame) -> Result<bool, MmError> {
-        self.0.lock().release(frame)
+        let number = frame.frame();
+        let freed = self.0.lock().release(frame);
+        if freed == Ok(true) && above_4g(number) {
+            USER_FRAMES_ABOVE_4G.fetch_sub(1, Ordering::Relaxed);
+        }
+        freed
     }
     fn refcount(&self, frame: Frame) -> Result<u16, MmError> {
         self.0.lock().refcount(frame)

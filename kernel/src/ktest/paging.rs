@@ -3,7 +3,9 @@
 //! through the MMU and the kmap window alike.
 
 use myos_mm::frames::{FrameSource, Zone};
+use myos_mm::layout::{PAGE_SIZE, PHYS_END};
 use myos_mm::paging::{AddressSpace, Entry, PteFlags};
+use myos_mm::vm::{MapRequest, MapSource, Prot};
 use myos_mm::{Page, Platform, VirtAddr};
 
 use super::support::{
@@ -11,6 +13,9 @@ use super::support::{
 };
 use crate::arch::cpu::UserAccess;
 use crate::mm::{self, with_kernel_space, Mm};
+use crate::platform::Paging;
+use crate::println;
+use crate::process::UserSpace;
 
 pub(super) fn map_write_translate_unmap(mm: &Mm) -> TestResult {
     with_kernel_space!(mm, |kernel| {
@@ -150,4 +155,101 @@ pub(super) fn high_frame_through_mmu(mm: &Mm) -> TestResult {
         );
         Ok(())
     })
+}
+
+/// A process's address space (the kernel's `UserSpace`) gets its pages
+/// from above 4 GiB in PAE mode when there is RAM there (from below
+/// otherwise): pages faulted in by `copy_to_user` are read back through
+/// kmap, then through the MMU with the space loaded (ring 0, inside a
+/// user-access window), written through the MMU and read back through
+/// kmap again; dropping the space gives every frame back.
+pub(super) fn user_pages_above_4g(mm: &Mm) -> TestResult {
+    const PAGES: u32 = 64;
+    let before = mm::frame_stats();
+    let held_before = mm::user_frames_above_4g();
+    let mut vm = UserSpace::new().map_err(|_| "cannot create a user space")?;
+    let base = vm
+        .map(&MapRequest {
+            addr: Some(VirtAddr::new(TEST_VA)),
+            length: PAGES * PAGE_SIZE as u32,
+            prot: Prot::READ | Prot::WRITE,
+            shared: false,
+            fixed: true,
+            source: MapSource::Anonymous,
+        })
+        .map_err(|_| "mmap failed")?
+        .as_u32();
+    let va = |i: u32| base + i * PAGE_SIZE as u32;
+    let word = |i: u32| 0xA0A0_0000 | i;
+    let mut frames = alloc::vec::Vec::new();
+    for i in 0..PAGES {
+        vm.copy_to_user(VirtAddr::new(va(i)), &word(i).to_le_bytes())
+            .map_err(|_| "copy_to_user failed")?;
+        let phys = vm
+            .translate(VirtAddr::new(va(i)))
+            .ok_or("page not mapped")?;
+        frames.push(phys.frame());
+    }
+    let above = frames
+        .iter()
+        .filter(|f| f.start().as_u64() >= PHYS_END)
+        .count() as u32;
+    let held = mm::user_frames_above_4g().saturating_sub(held_before);
+    let kmap_ok = frames
+        .iter()
+        .enumerate()
+        .all(|(i, &f)| read_stamp(mm, f) == word(i as u32));
+    // Through the MMU, as the process would see them.
+    let cpus = vm.cpus();
+    // SAFETY: `vm` lives until after the kernel's directory is loaded again
+    // below; no thread runs on this CPU (the tests run in the kernel).
+    unsafe { cpus.activate(mm.platform()) };
+    let mmu_ok = {
+        let _window = UserAccess::begin();
+        (0..PAGES).all(|i| {
+            // SAFETY: the page is mapped readable and writable in the loaded space.
+            unsafe {
+                let p = va(i) as *mut u32;
+                let seen = p.read_volatile();
+                p.add(1).write_volatile(!word(i));
+                seen == word(i)
+            }
+        })
+    };
+    // SAFETY: the kernel's directory maps the kernel half this code runs in.
+    unsafe { mm.platform().set_root(mm.kernel_root()) };
+    // SAFETY: the space is no longer loaded here.
+    unsafe { cpus.leave(mm.platform()) };
+    let back_ok = frames.iter().enumerate().all(|(i, &f)| {
+        let mut b = [0u8; 4];
+        mm.platform().read_frame(f, 4, &mut b);
+        u32::from_le_bytes(b) == !word(i as u32)
+    });
+    drop(vm);
+    let after = mm::frame_stats();
+    let expect_above = mm.paging() == Paging::Pae && mm::ram_end() > PHYS_END;
+    println!(
+        "    {PAGES} user pages: {above} above 4 GiB (expected {})",
+        if expect_above { "all" } else { "none" }
+    );
+    check!(kmap_ok, "a page's contents differ through kmap");
+    check!(mmu_ok, "a page's contents differ through the MMU");
+    check!(back_ok, "an MMU write did not reach the frame");
+    check!(
+        above == if expect_above { PAGES } else { 0 },
+        "user pages are not where the paging mode puts them"
+    );
+    check!(
+        held == above,
+        "the above-4-GiB count disagrees with the page tables"
+    );
+    check!(
+        mm::user_frames_above_4g() == held_before,
+        "frames above 4 GiB still counted after the space went"
+    );
+    check!(
+        after.free == before.free,
+        "dropping the space did not give every frame back"
+    );
+    Ok(())
 }

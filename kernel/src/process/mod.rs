@@ -44,3 +44,4 @@ pub use syscall::{
     enable_kernel_stack_overflow_test, enable_touch_user_test, recurse, syscall, TouchUser,
 };
 pub use table::{clear_results, current_for_oops, family_result, fs, init};
+pub use userspace::UserSpace;

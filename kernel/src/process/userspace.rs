@@ -11,7 +11,7 @@ use myos_mm::paging::{Classic, Pae, SpaceCpus};
 use myos_mm::vm::{
     FaultOutcome, FaultStats, FdTable, MapRequest, PageFault, Prot, RegionInfo, VmSpace,
 };
-use myos_mm::{MmError, VirtAddr};
+use myos_mm::{MmError, PhysAddr, VirtAddr};
 
 use crate::mm::{self, with_kernel_space, UserFrames, PLATFORM};
 use crate::platform::X86Platform;
@@ -97,6 +97,11 @@ impl UserSpace {
     /// The regions, in address order (`VmSpace::regions`, collected).
     pub fn regions(&self) -> Vec<RegionInfo> {
         on_vm!(self, |vm| vm.regions().collect())
+    }
+
+    /// Where `va` is mapped now (`AddressSpace::translate`).
+    pub fn translate(&self, va: VirtAddr) -> Option<PhysAddr> {
+        on_vm!(self, |vm| vm.address_space().translate(&PLATFORM, va))
     }
 
     /// The handle on the set of CPUs that may cache the space.
