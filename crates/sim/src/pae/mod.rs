@@ -167,6 +167,8 @@ pub struct PaeConfig {
     nxe: bool,
     smep: bool,
     smap: bool,
+    #[cfg(feature = "memfd")]
+    shared_ram: bool,
 }
 
 impl Default for PaeConfig {
@@ -187,7 +189,17 @@ impl PaeConfig {
             nxe: false,
             smep: false,
             smap: false,
+            #[cfg(feature = "memfd")]
+            shared_ram: false,
         }
+    }
+    /// Puts each RAM bank in a memfd of its own (feature `memfd`), so that
+    /// its frames can also be mapped elsewhere in the host process: see
+    /// [`PaeMachine::ram_fd`].
+    #[cfg(feature = "memfd")]
+    pub fn shared_ram(mut self, on: bool) -> Self {
+        self.shared_ram = on;
+        self
     }
     /// Adds a RAM bank of `bytes` at physical address `base`.
     pub fn ram(mut self, base: u64, bytes: u64) -> Self {
@@ -257,7 +269,15 @@ impl PaeConfig {
                 return Err(PaeConfigError::BankOverlap { base, bytes });
             }
             prev_end = base + bytes;
-            banks.push((base, Ram::new(bytes).map_err(PaeConfigError::Host)?));
+            #[cfg(feature = "memfd")]
+            let ram = if self.shared_ram {
+                Ram::new_memfd(bytes)
+            } else {
+                Ram::new(bytes)
+            };
+            #[cfg(not(feature = "memfd"))]
+            let ram = Ram::new(bytes);
+            banks.push((base, ram.map_err(PaeConfigError::Host)?));
         }
         Ok(PaeMachine {
             mem: PhysMem { banks },
@@ -337,6 +357,17 @@ impl PaeMachine {
 
     fn lock(&self) -> MutexGuard<'_, PaeCpu> {
         self.cpu.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The memfd of the RAM bank holding the frame at physical `pa`, and
+    /// the frame's offset in it, for a machine built with
+    /// [`PaeConfig::shared_ram`] (else `None`; `None` too outside RAM).
+    /// Mapping the file `MAP_SHARED` at that offset gives another host view
+    /// of the frame, coherent with the machine's.
+    #[cfg(feature = "memfd")]
+    pub fn ram_fd(&self, pa: u64) -> Option<(std::os::fd::BorrowedFd<'_>, u64)> {
+        let (ram, off) = self.mem.find(pa, 1)?;
+        Some((ram.fd()?, off))
     }
 
     /// MAXPHYADDR in bits.
