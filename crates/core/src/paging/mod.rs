@@ -27,3 +27,4 @@ pub use entry::{Entry, PaeEntry, PageAttrs, PageTableEntry, PteFlags};
 pub use heap_backend::{unmap_kernel_pages, PagedHeapBackend};
 pub use mode::{Classic, Pae, PagingMode};
 pub use space::{AddressSpace, Flush, MapError};
+pub use table::{read_entry, write_entry};

@@ -89,11 +89,15 @@ impl<E: Entry> Table<E> {
 /// changes only flag bits of the low half, so the two halves belong
 /// together.
 ///
+/// Public for code that holds entry pointers of its own (the C API's
+/// `page64_t`).
+///
 /// # Safety
 ///
-/// `p` points at a live, aligned entry of a page-table frame.
+/// `p` points at a live, aligned entry of a page-table frame (or at any
+/// aligned entry-sized memory the caller owns).
 #[inline]
-unsafe fn read_entry<E: Entry>(p: *mut E) -> E {
+pub unsafe fn read_entry<E: Entry>(p: *mut E) -> E {
     if cfg!(target_pointer_width = "32") && core::mem::size_of::<E>() == 8 {
         let w = p.cast::<u32>();
         // SAFETY: the entry is 8 aligned bytes (caller); x86 is little-endian.
@@ -120,7 +124,7 @@ unsafe fn read_entry<E: Entry>(p: *mut E) -> E {
 ///
 /// As [`read_entry`], and the caller is the only writer.
 #[inline]
-unsafe fn write_entry<E: Entry>(p: *mut E, e: E) {
+pub unsafe fn write_entry<E: Entry>(p: *mut E, e: E) {
     if cfg!(target_pointer_width = "32") && core::mem::size_of::<E>() == 8 {
         let w = p.cast::<u32>();
         let raw = e.raw64();
