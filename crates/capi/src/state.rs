@@ -3,7 +3,7 @@
 //! It runs in one paging mode, the kernel's: classic two-level paging (the
 //! spec's, whose entries are `page_t`) or PAE (64-bit entries, `page64_t`).
 //! [`KernelSpace`] holds the kernel address space of that mode; the C layer's
-//! internals are generic over the mode ([`CMode`]) and each entry point picks
+//! internals are generic over the mode (`CMode`) and each entry point picks
 //! the instance with [`Mm::paging`].
 
 use myos_mm::frames::{FrameAllocator, MemoryRegion, RegionKind};
