@@ -6,11 +6,10 @@
 //! internals are generic over the mode (`CMode`) and each entry point picks
 //! the instance with [`Mm::paging`].
 
-use myos_mm::frames::{FrameAllocator, MemoryRegion, RegionKind};
-use myos_mm::layout::{DIRECT_ZONE_END, PHYS_END};
+use myos_mm::frames::{FrameAllocator, MemoryRegion};
 use myos_mm::paging::{AddressSpace, Classic, Pae, PagingMode};
 use myos_mm::system::System;
-use myos_mm::{MmError, PhysAddr, Platform};
+use myos_mm::{MmError, Platform};
 use spin::{Mutex, Once};
 
 use crate::dir::{self, Dir};
@@ -125,9 +124,8 @@ pub(crate) type Frames = &'static Mutex<FrameAllocator>;
 
 static MM: Once<Mm> = Once::new();
 static SYSTEM: Once<System<Plat>> = Once::new();
-/// What [`register_pae`] builds: the frame allocator and the PAE kernel space.
-static PAE_FRAMES: Once<Mutex<FrameAllocator>> = Once::new();
-static PAE_KERNEL: Once<Mutex<AddressSpace<Pae>>> = Once::new();
+/// What [`register_pae`] builds.
+static PAE_SYSTEM: Once<System<Plat, Pae>> = Once::new();
 
 /// The registered memory manager, or `MM_ENODEV`.
 pub(crate) fn mm() -> CResult<Mm> {
@@ -207,7 +205,7 @@ fn register_mm(parts: Mm) -> Result<(), MmError> {
 /// As [`System::new`]: the usable regions of `map` are RAM nobody else uses
 /// (in particular, no other frame allocator manages them).
 pub unsafe fn register(platform: &'static Plat, map: &[MemoryRegion]) -> Result<(), MmError> {
-    if is_registered() || SYSTEM.get().is_some() || PAE_KERNEL.get().is_some() {
+    if is_registered() || SYSTEM.get().is_some() || PAE_SYSTEM.get().is_some() {
         return Err(MmError::AlreadyMapped);
     }
     // SAFETY: forwarded to the caller.
@@ -216,32 +214,22 @@ pub unsafe fn register(platform: &'static Plat, map: &[MemoryRegion]) -> Result<
     register_parts(system.platform(), system.frames(), system.kernel_space())
 }
 
-/// As [`register`], in PAE paging: the frame allocator covers every usable
-/// region of `map` (up to 64 GiB, `FrameAllocator::new_below`), the kernel
-/// space is `AddressSpace::<Pae>::create_kernel` (the direct map of RAM up
-/// to 768 MiB). The platform must run PAE paging (its root is a PDPT).
-/// Fails as those, or with `AlreadyMapped` when something is registered
-/// already.
+/// As [`register`], in PAE paging (a `System::<_, Pae>`): the frame
+/// allocator covers every usable region of `map` up to 64 GiB, the kernel
+/// space is a PAE one (the direct map of RAM up to 768 MiB). The platform
+/// must run PAE paging (its root is a PDPT). Fails as
+/// [`System::create`], or with `AlreadyMapped` when something is
+/// registered already.
 ///
 /// # Safety
 ///
 /// As [`register`].
 pub unsafe fn register_pae(platform: &'static Plat, map: &[MemoryRegion]) -> Result<(), MmError> {
-    if is_registered() || SYSTEM.get().is_some() || PAE_KERNEL.get().is_some() {
+    if is_registered() || SYSTEM.get().is_some() || PAE_SYSTEM.get().is_some() {
         return Err(MmError::AlreadyMapped);
     }
-    // SAFETY: forwarded to the caller; `platform` is 'static.
-    let mut frames = unsafe { FrameAllocator::new_below(platform, map, PhysAddr::MAX + 1)? };
-    let direct_end = map
-        .iter()
-        .filter(|r| r.kind == RegionKind::Usable && r.start < PHYS_END)
-        .map(|r| r.end.min(PHYS_END - 1).min(DIRECT_ZONE_END))
-        .max()
-        .unwrap_or(0);
-    let direct_end = u32::try_from(direct_end).map_err(|_| MmError::OutOfRange)?;
-    let kernel =
-        AddressSpace::<Pae>::create_kernel(platform, &mut frames, PhysAddr::new(direct_end))?;
-    let frames = PAE_FRAMES.call_once(|| Mutex::new(frames));
-    let kernel = PAE_KERNEL.call_once(|| Mutex::new(kernel));
-    register_parts_pae(platform, frames, kernel)
+    // SAFETY: forwarded to the caller.
+    let system = unsafe { System::<Plat, Pae>::create(platform, map)? };
+    let system = PAE_SYSTEM.call_once(|| system);
+    register_parts_pae(system.platform(), system.frames(), system.kernel_space())
 }
