@@ -414,7 +414,8 @@ const NX_KILLED: &str = "nx: a jump into a PROT_READ|PROT_WRITE page: killed by 
 /// The PAE boots (`paging=pae`) beside the classic ones: the test suite
 /// at 128 MiB and at 6 GiB (frames and user pages above 4 GiB), the demo
 /// at 6 GiB, the SMP tests and the ring-3 stress tests on 4 CPUs, the
-/// fallback on a CPU without NX, and the C API's refusal.
+/// fallback on a CPU without NX, an oops and a double fault, and the C
+/// API's refusal.
 fn pae_cases() -> Vec<Case> {
     let case = |name: &str, memory, cmdline, must_print, smp, cpu| Case {
         name: name.into(),
@@ -520,6 +521,32 @@ fn pae_cases() -> Vec<Case> {
                 "test result: ok",
             ],
             4,
+            DEFAULT_CPU,
+        )
+    });
+    cases.push(Case {
+        expect: Outcome::Failure,
+        ..case(
+            "oops in PAE paging: the report and a backtrace through the PAE walk",
+            "32M",
+            "test=oops paging=pae",
+            &[PAE_ON, "KERNEL OOPS", "#PF page fault", "backtrace: 0xc"],
+            1,
+            DEFAULT_CPU,
+        )
+    });
+    cases.push(Case {
+        expect: Outcome::Failure,
+        ..case(
+            "double fault in PAE paging (the double-fault task loads the PDPT)",
+            "32M",
+            "test=kstack-overflow paging=pae",
+            &[
+                PAE_ON,
+                "KERNEL OOPS: #DF double fault",
+                "kernel stack overflow",
+            ],
+            1,
             DEFAULT_CPU,
         )
     });
