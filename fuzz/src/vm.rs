@@ -20,7 +20,10 @@
 //!
 //! An input may end in a [`CPU_TRAILER`] that turns on SMEP and SMAP (and
 //! AC, and ring-0 fetches): ring-0 accesses the protections forbid must be
-//! named kernel bugs by the handler, never retried forever.
+//! named kernel bugs by the handler, never retried forever. The trailer
+//! also picks the paging mode: classic (the default) or PAE on the PAE
+//! machine (RAM at 0 and at 4 GiB, NX on), where user and file pages come
+//! from above 4 GiB and a fetch from a page without `PROT_EXEC` is SIGSEGV.
 //!
 //! After every operation the regions' protections and sizes equal the
 //! model's (and every 16 operations the frame allocator validates); at the
@@ -35,13 +38,14 @@ use myos_abi::{
     PROT_READ, PROT_WRITE,
 };
 use myos_mm::layout::{USER_END, USER_MMAP_MIN};
+use myos_mm::vm::FaultContext;
 use myos_mm::vm::{FdTable, Prot};
 use myos_mm::{MmError, VirtAddr};
 use myos_sim::model::vm::{
     self as model, check, count_range, expect_protect, fork, mprotect, munmap, protect,
     remove_range, va, FileSpec, Model, Pages, Proc, PAGE,
 };
-use myos_sim::World;
+use myos_sim::{World, WorldMachine};
 
 const RAM: u64 = 8 << 20;
 /// The window of the well-formed calls, spanning a page-table boundary.
@@ -310,16 +314,19 @@ pub struct Cpu {
     pub ac: bool,
     /// [`Op::Fetch`] executes from ring 0 instead of ring 3.
     pub kernel_fetch: bool,
+    /// The core runs in PAE mode on the PAE machine.
+    pub pae: bool,
 }
 
 impl Cpu {
-    /// Bit 0 SMEP, bit 1 SMAP, bit 2 AC, bit 3 ring-0 fetches.
+    /// Bit 0 SMEP, bit 1 SMAP, bit 2 AC, bit 3 ring-0 fetches, bit 4 PAE.
     pub const fn from_flags(b: u8) -> Cpu {
         Cpu {
             smep: b & 1 != 0,
             smap: b & 2 != 0,
             ac: b & 4 != 0,
             kernel_fetch: b & 8 != 0,
+            pae: b & 16 != 0,
         }
     }
 
@@ -348,15 +355,20 @@ fn run_ops(ops: &[Op]) {
 }
 
 fn run_ops_on(ops: &[Op], cpu: Cpu) {
-    let w = World::new(RAM);
-    w.m.set_smep(cpu.smep);
-    w.m.set_smap(cpu.smap);
-    w.m.set_ac(cpu.ac);
+    if cpu.pae {
+        run_on(World::new_pae(RAM, RAM), ops, cpu);
+    } else {
+        run_on(World::new(RAM), ops, cpu);
+    }
+}
+
+fn run_on<M: WorldMachine>(w: World<M>, ops: &[Op], cpu: Cpu) {
+    w.m.set_context(FaultContext::new(cpu.smep, cpu.smap, cpu.ac));
     let fs = MemFs::new();
     let mut fds = FdTable::new();
     let mut model = Model::new(&FILES);
     model.open(&fs, &mut fds);
-    let mut procs: Vec<Proc<'_>> = vec![(w.space(), Pages::new())];
+    let mut procs: Vec<Proc<'_, M>> = vec![(w.space(), Pages::new())];
     for (i, op) in ops.iter().enumerate() {
         if procs.is_empty() {
             procs.push((w.space(), Pages::new()));
@@ -457,11 +469,11 @@ fn expect_range(addr: u32, length: u32) -> Result<(u32, u32), MmError> {
     Ok((lo, hi as u32))
 }
 
-fn step(
-    w: &World,
+fn step<M: WorldMachine>(
+    w: &World<M>,
     fds: &FdTable,
     model: &mut Model,
-    procs: &mut Vec<Proc<'_>>,
+    procs: &mut Vec<Proc<'_, M>>,
     n: usize,
     op: Op,
     cpu: Cpu,
@@ -687,12 +699,20 @@ mod tests {
             smap: true,
             ac: false,
             kernel_fetch: true,
+            pae: false,
         };
         assert_eq!(Cpu::split(&with), (cpu, &ops[..]));
+        *with.last_mut().unwrap() = 0b1_0000;
+        let pae = Cpu {
+            pae: true,
+            ..Cpu::default()
+        };
+        assert_eq!(Cpu::split(&with), (pae, &ops[..]));
     }
 
     /// Ring-0 writes, reads and fetches of user pages under SMEP and SMAP
-    /// (AC clear, then set): each is a named kernel bug, never a loop.
+    /// (AC clear, then set): each is a named kernel bug, never a loop; in
+    /// both paging modes (with NX, a faulting ring-0 fetch is one too).
     #[test]
     fn kernel_accesses_under_smep_and_smap() {
         let ops = [
@@ -729,9 +749,55 @@ mod tests {
                 at: Target::Window(2),
             },
         ];
-        for flags in 0..16 {
+        for flags in 0..32 {
             run_ops_on(&ops, Cpu::from_flags(flags));
         }
+    }
+
+    /// User fetches in PAE mode: from a page without `PROT_EXEC` SIGSEGV
+    /// (resident or not), from `PROT_EXEC` pages the page's byte; mprotect
+    /// adds and removes execute rights; fork keeps them.
+    #[test]
+    fn pae_fetches_follow_nx() {
+        let fetch = |p, page| Op::Fetch {
+            p,
+            at: Target::Window(page),
+        };
+        let write = |p, page, value| Op::Write {
+            p,
+            at: Target::Window(page),
+            how: How::User,
+            value,
+        };
+        let mprotect = |p, start, len, prot| Op::Mprotect {
+            p,
+            start,
+            len,
+            prot,
+        };
+        let ops = [
+            Op::Mmap {
+                p: 0,
+                start: 0,
+                len: 4,
+                prot: P::ReadWrite,
+                shared: false,
+            },
+            fetch(0, 0),
+            write(0, 1, 0xC3),
+            fetch(0, 1),
+            mprotect(0, 1, 2, P::Exec),
+            fetch(0, 1),
+            fetch(0, 2),
+            Op::Fork { p: 0 },
+            fetch(1, 1),
+            mprotect(0, 1, 1, P::Read),
+            fetch(0, 1),
+            fetch(1, 1),
+            Op::Exit { p: 1 },
+        ];
+        run_ops_on(&ops, Cpu::from_flags(16));
+        run_ops_on(&ops, Cpu::default());
     }
 
     /// A hand-written sequence over the file paths: shared writes reach the

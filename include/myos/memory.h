@@ -98,10 +98,12 @@ typedef struct heap heap_t;
 /* ------------------------------------------------------------------ */
 
 /* Protection flags (mmap's prot).
- * PROT_EXEC is recorded (and reported) but cannot be enforced: classic i386
- * paging (no PAE, so no NX bit) makes every readable page executable, and a
- * page mapped PROT_READ alone can be executed too -- as on Linux i386
- * without PAE. PROT_WRITE implies readable (x86 has no write-only pages). */
+ * PROT_EXEC is recorded (and reported) but cannot be enforced in classic
+ * paging: classic i386 paging (no PAE, so no NX bit) makes every readable
+ * page executable, and a page mapped PROT_READ alone can be executed too --
+ * as on Linux i386 without PAE. In PAE mode (extension, see "PAE paging")
+ * a page without PROT_EXEC gets NX. PROT_WRITE implies readable (x86 has no
+ * write-only pages). */
 #define PROT_NONE  0x0
 #define PROT_READ  0x1
 #define PROT_WRITE 0x2
@@ -115,7 +117,7 @@ typedef struct heap heap_t;
 
 /* Page-fault error code bits (the i386 error code).
  * ERR_FETCH (the I/D bit) is set by the CPU only when CR4.SMEP is on (or
- * with PAE and EFER.NXE, which this memory manager does not use): with
+ * with PAE and EFER.NXE: the PAE mode, an extension, see "PAE paging"): with
  * classic paging and no SMEP a faulting instruction fetch reports as a read.
  * A supervisor fault with ERR_FETCH on a user address is a kernel bug (ring
  * 0 ran user code), and so is a supervisor read fault on a present user
@@ -145,7 +147,9 @@ typedef struct heap heap_t;
 #define MM_EEXIST   17  /* already mapped / heap range overlaps another heap */
 #define MM_ENODEV   19  /* the memory manager is not set up (no platform registered) */
 #define MM_EINVAL   22  /* bad argument: NULL, misaligned, out of range, bad pointer, double free */
-#define MM_EOVERFLOW 75 /* a frame's reference count would overflow */
+#define MM_EOVERFLOW 75 /* a frame's reference count would overflow; (PAE) a physical
+                           address above 4 GiB asked for as 32 bits */
+#define MM_EOPNOTSUPP 95 /* the call belongs to the other paging mode (see "PAE paging") */
 
 /* ------------------------------------------------------------------ */
 /* Virtual memory: page directories                                    */
@@ -420,6 +424,122 @@ int myos_heap_destroy(heap_t *heap);
  * or "frame"; an unknown name (or NULL) gives 0xFFFFFFFF.
  */
 uint32_t myos_pte_raw(const char *field, uint32_t value);
+
+/* ------------------------------------------------------------------ */
+/* Extension: PAE paging (64-bit entries)                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Beyond the spec, which knows only classic two-level i386 paging. A kernel
+ * may run the memory manager in PAE paging instead (docs/pae.md): 64-bit
+ * entries with a no-execute bit, three levels (a 4-entry PDPT, then page
+ * directories and page tables of 512 entries), frames up to 64 GiB. There
+ * a page_t * would point into a table whose entries are not page_t, so:
+ *
+ *   - get_page, alloc_frame and free_frame (the page_t calls) do nothing
+ *     under PAE: NULL / no change, mm_errno() == MM_EOPNOTSUPP. Use
+ *     get_page64, alloc_frame64 and free_frame64 and page64_t. Under
+ *     classic paging those three refuse the same way, with MM_EOPNOTSUPP.
+ *   - Everything else works in both modes unchanged (directories, map_page,
+ *     unmap_page, the heaps, mmap and the fault handler). In PAE mode mmap
+ *     sets NX on every page of a region without PROT_EXEC, and an
+ *     instruction fetch from one is a fault no region allows (MM_EFAULT).
+ *     map_page maps executable pages, as in classic mode.
+ *   - Frames may lie above 4 GiB: get_physical_address gives MM_PHYS_NONE
+ *     with MM_EOVERFLOW for them (get_physical_address64 gives the address),
+ *     and kmalloc_physical / kmalloc_aligned_physical fail with MM_EOVERFLOW
+ *     (nothing allocated) when the block they found lies above 4 GiB.
+ *
+ * The C program asks which mode runs with myos_paging_mode().
+ */
+#define MYOS_PAGING_CLASSIC 1 /* two-level paging, page_t (the spec's) */
+#define MYOS_PAGING_PAE     2 /* PAE paging, page64_t */
+
+/* MYOS_PAGING_CLASSIC or MYOS_PAGING_PAE; 0 (MM_ENODEV) before set-up. */
+int myos_paging_mode(void);
+
+/*
+ * One PAE page-table entry, as the MMU reads it: the flag bits 0..11 at the
+ * same places as in page_t, the frame number (physical address >> 12) in
+ * bits 12..35 (24 bits: frames below 64 GiB), bits 36..62 zero (the memory
+ * manager writes no frame above 64 GiB; a CPU with fewer physical-address
+ * bits faults on the ones it lacks), and nx, bit 63: instruction fetches
+ * through the entry fault (EFER.NXE, which a PAE kernel turns on). `raw` is
+ * the whole 64-bit entry. This is bit for bit the Rust `PaeEntry`
+ * (crates/core/src/paging/entry.rs); tests/c/layout.c checks each field
+ * against the Rust side (myos_pte64_raw).
+ *
+ * A 32-bit CPU writes the entry as two 32-bit halves while the MMU reads it
+ * at once: C code that writes a present entry by hand must write the high
+ * half first and the low half (with present) last, and clear present first
+ * when changing a present entry's high half. Prefer alloc_frame64 /
+ * free_frame64 / map_page64, which do.
+ */
+typedef union page64 {
+    struct {
+        uint64_t present : 1;   /* bit 0  P */
+        uint64_t rw : 1;        /* bit 1  R/W */
+        uint64_t user : 1;      /* bit 2  U/S */
+        uint64_t pwt : 1;       /* bit 3  PWT */
+        uint64_t pcd : 1;       /* bit 4  PCD */
+        uint64_t accessed : 1;  /* bit 5  A */
+        uint64_t dirty : 1;     /* bit 6  D */
+        uint64_t unused : 5;    /* bits 7..11: PAT, G, OS bits (zero here) */
+        uint64_t frame : 24;    /* bits 12..35: frame number */
+        uint64_t reserved : 27; /* bits 36..62: zero */
+        uint64_t nx : 1;        /* bit 63  XD: no instruction fetch */
+    };
+    uint64_t raw;
+} page64_t;
+
+/* A PAE page table: 512 entries, one 4 KiB frame, mapping 2 MiB. */
+typedef struct page_table64 {
+    page64_t pages[512];
+} page_table64_t;
+
+/*
+ * get_page for PAE paging: the entry mapping `address` in `dir`, with the
+ * same rules (make, NULL and MM_EINVAL without a table, MM_ENOMEM, MM_EPERM
+ * in the direct map, MM_EINVAL in the top 4 MiB). Consecutive pages of a
+ * 2 MiB-aligned range have consecutive entries. Classic mode: NULL,
+ * MM_EOPNOTSUPP.
+ */
+page64_t *get_page64(uint32_t address, int make, page_directory_t *dir);
+
+/*
+ * alloc_frame for PAE entries: backs a not-present `page` with a fresh
+ * frame (which may lie above 4 GiB), present, rw = is_writeable != 0,
+ * user = is_kernel == 0, nx = no_exec != 0. A present page is left as it is
+ * (success). NULL: MM_EINVAL; no free frame: MM_ENOMEM. Classic mode:
+ * MM_EOPNOTSUPP, the entry unchanged.
+ */
+void alloc_frame64(page64_t *page, int is_kernel, int is_writeable, int no_exec);
+
+/*
+ * free_frame for PAE entries: releases the frame of a present `page` and
+ * clears the entry (TLB flushed). Not present: nothing (success). NULL:
+ * MM_EINVAL. Classic mode: MM_EOPNOTSUPP, the entry unchanged.
+ */
+void free_frame64(page64_t *page);
+
+/*
+ * map_page with a 64-bit physical address, in either mode: frames above
+ * 4 GiB under PAE. Classic mode refuses a frame at or above 4 GiB, both
+ * modes one at or above 64 GiB: MM_EINVAL, nothing mapped.
+ */
+void map_page64(uint32_t virtual_addr, uint64_t physical_addr, int is_kernel, int is_writeable);
+
+/* get_physical_address with a 64-bit result, in either mode; MM_PHYS64_NONE
+ * (and MM_EINVAL) when unmapped. */
+uint64_t get_physical_address64(uint32_t virtual_addr);
+#define MM_PHYS64_NONE 0xFFFFFFFFFFFFFFFFull
+
+/*
+ * For layout tests: the raw entry the Rust side (`PaeEntry`) builds with
+ * one page64_t field set to `value` and the others zero. `field` is one of
+ * page_t's names, or "nx"; an unknown name (or NULL) gives all ones.
+ */
+uint64_t myos_pte64_raw(const char *field, uint64_t value);
 
 #ifdef __cplusplus
 }

@@ -33,6 +33,17 @@ extern "C" {
  */
 int myos_sim_boot(uint32_t ram_bytes);
 
+/*
+ * Extension (PAE paging, see <myos/memory.h>): as myos_sim_boot, on a
+ * simulated PAE CPU (EFER.NXE on) with `low_bytes` of RAM at physical 0
+ * (0 means 64 MiB; a multiple of 4096, at least 2 MiB) and `high_bytes`
+ * at physical 4 GiB (0: none; else the same rules), so frames above 4 GiB
+ * exist. The memory manager runs PAE paging: myos_paging_mode() is
+ * MYOS_PAGING_PAE, get_page64 works and get_page refuses. Same return
+ * values; one boot per process, whichever kind.
+ */
+int myos_sim_boot_pae(uint32_t low_bytes, uint32_t high_bytes);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,13 +7,15 @@
 //! multiboot information. `_start` lives in `.boot`, linked at its physical
 //! address (1 MiB). It fills the boot page directory with 4 MiB (PSE) pages:
 //! an identity entry for the first 4 MiB (the boot code itself) and the whole
-//! direct map (physical 0..768 MiB at `0xC000_0000`, 192 entries), enables
+//! direct map (physical 0..768 MiB at `0xC000_0000`, 192 entries), fills the
+//! PAE boot tables the same way with 2 MiB pages (used only when the kernel
+//! chooses PAE paging: [`enter_pae`]), enables
 //! paging and jumps to `higher_half` in `.text`, which sets up the boot
 //! stack, clears `.bss`, enables the FPU/SSE (the precompiled `core` uses
 //! SSE2) and calls [`crate::kernel_main`].
 
 use myos_mm::layout::{DIRECT_MAP_SIZE, KERNEL_BASE, KERNEL_PD_INDEX, TABLE_SPAN};
-use myos_mm::paging::PteFlags;
+use myos_mm::paging::{Pae, PagingMode, PteFlags};
 
 use crate::arch::regs::{cr0, cr4};
 
@@ -40,6 +42,54 @@ const DIRECT_MAP_ENTRIES: u32 = DIRECT_MAP_SIZE / TABLE_SPAN;
 const PDE_SIZE: u32 = 4;
 
 const _: () = assert!(DIRECT_MAP_ENTRIES == 192);
+
+/// Size of a PAE entry in bytes.
+const PAE_ENTRY_SIZE: u32 = 8;
+/// Bytes one PAE page-directory entry maps (a 2 MiB page).
+const PAE_SPAN: u32 = 1 << Pae::DIR_SHIFT;
+/// Number of 2 MiB entries of the direct map in PAE mode.
+const PAE_DIRECT_MAP_ENTRIES: u32 = DIRECT_MAP_SIZE / PAE_SPAN;
+
+const _: () = assert!(PAE_DIRECT_MAP_ENTRIES == 384 && PAE_DIRECT_MAP_ENTRIES <= 512);
+const _: () = assert!(KERNEL_BASE == 3 << 30); // PDPTE[3] holds the kernel half
+
+extern "C" {
+    fn boot_enter_pae();
+    static boot_pae_pdpt: u8;
+}
+
+/// Physical address of the PAE boot PDPT (identity map of the first 4 MiB
+/// and the direct map), which the APs' trampoline loads in PAE mode.
+pub fn pae_boot_pdpt() -> u32 {
+    core::ptr::addr_of!(boot_pae_pdpt) as u32
+}
+
+/// Switches the CPU from the classic boot tables to PAE paging: EFER.NXE,
+/// then `boot_enter_pae` (paging off, CR4.PAE, the PAE boot PDPT, paging
+/// on). Called once by the boot CPU, before the memory manager exists (the
+/// boot tables are loaded), with interrupts off.
+///
+/// # Safety
+///
+/// The CPU has PAE and NX ([`crate::arch::cpu::paging_support`]), the
+/// classic boot page directory is loaded, and nothing holds a pointer
+/// outside the direct map and the kernel image.
+pub unsafe fn enter_pae() {
+    // SAFETY: the caller checked NX.
+    unsafe { crate::arch::cpu::enable_nx() };
+    let entry = boot_enter_pae as *const () as u32;
+    // SAFETY: `boot_enter_pae` is in `.boot`, identity-mapped by the loaded
+    // boot directory and by the PAE boot tables; it changes only CR0, CR3
+    // and CR4, and both tables map the kernel image and the stack at the
+    // same addresses. Called through a register: its address is physical.
+    unsafe {
+        core::arch::asm!(
+            "pushfd", "cli", "call {0}", "popfd",
+            in(reg) entry, out("ecx") _,
+        );
+    }
+    crate::platform::set_pae_on();
+}
 
 core::arch::global_asm!(
     r#"
@@ -69,6 +119,22 @@ _start:
     dec ecx
     jnz 2b
 
+    /* The PAE boot tables (used only if the kernel switches to PAE mode,
+       `boot_enter_pae`): 2 MiB pages, an identity entry pair for the
+       first 4 MiB and the direct map (384 entries) in the PD of PDPTE[3]. */
+    mov edi, offset boot_pae_pd_low
+    mov dword ptr [edi], {pde_flags}
+    mov dword ptr [edi + {pae_entry_size}], {pde_flags} + {pae_span}
+    mov edi, offset boot_pae_pd_high
+    mov edx, {pde_flags}
+    mov ecx, {pae_direct_entries}
+3:
+    mov dword ptr [edi], edx
+    add edi, {pae_entry_size}
+    add edx, {pae_span}
+    dec ecx
+    jnz 3b
+
     mov ecx, offset boot_page_directory
     mov cr3, ecx
     mov ecx, cr4
@@ -80,11 +146,44 @@ _start:
     mov ecx, offset higher_half
     jmp ecx
 
+    /* Classic paging -> PAE paging, called (through its identity address)
+       from the higher half with interrupts off: paging off, CR4.PAE, CR3 =
+       the PAE boot PDPT, paging on, return (the stack is in the direct
+       map, which both sets of boot tables map). No memory is touched
+       while paging is off. */
+    .global boot_enter_pae
+boot_enter_pae:
+    mov ecx, cr0
+    and ecx, {cr0_no_pg}
+    mov cr0, ecx
+    mov ecx, cr4
+    or ecx, {cr4_pae}
+    mov cr4, ecx
+    mov ecx, offset boot_pae_pdpt
+    mov cr3, ecx
+    mov ecx, cr0
+    or ecx, {cr0_pg}
+    mov cr0, ecx
+    ret
+
     .section .boot.data, "aw"
     .balign 4096
     .global boot_page_directory
 boot_page_directory:
     .fill 1024, 4, 0
+    .global boot_pae_pd_low
+boot_pae_pd_low:
+    .fill 512, 8, 0
+boot_pae_pd_high:
+    .fill 512, 8, 0
+    /* PDPT entries hold only P (R/W and U/S are reserved there). */
+    .balign 32
+    .global boot_pae_pdpt
+boot_pae_pdpt:
+    .long boot_pae_pd_low + 1, 0
+    .long 0, 0
+    .long 0, 0
+    .long boot_pae_pd_high + 1, 0
 
     .section .bss
     .balign 16
@@ -143,7 +242,12 @@ higher_half:
     direct_entries = const DIRECT_MAP_ENTRIES,
     table_span = const TABLE_SPAN,
     cr4_pse = const cr4::PSE,
+    cr4_pae = const cr4::PAE,
     cr0_pg = const cr0::PG,
+    cr0_no_pg = const !cr0::PG,
+    pae_entry_size = const PAE_ENTRY_SIZE,
+    pae_span = const PAE_SPAN,
+    pae_direct_entries = const PAE_DIRECT_MAP_ENTRIES,
     cr0_wp = const cr0::WP,
     cr0_em = const cr0::EM,
     cr0_mp = const cr0::MP,

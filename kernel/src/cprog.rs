@@ -11,7 +11,7 @@ use myos_capi::Plat;
 use crate::arch::cpu::UserAccess;
 
 use crate::exit::{exit_qemu, ExitCode};
-use crate::mm::{self, PLATFORM};
+use crate::mm::{self, KernelSpace, PLATFORM};
 use crate::{println, serial};
 
 /// Registers this kernel's memory manager, heap and console with the C API
@@ -19,8 +19,12 @@ use crate::{println, serial};
 fn register() -> Result<(), &'static str> {
     let mm = mm::get();
     let platform: &'static Plat = &PLATFORM;
-    myos_capi::register_parts(platform, mm.frames(), mm.kernel_space())
-        .map_err(|_| "C API already set up")?;
+    let KernelSpace::Classic(kernel) = mm.kernel() else {
+        return Err(
+            "the C API (page_t, 32-bit entries) needs classic paging; boot without paging=pae",
+        );
+    };
+    myos_capi::register_parts(platform, mm.frames(), kernel).map_err(|_| "C API already set up")?;
     myos_capi::register_kernel_heap(mm::heap_ops()).map_err(|_| "C API heap already set up")?;
     myos_capi::register_console(serial::write_bytes);
     myos_capi::vm::create_process().map_err(|_| "cannot create the C process")?;

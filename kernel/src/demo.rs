@@ -10,6 +10,7 @@ use myos_mm::Platform;
 
 use crate::exit::{exit_qemu, ExitCode};
 use crate::multiboot::Size;
+use crate::platform::Paging;
 use crate::process::{self, sig, WaitStatus};
 use crate::{mm, println};
 
@@ -110,6 +111,19 @@ const STEPS: &[Step] = &[
     },
 ];
 
+/// The step PAE mode adds: code copied into a `PROT_READ|PROT_WRITE`
+/// mapping is not executable (NX), and after `mprotect(PROT_READ |
+/// PROT_EXEC)` it is.
+const NX_STEP: Step = Step {
+    title: "jump into code copied to a PROT_READ|PROT_WRITE mapping (NX), then mprotect PROT_EXEC",
+    program: "nx",
+    expect: Expect::Signal(sig::SIGSEGV),
+    needs: Needs::Nothing,
+};
+
+/// Kibibytes per frame.
+const KIB_PER_FRAME: u32 = (myos_mm::layout::PAGE_SIZE / 1024) as u32;
+
 /// The file the `files` step maps.
 const DATA_FILE: &str = "data.txt";
 /// Its initial contents.
@@ -190,9 +204,14 @@ pub fn run() -> ! {
     println!("== demo: ring-3 processes using the memory manager ==");
     let mut failures = 0;
     let mut total = FaultStats::default();
-    for (i, step) in STEPS.iter().enumerate() {
+    let mut peak_above_4g = 0;
+    // PAE mode adds the no-execute step (classic paging has no NX).
+    let nx = (mm::get().paging() == Paging::Pae).then_some(&NX_STEP);
+    let steps = STEPS.len() + usize::from(nx.is_some());
+    for (i, step) in STEPS.iter().chain(nx).enumerate() {
         println!("step {}: {} [{}]", i + 1, step.title, step.program);
         let free_before = mm::frame_stats();
+        let above_4g_before = mm::user_frames_above_4g();
         let _ = process::take_low_water();
         let pid = match process::spawn(step.program) {
             Ok(pid) => pid,
@@ -222,12 +241,19 @@ pub fn run() -> ! {
             Needs::StackGrowth => fs_.stack_growth > 0,
         };
         let ok = ok_status && ok_faults;
-        if let Some((low, low_high)) = process::take_low_water() {
-            const KIB_PER_FRAME: u32 = (myos_mm::layout::PAGE_SIZE / 1024) as u32;
-            let peak = free_before.free.saturating_sub(low) * KIB_PER_FRAME;
-            if mm::ram_end() > myos_mm::layout::DIRECT_ZONE_END {
+        if let Some(lw) = process::take_low_water() {
+            let peak = free_before.free.saturating_sub(lw.free) * KIB_PER_FRAME;
+            if mm::ram_end() > myos_mm::layout::PHYS_END && mm::get().paging() == Paging::Pae {
                 let high_before = free_before.free_per_zone[Zone::High as usize];
-                let high = high_before.saturating_sub(low_high) * KIB_PER_FRAME;
+                let high = high_before.saturating_sub(lw.high_free) * KIB_PER_FRAME;
+                let above = lw.above_4g.saturating_sub(above_4g_before) * KIB_PER_FRAME;
+                peak_above_4g = peak_above_4g.max(above);
+                println!(
+                    "  peak memory: {peak} KiB of frames in use ({high} KiB above the direct map, {above} KiB above 4 GiB)"
+                );
+            } else if mm::ram_end() > myos_mm::layout::DIRECT_ZONE_END {
+                let high_before = free_before.free_per_zone[Zone::High as usize];
+                let high = high_before.saturating_sub(lw.high_free) * KIB_PER_FRAME;
                 println!(
                     "  peak memory: {peak} KiB of frames in use ({high} KiB above the direct map)"
                 );
@@ -279,6 +305,16 @@ pub fn run() -> ! {
             "LEAK"
         }
     );
+    if mm::get().paging() == Paging::Pae && mm::ram_end() > myos_mm::layout::PHYS_END {
+        let held = mm::user_frames_above_4g();
+        println!(
+            "  RAM above 4 GiB: up to {peak_above_4g} KiB held by processes in one step, {held} frames still held ({})",
+            if held == 0 { "all returned" } else { "LEAK" }
+        );
+        if held != 0 || peak_above_4g == 0 {
+            failures += 1;
+        }
+    }
     if mm::heap_validate().is_err() {
         println!("  heap validation FAILED");
         failures += 1;
@@ -292,9 +328,8 @@ pub fn run() -> ! {
     println!();
     println!("== summary ==");
     println!(
-        "  steps: {} run, {} as expected",
-        STEPS.len(),
-        STEPS.len() - failures.min(STEPS.len())
+        "  steps: {steps} run, {} as expected",
+        steps - failures.min(steps)
     );
     println!("  page faults: {}", Faults(total));
     println!(

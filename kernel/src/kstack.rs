@@ -16,10 +16,10 @@
 
 use myos_mm::frames::{FrameSource, Zone};
 use myos_mm::layout::{KSTACK_END, KSTACK_START, PAGE_SIZE};
-use myos_mm::paging::{unmap_kernel_pages, PteFlags};
+use myos_mm::paging::{unmap_kernel_pages, AddressSpace, PagingMode, PteFlags};
 use myos_mm::{Page, Platform, VirtAddr};
 
-use crate::mm;
+use crate::mm::{self, with_kernel_space, Mm};
 use crate::sync::Mutex;
 
 /// Bytes of the kernel heap window given to kernel stacks.
@@ -61,29 +61,36 @@ impl KernelStack {
         };
         let stack = KernelStack { slot };
         let mm = mm::get();
-        let mut space = mm.kernel_space().lock();
-        for i in 0..KSTACK_PAGES {
-            let page = stack.page(i);
-            let mapped = mm.frames().alloc(Zone::High).and_then(|frame| {
-                mm.platform().zero_frame(frame.frame());
-                space
-                    .map(
-                        mm.platform(),
-                        &mut mm.frames(),
-                        page,
-                        frame,
-                        PteFlags::WRITABLE,
-                    )
-                    .map(|flush| flush.flush(mm.platform()))
-                    .map_err(|e| e.release(&mut mm.frames()))
-            });
-            if mapped.is_err() {
-                drop(space);
-                // Drop unmaps the pages mapped so far.
-                return None;
-            }
+        let mapped = with_kernel_space!(mm, |kernel| {
+            let mut space = kernel.lock();
+            (0..KSTACK_PAGES).all(|i| stack.map_page(mm, &mut space, i))
+        });
+        // Drop unmaps the pages mapped so far.
+        mapped.then_some(stack)
+    }
+
+    /// Maps page `i` of the stack to a fresh, zeroed frame. False when no
+    /// frame is left.
+    fn map_page<M: PagingMode>(&self, mm: &Mm, space: &mut AddressSpace<M>, i: u32) -> bool {
+        {
+            let page = self.page(i);
+            mm.frames()
+                .alloc(Zone::High)
+                .and_then(|frame| {
+                    mm.platform().zero_frame(frame.frame());
+                    space
+                        .map(
+                            mm.platform(),
+                            &mut mm.frames(),
+                            page,
+                            frame,
+                            PteFlags::WRITABLE,
+                        )
+                        .map(|flush| flush.flush(mm.platform()))
+                        .map_err(|e| e.release(&mut mm.frames()))
+                })
+                .is_ok()
         }
-        Some(stack)
     }
 
     /// The `i`-th page of the stack (above the guard page).
@@ -123,14 +130,13 @@ impl Drop for KernelStack {
             // Kernel stacks are global kernel-half pages: the core unmaps
             // them, flushes here, shoots every other online CPU down, and
             // only then frees the frames.
-            let mut space = mm.kernel_space().lock();
-            unmap_kernel_pages(
+            with_kernel_space!(mm, |kernel| unmap_kernel_pages(
                 mm.platform(),
-                &mut space,
+                &mut *kernel.lock(),
                 &mut mm.frames(),
                 self.page(0),
                 KSTACK_PAGES,
-            );
+            ));
         }
         USED.lock()[self.slot / 64] &= !(1 << (self.slot % 64));
     }

@@ -37,6 +37,7 @@ use core::panic::PanicInfo;
 
 use exit::{exit_qemu, ExitCode};
 use multiboot::Size;
+use platform::Paging;
 
 /// The Rust entry point, called by `higher_half` with the multiboot magic
 /// and the physical address of the multiboot information.
@@ -66,8 +67,10 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         }
     };
     println!("command line: {:?}", boot_info.cmdline());
+    let paging = choose_paging(boot_info.option("paging"));
+    println!("paging: {}", paging.describe());
     print_memory_map(boot_info);
-    let mm = match mm::init(boot_info.regions()) {
+    let mm = match mm::init(boot_info.regions(), paging) {
         Ok(mm) => mm,
         Err(e) => {
             println!("memory manager initialisation failed: {e}");
@@ -81,16 +84,22 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         Size(u64::from(stats.total) * PAGE_BYTES),
         stats.free,
         stats.metadata,
-        mm.kernel_space().lock().directory()
+        mm.kernel_root()
     );
     let above_4g = boot_info.usable_frames_above_4g();
     if above_4g > 0 {
-        println!(
-            "{above_4g} usable frames above 4 GiB ({}) are out of reach without PAE",
-            Size(above_4g * PAGE_BYTES)
-        );
+        match paging {
+            Paging::Classic => println!(
+                "{above_4g} usable frames above 4 GiB ({}) are out of reach without PAE",
+                Size(above_4g * PAGE_BYTES)
+            ),
+            Paging::Pae => println!(
+                "{above_4g} usable frames above 4 GiB ({}) managed through PAE (zone High)",
+                Size(above_4g * PAGE_BYTES)
+            ),
+        }
     }
-    let firmware_frames = boot_info.usable_frames();
+    let firmware_frames = boot_info.usable_frames_reachable(paging);
     println!(
         "all RAM accounted: {} whole frames usable in the map = {} managed by the allocator + {} kept out (kernel image, boot data)",
         firmware_frames,
@@ -131,6 +140,40 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         ),
         (Some("c"), _) => cprog::run(),
         _ => demo::run(),
+    }
+}
+
+/// The paging mode for the boot option `paging=` (`pae` or `classic`, the
+/// default). PAE needs PAE and NX (a PAE entry's bit 63 is reserved without
+/// NX): on a CPU without them the kernel says so and stays classic. Enters
+/// PAE mode when chosen (the boot tables are still loaded).
+fn choose_paging(option: Option<&str>) -> Paging {
+    match option {
+        None | Some("classic") => Paging::Classic,
+        Some("pae") => {
+            let cpu = arch::cpu::paging_support();
+            if cpu.pae && cpu.nx {
+                // SAFETY: the CPU has PAE and NX; the classic boot directory
+                // is loaded (mm::init has not run) and nothing points
+                // outside the direct map and the kernel image yet.
+                unsafe { boot::enter_pae() };
+                // A double fault from now on must load a PAE CR3.
+                arch::gdt::set_double_fault_cr3(platform::read_cr3());
+                Paging::Pae
+            } else {
+                let missing = match (cpu.pae, cpu.nx) {
+                    (false, false) => "PAE and NX",
+                    (false, true) => "PAE",
+                    _ => "NX",
+                };
+                println!("paging=pae: this CPU has no {missing}; falling back to classic paging");
+                Paging::Classic
+            }
+        }
+        Some(other) => {
+            println!("paging={other}: unknown mode (use pae or classic); classic paging");
+            Paging::Classic
+        }
     }
 }
 

@@ -1,31 +1,135 @@
-//! The kernel's one instance of the memory manager: the core's [`System`]
-//! (frame allocator from the multiboot map, kernel address space) and the
-//! kernel heap as the global allocator.
+//! The kernel's one instance of the memory manager: [`Mm`] (frame
+//! allocator from the multiboot map, kernel address space in the paging
+//! mode chosen at boot) and the kernel heap as the global allocator.
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use myos_mm::addr::{PhysAddr, FRAME_COUNT_4G};
 use myos_mm::frames::{
     FrameAllocator, FrameRun, FrameSource, FrameStats, MemoryRegion, OwnedFrame, RegionKind, Zone,
 };
-use myos_mm::heap::{Heap, HeapFlags, HeapStats, LockedHeap};
-use myos_mm::layout::{HEAP_START, KERNEL_HEAP_MAX, PAGE_SIZE};
-use myos_mm::paging::{AddressSpace, PagedHeapBackend};
-use myos_mm::system::System;
+use myos_mm::heap::{Heap, HeapBackend, HeapFlags, HeapStats, LockedHeap};
+use myos_mm::layout::{DIRECT_ZONE_END, HEAP_START, KERNEL_HEAP_MAX, PAGE_SIZE, PHYS_END};
+use myos_mm::paging::{AddressSpace, Classic, Pae, PagedHeapBackend, PagingMode};
 use myos_mm::{Frame, MmError};
-use spin::{Mutex, MutexGuard, Once};
+use spin::{Mutex, Once};
 
 use crate::arch::gdt;
-use crate::platform::X86Platform;
+use crate::platform::{Paging, X86Platform};
 
 /// The machine (stateless; a static so the core can borrow it for `'static`).
 pub static PLATFORM: X86Platform = X86Platform;
 
-/// The memory manager of this machine.
-pub type Mm = System<X86Platform>;
-
 /// The frame source every address space uses.
 pub type Frames = &'static Mutex<FrameAllocator>;
 
-/// The heap backend: frames mapped into the kernel space's heap window.
-pub type KernelHeapBackend = PagedHeapBackend<'static, X86Platform, Frames>;
+/// The kernel address space in the mode the kernel booted in. The kernel
+/// carries both instantiations of the core's paging code; this enum (and
+/// [`crate::process::UserSpace`] for processes) picks one at run time.
+pub enum KernelSpace {
+    /// Classic two-level paging.
+    Classic(Mutex<AddressSpace<Classic>>),
+    /// PAE paging.
+    Pae(Mutex<AddressSpace<Pae>>),
+}
+
+/// Runs `$body` with `$space` bound to the kernel address space's lock
+/// (`&spin::Mutex<AddressSpace<M>>`) of the running mode. The body is
+/// compiled once per mode, so it is written once against the core's
+/// generic API.
+macro_rules! with_kernel_space {
+    ($mm:expr, |$space:ident| $body:expr) => {
+        match $mm.kernel() {
+            $crate::mm::KernelSpace::Classic($space) => $body,
+            $crate::mm::KernelSpace::Pae($space) => $body,
+        }
+    };
+}
+pub(crate) use with_kernel_space;
+
+/// The memory manager of this machine: the frame allocator (every frame of
+/// the firmware map the mode can reach) and the kernel address space.
+/// Locks are separate: heap → address space → frames, as in the core's
+/// `System`, which is this for classic paging only.
+pub struct Mm {
+    frames: Mutex<FrameAllocator>,
+    kernel: KernelSpace,
+}
+
+impl Mm {
+    /// The machine.
+    pub fn platform(&self) -> &'static X86Platform {
+        &PLATFORM
+    }
+
+    /// The frame allocator.
+    pub fn frames(&self) -> &Mutex<FrameAllocator> {
+        &self.frames
+    }
+
+    /// The kernel address space (use [`with_kernel_space`] to work on it).
+    pub fn kernel(&self) -> &KernelSpace {
+        &self.kernel
+    }
+
+    /// The paging mode of the kernel address space.
+    pub fn paging(&self) -> Paging {
+        match self.kernel {
+            KernelSpace::Classic(_) => Paging::Classic,
+            KernelSpace::Pae(_) => Paging::Pae,
+        }
+    }
+
+    /// The kernel address space's root (page directory, or PDPT): what CR3
+    /// holds when no user space is loaded.
+    pub fn kernel_root(&self) -> Frame {
+        with_kernel_space!(self, |space| space.lock().directory())
+    }
+}
+
+/// The heap backend: frames mapped into the kernel space's heap window, in
+/// the running mode.
+pub enum KernelHeapBackend {
+    /// Classic paging.
+    Classic(PagedHeapBackend<'static, X86Platform, Frames, Classic>),
+    /// PAE paging.
+    Pae(PagedHeapBackend<'static, X86Platform, Frames, Pae>),
+}
+
+// SAFETY: each variant is the core's `PagedHeapBackend`, which meets the
+// contract; every method forwards to it unchanged.
+unsafe impl HeapBackend for KernelHeapBackend {
+    fn pointer(&self, addr: usize) -> *mut u8 {
+        match self {
+            Self::Classic(b) => b.pointer(addr),
+            Self::Pae(b) => b.pointer(addr),
+        }
+    }
+    fn map(
+        &mut self,
+        addr: usize,
+        pages: usize,
+        contiguous: bool,
+        flags: HeapFlags,
+    ) -> Result<(), MmError> {
+        match self {
+            Self::Classic(b) => b.map(addr, pages, contiguous, flags),
+            Self::Pae(b) => b.map(addr, pages, contiguous, flags),
+        }
+    }
+    fn unmap(&mut self, addr: usize, pages: usize) {
+        match self {
+            Self::Classic(b) => b.unmap(addr, pages),
+            Self::Pae(b) => b.unmap(addr, pages),
+        }
+    }
+    fn phys(&self, addr: usize) -> Option<PhysAddr> {
+        match self {
+            Self::Classic(b) => b.phys(addr),
+            Self::Pae(b) => b.phys(addr),
+        }
+    }
+}
 
 /// The memory manager, set up once by [`init`].
 static MM: Once<Mm> = Once::new();
@@ -47,10 +151,20 @@ pub fn get() -> &'static Mm {
         .unwrap_or_else(|| panic!("memory manager used before mm::init"))
 }
 
-/// Builds the frame allocator from `regions` and the kernel address space,
-/// switches to it, and creates the kernel heap (over the heap window below
-/// the kernel-stack area).
-pub fn init(regions: &[MemoryRegion]) -> Result<&'static Mm, MmError> {
+/// The kernel space of mode `M` over `frames`: the direct map of RAM up to
+/// `ram_end` (at most 768 MiB) and the shared heap and kmap tables.
+fn kernel_space<M: PagingMode>(
+    frames: &mut FrameAllocator,
+    ram_end: u32,
+) -> Result<Mutex<AddressSpace<M>>, MmError> {
+    AddressSpace::<M>::create_kernel(&PLATFORM, frames, PhysAddr::new(ram_end)).map(Mutex::new)
+}
+
+/// Builds the frame allocator from `regions` and the kernel address space
+/// in the running paging mode (classic: RAM below 4 GiB; PAE: all of it,
+/// up to 64 GiB), switches to it, and creates the kernel heap (over the
+/// heap window below the kernel-stack area).
+pub fn init(regions: &[MemoryRegion], paging: Paging) -> Result<&'static Mm, MmError> {
     RAM_END.call_once(|| {
         regions
             .iter()
@@ -59,19 +173,47 @@ pub fn init(regions: &[MemoryRegion]) -> Result<&'static Mm, MmError> {
             .max()
             .unwrap_or(0)
     });
+    let direct_end = regions
+        .iter()
+        .filter(|r| r.kind == RegionKind::Usable && r.start < PHYS_END)
+        .map(|r| r.end.min(PHYS_END - 1).min(DIRECT_ZONE_END))
+        .max()
+        .unwrap_or(0) as u32;
     // SAFETY: the regions come from the firmware map with the kernel image,
-    // the boot information and the modules reserved, so usable RAM is unused.
-    let system = unsafe { System::new(&PLATFORM, regions)? };
-    let mm: &'static Mm = MM.call_once(|| system);
-    {
-        let space = mm.kernel_space().lock();
+    // the boot information and the modules reserved, so usable RAM is unused;
+    // the platform reaches every frame (direct map, or kmap up to 64 GiB).
+    let mut frames = unsafe {
+        match paging {
+            Paging::Classic => FrameAllocator::new(&PLATFORM, regions)?,
+            Paging::Pae => FrameAllocator::new_below(&PLATFORM, regions, PhysAddr::MAX + 1)?,
+        }
+    };
+    let kernel = match paging {
+        Paging::Classic => KernelSpace::Classic(kernel_space(&mut frames, direct_end)?),
+        Paging::Pae => KernelSpace::Pae(kernel_space(&mut frames, direct_end)?),
+    };
+    let mm: &'static Mm = MM.call_once(|| Mm {
+        frames: Mutex::new(frames),
+        kernel,
+    });
+    with_kernel_space!(mm, |space| {
+        let space = space.lock();
         space.activate(&PLATFORM);
         gdt::set_double_fault_cr3(space.directory().start().as_u32());
-    }
+    });
     crate::platform::enable_global_pages();
     // SAFETY: this is the machine the code runs on, and the heap lies in the
     // kernel half that every address space shares.
-    let backend = unsafe { mm.heap_backend() };
+    let backend = unsafe {
+        match &mm.kernel {
+            KernelSpace::Classic(k) => {
+                KernelHeapBackend::Classic(PagedHeapBackend::new(&PLATFORM, k, &mm.frames))
+            }
+            KernelSpace::Pae(k) => {
+                KernelHeapBackend::Pae(PagedHeapBackend::new(&PLATFORM, k, &mm.frames))
+            }
+        }
+    };
     let heap = Heap::new(
         backend,
         HEAP_START as usize,
@@ -120,11 +262,40 @@ pub fn free_frames_above(frames: u32) -> bool {
     frame_stats().free > frames
 }
 
+/// First frame above 4 GiB.
+const FIRST_FRAME_ABOVE_4G: Frame = match Frame::from_number(FRAME_COUNT_4G) {
+    Ok(f) => f,
+    Err(_) => panic!("4 GiB is a frame number"),
+};
+
+/// Frames above 4 GiB that user address spaces hold now (allocated
+/// through [`UserFrames`] and not yet freed).
+static USER_FRAMES_ABOVE_4G: AtomicU32 = AtomicU32::new(0);
+
+/// Frames above 4 GiB that user address spaces hold now.
+pub fn user_frames_above_4g() -> u32 {
+    USER_FRAMES_ABOVE_4G.load(Ordering::Relaxed)
+}
+
+/// True when `frame` lies above 4 GiB.
+fn above_4g(frame: Frame) -> bool {
+    frame >= FIRST_FRAME_ABOVE_4G
+}
+
 impl FrameSource for UserFrames {
+    /// In PAE mode, user pages (zone `High`) come from above 4 GiB first:
+    /// only they can use that RAM, and what lies below stays for the page
+    /// tables and the heap. Classic mode never reaches that RAM.
     fn alloc(&mut self, zone: Zone) -> Result<OwnedFrame, MmError> {
         let mut fa = self.0.lock();
         if fa.stats().free <= USER_RESERVE_FRAMES {
             return Err(MmError::OutOfMemory);
+        }
+        if zone == Zone::High && crate::platform::paging() == Paging::Pae {
+            if let Ok(frame) = fa.alloc_at_or_above(FIRST_FRAME_ABOVE_4G) {
+                USER_FRAMES_ABOVE_4G.fetch_add(1, Ordering::Relaxed);
+                return Ok(frame);
+            }
         }
         fa.alloc(zone)
     }
@@ -144,17 +315,16 @@ impl FrameSource for UserFrames {
         self.0.lock().share(frame)
     }
     fn release(&mut self, frame: OwnedFrame) -> Result<bool, MmError> {
-        self.0.lock().release(frame)
+        let number = frame.frame();
+        let freed = self.0.lock().release(frame);
+        if freed == Ok(true) && above_4g(number) {
+            USER_FRAMES_ABOVE_4G.fetch_sub(1, Ordering::Relaxed);
+        }
+        freed
     }
     fn refcount(&self, frame: Frame) -> Result<u16, MmError> {
         self.0.lock().refcount(frame)
     }
-}
-
-/// The kernel address space, locked. Never allocate from the heap while
-/// holding it (the heap grows under this lock: heap → space → frames).
-pub fn kernel_space() -> MutexGuard<'static, AddressSpace> {
-    get().kernel_space().lock()
 }
 
 /// Frame counts now.

@@ -3,11 +3,16 @@
 //!
 //! Everything is read through the direct map with bounds checks; a malformed
 //! structure yields fewer regions or an empty command line, never a crash.
+//! Every firmware entry becomes a region, RAM above 4 GiB included: the
+//! frame allocator takes it in PAE mode and leaves it out in classic mode.
 
 use core::fmt;
 
 use myos_mm::frames::{MemoryRegion, RegionKind};
 use myos_mm::layout::{phys_to_direct, KERNEL_LOAD_PHYS, PHYS_END};
+use myos_mm::PhysAddr;
+
+use crate::platform::Paging;
 
 /// The magic value the boot loader leaves in `eax`.
 pub const BOOTLOADER_MAGIC: u32 = 0x2BAD_B002;
@@ -178,6 +183,16 @@ impl BootInfo {
     /// Whole usable frames above 4 GiB (unreachable without PAE).
     pub fn usable_frames_above_4g(&self) -> u64 {
         self.usable_frames_in(PHYS_END, u64::MAX)
+    }
+
+    /// Whole usable frames the kernel can address in paging mode `paging`:
+    /// below 4 GiB in classic mode, below 64 GiB (36 physical address
+    /// bits) with PAE.
+    pub fn usable_frames_reachable(&self, paging: Paging) -> u64 {
+        match paging {
+            Paging::Classic => self.usable_frames(),
+            Paging::Pae => self.usable_frames_in(0, PhysAddr::MAX + 1),
+        }
     }
 
     fn usable_frames_in(&self, lo: u64, hi: u64) -> u64 {

@@ -4,11 +4,11 @@
 //! reports it, the SMP tests check it.
 
 use myos_mm::frames::{FrameSource, OwnedFrame, Zone};
-use myos_mm::paging::PteFlags;
+use myos_mm::paging::{AddressSpace, PagingMode, PteFlags};
 use myos_mm::smp::{CpuId, CpuSet, Invalidate};
 use myos_mm::{Page, Platform, VirtAddr};
 
-use crate::mm::Mm;
+use crate::mm::{with_kernel_space, Mm};
 use crate::smp;
 
 /// Run on another CPU: the word at kernel address `va` (mapped by the
@@ -61,7 +61,24 @@ pub fn observe_remote_tlb(mm: &Mm, va: u32) -> Result<Option<TlbObservation>, &'
         return Ok(None);
     };
     let page = Page::from_start(VirtAddr::new(va)).map_err(|_| "misaligned")?;
-    let mut space = mm.kernel_space().lock();
+    with_kernel_space!(mm, |kernel| observe_in(
+        mm,
+        &mut kernel.lock(),
+        page,
+        cpu,
+        others
+    ))
+}
+
+/// [`observe_remote_tlb`] in the kernel space `space` (locked).
+fn observe_in<M: PagingMode>(
+    mm: &Mm,
+    space: &mut AddressSpace<M>,
+    page: Page,
+    cpu: CpuId,
+    others: CpuSet,
+) -> Result<Option<TlbObservation>, &'static str> {
+    let va = page.start().as_u32();
     let old = stamped_frame(mm, OLD)?;
     space
         .map(

@@ -59,6 +59,21 @@ static int checks_passed, checks_failed;
     } while (0)
 #endif
 
+/* Boots the simulated PAE machine: `low` bytes of RAM at 0, `high` at 4 GiB
+ * (a no-op in the kernel, which runs whatever paging it booted with). */
+#ifndef MYOS_HOSTED
+#define BOOT_PAE(low, high) ((void)(low), (void)(high))
+#else
+#define BOOT_PAE(low, high)                                                     \
+    do {                                                                        \
+        int rc_ = myos_sim_boot_pae(low, high);                                 \
+        if (rc_ != 0) {                                                         \
+            printf("FAIL boot: myos_sim_boot_pae returned %d\n0 passed, 1 failed\n", rc_); \
+            return 1;                                                           \
+        }                                                                       \
+    } while (0)
+#endif
+
 #define DONE()                                                                  \
     do {                                                                        \
         printf("%d passed, %d failed\n", checks_passed, checks_failed);         \

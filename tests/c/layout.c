@@ -25,6 +25,22 @@ static uint32_t raw_of(page_t p) {
               raw_of(p_), myos_pte_raw(#name, (value)));                        \
     } while (0)
 
+static uint64_t raw64_of(page64_t p) {
+    uint64_t r;
+    memcpy(&r, &p, sizeof r);
+    return r;
+}
+
+#define FIELD64(name, value)                                                    \
+    do {                                                                        \
+        page64_t p_;                                                            \
+        memset(&p_, 0, sizeof p_);                                              \
+        p_.name = (value);                                                      \
+        CHECK(raw64_of(p_) == myos_pte64_raw(#name, (value)) && p_.raw == raw64_of(p_), \
+              "C %#llx, Rust %#llx", (unsigned long long)raw64_of(p_),          \
+              (unsigned long long)myos_pte64_raw(#name, (value)));              \
+    } while (0)
+
 TEST_MAIN {
     BOOT(0);
 
@@ -63,6 +79,34 @@ TEST_MAIN {
         CHECK(raw_of(p) == 0x12345000, "frame at %#x", raw_of(p));
     }
 
+    /* Every page64_t field at the bits Rust's PaeEntry uses (extension). */
+    CHECK(sizeof(page64_t) == 8 && sizeof(page_table64_t) == 4096, "%zu", sizeof(page64_t));
+    FIELD64(present, 1);
+    FIELD64(rw, 1);
+    FIELD64(user, 1);
+    FIELD64(pwt, 1);
+    FIELD64(pcd, 1);
+    FIELD64(accessed, 1);
+    FIELD64(dirty, 1);
+    FIELD64(unused, 0x1F);
+    FIELD64(frame, 1);
+    FIELD64(frame, 0xABCDEF);
+    FIELD64(frame, 0xFFFFFF);
+    FIELD64(nx, 1);
+    CHECK(myos_pte64_raw("reserved", 1) == ~0ull && myos_pte64_raw(NULL, 1) == ~0ull, "");
+    {
+        page64_t p;
+        memset(&p, 0, sizeof p);
+        p.frame = 0x123456;
+        CHECK(p.raw == 0x123456000ull, "frame at %#llx", (unsigned long long)p.raw);
+        memset(&p, 0, sizeof p);
+        p.nx = 1;
+        CHECK(p.raw == 0x8000000000000000ull, "nx at %#llx", (unsigned long long)p.raw);
+        memset(&p, 0, sizeof p);
+        p.reserved = 1;
+        CHECK(p.raw == 1ull << 36, "reserved from %#llx", (unsigned long long)p.raw);
+    }
+
     /* The spec's constants. */
     CHECK(PROT_NONE == 0x0 && PROT_READ == 0x1 && PROT_WRITE == 0x2 && PROT_EXEC == 0x4, "");
     CHECK(MAP_SHARED == 0x01 && MAP_PRIVATE == 0x02 && MAP_FIXED == 0x10 &&
@@ -73,6 +117,8 @@ TEST_MAIN {
     CHECK(MM_EOK == 0 && MM_EPERM == 1 && MM_EBADF == 9 && MM_ENOMEM == 12 && MM_EACCES == 13 &&
               MM_EFAULT == 14 && MM_EEXIST == 17 && MM_ENODEV == 19 && MM_EINVAL == 22 &&
               MM_EOVERFLOW == 75, "");
+    CHECK(MM_EOPNOTSUPP == 95 && MYOS_PAGING_CLASSIC == 1 && MYOS_PAGING_PAE == 2 &&
+              MM_PHYS64_NONE == ~0ull, "");
 
     /* The spec's signatures, checked by the compiler. */
     void (*f_init_paging)(void) = init_paging;
@@ -96,6 +142,15 @@ TEST_MAIN {
     void *(*f_mmap)(void *, uint32_t, int, int, int, uint32_t) = mmap;
     int (*f_munmap)(void *, uint32_t) = munmap;
     void (*f_pfh)(void) = page_fault_handler;
+    /* The PAE extension's. */
+    int (*f_mode)(void) = myos_paging_mode;
+    page64_t *(*f_get_page64)(uint32_t, int, page_directory_t *) = get_page64;
+    void (*f_alloc_frame64)(page64_t *, int, int, int) = alloc_frame64;
+    void (*f_free_frame64)(page64_t *) = free_frame64;
+    void (*f_map_page64)(uint32_t, uint64_t, int, int) = map_page64;
+    uint64_t (*f_gpa64)(uint32_t) = get_physical_address64;
+    CHECK(f_mode && f_get_page64 && f_alloc_frame64 && f_free_frame64 && f_map_page64 && f_gpa64,
+          "");
     CHECK(f_init_paging && f_switch && f_get_page && f_alloc_frame && f_free_frame && f_map_page &&
               f_unmap_page && f_gpa && f_init_kheap && f_create_heap && f_kmalloc &&
               f_kmalloc_aligned && f_kmalloc_physical && f_kmalloc_ap && f_kfree && f_free_mem &&

@@ -139,5 +139,31 @@ TEST_MAIN {
           "the empty table is gone");
     CHECK(myos_frames_free() == baseline - 1, "all frames back but the kernel directory's table: %d",
           (int)(baseline - myos_frames_free()));
+
+    /* The PAE extension under classic paging: the page64_t calls refuse,
+     * the 64-bit translation works, frames at or above 4 GiB are refused. */
+    uint32_t before64 = myos_frames_free();
+    CHECK(myos_paging_mode() == MYOS_PAGING_CLASSIC && mm_errno() == 0, "classic paging");
+    CHECK(get_page64(0x00600000, 1, current_directory) == NULL && mm_errno() == MM_EOPNOTSUPP,
+          "get_page64 under classic paging");
+    page64_t loose64;
+    memset(&loose64, 0, sizeof loose64);
+    alloc_frame64(&loose64, 1, 1, 0);
+    CHECK(mm_errno() == MM_EOPNOTSUPP && loose64.raw == 0, "alloc_frame64 under classic paging");
+    loose64.present = 1;
+    free_frame64(&loose64);
+    CHECK(mm_errno() == MM_EOPNOTSUPP && loose64.present, "free_frame64 under classic paging");
+    CHECK(get_physical_address64(0xC0001234u) == 0x1234 && mm_errno() == 0,
+          "get_physical_address64 in the direct map");
+    CHECK(get_physical_address64(0x00600000) == MM_PHYS64_NONE && mm_errno() == MM_EINVAL,
+          "get_physical_address64 of an unmapped address");
+    map_page64(0x00600000, 0x100000000ull, 1, 1);
+    CHECK(mm_errno() == MM_EINVAL && get_physical_address64(0x00600000) == MM_PHYS64_NONE,
+          "map_page64 above 4 GiB refused by classic entries");
+    map_page64(0x00600000, 0x000B8000, 1, 1);
+    CHECK(mm_errno() == 0 && get_physical_address(0x00600000) == 0x000B8000, "map_page64 below 4 GiB");
+    unmap_page(0x00600000);
+    CHECK(mm_errno() == 0 && myos_frames_free() == before64, "no frame leaked: %d",
+          (int)(before64 - myos_frames_free()));
     DONE();
 }

@@ -47,18 +47,28 @@ pub fn build_kernel_with(c_obj: Option<&Path>) -> Result<PathBuf, String> {
 }
 
 /// `cargo xtask run`: boots the demo with `memory` of RAM, `smp` CPUs, CPU
-/// model `cpu` and `append` added to the kernel command line, or with `c`
-/// the C program `FILE.c` linked into the kernel.
-pub fn run(memory: &str, append: &str, smp: u8, c: Option<&Path>, cpu: &str) -> Result<(), String> {
+/// model `cpu`, PAE paging when `pae` (`paging=pae`) and `append` added to
+/// the kernel command line, or with `c` the C program `FILE.c` linked into
+/// the kernel.
+pub fn run(
+    memory: &str,
+    append: &str,
+    smp: u8,
+    c: Option<&Path>,
+    cpu: &str,
+    pae: bool,
+) -> Result<(), String> {
     if let Some(file) = c {
         return exit_with_c_status(c_program_on(file, memory, true, cpu)?);
     }
     setup::ensure(&[setup::QEMU])?;
     let kernel = build_kernel()?;
-    let cmdline = format!("mode=demo {append}");
+    let paging = if pae { "paging=pae " } else { "" };
+    let cmdline = format!("mode=demo {paging}{append}");
     eprintln!(
-        "xtask: booting {} with {memory} of RAM, {smp} CPU(s), -cpu {cpu}",
-        kernel.display()
+        "xtask: booting {} with {memory} of RAM, {smp} CPU(s), -cpu {cpu}{}",
+        kernel.display(),
+        if pae { ", PAE paging" } else { "" }
     );
     let run = boot(&Boot {
         kernel: &kernel,

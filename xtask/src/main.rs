@@ -57,6 +57,10 @@ enum Cmd {
         /// QEMU CPU model: `max` has SMEP and SMAP, `qemu32` neither.
         #[arg(long, default_value = qemu::DEFAULT_CPU, value_parser = qemu::check_cpu)]
         cpu: String,
+        /// PAE paging (boot option `paging=pae`): NX, RAM above 4 GiB
+        /// (e.g. with `--memory 6G`). The C API needs classic paging.
+        #[arg(long, conflicts_with = "c")]
+        pae: bool,
     },
     /// Host tests, C API tests, fuzz smoke run, Miri (heap), the
     /// fresh-machine check, then the kernel's in-QEMU suite and the
@@ -208,7 +212,8 @@ fn dispatch(cmd: Cmd) -> Result<(), String> {
             smp,
             c,
             cpu,
-        } => kernel::run(&memory, &append, smp, c.as_deref(), &cpu),
+            pae,
+        } => kernel::run(&memory, &append, smp, c.as_deref(), &cpu, pae),
         Cmd::Test { c: Some(file), .. } => kernel::test_c(&file),
         Cmd::Test {
             qemu_only, miri, ..
@@ -408,6 +413,8 @@ mod tests {
         assert!(parse(&["run", "--smp", "0"]).is_err());
         assert!(parse(&["run", "--smp", "33"]).is_err());
         assert!(parse(&["run", "--cpu", "max; rm"]).is_err());
+        assert!(parse(&["run", "--pae", "--c", "x.c"]).is_err());
+        assert!(parse(&["run", "--pae=yes"]).is_err());
         assert!(parse(&["test", "--qemu-only", "--miri"]).is_err());
         assert!(parse(&["bench", "nothing"]).is_err());
         assert!(parse(&["fuzz"]).is_err());
@@ -431,7 +438,15 @@ mod tests {
         ));
         assert!(matches!(
             parse(&["run", "--smp", "4"]),
-            Ok(Cmd::Run { smp: 4, .. })
+            Ok(Cmd::Run {
+                smp: 4,
+                pae: false,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["run", "--pae", "--memory", "6G"]),
+            Ok(Cmd::Run { pae: true, memory, .. }) if memory == "6G"
         ));
         assert!(matches!(
             parse(&["run", "--cpu", "qemu32,+smep,+smap"]),

@@ -5,6 +5,8 @@
 //! Boots run on `-cpu max` (SMEP and SMAP on) unless a case says otherwise;
 //! the test suite at 32 MiB and the demo at 32 MiB also run on `qemu32`,
 //! which has neither, so the kernel's path without them stays tested.
+//! Every boot runs classic paging except the PAE cases (`paging=pae`,
+//! [`pae_cases`]), which add to them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -312,6 +314,7 @@ pub fn kernel_tests() -> Result<(), String> {
         smp: 4,
         cpu: DEFAULT_CPU,
     });
+    cases.extend(pae_cases());
     cases.push(Case {
         name: "oops on 4 CPUs: the others are stopped, the report printed".into(),
         memory: "32M",
@@ -401,6 +404,167 @@ pub fn kernel_tests() -> Result<(), String> {
     } else {
         Err(format!("QEMU boots failed: {}", failed.join(", ")))
     }
+}
+
+/// What the kernel prints when it runs PAE paging.
+const PAE_ON: &str = "paging: PAE, NX on";
+/// What the NX test program prints when its jump into a writable page is refused.
+const NX_KILLED: &str = "nx: a jump into a PROT_READ|PROT_WRITE page: killed by SIGSEGV (NX)";
+
+/// The PAE boots (`paging=pae`) beside the classic ones: the test suite
+/// at 128 MiB and at 6 GiB (frames and user pages above 4 GiB), the demo
+/// at 6 GiB, the SMP tests and the ring-3 stress tests on 4 CPUs, the
+/// fallback on a CPU without NX, an oops and a double fault, and the C
+/// API's refusal.
+fn pae_cases() -> Vec<Case> {
+    let case = |name: &str, memory, cmdline, must_print, smp, cpu| Case {
+        name: name.into(),
+        memory,
+        cmdline,
+        timeout: TEST_TIMEOUT,
+        expect: Outcome::Success,
+        must_print,
+        with_module: false,
+        smp,
+        cpu,
+    };
+    let mut cases = vec![
+        case(
+            "kernel test suite, 128M, PAE paging (NX)",
+            "128M",
+            "mode=test paging=pae",
+            &[
+                PAE_ON,
+                PROTECTIONS_ON,
+                NX_KILLED,
+                "test user::no_execute ... ok",
+                "64 user pages: 0 above 4 GiB (expected none)",
+                "test result: ok",
+            ],
+            1,
+            DEFAULT_CPU,
+        ),
+        case(
+            "kernel test suite, 6G, PAE paging: frames and user pages above 4 GiB",
+            "6G",
+            "mode=test paging=pae",
+            &[
+                PAE_ON,
+                "786432 usable frames above 4 GiB (3 GiB) managed through PAE",
+                "above the direct map, 786432 above 4 GiB",
+                "64 user pages: 64 above 4 GiB (expected all)",
+                "test user::no_execute ... ok",
+                "test result: ok",
+            ],
+            1,
+            DEFAULT_CPU,
+        ),
+        case(
+            "demo, 6G, PAE paging: RAM above 4 GiB in use, NX kills the jump",
+            "6G",
+            "mode=demo paging=pae",
+            &[
+                PAE_ON,
+                "KiB above 4 GiB)",
+                NX_KILLED,
+                "0 frames still held (all returned)",
+                "steps: 12 run, 12 as expected",
+                "DEMO OK",
+            ],
+            1,
+            DEFAULT_CPU,
+        ),
+        case(
+            "kernel test suite, 128M, 4 CPUs, PAE paging (APs through the PAE trampoline)",
+            "128M",
+            "mode=test paging=pae",
+            &[
+                PAE_ON,
+                "smp: 4 CPUs online",
+                "test smp::shootdown_rounds ... ok",
+                "test smp::remote_tlb_dropped ... ok",
+                "test user::threads ... ok",
+                "test result: ok",
+            ],
+            4,
+            DEFAULT_CPU,
+        ),
+        case(
+            "paging=pae on a CPU without NX (qemu32): classic paging, said so",
+            "32M",
+            "mode=test paging=pae only=frames::",
+            &[
+                "paging=pae: this CPU has no NX; falling back to classic paging",
+                "paging: classic",
+                "test result: ok",
+            ],
+            1,
+            PLAIN_CPU,
+        ),
+    ];
+    cases.push(Case {
+        timeout: STRESS_TIMEOUT,
+        ..case(
+            "ring-3 stress tests, 128M, 4 CPUs, PAE paging",
+            "128M",
+            "mode=test tests=stress paging=pae",
+            &[
+                PAE_ON,
+                "smp: 4 CPUs online",
+                "test stress::registers_survive_calls ... ok",
+                "test stress::munmap_vs_reader ... ok",
+                "test stress::mprotect_vs_writer ... ok",
+                "test stress::cow_fork_vs_sibling_writers ... ok",
+                "test stress::first_touch_one_frame ... ok",
+                "test stress::memory_call_storm_with_forks ... ok",
+                "back to baseline",
+                "test result: ok",
+            ],
+            4,
+            DEFAULT_CPU,
+        )
+    });
+    cases.push(Case {
+        expect: Outcome::Failure,
+        ..case(
+            "oops in PAE paging: the report and a backtrace through the PAE walk",
+            "32M",
+            "test=oops paging=pae",
+            &[PAE_ON, "KERNEL OOPS", "#PF page fault", "backtrace: 0xc"],
+            1,
+            DEFAULT_CPU,
+        )
+    });
+    cases.push(Case {
+        expect: Outcome::Failure,
+        ..case(
+            "double fault in PAE paging (the double-fault task loads the PDPT)",
+            "32M",
+            "test=kstack-overflow paging=pae",
+            &[
+                PAE_ON,
+                "KERNEL OOPS: #DF double fault",
+                "kernel stack overflow",
+            ],
+            1,
+            DEFAULT_CPU,
+        )
+    });
+    cases.push(Case {
+        expect: Outcome::Failure,
+        ..case(
+            "mode=c with PAE paging: the C API (page_t) refuses",
+            "32M",
+            "mode=c paging=pae",
+            &[
+                PAE_ON,
+                "C API set-up failed: the C API (page_t, 32-bit entries) needs classic paging",
+            ],
+            1,
+            DEFAULT_CPU,
+        )
+    });
+    cases
 }
 
 /// Runs every C test in the reference kernel (`c_main` is the test's entry

@@ -29,8 +29,13 @@ pub const ENODEV: i32 = 19;
 pub const EINVAL: i32 = 22;
 /// Function not implemented (the kernel's unknown system calls).
 pub const ENOSYS: i32 = 38;
-/// Value too large: a reference count would overflow (`MM_EOVERFLOW`).
+/// Value too large: a reference count would overflow, or a physical
+/// address above 4 GiB has no 32-bit form (`MM_EOVERFLOW`).
 pub const EOVERFLOW: i32 = 75;
+/// Operation not supported: the C API's call for the other paging mode
+/// (`get_page` under PAE, `get_page64` under classic paging;
+/// `MM_EOPNOTSUPP`).
+pub const EOPNOTSUPP: i32 = 95;
 
 /// The errno code of a core error.
 pub const fn errno_of(e: MmError) -> i32 {

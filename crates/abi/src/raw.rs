@@ -3,6 +3,7 @@
 //! passes them, validated into the core's typed request.
 
 use myos_mm::frames::FrameSource;
+use myos_mm::paging::PagingMode;
 use myos_mm::vm::{FdTable, MapFlags, MapRequest, MapSource, Prot, VmSpace};
 use myos_mm::{MmError, Platform, VirtAddr};
 
@@ -85,7 +86,7 @@ pub trait RawMman {
     fn mprotect(&mut self, addr: VirtAddr, length: u32, prot: u32) -> Result<(), MmError>;
 }
 
-impl<P: Platform + ?Sized, F: FrameSource + Clone> RawMman for VmSpace<'_, P, F> {
+impl<P: Platform + ?Sized, F: FrameSource + Clone, M: PagingMode> RawMman for VmSpace<'_, P, F, M> {
     fn mmap(
         &mut self,
         fds: &FdTable,

@@ -15,6 +15,13 @@ pub enum Failure {
     NotSetUp,
     /// A page fault no region allows (`MM_EFAULT`).
     Unresolved,
+    /// The call belongs to the other paging mode: `get_page` and `page_t`
+    /// under PAE, `get_page64` and `page64_t` under classic paging
+    /// (`MM_EOPNOTSUPP`).
+    OtherMode,
+    /// A physical address above 4 GiB asked for as 32 bits
+    /// (`MM_EOVERFLOW`).
+    AboveFourGiB,
 }
 
 impl From<MmError> for Failure {
@@ -30,6 +37,8 @@ impl Failure {
             Failure::Mm(e) => errno_of(e),
             Failure::NotSetUp => ENODEV,
             Failure::Unresolved => codes::EFAULT,
+            Failure::OtherMode => codes::EOPNOTSUPP,
+            Failure::AboveFourGiB => codes::EOVERFLOW,
         }
     }
 }
@@ -78,7 +87,8 @@ fn strerror(code: i32) -> &'static CStr {
         codes::EEXIST => c"already mapped or overlapping",
         ENODEV => c"memory manager not set up",
         codes::EINVAL => c"invalid argument",
-        codes::EOVERFLOW => c"reference count overflow",
+        codes::EOVERFLOW => c"value too large (reference count, or physical address above 4 GiB)",
+        codes::EOPNOTSUPP => c"not available in the running paging mode",
         _ => c"unknown error",
     }
 }
@@ -93,6 +103,12 @@ mod tests {
         assert_eq!(Failure::Mm(MmError::BadPointer).code(), 22);
         assert_eq!(Failure::NotSetUp.code(), 19);
         assert_eq!(Failure::Unresolved.code(), 14);
+        assert_eq!(Failure::OtherMode.code(), 95);
+        assert_eq!(Failure::AboveFourGiB.code(), 75);
+        assert_eq!(
+            strerror(95).to_str().unwrap(),
+            "not available in the running paging mode"
+        );
         assert_eq!(strerror(22).to_str().unwrap(), "invalid argument");
         assert_eq!(strerror(-5).to_str().unwrap(), "unknown error");
     }

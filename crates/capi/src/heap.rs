@@ -12,12 +12,12 @@ use core::ptr::{self, NonNull};
 
 use myos_mm::heap::{Heap, HeapBackend, HeapFlags, HeapStats, LockedHeap};
 use myos_mm::layout::{HEAP_END, HEAP_START, PAGE_SIZE};
-use myos_mm::paging::PagedHeapBackend;
+use myos_mm::paging::{Classic, Pae, PagedHeapBackend};
 use myos_mm::{MmError, PhysAddr};
 use spin::{Mutex, Once};
 
 use crate::errno::{record, CResult, Failure};
-use crate::state::{mm, Frames, Plat};
+use crate::state::{mm, Frames, KernelSpace, Plat};
 
 /// First address of the kernel heap `init_kheap` creates.
 pub const KHEAP_START: u32 = HEAP_START;
@@ -83,8 +83,49 @@ impl<B: HeapBackend + Send> HeapOps for LockedHeap<B> {
     }
 }
 
-/// The backend of the heaps this crate creates.
-type Backend = PagedHeapBackend<'static, Plat, Frames>;
+/// The backend of the heaps this crate creates: pages mapped into the
+/// kernel space, in the running paging mode.
+pub enum Backend {
+    /// Classic paging.
+    Classic(PagedHeapBackend<'static, Plat, Frames, Classic>),
+    /// PAE paging.
+    Pae(PagedHeapBackend<'static, Plat, Frames, Pae>),
+}
+
+// SAFETY: each variant is the core's `PagedHeapBackend`, which meets the
+// contract; every method forwards to it unchanged.
+unsafe impl HeapBackend for Backend {
+    fn pointer(&self, addr: usize) -> *mut u8 {
+        match self {
+            Self::Classic(b) => b.pointer(addr),
+            Self::Pae(b) => b.pointer(addr),
+        }
+    }
+    fn map(
+        &mut self,
+        addr: usize,
+        pages: usize,
+        contiguous: bool,
+        flags: HeapFlags,
+    ) -> Result<(), MmError> {
+        match self {
+            Self::Classic(b) => b.map(addr, pages, contiguous, flags),
+            Self::Pae(b) => b.map(addr, pages, contiguous, flags),
+        }
+    }
+    fn unmap(&mut self, addr: usize, pages: usize) {
+        match self {
+            Self::Classic(b) => b.unmap(addr, pages),
+            Self::Pae(b) => b.unmap(addr, pages),
+        }
+    }
+    fn phys(&self, addr: usize) -> Option<PhysAddr> {
+        match self {
+            Self::Classic(b) => b.phys(addr),
+            Self::Pae(b) => b.phys(addr),
+        }
+    }
+}
 
 /// `heap_t`: what a `heap_t *` points at.
 pub enum HeapHandle {
@@ -156,7 +197,14 @@ fn new_heap(start: u32, end: u32, max: u32, flags: HeapFlags) -> CResult<LockedH
     // caller), whose page tables every address space shares, so its
     // addresses are valid pointers whatever directory is loaded: in the
     // kernel directly, on the host through the aliasing of `hosted`.
-    let backend = unsafe { PagedHeapBackend::new(m.platform, m.kernel, m.frames) };
+    let backend = unsafe {
+        match m.kernel {
+            KernelSpace::Classic(k) => {
+                Backend::Classic(PagedHeapBackend::new(m.platform, k, m.frames))
+            }
+            KernelSpace::Pae(k) => Backend::Pae(PagedHeapBackend::new(m.platform, k, m.frames)),
+        }
+    };
     let heap = Heap::new(backend, start as usize, end as usize, max as usize, flags)?;
     let locked = LockedHeap::empty();
     locked.init(heap);
@@ -343,12 +391,23 @@ pub extern "C" fn kmalloc_aligned(size: u32) -> *mut c_void {
 ///
 /// `physical` must be NULL or valid for a `u32` write.
 unsafe fn physical_alloc(size: u32, physical: *mut u32, page_aligned: bool) -> *mut c_void {
-    let r = kheap().and_then(|h| Ok(h.alloc_physical(size as usize, page_aligned)?));
+    let r = kheap().and_then(|h| {
+        let (p, phys) = h.alloc_physical(size as usize, page_aligned)?;
+        // Byte i is at `phys + i`: the whole block must lie below 4 GiB for
+        // `*physical` to describe it (PAE mode may place it higher).
+        match phys.to_u32() {
+            Some(low) if u64::from(low) + u64::from(size) <= 1 << 32 => Ok((p, low)),
+            _ => {
+                h.free(p)?;
+                Err(Failure::AboveFourGiB)
+            }
+        }
+    });
     match record(r) {
         Some((p, phys)) => {
             if !physical.is_null() {
                 // SAFETY: the caller promises `physical` is writable.
-                unsafe { physical.write_unaligned(phys.as_u32()) };
+                unsafe { physical.write_unaligned(phys) };
             }
             p.as_ptr().cast()
         }

@@ -46,8 +46,9 @@ use libc::{c_int, c_void, siginfo_t};
 use myos_mm::layout::{
     DIRECT_MAP_SIZE, DIRECT_MAP_START, HEAP_END, HEAP_START, PAGE_SIZE, USER_END, USER_MMAP_MIN,
 };
-use myos_mm::{Frame, Page, Platform};
-use myos_sim::{Access, Mode, SimMachine};
+use myos_mm::{Frame, Page, PhysAddr, Platform};
+use myos_sim::pae::PaeMachine;
+use myos_sim::{Access, Mode, PageFault, SimMachine};
 use spin::{Mutex, Once};
 
 use crate::errno::Failure;
@@ -55,7 +56,42 @@ use myos_abi::errno as codes;
 
 /// The simulated machine, with host-alias maintenance on every TLB flush.
 pub struct HostPlatform {
-    sim: SimMachine,
+    sim: Machine,
+}
+
+/// The simulated CPU: classic paging (`myos_sim_boot`) or PAE
+/// (`myos_sim_boot_pae`).
+enum Machine {
+    Classic(SimMachine),
+    Pae(PaeMachine),
+}
+
+/// Runs `$body` with `$m` bound to the simulated machine, whichever it is.
+macro_rules! on_machine {
+    ($machine:expr, |$m:ident| $body:expr) => {
+        match $machine {
+            Machine::Classic($m) => $body,
+            Machine::Pae($m) => $body,
+        }
+    };
+}
+
+impl Machine {
+    /// Translates `va` as the MMU does (A/D bits included).
+    fn translate(&self, va: u32, access: Access, mode: Mode) -> Result<u64, PageFault> {
+        match self {
+            Machine::Classic(m) => m.translate(va, access, mode).map(u64::from),
+            Machine::Pae(m) => m.translate(va, access, mode),
+        }
+    }
+
+    /// The memfd holding physical address `pa`, and `pa`'s offset in it.
+    fn ram_fd(&self, pa: u64) -> Option<(std::os::fd::BorrowedFd<'_>, u64)> {
+        match self {
+            Machine::Classic(m) => m.ram_fd().map(|fd| (fd, pa)),
+            Machine::Pae(m) => m.ram_fd(pa),
+        }
+    }
 }
 
 /// The aliased windows: user space and the kernel heap.
@@ -110,7 +146,10 @@ impl HostPlatform {
 
     /// Maps frame `frame` at `va` in the host, writable or not.
     fn alias(&self, va: u32, frame: Frame, writable: bool) -> bool {
-        let Some(fd) = self.sim.ram_fd() else {
+        let Some((fd, offset)) = self.sim.ram_fd(frame.start().as_u64()) else {
+            return false;
+        };
+        let Ok(offset) = i64::try_from(offset) else {
             return false;
         };
         let prot = if writable {
@@ -129,7 +168,7 @@ impl HostPlatform {
                 prot,
                 libc::MAP_SHARED | libc::MAP_FIXED,
                 fd.as_raw_fd(),
-                i64::from(frame.start().as_u32()),
+                offset,
             )
         };
         got == want
@@ -142,35 +181,35 @@ impl HostPlatform {
 // translation may change (flush, flush_all, set_root).
 unsafe impl Platform for HostPlatform {
     fn frame_ptr(&self, frame: Frame) -> NonNull<[u8; PAGE_SIZE]> {
-        self.sim.frame_ptr(frame)
+        on_machine!(&self.sim, |m| m.frame_ptr(frame))
     }
     fn root(&self) -> Frame {
-        self.sim.root()
+        on_machine!(&self.sim, |m| m.root())
     }
     unsafe fn set_root(&self, root: Frame) {
         // SAFETY: forwarded; the caller upholds `set_root`'s contract.
-        unsafe { self.sim.set_root(root) };
+        on_machine!(&self.sim, |m| unsafe { m.set_root(root) });
         self.drop_window(false);
     }
     fn flush(&self, page: Page) {
-        self.sim.flush(page);
+        on_machine!(&self.sim, |m| m.flush(page));
         self.drop_alias(page);
     }
     fn flush_all(&self) {
-        self.sim.flush_all();
+        on_machine!(&self.sim, |m| m.flush_all());
         self.drop_window(true);
     }
     fn zero_frame(&self, frame: Frame) {
-        self.sim.zero_frame(frame)
+        on_machine!(&self.sim, |m| m.zero_frame(frame))
     }
     fn copy_frame(&self, dst: Frame, src: Frame) {
-        self.sim.copy_frame(dst, src)
+        on_machine!(&self.sim, |m| m.copy_frame(dst, src))
     }
     fn read_frame(&self, frame: Frame, offset: usize, buf: &mut [u8]) {
-        self.sim.read_frame(frame, offset, buf)
+        on_machine!(&self.sim, |m| m.read_frame(frame, offset, buf))
     }
     fn write_frame(&self, frame: Frame, offset: usize, buf: &[u8]) {
-        self.sim.write_frame(frame, offset, buf)
+        on_machine!(&self.sim, |m| m.write_frame(frame, offset, buf))
     }
 }
 
@@ -179,9 +218,21 @@ static BOOTING: AtomicBool = AtomicBool::new(false);
 /// The `SIGSEGV` disposition before ours (called for faults we don't own).
 static PREVIOUS: Mutex<Option<libc::sigaction>> = Mutex::new(None);
 
-/// The simulated machine, once booted (for Rust tests of the host library).
+/// The simulated classic machine, once booted with `myos_sim_boot` (for
+/// Rust tests of the host library).
 pub fn machine() -> Option<&'static SimMachine> {
-    HOST.get().map(|h| &h.sim)
+    match HOST.get().map(|h| &h.sim) {
+        Some(Machine::Classic(m)) => Some(m),
+        _ => None,
+    }
+}
+
+/// The simulated PAE machine, once booted with `myos_sim_boot_pae`.
+pub fn pae_machine() -> Option<&'static PaeMachine> {
+    match HOST.get().map(|h| &h.sim) {
+        Some(Machine::Pae(m)) => Some(m),
+        _ => None,
+    }
 }
 
 /// Makes the host page at `addr` usable if the simulated machine maps it
@@ -197,8 +248,10 @@ fn resolve(addr: usize, write: bool) -> bool {
     for _ in 0..4 {
         match host.sim.translate(va, access, Mode::Supervisor) {
             Ok(pa) => {
-                let frame = myos_mm::PhysAddr::new(pa).frame();
-                return host.alias(va, frame, write);
+                let Ok(pa) = PhysAddr::try_from_u64(pa) else {
+                    return false;
+                };
+                return host.alias(va, pa.frame(), write);
             }
             Err(fault) => {
                 if va >= USER_END || !crate::vm::handle_page_fault(fault.cr2, fault.error_code) {
@@ -278,24 +331,62 @@ fn complain(msg: &str) {
     eprintln!("myos_sim_boot: {msg}");
 }
 
-/// Boots the machine and the memory manager; the `MM_E*` code on failure.
-fn boot(ram_bytes: u32) -> Result<(), i32> {
-    if BOOTING.swap(true, Ordering::AcqRel) {
-        complain("already booted (one simulated machine per process)");
-        return Err(codes::EEXIST);
-    }
-    let bytes = if ram_bytes == 0 { 64 << 20 } else { ram_bytes };
+/// The machine `myos_sim_boot` or `myos_sim_boot_pae` asks for.
+#[derive(Clone, Copy)]
+enum Config {
+    /// Classic paging, `bytes` of RAM at 0.
+    Classic { bytes: u32 },
+    /// PAE paging (EFER.NXE on), `low` bytes of RAM at 0 and `high` at 4 GiB.
+    Pae { low: u32, high: u32 },
+}
+
+/// Checks a RAM size: a multiple of 4096, at least 2 MiB.
+fn ram_size(bytes: u32) -> Result<u32, i32> {
     if bytes < (2 << 20) || !bytes.is_multiple_of(PAGE_SIZE as u32) {
         complain("RAM size must be a multiple of 4096 and at least 2 MiB");
         return Err(codes::EINVAL);
     }
-    let sim = SimMachine::builder(u64::from(bytes))
-        .shared_ram(true)
-        .build()
-        .map_err(|e| {
-            complain(&format!("cannot build the simulated machine: {e}"));
-            codes::ENOMEM
-        })?;
+    Ok(bytes)
+}
+
+/// Builds the simulated machine `config` describes (RAM in memfds); the
+/// bytes of RAM at 0 as well.
+fn build(config: Config) -> Result<(Machine, u32), i32> {
+    let fail = |e: &dyn std::fmt::Display| {
+        complain(&format!("cannot build the simulated machine: {e}"));
+        codes::ENOMEM
+    };
+    match config {
+        Config::Classic { bytes } => {
+            let bytes = ram_size(if bytes == 0 { 64 << 20 } else { bytes })?;
+            let sim = SimMachine::builder(u64::from(bytes))
+                .shared_ram(true)
+                .build()
+                .map_err(|e| fail(&e))?;
+            Ok((Machine::Classic(sim), bytes))
+        }
+        Config::Pae { low, high } => {
+            let low = ram_size(if low == 0 { 64 << 20 } else { low })?;
+            let mut b = PaeMachine::builder()
+                .ram(0, u64::from(low))
+                .nxe(true)
+                .shared_ram(true);
+            if high != 0 {
+                b = b.ram(1 << 32, u64::from(ram_size(high)?));
+            }
+            let sim = b.build().map_err(|e| fail(&e))?;
+            Ok((Machine::Pae(sim), low))
+        }
+    }
+}
+
+/// Boots the machine and the memory manager; the `MM_E*` code on failure.
+fn boot(config: Config) -> Result<(), i32> {
+    if BOOTING.swap(true, Ordering::AcqRel) {
+        complain("already booted (one simulated machine per process)");
+        return Err(codes::EEXIST);
+    }
+    let (sim, low) = build(config)?;
     for (lo, hi) in WINDOWS {
         if !reserve(lo, hi - lo, false) {
             complain(&format!(
@@ -304,8 +395,9 @@ fn boot(ram_bytes: u32) -> Result<(), i32> {
             return Err(codes::ENOMEM);
         }
     }
-    let direct = bytes.min(DIRECT_MAP_SIZE) as usize;
-    let fd = sim.ram_fd().ok_or(codes::ENOMEM)?.as_raw_fd();
+    let direct = low.min(DIRECT_MAP_SIZE) as usize;
+    let (fd, offset) = sim.ram_fd(0).ok_or(codes::ENOMEM)?;
+    debug_assert_eq!(offset, 0);
     let want = DIRECT_MAP_START as usize as *mut c_void;
     // SAFETY: a new shared view of the RAM memfd at the direct map's
     // address, which nothing in the host uses (NOREPLACE refuses otherwise).
@@ -315,7 +407,7 @@ fn boot(ram_bytes: u32) -> Result<(), i32> {
             direct,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE,
-            fd,
+            fd.as_raw_fd(),
             0,
         )
     };
@@ -329,9 +421,13 @@ fn boot(ram_bytes: u32) -> Result<(), i32> {
     }
     let host: &'static HostPlatform = HOST.call_once(|| HostPlatform { sim });
     crate::console::register_console(stdout_writer);
-    let map = host.sim.memory_map().to_vec();
-    // SAFETY: the simulated machine is fresh: its usable RAM is unused.
-    unsafe { crate::state::register(host, &map) }.map_err(|e| {
+    let registered = match &host.sim {
+        // SAFETY: the simulated machine is fresh: its usable RAM is unused.
+        Machine::Classic(m) => unsafe { crate::state::register(host, m.memory_map()) },
+        // SAFETY: as above.
+        Machine::Pae(m) => unsafe { crate::state::register_pae(host, &m.memory_map()) },
+    };
+    registered.map_err(|e| {
         complain(&format!("cannot build the memory manager: {e}"));
         Failure::from(e).code()
     })?;
@@ -348,11 +444,26 @@ fn boot(ram_bytes: u32) -> Result<(), i32> {
     Ok(())
 }
 
+/// `int myos_sim_boot_pae(uint32_t low_bytes, uint32_t high_bytes)`
+/// (`<myos/sim.h>`): as `myos_sim_boot`, on a PAE machine (EFER.NXE on)
+/// with `low_bytes` of RAM at 0 (0: 64 MiB) and `high_bytes` at 4 GiB (0:
+/// none); the memory manager runs PAE paging. 0, or an `MM_E*` code.
+#[no_mangle]
+pub extern "C" fn myos_sim_boot_pae(low_bytes: u32, high_bytes: u32) -> i32 {
+    match boot(Config::Pae {
+        low: low_bytes,
+        high: high_bytes,
+    }) {
+        Ok(()) => 0,
+        Err(code) => code,
+    }
+}
+
 /// `int myos_sim_boot(uint32_t ram_bytes)` (`<myos/sim.h>`): 0, or an
 /// `MM_E*` code.
 #[no_mangle]
 pub extern "C" fn myos_sim_boot(ram_bytes: u32) -> i32 {
-    match boot(ram_bytes) {
+    match boot(Config::Classic { bytes: ram_bytes }) {
         Ok(()) => 0,
         Err(code) => code,
     }

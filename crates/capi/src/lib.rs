@@ -17,7 +17,8 @@
 //!
 //! - **In the kernel** (`no_std`, i686): the kernel registers what it has
 //!   built with [`register_parts`] (or lets this crate build it with
-//!   [`register`]), optionally its heap with [`register_kernel_heap`], and a
+//!   [`register`]; [`register_parts_pae`] and [`register_pae`] for a kernel
+//!   in PAE paging, where C code uses `page64_t`), optionally its heap with [`register_kernel_heap`], and a
 //!   console writer with [`register_console`]; then C code linked into the
 //!   kernel calls the spec's functions by their names.
 //! - **On the host** (feature `hosted`): `myos_sim_boot()` boots a simulated
@@ -49,5 +50,7 @@ pub mod hosted;
 pub use console::register_console;
 pub use errno::{mm_errno, Failure};
 pub use heap::{register_kernel_heap, HeapOps};
-pub use state::{is_registered, register, register_parts, Plat};
+pub use state::{
+    is_registered, paging, register, register_pae, register_parts, register_parts_pae, Paging, Plat,
+};
 pub use vm::{handle_page_fault, set_fault};

@@ -13,21 +13,41 @@ use core::ffi::c_void;
 use core::ptr;
 
 use myos_abi::{MemFile, RawMman};
-use myos_mm::paging::AddressSpace;
+use myos_mm::paging::{AddressSpace, Classic, Pae};
 use myos_mm::vm::{
     FaultContext, FaultOutcome, FdTable, File, OpenFile, OpenMode, PageFault, VmSpace,
 };
-use myos_mm::{Frame, MmError, VirtAddr};
+use myos_mm::{MmError, VirtAddr};
 use spin::{Mutex, Once};
 
 use crate::dir::{self, Dir};
 use crate::errno::{record, CResult, Failure};
-use crate::state::{mm, Frames, Plat};
+use crate::state::{mm, CMode, Frames, KernelSpace, Plat};
 
-/// The C process's address space type.
-pub type Space = VmSpace<'static, Plat, Frames>;
+/// The C process's address space type (in paging mode `M`).
+pub type Space<M = Classic> = VmSpace<'static, Plat, Frames, M>;
 
-static PROCESS: Once<Mutex<Space>> = Once::new();
+/// The C process, in the running paging mode.
+pub(crate) enum Process {
+    /// Classic paging.
+    Classic(Mutex<Space<Classic>>),
+    /// PAE paging.
+    Pae(Mutex<Space<Pae>>),
+}
+
+/// Runs `$body` with `$space` bound to the process's lock
+/// (`&Mutex<Space<M>>`) of the running mode; the body is compiled once per
+/// mode, against the core's generic API.
+macro_rules! with_process {
+    ($process:expr, |$space:ident| $body:expr) => {
+        match $process {
+            Process::Classic($space) => $body,
+            Process::Pae($space) => $body,
+        }
+    };
+}
+
+static PROCESS: Once<Process> = Once::new();
 static FDS: Mutex<Option<FdTable>> = Mutex::new(None);
 /// The pending fault for `page_fault_handler`: (CR2, error code).
 static PENDING: Mutex<Option<PageFault>> = Mutex::new(None);
@@ -40,12 +60,16 @@ pub fn create_process() -> Result<(), MmError> {
         return Err(MmError::AlreadyMapped);
     }
     let m = mm().map_err(|_| MmError::InvalidArgument)?;
-    let space = {
-        let kernel = m.kernel.lock();
-        VmSpace::new(m.platform, m.frames, &kernel)?
+    let process = match m.kernel {
+        KernelSpace::Classic(k) => {
+            Process::Classic(Mutex::new(VmSpace::new(m.platform, m.frames, &k.lock())?))
+        }
+        KernelSpace::Pae(k) => {
+            Process::Pae(Mutex::new(VmSpace::new(m.platform, m.frames, &k.lock())?))
+        }
     };
-    let p = PROCESS.call_once(|| Mutex::new(space));
-    p.lock().activate();
+    let p = PROCESS.call_once(|| process);
+    with_process!(p, |s| s.lock().activate());
     dir::set_current(Dir::Process);
     Ok(())
 }
@@ -55,23 +79,25 @@ pub(crate) fn process_exists() -> bool {
     PROCESS.get().is_some()
 }
 
-fn process() -> CResult<&'static Mutex<Space>> {
+fn process() -> CResult<&'static Process> {
     PROCESS.get().ok_or(Failure::NotSetUp)
 }
 
-/// Runs `f` on the process's page tables.
-pub(crate) fn with_process_space<T>(f: impl FnOnce(&mut AddressSpace) -> CResult<T>) -> CResult<T> {
-    f(process()?.lock().address_space_mut())
+/// The process's space in mode `M`; `OtherMode` when it runs the other one.
+fn process_in<M: CMode>() -> CResult<&'static Mutex<Space<M>>> {
+    M::process(process()?).ok_or(Failure::OtherMode)
 }
 
-/// The process's directory frame.
-pub(crate) fn process_directory() -> Option<Frame> {
-    PROCESS.get().map(|p| p.lock().directory())
+/// Runs `f` on the process's page tables (in mode `M`).
+pub(crate) fn with_process_space<M: CMode, T>(
+    f: impl FnOnce(&mut AddressSpace<M>) -> CResult<T>,
+) -> CResult<T> {
+    f(process_in::<M>()?.lock().address_space_mut())
 }
 
 /// Loads the process's directory.
 pub(crate) fn activate_process() -> CResult<()> {
-    process()?.lock().activate();
+    with_process!(process()?, |s| s.lock().activate());
     Ok(())
 }
 
@@ -91,7 +117,8 @@ pub fn handle_page_fault(cr2: u32, error_code: u32) -> bool {
 }
 
 fn handle(fault: PageFault) -> CResult<()> {
-    match process()?.lock().handle_fault(fault) {
+    let outcome = with_process!(process()?, |s| s.lock().handle_fault(fault));
+    match outcome {
         FaultOutcome::Resolved(_) => Ok(()),
         FaultOutcome::OutOfMemory => Err(MmError::OutOfMemory.into()),
         FaultOutcome::Signal(_) | FaultOutcome::KernelBug | FaultOutcome::ProtectionBug(_) => {
@@ -184,9 +211,15 @@ pub extern "C" fn mmap(
         let fds = FDS.lock();
         let empty = FdTable::new();
         let table = fds.as_ref().unwrap_or(&empty);
-        let va = p
-            .lock()
-            .mmap(table, a, length, prot as u32, flags as u32, fd, offset)?;
+        let va = with_process!(p, |s| s.lock().mmap(
+            table,
+            a,
+            length,
+            prot as u32,
+            flags as u32,
+            fd,
+            offset
+        ))?;
         Ok(ptr::with_exposed_provenance_mut::<c_void>(va.as_usize()))
     });
     record(r).unwrap_or(ptr::null_mut())
@@ -197,7 +230,8 @@ pub extern "C" fn mmap(
 #[cfg_attr(not(feature = "hosted"), no_mangle)]
 #[cfg_attr(feature = "hosted", export_name = "myos_munmap")]
 pub extern "C" fn munmap(addr: *mut c_void, length: u32) -> i32 {
-    let r = addr_of(addr).and_then(|a| Ok(process()?.lock().munmap(a, length)?));
+    let r =
+        addr_of(addr).and_then(|a| Ok(with_process!(process()?, |s| s.lock().munmap(a, length))?));
     record(r).map_or(-1, |()| 0)
 }
 

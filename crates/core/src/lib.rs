@@ -1,8 +1,9 @@
 //! # myos-mm — the MyOS memory manager core
 //!
 //! A `no_std` implementation of the MyOS Memory Management API for 32-bit x86
-//! (two-level paging, no PAE). It knows nothing about the machine it runs on:
-//! every access to hardware goes through the [`Platform`] trait, implemented by
+//! (two-level paging, or PAE: [`paging::PagingMode`]). It knows nothing about
+//! the machine it runs on: every access to hardware goes through the
+//! [`Platform`] trait, implemented by
 //! the reference kernel (real page tables, `mov cr3`, `invlpg`) and by the
 //! `myos-sim` crate (a simulated MMU on the host).
 //!

@@ -89,7 +89,7 @@ pub unsafe trait Platform {
     /// [`frame_ptr`](Platform::frame_ptr); platforms with high memory override
     /// the data methods to reach frames above the direct map.
     fn zero_frame(&self, frame: Frame) {
-        debug_assert!((frame.start().as_u32() as u64) < DIRECT_ZONE_END);
+        debug_assert!(frame.start().as_u64() < DIRECT_ZONE_END);
         // SAFETY: the trait contract makes `frame_ptr` valid for PAGE_SIZE
         // writes, and the core owns the frame it asks to clear.
         unsafe { self.frame_ptr(frame).as_ptr().write_bytes(0, 1) }
@@ -107,6 +107,7 @@ pub unsafe trait Platform {
     /// Reads `buf.len()` bytes at `offset` within `frame`.
     ///
     /// Panics if `offset + buf.len() > PAGE_SIZE` (a bug in the core).
+    #[inline]
     fn read_frame(&self, frame: Frame, offset: usize, buf: &mut [u8]) {
         assert!(offset <= PAGE_SIZE && buf.len() <= PAGE_SIZE - offset);
         let p = self.frame_ptr(frame).as_ptr().cast::<u8>();
@@ -118,6 +119,7 @@ pub unsafe trait Platform {
     /// Writes `buf` at `offset` within `frame`.
     ///
     /// Panics if `offset + buf.len() > PAGE_SIZE` (a bug in the core).
+    #[inline]
     fn write_frame(&self, frame: Frame, offset: usize, buf: &[u8]) {
         assert!(offset <= PAGE_SIZE && buf.len() <= PAGE_SIZE - offset);
         let p = self.frame_ptr(frame).as_ptr().cast::<u8>();

@@ -8,7 +8,7 @@ mod vm_support;
 
 use myos_abi::errno::{EBADF, EFAULT, EINVAL, ENOMEM};
 use myos_abi::*;
-use myos_mm::addr::FRAME_COUNT_4G;
+use myos_mm::addr::{FRAME_COUNT_4G, FRAME_COUNT_MAX};
 use myos_mm::frames::{FrameAllocator, FrameSource, MemoryRegion, RegionKind, Zone};
 use myos_mm::heap::{ArenaBackend, Heap, HeapFlags};
 use myos_mm::layout::{HEAP_START, KERNEL_BASE, KMAP_END, PAGE_SIZE, USER_END, USER_MMAP_MIN};
@@ -47,19 +47,27 @@ fn frame(n: u32) -> Frame {
 // ------------------------------------------------------------ addresses
 
 #[test]
-fn addr_frame_from_number_past_4gib_is_out_of_range() {
-    assert_eq!(Frame::from_number(FRAME_COUNT_4G), Err(MmError::OutOfRange));
+fn addr_frame_from_number_past_64gib_and_page_past_4gib_are_out_of_range() {
+    // Frames reach 64 GiB (PAE's 36-bit physical addresses); pages 4 GiB.
+    assert_eq!(
+        Frame::from_number(FRAME_COUNT_MAX),
+        Err(MmError::OutOfRange)
+    );
     assert_eq!(Frame::from_number(u32::MAX), Err(MmError::OutOfRange));
     assert_eq!(Page::from_number(FRAME_COUNT_4G), Err(MmError::OutOfRange));
-    assert_eq!(PhysAddr::try_from_u64(1 << 32), Err(MmError::OutOfRange));
+    assert_eq!(PhysAddr::try_from_u64(1 << 36), Err(MmError::OutOfRange));
     assert_eq!(PhysAddr::try_from_u64(u64::MAX), Err(MmError::OutOfRange));
+    assert_eq!(
+        PhysAddr::try_from_u64(1 << 32).map(|a| a.frame()),
+        Frame::from_number(FRAME_COUNT_4G)
+    );
 }
 
 #[test]
-fn addr_arithmetic_wrapping_past_4gib_is_none() {
+fn addr_arithmetic_wrapping_past_the_end_is_none() {
     assert_eq!(va(0xFFFF_F000).checked_add(0x1000), None);
     assert_eq!(va(0xFFFF_FFFF).checked_align_up(4096), None);
-    assert_eq!(frame(FRAME_COUNT_4G - 1).checked_add(1), None);
+    assert_eq!(frame(FRAME_COUNT_MAX - 1).checked_add(1), None);
     assert_eq!(page(0xFFFF_F000).checked_add(1), None);
 }
 
@@ -244,6 +252,37 @@ fn paging_map_remap_in_the_direct_map_is_fixed_mapping() {
         );
         fa.release(owned(f)).unwrap();
     });
+}
+
+#[test]
+fn paging_classic_map_remap_of_a_frame_above_4gib_is_out_of_range() {
+    with_user_space(|m, fa, us| {
+        let before = fa.stats();
+        let high = frame(FRAME_COUNT_4G);
+        let e = us
+            .map(m, &mut *fa, page(0x4000_0000), owned(high), RW_USER)
+            .unwrap_err();
+        assert_eq!(e.error, MmError::OutOfRange);
+        assert_eq!(e.frame.into_raw(), high, "the frame is handed back");
+        let e = us
+            .remap(m, &mut *fa, page(0x4000_0000), owned(high), RW_USER)
+            .map(|(o, fl)| (o.map(OwnedFrame::into_raw), fl))
+            .unwrap_err();
+        assert_eq!((e.error, e.frame.into_raw()), (MmError::OutOfRange, high));
+        // Nothing was mapped, no table was made.
+        assert_eq!(us.translate(m, va(0x4000_0000)), None);
+        assert_eq!(us.user_table_count(m), 0);
+        assert_eq!(fa.stats(), before);
+    });
+}
+
+#[test]
+fn frames_new_below_past_64gib_is_invalid_argument() {
+    let m = SimMachine::new(16 * MIB).unwrap();
+    let map = m.memory_map().to_vec();
+    // SAFETY: the call fails before it touches the machine's RAM.
+    let r = unsafe { FrameAllocator::new_below(&m, &map, (1 << 36) + 4096) };
+    assert_eq!(r.err(), Some(MmError::InvalidArgument));
 }
 
 #[test]

@@ -5,6 +5,11 @@
 //! [`myos_sim::model::vm`], shared with the `vm` fuzz target. After every
 //! sequence all spaces are destroyed, every frame is back and the file
 //! holds exactly the writes made through shared mappings.
+//!
+//! Every sequence runs twice: on the classic machine with the core in
+//! classic paging mode, and on the PAE machine (RAM at 0 and at 4 GiB,
+//! NX on) with the core in PAE mode, where user pages come from above
+//! 4 GiB and pages without `PROT_EXEC` are no-execute.
 
 mod vm_support;
 
@@ -13,6 +18,7 @@ use myos_mm::vm::*;
 use myos_sim::model::vm::{
     check, count_range, fork, mprotect, munmap, va, FileSpec, How, Model, Pages, Proc,
 };
+use myos_sim::WorldMachine;
 use proptest::prelude::*;
 use vm_support::*;
 
@@ -75,6 +81,11 @@ enum Op {
         p: usize,
         page: u32,
     },
+    /// A user instruction fetch from a window page.
+    Fetch {
+        p: usize,
+        page: u32,
+    },
     /// A ring-0 write, read or fetch (`kind` 0, 1, 2) of a window page.
     Kernel {
         p: usize,
@@ -97,6 +108,7 @@ fn prot() -> impl Strategy<Value = u32> {
         Just(PROT_READ),
         Just(PROT_READ | PROT_WRITE),
         Just(PROT_EXEC),
+        Just(PROT_READ | PROT_EXEC),
         Just(PROT_WRITE)
     ]
 }
@@ -116,6 +128,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => p.clone().prop_map(|p| Op::Fork { p }),
         4 => (p.clone(), page.clone(), any::<u32>()).prop_map(|(p, page, value)| Op::Write { p, page, value }),
         4 => (p.clone(), page.clone()).prop_map(|(p, page)| Op::Read { p, page }),
+        2 => (p.clone(), page.clone()).prop_map(|(p, page)| Op::Fetch { p, page }),
         1 => (p.clone(), page.clone(), any::<u32>()).prop_map(|(p, page, value)| Op::CopyIn { p, page, value }),
         1 => (p.clone(), page.clone()).prop_map(|(p, page)| Op::CopyOut { p, page }),
         2 => (p.clone(), page, 0..3u8, any::<u32>())
@@ -143,18 +156,30 @@ fn protections() -> impl Strategy<Value = Protections> {
 
 fn run(ops: &[Op]) {
     run_with(ops, Protections::default());
+    run_pae(ops, Protections::default());
 }
 
 fn run_with(ops: &[Op], prot: Protections) {
-    let w = World::new(16 * MIB);
-    w.m.set_smep(prot.smep);
-    w.m.set_smap(prot.smap);
+    run_on(World::new(16 * MIB), ops, prot, 1);
+}
+
+/// The PAE machine: 16 MiB at 0 and 16 MiB at 4 GiB. The allocator's
+/// metadata spans the hole up to 4 GiB (a million frames), so its full
+/// check runs every 16th operation (and at the end) in this mode.
+fn run_pae(ops: &[Op], prot: Protections) {
+    run_on(World::new_pae(16 * MIB, 16 * MIB), ops, prot, 16);
+}
+
+/// Runs `ops` on `w`, checking the frame allocator after every
+/// `validate_every`-th operation.
+fn run_on<M: WorldMachine>(w: World<M>, ops: &[Op], prot: Protections, validate_every: usize) {
+    w.m.set_context(FaultContext::new(prot.smep, prot.smap, false));
     let fs = MemFs::new();
     let mut fds = FdTable::new();
     let mut model = Model::new(&FILES);
     model.open(&fs, &mut fds);
-    let mut procs: Vec<Proc<'_>> = vec![(w.space(), Pages::new())];
-    for op in ops {
+    let mut procs: Vec<Proc<'_, M>> = vec![(w.space(), Pages::new())];
+    for (k, op) in ops.iter().enumerate() {
         if procs.is_empty() {
             procs.push((w.space(), Pages::new()));
         }
@@ -229,13 +254,21 @@ fn run_with(ops: &[Op], prot: Protections) {
                     k => model.supervisor_read(&w, vm, m, win(page), k == 2),
                 }
             }
-            Op::SetAc { on } => w.m.set_ac(on),
+            Op::SetAc { on } => {
+                let cx = w.m.context();
+                w.m.set_context(FaultContext::new(cx.smep, cx.smap, on));
+            }
+            Op::Fetch { p, page } => {
+                let (vm, m) = &mut procs[p % n];
+                model.fetch(&w, vm, m, win(page));
+            }
             Op::Exit { p } => {
                 let (vm, _) = procs.remove(p % n);
                 vm.destroy();
             }
         }
-        check(&w, &procs, win(0)..win(WINDOW), true, op);
+        let frames = k % validate_every == 0;
+        check(&w, &procs, win(0)..win(WINDOW), frames, op);
     }
     model.finish(&w, procs, &fs, fds);
     w.finish();
@@ -250,6 +283,18 @@ proptest! {
         prot in protections(),
     ) {
         run_with(&ops, prot);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn pae_random_sequences_match_the_model_and_return_every_frame(
+        ops in proptest::collection::vec(op(), 1..60),
+        prot in protections(),
+    ) {
+        run_pae(&ops, prot);
     }
 }
 

@@ -59,7 +59,7 @@ pub use machine::{
     pc_memory_map, SimConfig, SimMachine, SimStats, TlbEntryInfo, DEFAULT_TLB_ENTRIES, MAX_RAM,
     PC_HOLE_END, PC_LOW_RAM_END,
 };
-pub use world::{Vm, World};
+pub use world::{Vm, World, WorldMachine};
 
 #[cfg(test)]
 mod tests {

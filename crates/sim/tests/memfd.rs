@@ -68,3 +68,49 @@ fn large_shared_ram_is_sparse() {
     m.write_phys_u32(0xFFFF_FFFC, 7).unwrap();
     assert_eq!(m.read_phys_u32(0xFFFF_FFFC).unwrap(), 7);
 }
+
+#[test]
+fn pae_banks_have_one_memfd_each() {
+    use myos_sim::pae::PaeMachine;
+
+    let high = 1u64 << 32;
+    let m = PaeMachine::builder()
+        .ram(0, 16 << 20)
+        .ram(high, 16 << 20)
+        .shared_ram(true)
+        .build()
+        .unwrap();
+    let (fd, off) = m.ram_fd(high + 0x3000).expect("shared bank above 4 GiB");
+    assert_eq!(off, 0x3000, "offsets are relative to the bank");
+    let (low_fd, low_off) = m.ram_fd(0x3000).expect("shared bank at 0");
+    assert_eq!(low_off, 0x3000);
+    assert_ne!(fd.as_raw_fd(), low_fd.as_raw_fd(), "one file per bank");
+    assert!(m.ram_fd(16 << 20).is_none(), "no bank, no file");
+    m.write_phys_u64(high + 0x3008, 0x1122_3344_5566_7788)
+        .unwrap();
+    // SAFETY: a fresh shared mapping of one page of the bank's memfd.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            off as i64,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    // SAFETY: `p` maps one whole page; the offset stays inside it.
+    unsafe {
+        assert_eq!(
+            p.cast::<u8>().add(8).cast::<u64>().read_volatile(),
+            0x1122_3344_5566_7788
+        );
+        p.cast::<u8>().add(16).cast::<u32>().write_volatile(0xCAFE);
+    }
+    assert_eq!(m.read_phys_u32(high + 0x3010).unwrap(), 0xCAFE);
+    // SAFETY: unmaps exactly the page mapped above.
+    assert_eq!(unsafe { libc::munmap(p, 4096) }, 0);
+    let plain = PaeMachine::builder().ram(0, 1 << 20).build().unwrap();
+    assert!(plain.ram_fd(0).is_none(), "plain RAM has no fd");
+}

@@ -11,7 +11,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use myos_mm::vm::FaultContext;
 
-use super::regs::{cpuid7_ebx, cr4, eflags};
+use super::regs::{cpuid1_edx, cpuid7_ebx, cpuid_ext1_edx, cr4, efer, eflags};
 
 /// CR4.SMEP is on.
 static SMEP_ON: AtomicBool = AtomicBool::new(false);
@@ -95,6 +95,57 @@ pub fn init() -> Protections {
     // Nothing in the boot path sets AC, but start from a known state.
     clac();
     found
+}
+
+/// What the CPU offers for PAE paging: CPUID leaf 1 EDX bit 6 (PAE) and
+/// leaf 0x8000_0001 EDX bit 20 (NX, asked only when the highest extended
+/// leaf reaches it).
+#[derive(Clone, Copy, Debug)]
+pub struct PagingSupport {
+    /// The CPU has PAE.
+    pub pae: bool,
+    /// The CPU has NX (EFER.NXE).
+    pub nx: bool,
+}
+
+/// Probes PAE and NX.
+pub fn paging_support() -> PagingSupport {
+    use core::arch::x86::__cpuid;
+    // SAFETY: CPUID exists on every CPU this kernel boots on (i686); leaf
+    // 0x8000_0000 gives the highest extended leaf, and 0x8000_0001 is only
+    // asked when it exists.
+    #[allow(unused_unsafe)]
+    let (edx1, ext_edx) = unsafe {
+        let edx1 = __cpuid(1).edx;
+        let max_ext = __cpuid(0x8000_0000).eax;
+        let ext = if max_ext >= 0x8000_0001 {
+            __cpuid(0x8000_0001).edx
+        } else {
+            0
+        };
+        (edx1, ext)
+    };
+    PagingSupport {
+        pae: edx1 & cpuid1_edx::PAE != 0,
+        nx: ext_edx & cpuid_ext1_edx::NX != 0,
+    }
+}
+
+/// Sets EFER.NXE (bit 63 of PAE entries becomes no-execute).
+///
+/// # Safety
+///
+/// The CPU must have NX ([`paging_support`]); `rdmsr`/`wrmsr` of EFER
+/// raise #GP otherwise.
+pub unsafe fn enable_nx() {
+    // SAFETY: the caller checked NX, so EFER exists; only NXE is added.
+    unsafe {
+        core::arch::asm!(
+            "rdmsr", "or eax, {nxe}", "wrmsr",
+            in("ecx") efer::MSR, out("eax") _, out("edx") _,
+            nxe = const efer::NXE, options(nostack, preserves_flags),
+        );
+    }
 }
 
 /// True when CR4.SMEP is on.

@@ -18,6 +18,8 @@ pub mod cr0 {
 pub mod cr4 {
     /// PSE: 4 MiB pages in page-directory entries.
     pub const PSE: u32 = 1 << 4;
+    /// PAE: physical address extension (64-bit entries, CR3 holds a PDPT).
+    pub const PAE: u32 = 1 << 5;
     /// PGE: global pages.
     pub const PGE: u32 = 1 << 7;
     /// OSFXSR: the OS uses `fxsave`/`fxrstor` (enables SSE).
@@ -50,4 +52,24 @@ pub mod cpuid7_ebx {
     pub const SMEP: u32 = 1 << 7;
     /// SMAP supported.
     pub const SMAP: u32 = 1 << 20;
+}
+
+/// CPUID leaf 1 EDX bits.
+pub mod cpuid1_edx {
+    /// PAE supported.
+    pub const PAE: u32 = 1 << 6;
+}
+
+/// CPUID leaf 0x8000_0001 EDX bits.
+pub mod cpuid_ext1_edx {
+    /// NX (execute disable) supported.
+    pub const NX: u32 = 1 << 20;
+}
+
+/// The EFER model-specific register.
+pub mod efer {
+    /// Its MSR number.
+    pub const MSR: u32 = 0xC000_0080;
+    /// NXE: bit 63 of PAE entries means no-execute (reserved otherwise).
+    pub const NXE: u32 = 1 << 11;
 }

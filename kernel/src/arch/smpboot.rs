@@ -4,9 +4,11 @@
 //! The trampoline is copied to a page below 1 MiB ([`TRAMPOLINE_PHYS`],
 //! kept out of the frame allocator by the multiboot parser). A STARTUP IPI
 //! starts the AP there in 16-bit real mode: it loads the trampoline's flat
-//! GDT, enters protected mode, turns on paging with the boot page directory
-//! (which still identity-maps the first 4 MiB and maps the kernel at
-//! `0xC000_0000`) and jumps to [`ap_entry`] in the higher half. That loads
+//! GDT, enters protected mode, turns on paging with the boot tables of the
+//! running mode (the classic boot directory with CR4.PSE, or the PAE boot
+//! PDPT with CR4.PAE; both identity-map the first 4 MiB and map the kernel
+//! at `0xC000_0000`) and jumps to [`ap_entry`] in the higher half. That sets
+//! EFER.NXE in PAE mode, loads
 //! the boot CPU's CR4, the kernel address space's CR3 and the boot CPU's CR0
 //! (paging, write protection, FPU/SSE on), takes its own stack and calls the
 //! AP's Rust entry (given to [`install`]) with its CPU number. The parameters are in the trampoline
@@ -20,7 +22,8 @@ use myos_mm::smp::CpuId;
 use super::gdt::{KERNEL_CODE, KERNEL_DATA};
 use super::lapic;
 use super::port::{inb, outb};
-use super::regs::{cr0, cr4};
+use super::regs::{cr0, cr4, efer};
+use crate::platform::Paging;
 
 /// Physical address of the trampoline page (below 1 MiB, page aligned: the
 /// STARTUP IPI's vector is its page number).
@@ -37,7 +40,9 @@ mod param {
     pub const STACK: u32 = 20;
     pub const CPU: u32 = 24;
     pub const MAIN: u32 = 28;
-    pub const SIZE: u32 = 32;
+    pub const BOOT_CR4: u32 = 32;
+    pub const EFER_NXE: u32 = 36;
+    pub const SIZE: u32 = 40;
 }
 
 const _: () = assert!(TRAMPOLINE_PHYS.is_multiple_of(PAGE_SIZE as u32));
@@ -72,7 +77,7 @@ ap_trampoline_32:
     movl {t} + {params} + {p_boot_cr3}, %eax
     movl %eax, %cr3
     movl %cr4, %eax
-    orl ${cr4_pse}, %eax
+    orl {t} + {params} + {p_boot_cr4}, %eax
     movl %eax, %cr4
     movl %cr0, %eax
     orl ${cr0_pg}, %eax
@@ -94,6 +99,15 @@ ap_trampoline_end:
     .global ap_entry
 ap_entry:
     movl ${pvirt}, %esi
+    /* EFER.NXE before the kernel's tables (user entries carry NX). */
+    movl {p_efer_nxe}(%esi), %eax
+    testl %eax, %eax
+    jz 2f
+    movl ${efer_msr}, %ecx
+    rdmsr
+    orl ${efer_nxe}, %eax
+    wrmsr
+2:
     movl {p_cr4}(%esi), %eax
     movl %eax, %cr4
     movl {p_cr3}(%esi), %eax
@@ -125,9 +139,12 @@ ap_entry:
     p_stack = const param::STACK,
     p_cpu = const param::CPU,
     p_main = const param::MAIN,
+    p_boot_cr4 = const param::BOOT_CR4,
+    p_efer_nxe = const param::EFER_NXE,
+    efer_msr = const efer::MSR,
+    efer_nxe = const efer::NXE,
     kcode = const KERNEL_CODE,
     kdata = const KERNEL_DATA,
-    cr4_pse = const cr4::PSE,
     cr0_pg = const cr0::PG | cr0::WP,
     options(att_syntax),
 );
@@ -165,8 +182,16 @@ pub fn install(main: extern "C" fn(u32) -> !) {
     unsafe {
         core::ptr::copy_nonoverlapping(start, (KERNEL_BASE + TRAMPOLINE_PHYS) as *mut u8, len)
     };
-    let boot_pd = core::ptr::addr_of!(boot_page_directory) as u32;
-    set_param(param::BOOT_CR3, boot_pd);
+    // The boot tables of the running mode: the classic directory (4 MiB
+    // pages, CR4.PSE) or the PAE PDPT (2 MiB pages need no PSE; CR4.PAE
+    // must be set before paging goes on), and EFER.NXE with PAE.
+    let (boot_cr3, boot_cr4, nxe) = match crate::platform::paging() {
+        Paging::Classic => (core::ptr::addr_of!(boot_page_directory) as u32, cr4::PSE, 0),
+        Paging::Pae => (crate::boot::pae_boot_pdpt(), cr4::PAE, 1),
+    };
+    set_param(param::BOOT_CR3, boot_cr3);
+    set_param(param::BOOT_CR4, boot_cr4);
+    set_param(param::EFER_NXE, nxe);
     set_param(param::ENTRY, ap_entry as *const () as usize as u32);
     set_param(param::MAIN, main as usize as u32);
     let (c0, c3, c4): (u32, u32, u32);

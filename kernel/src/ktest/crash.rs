@@ -9,7 +9,7 @@ use myos_mm::paging::PteFlags;
 use super::support::map_fresh;
 use crate::arch::cpu;
 use crate::exit::{exit_qemu, ExitCode};
-use crate::mm::Mm;
+use crate::mm::{with_kernel_space, Mm};
 use crate::println;
 use crate::process::{self};
 
@@ -34,8 +34,8 @@ const OVERFLOW_STACK_PAGES: u32 = 4;
 /// `test=stack-overflow`: unbounded recursion on a stack with a guard page.
 /// Must end in the double-fault task's report and a failing exit status.
 pub fn deliberate_stack_overflow(mm: &Mm) -> ! {
-    {
-        let mut space = mm.kernel_space().lock();
+    with_kernel_space!(mm, |kernel| {
+        let mut space = kernel.lock();
         for i in 1..=OVERFLOW_STACK_PAGES {
             let va = OVERFLOW_STACK_TOP - i * PAGE_SIZE as u32;
             if map_fresh(mm, &mut space, va, PteFlags::WRITABLE, Zone::Direct).is_err() {
@@ -43,7 +43,7 @@ pub fn deliberate_stack_overflow(mm: &Mm) -> ! {
                 exit_qemu(ExitCode::Failure)
             }
         }
-    }
+    });
     println!(
         "recursing without bound on a {} KiB stack with a guard page",
         OVERFLOW_STACK_PAGES * 4

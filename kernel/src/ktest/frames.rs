@@ -5,11 +5,12 @@
 use alloc::vec::Vec;
 
 use myos_mm::frames::{FrameSource, Zone};
-use myos_mm::layout::{DIRECT_ZONE_END, PAGE_SIZE};
+use myos_mm::layout::{DIRECT_ZONE_END, PAGE_SIZE, PHYS_END};
 use myos_mm::{Frame, OwnedFrame, Platform};
 
 use super::support::{check, read_stamp, stamp, TestResult};
 use crate::mm::{self, Mm};
+use crate::platform::Paging;
 use crate::println;
 
 /// Every usable frame of the firmware map is either managed by the frame
@@ -49,8 +50,9 @@ pub(super) fn boot_reserved_areas_respected(mm: &Mm) -> TestResult {
         }
     }
     let managed = u64::from(fa.stats().total);
+    let usable = boot.usable_frames_reachable(mm.paging());
     check!(
-        boot.usable_frames() == managed + kept,
+        usable == managed + kept,
         "usable frames != managed + reserved"
     );
     let (image_start, image_end) = crate::layout::kernel_image_phys();
@@ -61,10 +63,7 @@ pub(super) fn boot_reserved_areas_respected(mm: &Mm) -> TestResult {
             "a kernel-image frame is managed by the allocator"
         );
     }
-    println!(
-        "    {} usable frames = {managed} managed + {kept} reserved",
-        boot.usable_frames()
-    );
+    println!("    {usable} usable frames = {managed} managed + {kept} reserved");
     Ok(())
 }
 
@@ -102,7 +101,7 @@ pub(super) fn contiguous_aligned(mm: &Mm) -> TestResult {
         "run is not aligned"
     );
     check!(
-        u64::from(first.start().as_u32()) < myos_mm::layout::LOW_ZONE_END,
+        first.start().as_u64() < myos_mm::layout::LOW_ZONE_END,
         "run is not in the low zone"
     );
     check!(run.len() == COUNT, "run has the wrong length");
@@ -120,13 +119,17 @@ pub(super) fn all_ram_accounted(mm: &Mm) -> TestResult {
     let mut head = END;
     let mut count = 0u32;
     let mut high = 0u32;
+    let mut above_4g = 0u32;
     loop {
         let f = match mm.frames().lock().alloc(Zone::High) {
             Ok(f) => f,
             Err(_) => break,
         };
-        if u64::from(f.start().as_u32()) >= DIRECT_ZONE_END {
+        if f.start().as_u64() >= DIRECT_ZONE_END {
             high += 1;
+        }
+        if f.start().as_u64() >= PHYS_END {
+            above_4g += 1;
         }
         stamp(mm, f.frame(), head);
         head = f.number();
@@ -167,8 +170,17 @@ pub(super) fn all_ram_accounted(mm: &Mm) -> TestResult {
         (high > 0) == expect_high,
         "high memory use does not match the RAM size"
     );
+    let expect_above_4g = mm.paging() == Paging::Pae && mm::ram_end() > PHYS_END;
+    check!(
+        (above_4g > 0) == expect_above_4g,
+        "use of RAM above 4 GiB does not match the paging mode and RAM size"
+    );
+    check!(
+        mm::frame_stats().free == start.free,
+        "frames missing after the chain was freed"
+    );
     println!(
-        "    {count} frames ({} MiB) allocated, written and freed; {high} above the direct map",
+        "    {count} frames ({} MiB) allocated, written and freed; {high} above the direct map, {above_4g} above 4 GiB",
         count / 256
     );
     Ok(())

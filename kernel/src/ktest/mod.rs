@@ -57,6 +57,7 @@ const TESTS: &[(&str, KernelTest)] = &[
         "paging::high_frame_through_mmu",
         paging::high_frame_through_mmu,
     ),
+    ("paging::user_pages_above_4g", paging::user_pages_above_4g),
     ("heap::box_vec_btreemap", heap::box_vec_btreemap),
     ("heap::grows_and_gives_back", heap::grows_and_gives_back),
     ("heap::bad_free_refused", heap::bad_free_refused),
@@ -135,6 +136,7 @@ const TESTS: &[(&str, KernelTest)] = &[
         user::program("segv_kernel", WaitStatus::signaled(sig::SIGSEGV))
     }),
     ("user::fetch_fault_error_code", user::fetch_fault_error_code),
+    ("user::no_execute", user::no_execute),
     ("user::threads", |_| {
         user::program("threads", WaitStatus::exited(0))
     }),

@@ -2,7 +2,7 @@
 //! the test addresses, and helpers that stamp frames and map fresh ones.
 
 use myos_mm::frames::{FrameSource, Zone};
-use myos_mm::paging::{AddressSpace, PteFlags};
+use myos_mm::paging::{AddressSpace, PagingMode, PteFlags};
 use myos_mm::{Frame, Page, Platform, VirtAddr};
 
 use crate::mm::Mm;
@@ -39,9 +39,9 @@ pub(super) fn read_stamp(mm: &Mm, frame: Frame) -> u32 {
 }
 
 /// Maps a fresh frame at `va` in the kernel space with `flags`.
-pub(super) fn map_fresh(
+pub(super) fn map_fresh<M: PagingMode>(
     mm: &Mm,
-    space: &mut AddressSpace,
+    space: &mut AddressSpace<M>,
     va: u32,
     flags: PteFlags,
     zone: Zone,
@@ -62,7 +62,11 @@ pub(super) fn map_fresh(
 }
 
 /// Unmaps `va` in `space` and releases its frame.
-pub(super) fn unmap_release(mm: &Mm, space: &mut AddressSpace, va: u32) -> TestResult {
+pub(super) fn unmap_release<M: PagingMode>(
+    mm: &Mm,
+    space: &mut AddressSpace<M>,
+    va: u32,
+) -> TestResult {
     let page = Page::from_start(VirtAddr::new(va)).map_err(|_| "misaligned")?;
     let (frame, flush) = space
         .unmap(mm.platform(), &mut mm.frames(), page)

@@ -5,6 +5,7 @@ use core::sync::atomic::Ordering;
 use super::support::TestResult;
 use crate::arch::cpu;
 use crate::mm::{self, Mm};
+use crate::platform::Paging;
 use crate::println;
 use crate::process::{self, sig, WaitStatus};
 
@@ -57,17 +58,22 @@ pub(super) fn out_of_memory(_mm: &Mm) -> TestResult {
     program("oom", WaitStatus::signaled(sig::SIGKILL))
 }
 
+/// Page-fault error code: the fault hit a present page.
+const ERR_PRESENT: u32 = 0x1;
+/// Page-fault error code: the access came from ring 3.
+const ERR_USER: u32 = 0x4;
+/// Page-fault error code: an instruction fetch (I/D).
+const ERR_FETCH: u32 = 0x10;
+
 /// A jump to an unmapped user address kills the process with SIGSEGV, and
-/// the fault's error code has the I/D (fetch) bit exactly when SMEP is on:
-/// classic i386 paging reports it only under CR4.SMEP (or PAE with NX).
-pub(super) fn fetch_fault_error_code(_mm: &Mm) -> TestResult {
-    const ERR_PRESENT: u32 = 0x1;
-    const ERR_USER: u32 = 0x4;
-    const ERR_FETCH: u32 = 0x10;
+/// the fault's error code has the I/D (fetch) bit exactly when SMEP is on
+/// or the kernel runs PAE paging with NX: classic i386 paging reports it
+/// only under CR4.SMEP.
+pub(super) fn fetch_fault_error_code(mm: &Mm) -> TestResult {
     process::LAST_USER_FAULT.store(0, Ordering::Relaxed);
     program("fetch_unmapped", WaitStatus::signaled(sig::SIGSEGV))?;
     let code = process::LAST_USER_FAULT.load(Ordering::Relaxed);
-    let smep = cpu::smep_on();
+    let smep = cpu::smep_on() || mm.paging() == Paging::Pae;
     println!(
         "    error code {code:#x} (SMEP {}: I/D bit {})",
         if smep { "on" } else { "off" },
@@ -81,7 +87,29 @@ pub(super) fn fetch_fault_error_code(_mm: &Mm) -> TestResult {
         return Err("not a user not-present fault");
     }
     if (code & ERR_FETCH != 0) != smep {
-        return Err("the I/D bit does not follow CR4.SMEP");
+        return Err("the I/D bit does not follow CR4.SMEP (or PAE with NX)");
     }
     Ok(())
+}
+
+/// Code copied into a `PROT_READ|PROT_WRITE` mapping (`user/nx.c`): under
+/// PAE a jump there is a user fetch from a present NX page, SIGSEGV (a
+/// child first, then the program itself), and after `mprotect(PROT_READ |
+/// PROT_EXEC)` the same code runs; classic paging has no NX, so there the
+/// jump runs and the program exits 0.
+pub(super) fn no_execute(mm: &Mm) -> TestResult {
+    process::LAST_USER_FAULT.store(0, Ordering::Relaxed);
+    match mm.paging() {
+        Paging::Classic => program("nx", WaitStatus::exited(0)),
+        Paging::Pae => {
+            program("nx", WaitStatus::signaled(sig::SIGSEGV))?;
+            let code = process::LAST_USER_FAULT.load(Ordering::Relaxed);
+            println!("    error code {code:#x}");
+            let want = ERR_PRESENT | ERR_USER | ERR_FETCH;
+            if code & want != want {
+                return Err("not a user fetch from a present (NX) page");
+            }
+            Ok(())
+        }
+    }
 }

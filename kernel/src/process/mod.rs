@@ -12,6 +12,7 @@
 //! | `syscall.rs` | the system calls |
 //! | `fault.rs` | page faults and exceptions from ring 3, killing with a signal |
 //! | `stats.rs` | fault service times, the free-frame low-water mark |
+//! | `userspace.rs` | `UserSpace`: the core's `VmSpace` in the paging mode chosen at boot |
 //!
 //! Each thread has a 16 KiB kernel stack. A trap from ring 3 lands on it
 //! and pushes the user state; switching threads switches kernel stacks, so
@@ -31,6 +32,7 @@ mod spawn;
 mod stats;
 mod syscall;
 mod table;
+mod userspace;
 
 pub use abi::{sig, WaitStatus};
 pub use context::kstack_high_water;
@@ -42,3 +44,4 @@ pub use syscall::{
     enable_kernel_stack_overflow_test, enable_touch_user_test, recurse, syscall, TouchUser,
 };
 pub use table::{clear_results, current_for_oops, family_result, fs, init};
+pub use userspace::UserSpace;

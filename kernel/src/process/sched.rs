@@ -28,7 +28,7 @@ static KERNEL_DIR: Once<Frame> = Once::new();
 
 /// The kernel's page directory (read once from the kernel space).
 fn kernel_dir() -> Frame {
-    *KERNEL_DIR.call_once(|| mm::kernel_space().directory())
+    *KERNEL_DIR.call_once(|| mm::get().kernel_root())
 }
 
 /// Moves this CPU from the address space it has loaded (`prev`, or the

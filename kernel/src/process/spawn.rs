@@ -5,7 +5,7 @@ use core::fmt;
 use core::sync::atomic::AtomicU32;
 
 use myos_mm::layout::{PAGE_SIZE, USER_END};
-use myos_mm::vm::{FaultStats, FdTable, MapRequest, MapSource, Prot, VmSpace};
+use myos_mm::vm::{FaultStats, FdTable, MapRequest, MapSource, Prot};
 use myos_mm::{MmError, VirtAddr};
 
 use super::abi::WaitStatus;
@@ -17,7 +17,7 @@ use super::table::{
 use crate::arch::frame::TrapFrame;
 use crate::arch::gdt::{USER_CODE, USER_DATA};
 use crate::arch::regs::eflags;
-use crate::mm::{self, PLATFORM};
+use crate::mm;
 use crate::programs::{self, Elf, PF_W, PF_X};
 
 /// Initial size of the user stack region.
@@ -75,10 +75,7 @@ fn segment_prot(flags: u32) -> Prot {
 fn load(name: &str) -> Result<(UserSpace, u32, u32), SpawnError> {
     let image = programs::find(name).ok_or(SpawnError::NoProgram)?;
     let elf = Elf::parse(image).map_err(SpawnError::BadElf)?;
-    let mut vm = {
-        let kernel = mm::kernel_space();
-        VmSpace::new(&PLATFORM, mm::user_frames(), &kernel)?
-    };
+    let mut vm = UserSpace::new()?;
     let page = PAGE_SIZE as u32;
     let mut prev: Option<(u32, u32, Prot)> = None;
     for seg in elf.segments() {

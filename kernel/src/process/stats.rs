@@ -77,25 +77,42 @@ pub fn fault_cycles() -> FaultCycles {
     *FAULT_CYCLES.lock()
 }
 
-/// The fewest free frames seen while processes ran (all zones, high zone),
-/// since the last [`take_low_water`].
-static LOW_WATER: Mutex<Option<(u32, u32)>> = Mutex::new(None);
+/// What the processes used at their peak since the last [`take_low_water`].
+#[derive(Clone, Copy, Debug)]
+pub struct LowWater {
+    /// The fewest free frames (all zones).
+    pub free: u32,
+    /// The fewest free frames of the high zone.
+    pub high_free: u32,
+    /// The most frames above 4 GiB user spaces held (PAE mode).
+    pub above_4g: u32,
+}
+
+/// The low-water mark since the last [`take_low_water`].
+static LOW_WATER: Mutex<Option<LowWater>> = Mutex::new(None);
 
 /// Records the current free-frame counts into the low-water mark.
 pub(super) fn sample_low_water() {
     use myos_mm::frames::Zone;
     let stats = mm::frame_stats();
-    let now = (stats.free, stats.free_per_zone[Zone::High as usize]);
+    let now = LowWater {
+        free: stats.free,
+        high_free: stats.free_per_zone[Zone::High as usize],
+        above_4g: mm::user_frames_above_4g(),
+    };
     let mut lw = LOW_WATER.lock();
     *lw = Some(match *lw {
-        Some((f, h)) => (f.min(now.0), h.min(now.1)),
+        Some(w) => LowWater {
+            free: w.free.min(now.free),
+            high_free: w.high_free.min(now.high_free),
+            above_4g: w.above_4g.max(now.above_4g),
+        },
         None => now,
     });
 }
 
-/// The low-water mark of free frames `(all, high zone)` since the last
-/// call, and resets it.
-pub fn take_low_water() -> Option<(u32, u32)> {
+/// The low-water mark since the last call, and resets it.
+pub fn take_low_water() -> Option<LowWater> {
     LOW_WATER.lock().take()
 }
 

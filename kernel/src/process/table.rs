@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 use myos_abi::MemFs;
 use myos_mm::paging::SpaceCpus;
-use myos_mm::vm::{FaultStats, FdTable, VmSpace};
+use myos_mm::vm::{FaultStats, FdTable};
 use spin::Once;
 
 use super::abi::WaitStatus;
@@ -23,12 +23,9 @@ use super::context;
 use super::stats::add_fault_stats;
 use crate::arch::percpu;
 use crate::kstack::KernelStack;
-use crate::mm::UserFrames;
-use crate::platform::X86Platform;
 use crate::sync::Mutex;
 
-/// A process's user address space.
-pub type UserSpace = VmSpace<'static, X86Platform, UserFrames>;
+pub use super::userspace::UserSpace;
 
 /// What the threads of one process share, alive as long as any of them
 /// (and any CPU running one of them) holds a reference.
@@ -53,7 +50,7 @@ pub(super) struct Space {
 impl Space {
     /// A new shared space for `vm` and `fds`, counted in `family`.
     pub(super) fn new(vm: UserSpace, fds: FdTable, family: u32) -> Arc<Space> {
-        let cpus = vm.address_space().cpus();
+        let cpus = vm.cpus();
         Arc::new(Space {
             vm: Mutex::new(vm),
             fds: Mutex::new(fds),

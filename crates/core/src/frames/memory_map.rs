@@ -28,10 +28,11 @@ pub struct MemoryRegion {
     pub kind: RegionKind,
 }
 
-/// Frames wholly inside a usable region (start rounded up, end down).
-pub(super) fn inner_frames(r: &MemoryRegion) -> (u32, u32) {
-    let lo = r.start.min(PHYS_END).div_ceil(PAGE_SIZE as u64) as u32;
-    let hi = (r.end.min(PHYS_END) >> PAGE_SHIFT) as u32;
+/// Frames wholly inside a usable region (start rounded up, end down),
+/// below physical address `phys_end`.
+pub(super) fn inner_frames(r: &MemoryRegion, phys_end: u64) -> (u32, u32) {
+    let lo = r.start.min(phys_end).div_ceil(PAGE_SIZE as u64) as u32;
+    let hi = (r.end.min(phys_end) >> PAGE_SHIFT) as u32;
     (lo, hi.max(lo))
 }
 
@@ -51,7 +52,7 @@ pub(super) fn find_metadata_home(map: &[MemoryRegion], count: u32) -> Option<Fra
         map.iter()
             .filter(|r| r.kind == RegionKind::Usable)
             .find_map(|r| {
-                let (lo, hi) = inner_frames(r);
+                let (lo, hi) = inner_frames(r, PHYS_END);
                 let (mut start, hi) = (lo.max(floor), hi.min(direct_end));
                 while start.checked_add(count)? <= hi {
                     match (start..start + count)

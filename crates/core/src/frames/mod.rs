@@ -21,7 +21,7 @@ pub use pool::{FramePool, PoolFrames, MAGAZINE_BATCH, MAGAZINE_FRAMES};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU16, Ordering};
 
-use crate::addr::{Frame, PhysAddr};
+use crate::addr::{Frame, PhysAddr, FRAME_COUNT_MAX};
 use crate::error::MmError;
 use crate::layout::{DIRECT_ZONE_END, LOW_ZONE_END, PAGE_SHIFT, PAGE_SIZE, PHYS_END};
 use crate::platform::Platform;
@@ -48,10 +48,15 @@ impl Zone {
 
     /// The zone a frame belongs to.
     pub const fn of(frame: Frame) -> Zone {
-        let addr = frame.start().as_u32() as u64;
-        if addr < LOW_ZONE_END {
+        Zone::of_number(frame.number())
+    }
+
+    /// The zone of frame number `f`.
+    #[inline]
+    const fn of_number(f: u32) -> Zone {
+        if f < (LOW_ZONE_END >> PAGE_SHIFT) as u32 {
             Zone::Low
-        } else if addr < DIRECT_ZONE_END {
+        } else if f < (DIRECT_ZONE_END >> PAGE_SHIFT) as u32 {
             Zone::Direct
         } else {
             Zone::High
@@ -62,11 +67,10 @@ impl Zone {
     const fn frame_bounds(self) -> (u32, u32) {
         const LOW: u32 = (LOW_ZONE_END >> PAGE_SHIFT) as u32;
         const DIRECT: u32 = (DIRECT_ZONE_END >> PAGE_SHIFT) as u32;
-        const END: u64 = PHYS_END >> PAGE_SHIFT;
         match self {
             Zone::Low => (0, LOW),
             Zone::Direct => (LOW, DIRECT),
-            Zone::High => (DIRECT, END as u32),
+            Zone::High => (DIRECT, FRAME_COUNT_MAX),
         }
     }
 }
@@ -155,7 +159,8 @@ unsafe impl Send for FrameAllocator {}
 impl FrameAllocator {
     /// Builds the allocator from a memory map, placing its metadata in usable
     /// RAM below the direct-map limit (above 16 MiB when possible, to keep
-    /// ISA-DMA memory free).
+    /// ISA-DMA memory free). RAM at or above 4 GiB is left out (classic
+    /// paging can't map it); [`new_below`](Self::new_below) takes more.
     ///
     /// A frame is usable when a [`RegionKind::Usable`] region covers it
     /// whole and no [`RegionKind::Reserved`] region touches it. Fails with
@@ -171,15 +176,38 @@ impl FrameAllocator {
         platform: &P,
         map: &[MemoryRegion],
     ) -> Result<Self, MmError> {
-        if map.iter().any(|r| r.end < r.start) {
+        // SAFETY: forwarded (the caller's contract).
+        unsafe { Self::new_below(platform, map, PHYS_END) }
+    }
+
+    /// [`new`](Self::new) for the RAM below physical address `phys_end`
+    /// (at most `2^PHYS_BITS`, 64 GiB): with PAE, `1 << 36` makes frames
+    /// above 4 GiB allocatable (zone `High`). Metadata is sized by the
+    /// highest usable frame (a hole costs as much as RAM: about 2.13 bytes
+    /// per frame) and must still fit, contiguous, in RAM below the
+    /// direct-map limit. Fails with `InvalidArgument` for a `phys_end`
+    /// above 64 GiB, otherwise as `new`.
+    ///
+    /// # Safety
+    ///
+    /// As [`new`](Self::new); the platform's frame data methods
+    /// ([`Platform::zero_frame`] and the others) must reach every usable
+    /// frame below `phys_end`.
+    pub unsafe fn new_below<P: Platform + ?Sized>(
+        platform: &P,
+        map: &[MemoryRegion],
+        phys_end: u64,
+    ) -> Result<Self, MmError> {
+        if map.iter().any(|r| r.end < r.start) || phys_end > PhysAddr::MAX + 1 {
             return Err(MmError::InvalidArgument);
         }
-        // RAM at or above 4 GiB is unreachable without PAE: it must not size
-        // the metadata (a map reporting it once cost 2 MiB of metadata).
+        // RAM at or above `phys_end` is unreachable (without PAE: 4 GiB): it
+        // must not size the metadata (a map reporting it once cost 2 MiB of
+        // metadata).
         let limit = map
             .iter()
-            .filter(|r| r.kind == RegionKind::Usable && r.start < PHYS_END)
-            .map(|r| (r.end.min(PHYS_END) >> PAGE_SHIFT) as u32)
+            .filter(|r| r.kind == RegionKind::Usable && r.start < phys_end)
+            .map(|r| (r.end.min(phys_end) >> PAGE_SHIFT) as u32)
             .max()
             .unwrap_or(0);
         let zone_len = |z: Zone| {
@@ -242,13 +270,19 @@ impl FrameAllocator {
             fail_after: None,
         };
 
-        // Everything starts reserved; usable frames are then freed, unless a
-        // reserved region or the metadata covers them.
-        for f in 0..limit {
-            fa.set_ref(f, RESERVED);
-        }
+        // Everything starts reserved (`RESERVED` is all ones: one fill);
+        // usable frames are then freed, unless a reserved region or the
+        // metadata covers them.
+        const _: () = assert!(RESERVED == u16::MAX);
+        // SAFETY: the first `limit` counters lie in the metadata region
+        // (`ref_words` covers them), which nothing else references yet.
+        unsafe {
+            refs.cast::<u8>()
+                .as_ptr()
+                .write_bytes(0xFF, limit as usize * 2)
+        };
         for r in map.iter().filter(|r| r.kind == RegionKind::Usable) {
-            let (lo, hi) = inner_frames(r);
+            let (lo, hi) = inner_frames(r, phys_end);
             for f in lo..hi {
                 if fa.get_ref(f) == RESERVED && !touches_reserved(map, f) {
                     fa.set_ref(f, 0);
@@ -259,10 +293,15 @@ impl FrameAllocator {
         for f in meta.number()..meta.number() + meta_frames {
             fa.set_ref(f, RESERVED);
         }
-        for f in 0..limit {
-            if fa.get_ref(f) == 0 {
+        // Only frames inside usable regions can be free (the loop skips
+        // the holes, which can be most of `0..limit` with RAM above 4 GiB).
+        for r in map.iter().filter(|r| r.kind == RegionKind::Usable) {
+            let (lo, hi) = inner_frames(r, phys_end);
+            for f in lo..hi {
                 let (z, i) = fa.locate(f);
-                fa.zones[z].set_free(i);
+                if fa.get_ref(f) == 0 && !fa.zones[z].is_free(i) {
+                    fa.zones[z].set_free(i);
+                }
             }
         }
         Ok(fa)
@@ -286,7 +325,7 @@ impl FrameAllocator {
 
     /// Zone index and zone-relative index of frame number `f` (< limit).
     fn locate(&self, f: u32) -> (usize, u32) {
-        let z = Zone::of(PhysAddr::new(f << PAGE_SHIFT).frame()) as usize;
+        let z = Zone::of_number(f) as usize;
         (z, f - self.zones[z].base)
     }
 
@@ -342,6 +381,32 @@ impl FrameAllocator {
             Zone::Direct => &[1, 0],
             Zone::Low => &[0],
         }
+    }
+
+    /// The lowest free frame at or above `first`, with reference count 1:
+    /// a placement preference on top of the zones. With PAE a kernel gives
+    /// user pages frames above 4 GiB first (`first` = frame
+    /// [`FRAME_COUNT_4G`](crate::addr::FRAME_COUNT_4G)), since only they can
+    /// use them, and falls back to [`alloc`](FrameSource::alloc) when this
+    /// fails with `OutOfMemory` (no free frame at or above `first`).
+    pub fn alloc_at_or_above(&mut self, first: Frame) -> Result<OwnedFrame, MmError> {
+        let first = first.number();
+        for z in 0..self.zones.len() {
+            let zone = &self.zones[z];
+            if zone.base + zone.len <= first {
+                continue;
+            }
+            if let Some(i) = zone.next_free(first.saturating_sub(zone.base)) {
+                self.take_budget()?;
+                self.zones[z].set_used(i);
+                let f = self.zones[z].base + i;
+                self.set_ref(f, 1);
+                // SAFETY: the frame was free and now has reference count 1:
+                // that one reference is handed out here and nowhere else.
+                return Ok(unsafe { OwnedFrame::from_raw(Frame::nth(f)) });
+            }
+        }
+        Err(MmError::OutOfMemory)
     }
 
     /// Claims a specific free frame (e.g. one a C caller names by address);
@@ -451,7 +516,7 @@ impl FrameSource for FrameAllocator {
                 self.set_ref(f, 1);
                 // SAFETY: the frame was free and now has reference count 1:
                 // that one reference is handed out here and nowhere else.
-                return Ok(unsafe { OwnedFrame::from_raw(PhysAddr::new(f << PAGE_SHIFT).frame()) });
+                return Ok(unsafe { OwnedFrame::from_raw(Frame::nth(f)) });
             }
         }
         Err(MmError::OutOfMemory)
@@ -477,9 +542,7 @@ impl FrameSource for FrameAllocator {
                 }
                 // SAFETY: the frames were free and now have reference
                 // count 1 each: those references are handed out here only.
-                return Ok(unsafe {
-                    FrameRun::from_raw(PhysAddr::new(base << PAGE_SHIFT).frame(), count)
-                });
+                return Ok(unsafe { FrameRun::from_raw(Frame::nth(base), count) });
             }
         }
         Err(MmError::OutOfMemory)

@@ -28,9 +28,8 @@ use core::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use spin::Mutex;
 
 use super::{refcount, FrameAllocator, FrameRun, FrameSource, FrameStats, OwnedFrame, Zone};
-use crate::addr::{Frame, PhysAddr};
+use crate::addr::Frame;
 use crate::error::MmError;
-use crate::layout::PAGE_SHIFT;
 use crate::lockorder::{Held, Level};
 use crate::platform::Platform;
 use crate::smp::CpuId;
@@ -273,7 +272,7 @@ impl FramePool {
 }
 
 fn frame(n: u32) -> Frame {
-    PhysAddr::new(n << PAGE_SHIFT).frame()
+    Frame::nth(n)
 }
 
 /// One CPU's way into a [`FramePool`]: a [`FrameSource`] whose frames

@@ -23,6 +23,7 @@ use alloc::vec::Vec;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{fence, Ordering};
 
+use super::mode::PagingMode;
 use super::space::{AddressSpace, Flush};
 use crate::addr::Page;
 use crate::error::MmError;
@@ -170,10 +171,10 @@ impl TlbBatch {
     /// `space` is loaded here, one shootdown to the other CPUs that may
     /// cache its translations, then the deferred frames are released.
     #[inline]
-    pub fn finish<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+    pub fn finish<P: Platform + ?Sized, F: FrameSource + ?Sized, M: PagingMode>(
         mut self,
         platform: &P,
-        space: &AddressSpace,
+        space: &AddressSpace<M>,
         frames: &mut F,
     ) -> BatchOutcome {
         let mut out = BatchOutcome {
@@ -193,10 +194,10 @@ impl TlbBatch {
     }
 
     /// Steps 1–3: the fence, the local flush and the shootdown.
-    fn invalidate<P: Platform + ?Sized>(
+    fn invalidate<P: Platform + ?Sized, M: PagingMode>(
         &mut self,
         platform: &P,
-        space: &AddressSpace,
+        space: &AddressSpace<M>,
     ) -> (CpuSet, bool) {
         // The entries were written before: a CPU that joins the set after
         // this fence walks the new entries; one that joined before is read

@@ -20,15 +20,18 @@
 
 use core::sync::atomic::AtomicU32;
 
+use super::mode::{Classic, Pae, PagingMode};
 use crate::addr::Frame;
-use crate::layout::{KERNEL_PD_INDEX, PAGE_SIZE};
+use crate::layout::PAGE_SIZE;
 use crate::platform::Platform;
 use crate::smp::{AtomicCpuSet, CpuSet};
 
 /// Where the set lives in the metadata frame: its last word. The first
-/// `2 * KERNEL_PD_INDEX` bytes hold the page tables' live-entry counts.
+/// two bytes per user directory entry (1.5 KiB classic, 3 KiB PAE) hold the
+/// page tables' live-entry counts.
 pub(super) const CPU_SET_OFFSET: usize = PAGE_SIZE - core::mem::size_of::<u32>();
-const _: () = assert!(2 * KERNEL_PD_INDEX <= CPU_SET_OFFSET);
+const _: () = assert!(2 * Classic::KERNEL_DIR_INDEX <= CPU_SET_OFFSET);
+const _: () = assert!(2 * Pae::KERNEL_DIR_INDEX <= CPU_SET_OFFSET);
 const _: () = assert!(CPU_SET_OFFSET.is_multiple_of(core::mem::align_of::<AtomicU32>()));
 
 /// A handle on one address space's CPU set (and its page directory), for a

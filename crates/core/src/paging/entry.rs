@@ -1,6 +1,11 @@
 //! Page-table and page-directory entries.
 //!
-//! [`PageTableEntry`] is one 32-bit i386 entry. Its bit layout is the C API's
+//! [`PageTableEntry`] is one 32-bit i386 entry, [`PaeEntry`] one 64-bit PAE
+//! entry; both implement [`Entry`], through which the paging code of either
+//! [`PagingMode`](super::PagingMode) reads and writes them, with
+//! [`PageAttrs`] (the flags plus no-execute) as what a mapping asks for.
+//!
+//! [`PageTableEntry`] Its bit layout is the C API's
 //! `page_t` (`include/myos/memory.h`): the spec's fields `present`, `rw`,
 //! `user`, `accessed`, `dirty`, `unused` and `frame`, in that order, each at
 //! the bit where the i386 MMU reads it. (The layout the spec descends from,
@@ -11,6 +16,7 @@
 use bitflags::bitflags;
 
 use crate::addr::{Frame, PhysAddr};
+use crate::layout::PAGE_SHIFT;
 
 bitflags! {
     /// Flag bits of an i386 page-table or page-directory entry.
@@ -61,8 +67,11 @@ impl PageTableEntry {
 
     /// An entry mapping `frame` with `flags`.
     #[inline]
+    ///
+    /// Only frames below 4 GiB fit; the paging code refuses others before
+    /// it builds an entry (a higher frame would lose its top bits).
     pub const fn new(frame: Frame, flags: PteFlags) -> Self {
-        Self(frame.start().as_u32() | flags.bits())
+        Self((frame.number() << PAGE_SHIFT) | flags.bits())
     }
     /// The raw 32-bit value (as the MMU sees it).
     #[inline]
@@ -112,6 +121,214 @@ impl core::fmt::Debug for PageTableEntry {
 
 const _: () = assert!(core::mem::size_of::<PageTableEntry>() == 4);
 
+/// What a mapping asks of its entry: the flag bits, and whether
+/// instruction fetches are refused (the NX/XD bit, which only PAE entries
+/// have: classic entries ignore `no_exec`).
+///
+/// Every call that takes a `PageAttrs` also takes [`PteFlags`] alone
+/// (`From`): executable, as classic paging always is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PageAttrs {
+    /// The flag bits (bits 0..11 in either entry format).
+    pub flags: PteFlags,
+    /// Refuse instruction fetches through this entry (PAE's bit 63).
+    pub no_exec: bool,
+}
+
+impl PageAttrs {
+    /// `flags`, executable.
+    pub const fn new(flags: PteFlags) -> Self {
+        PageAttrs {
+            flags,
+            no_exec: false,
+        }
+    }
+
+    /// The same attributes with no-execute set to `no_exec`.
+    pub const fn with_no_exec(self, no_exec: bool) -> Self {
+        PageAttrs { no_exec, ..self }
+    }
+}
+
+impl From<PteFlags> for PageAttrs {
+    fn from(flags: PteFlags) -> Self {
+        PageAttrs::new(flags)
+    }
+}
+
+/// A paging-structure entry of either format, as the mode-generic paging
+/// code sees it. Implemented by [`PageTableEntry`] (classic, 32 bits) and
+/// [`PaeEntry`] (PAE, 64 bits); sealed.
+pub trait Entry: Copy + Eq + core::fmt::Debug + Send + Sync + 'static + sealed::Sealed {
+    /// The not-present, all-zero entry.
+    const EMPTY: Self;
+    /// An entry mapping `frame` with `attrs` (a classic entry drops
+    /// `no_exec`). The frame must be one the format can hold (below
+    /// 4 GiB for classic entries; the paging code checks first).
+    fn map_to(frame: Frame, attrs: PageAttrs) -> Self;
+    /// The frame the entry points at (meaningful when present).
+    fn frame(self) -> Frame;
+    /// The flag bits 0..11.
+    fn flags(self) -> PteFlags;
+    /// True when instruction fetches through the entry fault (always false
+    /// for classic entries).
+    fn no_exec(self) -> bool;
+    /// The flags and no-execute bit.
+    #[inline]
+    fn attrs(self) -> PageAttrs {
+        PageAttrs {
+            flags: self.flags(),
+            no_exec: self.no_exec(),
+        }
+    }
+    /// True when the P bit is set.
+    fn is_present(self) -> bool;
+    /// True when the entry is all zero.
+    fn is_unused(self) -> bool;
+    /// The same frame with new attributes.
+    fn with_attrs(self, attrs: PageAttrs) -> Self;
+    /// The raw value, widened to 64 bits.
+    fn raw64(self) -> u64;
+    /// An entry from a raw value (a classic entry keeps the low 32 bits).
+    fn from_raw64(raw: u64) -> Self;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::PageTableEntry {}
+    impl Sealed for super::PaeEntry {}
+}
+
+impl Entry for PageTableEntry {
+    const EMPTY: Self = Self(0);
+    #[inline]
+    fn map_to(frame: Frame, attrs: PageAttrs) -> Self {
+        Self::new(frame, attrs.flags)
+    }
+    #[inline]
+    fn frame(self) -> Frame {
+        PageTableEntry::frame(self)
+    }
+    #[inline]
+    fn flags(self) -> PteFlags {
+        PageTableEntry::flags(self)
+    }
+    #[inline]
+    fn no_exec(self) -> bool {
+        false
+    }
+    #[inline]
+    fn is_present(self) -> bool {
+        PageTableEntry::is_present(self)
+    }
+    #[inline]
+    fn is_unused(self) -> bool {
+        PageTableEntry::is_unused(self)
+    }
+    #[inline]
+    fn with_attrs(self, attrs: PageAttrs) -> Self {
+        self.with_flags(attrs.flags)
+    }
+    #[inline]
+    fn raw64(self) -> u64 {
+        u64::from(self.0)
+    }
+    #[inline]
+    fn from_raw64(raw: u64) -> Self {
+        Self(raw as u32)
+    }
+}
+
+/// Mask of the address bits (51..12) of a PAE entry.
+pub const PAE_ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
+/// The XD/NX bit (63) of a PAE entry: instruction fetches fault (with
+/// EFER.NXE; without it the bit is reserved).
+pub const PAE_NO_EXECUTE: u64 = 1 << 63;
+
+/// One 64-bit PAE entry (page-directory-pointer-table, page-directory or
+/// page-table entry): address bits 12..51 (the core writes frames below
+/// 64 GiB), the flag bits 0..11 of [`PteFlags`] at the same places as a
+/// classic entry, and NX at bit 63.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(transparent)]
+pub struct PaeEntry(u64);
+
+impl PaeEntry {
+    /// The all-zero, not-present entry.
+    pub const EMPTY: Self = Self(0);
+
+    /// An entry mapping `frame` with `flags`, executable.
+    #[inline]
+    pub const fn new(frame: Frame, flags: PteFlags) -> Self {
+        Self(((frame.number() as u64) << PAGE_SHIFT) | flags.bits() as u64)
+    }
+    /// The raw 64-bit value (as the MMU sees it).
+    #[inline]
+    pub const fn raw(self) -> u64 {
+        self.0
+    }
+    /// An entry from its raw value.
+    #[inline]
+    pub const fn from_raw(raw: u64) -> Self {
+        Self(raw)
+    }
+}
+
+impl Entry for PaeEntry {
+    const EMPTY: Self = Self(0);
+    #[inline]
+    fn map_to(frame: Frame, attrs: PageAttrs) -> Self {
+        let nx = if attrs.no_exec { PAE_NO_EXECUTE } else { 0 };
+        Self(PaeEntry::new(frame, attrs.flags).0 | nx)
+    }
+    #[inline]
+    fn frame(self) -> Frame {
+        // The core writes only frames below 64 GiB; wider address bits
+        // (written behind its back) are cut to the frame number's range.
+        Frame::of_phys_bits(self.0 & PAE_ADDR_MASK)
+    }
+    #[inline]
+    fn flags(self) -> PteFlags {
+        PteFlags::from_bits_retain((self.0 & 0xFFF) as u32)
+    }
+    #[inline]
+    fn no_exec(self) -> bool {
+        self.0 & PAE_NO_EXECUTE != 0
+    }
+    #[inline]
+    fn is_present(self) -> bool {
+        self.0 & PteFlags::PRESENT.bits() as u64 != 0
+    }
+    #[inline]
+    fn is_unused(self) -> bool {
+        self.0 == 0
+    }
+    #[inline]
+    fn with_attrs(self, attrs: PageAttrs) -> Self {
+        Self::map_to(Entry::frame(self), attrs)
+    }
+    #[inline]
+    fn raw64(self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn from_raw64(raw: u64) -> Self {
+        Self(raw)
+    }
+}
+
+impl core::fmt::Debug for PaeEntry {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PaeEntry")
+            .field("frame", &Entry::frame(*self))
+            .field("flags", &Entry::flags(*self))
+            .field("no_exec", &Entry::no_exec(*self))
+            .finish()
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<PaeEntry>() == 8);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +366,39 @@ mod tests {
         let top = PageTableEntry::new(Frame::from_number(0xFFFFF).unwrap(), PteFlags::empty());
         assert_eq!(top.raw(), FRAME_MASK);
         assert!(!top.is_present() && !top.is_unused());
+    }
+
+    #[test]
+    fn pae_entries_hold_wide_frames_and_nx() {
+        let high = Frame::from_number(0xF_FFFF + 0x10_0001).unwrap();
+        let attrs = PageAttrs::new(PteFlags::PRESENT | PteFlags::USER).with_no_exec(true);
+        let e = PaeEntry::map_to(high, attrs);
+        assert_eq!(e.raw(), PAE_NO_EXECUTE | (0x20_0000 << 12) | 0b101);
+        assert_eq!(Entry::frame(e), high);
+        assert_eq!(e.attrs(), attrs);
+        assert!(Entry::is_present(e) && !Entry::is_unused(e));
+        let x = e.with_attrs(PageAttrs::new(PteFlags::PRESENT));
+        assert!(!x.no_exec());
+        assert_eq!(Entry::frame(x), high);
+        assert_eq!(x.raw64(), (0x20_0000 << 12) | 1);
+        // Address bits beyond 64 GiB (not written by the core) don't make
+        // a frame number out of range.
+        let wide = PaeEntry::from_raw((1 << 40) | 1);
+        assert_eq!(Entry::frame(wide).number(), 0);
+        assert!(<PaeEntry as Entry>::EMPTY.is_unused());
+    }
+
+    #[test]
+    fn classic_entries_ignore_no_exec() {
+        let f = Frame::from_number(0x1234).unwrap();
+        let attrs = PageAttrs::new(PteFlags::PRESENT).with_no_exec(true);
+        let e = PageTableEntry::map_to(f, attrs);
+        assert_eq!(e, PageTableEntry::new(f, PteFlags::PRESENT));
+        assert!(!Entry::no_exec(e));
+        assert_eq!(e.raw64(), 0x0123_4001);
+        assert_eq!(
+            PageAttrs::from(PteFlags::USER),
+            PageAttrs::new(PteFlags::USER)
+        );
     }
 }

@@ -5,6 +5,7 @@ use spin::Mutex;
 
 use super::batch::TlbBatch;
 use super::entry::PteFlags;
+use super::mode::{Classic, PagingMode};
 use super::space::AddressSpace;
 use crate::addr::{Page, PhysAddr, VirtAddr};
 use crate::error::MmError;
@@ -21,13 +22,13 @@ use crate::platform::Platform;
 /// Heap pages come from any zone, high memory included: the heap reaches
 /// them through its own mapping, not the direct map. Contiguous requests
 /// (`kmalloc_physical`) get one physically contiguous run.
-pub struct PagedHeapBackend<'a, P: Platform + ?Sized, F: FrameSource> {
+pub struct PagedHeapBackend<'a, P: Platform + ?Sized, F: FrameSource, M: PagingMode = Classic> {
     platform: &'a P,
-    space: &'a Mutex<AddressSpace>,
+    space: &'a Mutex<AddressSpace<M>>,
     frames: F,
 }
 
-impl<'a, P: Platform + ?Sized, F: FrameSource> PagedHeapBackend<'a, P, F> {
+impl<'a, P: Platform + ?Sized, F: FrameSource, M: PagingMode> PagedHeapBackend<'a, P, F, M> {
     /// A backend mapping into `space` with frames from `frames`.
     ///
     /// # Safety
@@ -37,7 +38,7 @@ impl<'a, P: Platform + ?Sized, F: FrameSource> PagedHeapBackend<'a, P, F> {
     /// heap lies in the kernel half every space shares). Only the kernel
     /// meets this; on the host, use the backend's methods directly and never
     /// build a `Heap` over it.
-    pub unsafe fn new(platform: &'a P, space: &'a Mutex<AddressSpace>, frames: F) -> Self {
+    pub unsafe fn new(platform: &'a P, space: &'a Mutex<AddressSpace<M>>, frames: F) -> Self {
         Self {
             platform,
             space,
@@ -86,9 +87,9 @@ impl<'a, P: Platform + ?Sized, F: FrameSource> PagedHeapBackend<'a, P, F> {
 ///
 /// `space` is the kernel space (or any space: kernel-half tables are
 /// shared), locked by the caller.
-pub fn unmap_kernel_pages<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+pub fn unmap_kernel_pages<P: Platform + ?Sized, F: FrameSource + ?Sized, M: PagingMode>(
     platform: &P,
-    space: &mut AddressSpace,
+    space: &mut AddressSpace<M>,
     frames: &mut F,
     first: Page,
     count: u32,
@@ -120,7 +121,9 @@ fn first_page(addr: usize, pages: usize) -> Result<(Page, u32), MmError> {
 // requested pages, writable unless `readonly`; a contiguous request maps one
 // physically contiguous run in address order; `phys` reads the page tables;
 // the constructor's contract makes the mapped addresses valid pointers.
-unsafe impl<P: Platform + ?Sized, F: FrameSource> HeapBackend for PagedHeapBackend<'_, P, F> {
+unsafe impl<P: Platform + ?Sized, F: FrameSource, M: PagingMode> HeapBackend
+    for PagedHeapBackend<'_, P, F, M>
+{
     fn pointer(&self, addr: usize) -> *mut u8 {
         core::ptr::with_exposed_provenance_mut(addr)
     }

@@ -1,12 +1,15 @@
 //! Address spaces: a page directory, its page tables, and the operations on them.
 //!
-//! Every address space shares the kernel half (`KERNEL_BASE..4 GiB`): its
-//! page-directory entries are copied from the kernel space when the space is
-//! created, and they point at the same page tables, which are allocated once
-//! (the direct map uses 4 MiB pages, the heap and kmap windows have their
-//! tables preallocated) and never copied or freed. The user half has its own
-//! page tables, allocated on demand and freed again when unmapping leaves
-//! them empty.
+//! Every address space shares the kernel half (`KERNEL_BASE..4 GiB`). In
+//! classic mode its page-directory entries are copied from the kernel space
+//! when the space is created; in PAE mode its PDPTE\[3\] points at the
+//! kernel space's kernel page directory (see [`super::mode`]). Either way
+//! they reach the same page tables, which are allocated once (the direct
+//! map uses large pages, the heap and kmap windows have their tables
+//! preallocated) and never copied or freed. The user half has its own page
+//! tables, allocated on demand and freed again when unmapping leaves them
+//! empty (in PAE mode its three page directories are allocated with the
+//! space).
 //!
 //! Ownership rule: a present entry that points at a frame managed by the
 //! frame allocator holds one reference to it. [`AddressSpace::map`] consumes
@@ -17,19 +20,20 @@
 //! plain numbers and turns them back into owned references, through
 //! `entry_reference`, only when it frees them.
 
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 
 use super::batch::TlbBatch;
 use super::cpus::SpaceCpus;
-use super::entry::{PageTableEntry, PteFlags};
+use super::entry::{Entry, PageAttrs, PteFlags};
+use super::mode::{Classic, PagingMode, PAE_PD_ENTRIES, PDPT_ENTRIES};
 pub use super::outcome::{Flush, MapError};
 use super::table::{entry_reference, new_table, release_owned, release_table, Table};
 use crate::addr::{Frame, Page, PhysAddr, VirtAddr};
 use crate::error::MmError;
 use crate::frames::{FrameSource, OwnedFrame};
 use crate::layout::{
-    is_direct_map, DIRECT_MAP_START, DIRECT_ZONE_END, ENTRIES, HEAP_START, KERNEL_BASE,
-    KERNEL_PD_INDEX, KMAP_END, TABLE_SPAN,
+    is_direct_map, DIRECT_MAP_START, DIRECT_ZONE_END, HEAP_START, KERNEL_BASE, KMAP_END,
 };
 use crate::platform::Platform;
 use crate::smp::CpuSet;
@@ -40,10 +44,21 @@ const USER_PDE: PteFlags = PteFlags::PRESENT
     .union(PteFlags::USER);
 /// Flags of a kernel-half page-directory entry.
 const KERNEL_PDE: PteFlags = PteFlags::PRESENT.union(PteFlags::WRITABLE);
-/// Flags of a direct-map entry: a global, writable 4 MiB kernel page.
+/// Flags of a direct-map entry: a global, writable large kernel page.
 const DIRECT_PDE: PteFlags = KERNEL_PDE.union(PteFlags::HUGE).union(PteFlags::GLOBAL);
+/// Flags of a PAE page-directory-pointer-table entry (only P: R/W and U/S
+/// are reserved there).
+const PDPTE: PteFlags = PteFlags::PRESENT;
+
+/// The PAE PDPT entry of the kernel half (`0xC000_0000..`): every space's
+/// points at the kernel space's directory; the entries below it are the
+/// space's own.
+const KERNEL_PDPTE: usize = (KERNEL_BASE >> 30) as usize;
+
 /// First and one-past-last directory index whose kernel tables are preallocated.
-const KERNEL_TABLES: (usize, usize) = ((HEAP_START >> 22) as usize, (KMAP_END >> 22) as usize);
+fn kernel_tables<M: PagingMode>() -> (usize, usize) {
+    (M::dir_index(HEAP_START), M::dir_index(KMAP_END))
+}
 
 /// What [`AddressSpace::table_for`] does for a user address whose page table
 /// does not exist.
@@ -64,13 +79,15 @@ enum Mapped {
     Replace,
 }
 
-/// One address space: a page directory and the user page tables it owns.
+/// One address space: a page directory (in PAE mode a PDPT and its page
+/// directories) and the user page tables it owns, in paging mode `M`.
 ///
 /// Not `Clone`: the space owns its frames, and [`destroy`](Self::destroy)
 /// gives them back.
 #[derive(Debug)]
-pub struct AddressSpace {
-    /// The page directory (what CR3 holds while this space runs).
+pub struct AddressSpace<M: PagingMode = Classic> {
+    /// The page directory, or in PAE mode the PDPT (what CR3 holds while
+    /// this space runs).
     dir: Frame,
     /// The metadata frame: `u16` counters of live entries per user page
     /// table (a hint that is confirmed by a scan before a table is freed,
@@ -82,29 +99,53 @@ pub struct AddressSpace {
     counts: Frame,
     /// True for the kernel space, which owns the shared kernel tables.
     kernel: bool,
+    mode: PhantomData<M>,
 }
 
-impl AddressSpace {
-    /// Creates the kernel address space: the direct map of physical memory
-    /// up to `ram_end` (at most 768 MiB, with global 4 MiB pages) and the
-    /// preallocated, shared page tables of the heap and kmap windows.
+impl AddressSpace<Classic> {
+    /// Creates the kernel address space in classic mode: the direct map of
+    /// physical memory up to `ram_end` (at most 768 MiB, with global 4 MiB
+    /// pages) and the preallocated, shared page tables of the heap and kmap
+    /// windows. [`create_kernel`](Self::create_kernel) is the same for any
+    /// mode (`AddressSpace::<Pae>::create_kernel`).
     pub fn new_kernel<P: Platform + ?Sized, F: FrameSource + ?Sized>(
         platform: &P,
         frames: &mut F,
         ram_end: PhysAddr,
     ) -> Result<Self, MmError> {
-        let space = Self::alloc_directory(platform, frames, true)?;
-        let dir = Table::of(platform, space.dir);
-        let direct_end = (ram_end.as_u32() as u64)
+        Self::create_kernel(platform, frames, ram_end)
+    }
+}
+
+impl<M: PagingMode> AddressSpace<M> {
+    /// Creates the kernel address space in mode `M`: the direct map of
+    /// physical memory up to `ram_end` (at most 768 MiB, with global large
+    /// pages: 4 MiB, or 2 MiB in PAE mode) and the preallocated, shared page
+    /// tables of the heap and kmap windows (in PAE mode, all in the one
+    /// kernel page directory that every space's PDPTE\[3\] points at).
+    pub fn create_kernel<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+        platform: &P,
+        frames: &mut F,
+        ram_end: PhysAddr,
+    ) -> Result<Self, MmError> {
+        let space = Self::alloc_directory(platform, frames, None)?;
+        let span = M::table_span();
+        let direct_end = ram_end
+            .as_u64()
             .min(DIRECT_ZONE_END)
-            .div_ceil(TABLE_SPAN as u64) as usize;
+            .div_ceil(u64::from(span)) as usize;
         for i in 0..direct_end {
-            let phys = Frame::from_start(PhysAddr::new((i as u32) * TABLE_SPAN))?;
-            dir.set(KERNEL_PD_INDEX + i, PageTableEntry::new(phys, DIRECT_PDE));
+            let phys = Frame::from_start(PhysAddr::new((i as u32) * span))?;
+            let (dir, j) = space.dir_slot(platform, M::KERNEL_DIR_INDEX + i);
+            dir.set(j, M::Entry::map_to(phys, DIRECT_PDE.into()));
         }
-        for i in KERNEL_TABLES.0..KERNEL_TABLES.1 {
+        let (first, end) = kernel_tables::<M>();
+        for i in first..end {
             match new_table(platform, frames) {
-                Ok(t) => dir.set(i, PageTableEntry::new(t, KERNEL_PDE)),
+                Ok(t) => {
+                    let (dir, j) = space.dir_slot(platform, i);
+                    dir.set(j, M::Entry::map_to(t, KERNEL_PDE.into()));
+                }
                 Err(e) => {
                     // SAFETY: the space was never shared with another address space.
                     unsafe { space.destroy_kernel(platform, frames) };
@@ -119,39 +160,116 @@ impl AddressSpace {
     pub fn new_user<P: Platform + ?Sized, F: FrameSource + ?Sized>(
         platform: &P,
         frames: &mut F,
-        kernel: &AddressSpace,
+        kernel: &AddressSpace<M>,
     ) -> Result<Self, MmError> {
-        let space = Self::alloc_directory(platform, frames, false)?;
-        let (src, dst) = (
-            Table::of(platform, kernel.dir),
-            Table::of(platform, space.dir),
-        );
-        for i in KERNEL_PD_INDEX..ENTRIES {
-            dst.set(i, src.get(i));
+        let space = Self::alloc_directory(platform, frames, Some(kernel))?;
+        if !M::PDPT {
+            let (src, dst) = (
+                Table::<M::Entry>::of(platform, kernel.dir),
+                Table::<M::Entry>::of(platform, space.dir),
+            );
+            for i in M::KERNEL_DIR_INDEX..M::DIR_ENTRIES {
+                dst.set(i, src.get(i));
+            }
         }
         Ok(space)
     }
 
+    /// The directory (classic) or PDPT and page directories (PAE) and the
+    /// counts frame. A PAE user space's PDPTE\[3\] is `kernel`'s kernel
+    /// directory; the kernel space (`kernel` is `None`) allocates its own.
     fn alloc_directory<P: Platform + ?Sized, F: FrameSource + ?Sized>(
         platform: &P,
         frames: &mut F,
-        kernel: bool,
+        kernel: Option<&AddressSpace<M>>,
     ) -> Result<Self, MmError> {
         let dir = new_table(platform, frames)?;
-        match new_table(platform, frames) {
-            Ok(counts) => Ok(AddressSpace {
-                dir,
-                counts,
-                kernel,
-            }),
+        let counts = match new_table(platform, frames) {
+            Ok(counts) => counts,
             Err(e) => {
                 release_owned(frames, dir);
-                Err(e)
+                return Err(e);
             }
+        };
+        let space = AddressSpace {
+            dir,
+            counts,
+            kernel: kernel.is_none(),
+            mode: PhantomData,
+        };
+        if M::PDPT {
+            let pdpt = Table::<M::Entry>::of(platform, dir);
+            for i in 0..PDPT_ENTRIES {
+                let pd = match (i, kernel) {
+                    (KERNEL_PDPTE, Some(k)) => Table::<M::Entry>::of(platform, k.dir)
+                        .get(KERNEL_PDPTE)
+                        .frame(),
+                    _ => match new_table(platform, frames) {
+                        Ok(pd) => pd,
+                        Err(e) => {
+                            // The directories made so far are in the PDPT.
+                            space.release_directory(platform, frames);
+                            return Err(e);
+                        }
+                    },
+                };
+                pdpt.set(i, M::Entry::map_to(pd, PDPTE.into()));
+            }
+        }
+        Ok(space)
+    }
+
+    /// Frees the directory, the counts frame and (PAE) the user page
+    /// directories; the kernel directory too for the kernel space.
+    fn release_directory<P: Platform + ?Sized, F: FrameSource + ?Sized>(
+        self,
+        platform: &P,
+        frames: &mut F,
+    ) {
+        if M::PDPT {
+            let pdpt = Table::<M::Entry>::of(platform, self.dir);
+            let owned = if self.kernel {
+                PDPT_ENTRIES
+            } else {
+                KERNEL_PDPTE
+            };
+            for i in 0..owned {
+                let e = pdpt.get(i);
+                if e.is_present() {
+                    release_owned(frames, e.frame());
+                }
+            }
+        }
+        release_owned(frames, self.counts);
+        release_owned(frames, self.dir);
+    }
+
+    /// The directory frame holding directory entry `index` (over all
+    /// directories), and the entry's index in it.
+    #[inline]
+    fn dir_slot<P: Platform + ?Sized>(
+        &self,
+        platform: &P,
+        index: usize,
+    ) -> (Table<M::Entry>, usize) {
+        if M::PDPT {
+            let pdpt = Table::<M::Entry>::of(platform, self.dir);
+            let pd = pdpt.get(index / PAE_PD_ENTRIES).frame();
+            (Table::of(platform, pd), index % PAE_PD_ENTRIES)
+        } else {
+            (Table::of(platform, self.dir), index)
         }
     }
 
-    /// The page directory's frame (the value CR3 holds while this space runs).
+    /// Directory entry `index` (over all directories).
+    #[inline]
+    fn dir_entry<P: Platform + ?Sized>(&self, platform: &P, index: usize) -> M::Entry {
+        let (t, i) = self.dir_slot(platform, index);
+        t.get(i)
+    }
+
+    /// The page directory's frame, or in PAE mode the PDPT's (the value
+    /// CR3 holds while this space runs).
     pub fn directory(&self) -> Frame {
         self.dir
     }
@@ -192,7 +310,7 @@ impl AddressSpace {
     /// this CPU needlessly, which is harmless; after it, this CPU holds
     /// nothing of `prev`. Nothing happens to the sets when `prev` is this
     /// space (CR3 is still reloaded).
-    pub fn switch_from<P: Platform + ?Sized>(&self, prev: &AddressSpace, platform: &P) {
+    pub fn switch_from<P: Platform + ?Sized>(&self, prev: &AddressSpace<M>, platform: &P) {
         self.activate(platform);
         if prev.dir != self.dir {
             prev.deactivate(platform);
@@ -215,30 +333,32 @@ impl AddressSpace {
 
     /// The entry mapping `page`, if its page table exists. Direct-map pages
     /// (4 MiB entries) have no page-table entry and give `None`.
-    pub fn entry<P: Platform + ?Sized>(&self, platform: &P, page: Page) -> Option<PageTableEntry> {
-        let va = page.start();
-        let pde = Table::of(platform, self.dir).get(va.pd_index());
+    pub fn entry<P: Platform + ?Sized>(&self, platform: &P, page: Page) -> Option<M::Entry> {
+        let va = page.start().as_u32();
+        let pde = self.dir_entry(platform, M::dir_index(va));
         if !pde.is_present() || pde.flags().contains(PteFlags::HUGE) {
             return None;
         }
-        Some(Table::of(platform, pde.frame()).get(va.pt_index()))
+        Some(Table::<M::Entry>::of(platform, pde.frame()).get(M::table_index(va)))
     }
 
     /// The physical address `va` translates to (`get_physical_address`), or
     /// `None` when it is not mapped. Follows 4 MiB entries too.
     pub fn translate<P: Platform + ?Sized>(&self, platform: &P, va: VirtAddr) -> Option<PhysAddr> {
-        let pde = Table::of(platform, self.dir).get(va.pd_index());
+        let v = va.as_u32();
+        let pde = self.dir_entry(platform, M::dir_index(v));
         if !pde.is_present() {
             return None;
         }
         if pde.flags().contains(PteFlags::HUGE) {
-            return Some(PhysAddr::new(
-                (pde.raw() & !(TABLE_SPAN - 1)) | (va.as_u32() & (TABLE_SPAN - 1)),
-            ));
+            let base = pde.frame().start().align_down(M::table_span());
+            return base.checked_add(v & (M::table_span() - 1));
         }
-        let pte = Table::of(platform, pde.frame()).get(va.pt_index());
-        pte.is_present()
-            .then(|| PhysAddr::new(pte.frame().start().as_u32() | va.page_offset()))
+        let pte = Table::<M::Entry>::of(platform, pde.frame()).get(M::table_index(v));
+        if !pte.is_present() {
+            return None;
+        }
+        pte.frame().start().checked_add(va.page_offset())
     }
 
     /// A pointer to the entry mapping `va` (`get_page`). With `make`, a
@@ -256,14 +376,14 @@ impl AddressSpace {
         frames: &mut F,
         va: VirtAddr,
         make: bool,
-    ) -> Result<Option<NonNull<PageTableEntry>>, MmError> {
+    ) -> Result<Option<NonNull<M::Entry>>, MmError> {
         let missing = if make {
             MissingTable::Create
         } else {
             MissingTable::Absent
         };
         match self.table_for(platform, frames, va, missing)? {
-            Some(t) => Ok(Some(t.entry_ptr(va.pt_index()))),
+            Some(t) => Ok(Some(t.entry_ptr(M::table_index(va.as_u32())))),
             None => Ok(None),
         }
     }
@@ -274,12 +394,13 @@ impl AddressSpace {
         frames: &mut F,
         va: VirtAddr,
         missing: MissingTable,
-    ) -> Result<Option<Table>, MmError> {
+    ) -> Result<Option<Table<M::Entry>>, MmError> {
         if is_direct_map(va.as_u32()) {
             return Err(MmError::FixedMapping);
         }
-        let dir = Table::of(platform, self.dir);
-        let pde = dir.get(va.pd_index());
+        let di = M::dir_index(va.as_u32());
+        let (dir, j) = self.dir_slot(platform, di);
+        let pde = dir.get(j);
         if pde.is_present() {
             return Ok(Some(Table::of(platform, pde.frame())));
         }
@@ -291,26 +412,29 @@ impl AddressSpace {
             return Ok(None);
         }
         let t = new_table(platform, frames)?;
-        dir.set(va.pd_index(), PageTableEntry::new(t, USER_PDE));
-        self.set_count(platform, va.pd_index(), 0);
+        dir.set(j, M::Entry::map_to(t, USER_PDE.into()));
+        self.set_count(platform, di, 0);
         Ok(Some(Table::of(platform, t)))
     }
 
-    /// Maps `page` to `frame` with `flags` (`PRESENT` is implied), creating
-    /// the page table if needed. The entry takes over the reference `frame`
-    /// is. Fails with `AlreadyMapped` if the page is mapped, `FixedMapping`
-    /// in the direct map, `InvalidArgument` for flags that don't belong in a
-    /// page-table entry (`HUGE`); the error carries `frame` back.
+    /// Maps `page` to `frame` with `flags` (`PRESENT` is implied; a
+    /// [`PageAttrs`] adds no-execute, which classic entries ignore),
+    /// creating the page table if needed. The entry takes over the
+    /// reference `frame` is. Fails with `AlreadyMapped` if the page is
+    /// mapped, `FixedMapping` in the direct map, `InvalidArgument` for flags
+    /// that don't belong in a page-table entry (`HUGE`), `OutOfRange` for a
+    /// frame the mode's entries can't hold (at or above 4 GiB in classic
+    /// mode); the error carries `frame` back.
     pub fn map<P: Platform + ?Sized, F: FrameSource + ?Sized>(
         &mut self,
         platform: &P,
         frames: &mut F,
         page: Page,
         frame: OwnedFrame,
-        flags: PteFlags,
+        flags: impl Into<PageAttrs>,
     ) -> Result<Flush, MapError> {
         let (old, flush) =
-            self.set_mapping(platform, frames, page, frame, flags, Mapped::Refuse)?;
+            self.set_mapping(platform, frames, page, frame, flags.into(), Mapped::Refuse)?;
         debug_assert!(old.is_none());
         Ok(flush)
     }
@@ -323,9 +447,9 @@ impl AddressSpace {
         frames: &mut F,
         page: Page,
         frame: OwnedFrame,
-        flags: PteFlags,
+        flags: impl Into<PageAttrs>,
     ) -> Result<(Option<OwnedFrame>, Flush), MapError> {
-        self.set_mapping(platform, frames, page, frame, flags, Mapped::Replace)
+        self.set_mapping(platform, frames, page, frame, flags.into(), Mapped::Replace)
     }
 
     fn set_mapping<P: Platform + ?Sized, F: FrameSource + ?Sized>(
@@ -334,16 +458,23 @@ impl AddressSpace {
         frames: &mut F,
         page: Page,
         frame: OwnedFrame,
-        flags: PteFlags,
+        attrs: PageAttrs,
         mapped: Mapped,
     ) -> Result<(Option<OwnedFrame>, Flush), MapError> {
-        if flags.contains(PteFlags::HUGE) {
+        if attrs.flags.contains(PteFlags::HUGE) {
             return Err(MapError {
                 error: MmError::InvalidArgument,
                 frame,
             });
         }
+        if frame.frame().number() >= M::FRAME_LIMIT {
+            return Err(MapError {
+                error: MmError::OutOfRange,
+                frame,
+            });
+        }
         let va = page.start();
+        let ti = M::table_index(va.as_u32());
         let table = match self.table_for(platform, frames, va, MissingTable::Create) {
             Ok(Some(t)) => t,
             Ok(None) => {
@@ -354,7 +485,7 @@ impl AddressSpace {
             }
             Err(error) => return Err(MapError { error, frame }),
         };
-        let old = table.get(va.pt_index());
+        let old = table.get(ti);
         if old.is_present() && mapped == Mapped::Refuse {
             return Err(MapError {
                 error: MmError::AlreadyMapped,
@@ -362,13 +493,15 @@ impl AddressSpace {
             });
         }
         // The entry now holds the reference `frame` was.
-        table.set(
-            va.pt_index(),
-            PageTableEntry::new(frame.into_raw(), flags | PteFlags::PRESENT),
-        );
+        let attrs = PageAttrs {
+            flags: attrs.flags | PteFlags::PRESENT,
+            ..attrs
+        };
+        table.set(ti, M::Entry::map_to(frame.into_raw(), attrs));
         if old.is_unused() && va.as_u32() < KERNEL_BASE {
-            let n = self.count(platform, va.pd_index());
-            self.set_count(platform, va.pd_index(), n.saturating_add(1));
+            let di = M::dir_index(va.as_u32());
+            let n = self.count(platform, di);
+            self.set_count(platform, di, n.saturating_add(1));
         }
         // SAFETY: the old entry was present and has just been overwritten:
         // its reference is no longer claimed by any entry.
@@ -384,23 +517,31 @@ impl AddressSpace {
         ))
     }
 
-    /// Changes the flags of a mapped page, keeping its frame.
+    /// Changes the flags (and, in PAE mode, no-execute) of a mapped page,
+    /// keeping its frame.
     pub fn protect<P: Platform + ?Sized>(
         &mut self,
         platform: &P,
         page: Page,
-        flags: PteFlags,
+        flags: impl Into<PageAttrs>,
     ) -> Result<Flush, MmError> {
-        if flags.contains(PteFlags::HUGE) {
+        let attrs: PageAttrs = flags.into();
+        if attrs.flags.contains(PteFlags::HUGE) {
             return Err(MmError::InvalidArgument);
         }
         let table = self.present_table(platform, page)?;
-        let i = page.start().pt_index();
+        let i = M::table_index(page.start().as_u32());
         let e = table.get(i);
         if !e.is_present() {
             return Err(MmError::NotMapped);
         }
-        table.set(i, e.with_flags(flags | PteFlags::PRESENT));
+        table.set(
+            i,
+            e.with_attrs(PageAttrs {
+                flags: attrs.flags | PteFlags::PRESENT,
+                ..attrs
+            }),
+        );
         Ok(Flush {
             page,
             dir: self.dir,
@@ -469,15 +610,15 @@ impl AddressSpace {
         platform: &P,
         page: Page,
     ) -> Result<(OwnedFrame, Option<Frame>), MmError> {
-        let va = page.start();
+        let va = page.start().as_u32();
         let table = self.present_table(platform, page)?;
-        let e = table.get(va.pt_index());
+        let e = table.get(M::table_index(va));
         if !e.is_present() {
             return Err(MmError::NotMapped);
         }
-        table.set(va.pt_index(), PageTableEntry::EMPTY);
-        let freed = if va.as_u32() < KERNEL_BASE {
-            self.forget_entry(platform, va.pd_index(), table)
+        table.set(M::table_index(va), M::Entry::EMPTY);
+        let freed = if va < KERNEL_BASE {
+            self.forget_entry(platform, M::dir_index(va), table)
         } else {
             None
         };
@@ -489,12 +630,12 @@ impl AddressSpace {
         &self,
         platform: &P,
         page: Page,
-    ) -> Result<Table, MmError> {
+    ) -> Result<Table<M::Entry>, MmError> {
         let va = page.start();
         if is_direct_map(va.as_u32()) {
             return Err(MmError::FixedMapping);
         }
-        let pde = Table::of(platform, self.dir).get(va.pd_index());
+        let pde = self.dir_entry(platform, M::dir_index(va.as_u32()));
         if !pde.is_present() {
             return Err(MmError::NotMapped);
         }
@@ -509,7 +650,7 @@ impl AddressSpace {
         &mut self,
         platform: &P,
         pdi: usize,
-        table: Table,
+        table: Table<M::Entry>,
     ) -> Option<Frame> {
         let n = self.count(platform, pdi).saturating_sub(1);
         if n > 0 {
@@ -518,9 +659,9 @@ impl AddressSpace {
         }
         match table.live_entries() {
             0 => {
-                let dir = Table::of(platform, self.dir);
-                let t = dir.get(pdi).frame();
-                dir.set(pdi, PageTableEntry::EMPTY);
+                let (dir, j) = self.dir_slot(platform, pdi);
+                let t = dir.get(j).frame();
+                dir.set(j, M::Entry::EMPTY);
                 Some(t)
             }
             live => {
@@ -530,12 +671,14 @@ impl AddressSpace {
         }
     }
 
+    #[inline]
     fn count<P: Platform + ?Sized>(&self, platform: &P, pdi: usize) -> u16 {
         let mut b = [0u8; 2];
         platform.read_frame(self.counts, pdi * 2, &mut b);
         u16::from_ne_bytes(b)
     }
 
+    #[inline]
     fn set_count<P: Platform + ?Sized>(&self, platform: &P, pdi: usize, n: u16) {
         platform.write_frame(self.counts, pdi * 2, &n.to_ne_bytes());
     }
@@ -556,15 +699,13 @@ impl AddressSpace {
             !self.is_active(platform),
             "destroying the loaded address space"
         );
-        let dir = Table::of(platform, self.dir);
-        for pdi in 0..KERNEL_PD_INDEX {
-            let pde = dir.get(pdi);
+        for pdi in 0..M::KERNEL_DIR_INDEX {
+            let pde = self.dir_entry(platform, pdi);
             if pde.is_present() {
-                release_table(platform, frames, pde.frame());
+                release_table::<M::Entry, _, _>(platform, frames, pde.frame());
             }
         }
-        release_owned(frames, self.counts);
-        release_owned(frames, self.dir);
+        self.release_directory(platform, frames);
     }
 
     /// Frees the kernel space including the shared kernel tables and the
@@ -579,11 +720,11 @@ impl AddressSpace {
         platform: &P,
         frames: &mut F,
     ) {
-        let dir = Table::of(platform, self.dir);
-        for pdi in KERNEL_TABLES.0..KERNEL_TABLES.1 {
-            let pde = dir.get(pdi);
+        let (first, end) = kernel_tables::<M>();
+        for pdi in first..end {
+            let pde = self.dir_entry(platform, pdi);
             if pde.is_present() {
-                release_table(platform, frames, pde.frame());
+                release_table::<M::Entry, _, _>(platform, frames, pde.frame());
             }
         }
         self.destroy(platform, frames);
@@ -594,19 +735,19 @@ impl AddressSpace {
     pub fn for_each_user_mapping<P: Platform + ?Sized>(
         &self,
         platform: &P,
-        mut f: impl FnMut(Page, PageTableEntry),
+        mut f: impl FnMut(Page, M::Entry),
     ) {
-        let dir = Table::of(platform, self.dir);
-        for pdi in 0..KERNEL_PD_INDEX {
-            let pde = dir.get(pdi);
+        for pdi in 0..M::KERNEL_DIR_INDEX {
+            let pde = self.dir_entry(platform, pdi);
             if !pde.is_present() {
                 continue;
             }
-            let t = Table::of(platform, pde.frame());
-            for pti in 0..ENTRIES {
+            let t = Table::<M::Entry>::of(platform, pde.frame());
+            for pti in 0..M::ENTRIES {
                 let e = t.get(pti);
                 if e.is_present() {
-                    let page = VirtAddr::new(((pdi << 22) | (pti << 12)) as u32).page();
+                    let va = (pdi << M::DIR_SHIFT) | (pti << 12);
+                    let page = VirtAddr::new(va as u32).page();
                     f(page, e);
                 }
             }
@@ -615,9 +756,8 @@ impl AddressSpace {
 
     /// Number of user page tables this space owns (for accounting tests).
     pub fn user_table_count<P: Platform + ?Sized>(&self, platform: &P) -> usize {
-        let dir = Table::of(platform, self.dir);
-        (0..KERNEL_PD_INDEX)
-            .filter(|&i| dir.get(i).is_present())
+        (0..M::KERNEL_DIR_INDEX)
+            .filter(|&i| self.dir_entry(platform, i).is_present())
             .count()
     }
 }

@@ -27,7 +27,7 @@ use myos_abi::{MemFs, RawMman, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED
 use myos_mm::vm::{FaultOutcome, FdTable, OpenMode, Prot, ProtectionBug, SegvCause, Signal};
 use myos_mm::{MmError, VirtAddr};
 
-use crate::{Mode, Vm, World};
+use crate::{Mode, SimMachine, Vm, World, WorldMachine};
 
 /// Bytes per page.
 pub const PAGE: u32 = 4096;
@@ -126,7 +126,7 @@ pub struct MPage {
 pub type Pages = BTreeMap<u32, MPage>;
 
 /// A process: its space and its model.
-pub type Proc<'a> = (Vm<'a>, Pages);
+pub type Proc<'a, M = SimMachine> = (Vm<'a, M>, Pages);
 
 /// How an access is made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -250,10 +250,10 @@ impl Model {
     /// writable shared mapping of a read-only file is refused with
     /// `AccessDenied`; anything else must succeed at `pages.start` and is
     /// modelled.
-    pub fn mmap_fixed(
+    pub fn mmap_fixed<M: WorldMachine>(
         &mut self,
         fds: &FdTable,
-        (vm, m): &mut Proc<'_>,
+        (vm, m): &mut Proc<'_, M>,
         pages: Range<u32>,
         prot: u32,
         shared: bool,
@@ -286,10 +286,10 @@ impl Model {
 
     /// Writes `value` at the start of `page` of process `(vm, m)`, checks
     /// the outcome against the model and records the write.
-    pub fn write(
+    pub fn write<M: WorldMachine>(
         &mut self,
-        w: &World,
-        vm: &mut Vm<'_>,
+        w: &World<M>,
+        vm: &mut Vm<'_, M>,
         m: &mut Pages,
         page: u32,
         how: How,
@@ -342,7 +342,14 @@ impl Model {
 
     /// Reads the `u32` at the start of `page` of process `(vm, m)` and
     /// checks the outcome and the value against the model.
-    pub fn read(&self, w: &World, vm: &mut Vm<'_>, m: &Pages, page: u32, how: How) {
+    pub fn read<M: WorldMachine>(
+        &self,
+        w: &World<M>,
+        vm: &mut Vm<'_, M>,
+        m: &Pages,
+        page: u32,
+        how: How,
+    ) {
         if how == How::Supervisor {
             return self.supervisor_read(w, vm, m, page, false);
         }
@@ -381,7 +388,14 @@ impl Model {
     /// kernel reads where the region allows reading (a resident
     /// `PROT_NONE` page is a supervisor-only entry, which it may read too)
     /// and anything else is a `KernelBug`.
-    pub fn supervisor_read(&self, w: &World, vm: &mut Vm<'_>, m: &Pages, page: u32, fetch: bool) {
+    pub fn supervisor_read<M: WorldMachine>(
+        &self,
+        w: &World<M>,
+        vm: &mut Vm<'_, M>,
+        m: &Pages,
+        page: u32,
+        fetch: bool,
+    ) {
         let va = va(page);
         let user = expect_access(m, page, false);
         let mut want = m.get(&page).and_then(|q| self.get(q.cell));
@@ -432,10 +446,10 @@ impl Model {
 
     /// Fetches (executes) the first byte of `page` from user mode and checks
     /// the outcome against the model.
-    pub fn fetch(&self, w: &World, vm: &mut Vm<'_>, m: &Pages, page: u32) {
+    pub fn fetch<M: WorldMachine>(&self, w: &World<M>, vm: &mut Vm<'_, M>, m: &Pages, page: u32) {
         let va = va(page);
         let r = w.fetch(vm, va, Mode::User);
-        let user = expect_access(m, page, false);
+        let user = expect_fetch(m, page, w.m.nx());
         if self.past_eof(m, page, user.is_ok()) {
             assert_eq!(r, Err(FaultOutcome::Signal(Signal::Bus { addr: va })));
             return;
@@ -452,7 +466,13 @@ impl Model {
     /// the writes made through shared mappings (written back at `munmap` or
     /// exit) and has its size. The caller then checks the frames with
     /// [`World::finish`].
-    pub fn finish(&self, w: &World, mut procs: Vec<Proc<'_>>, fs: &MemFs, fds: FdTable) {
+    pub fn finish<M: WorldMachine>(
+        &self,
+        w: &World<M>,
+        mut procs: Vec<Proc<'_, M>>,
+        fs: &MemFs,
+        fds: FdTable,
+    ) {
         for (vm, m) in &mut procs {
             for (&page, p) in m.iter() {
                 if p.prot.is_empty() {
@@ -482,6 +502,15 @@ impl Model {
     }
 }
 
+/// What a user fetch from `page` must give: as a read, except that with NX
+/// a page without `PROT_EXEC` refuses it (SIGSEGV, never resolved as a read).
+pub fn expect_fetch(m: &Pages, page: u32, nx: bool) -> Result<(), SegvCause> {
+    match m.get(&page) {
+        Some(p) if nx && !p.prot.contains(Prot::EXEC) => Err(SegvCause::Protection),
+        _ => expect_access(m, page, false),
+    }
+}
+
 /// The bug the handler must report for a ring-0 access to user space
 /// under the machine's SMEP, SMAP and AC (a fetch when `fetch`), and whether
 /// the access still gets through a present user page. A fetch under SMEP
@@ -489,10 +518,15 @@ impl Model {
 /// without SMEP a fetch fault carries no I/D bit, so under SMAP (AC clear) a
 /// not-present fetch looks like a read SMAP forbids, while a present page
 /// runs (SMAP does not cover fetches).
-fn supervisor_bug(w: &World, fetch: bool) -> Option<(ProtectionBug, bool)> {
-    let smap = w.m.smap() && !w.m.ac();
-    match (fetch, w.m.smep(), smap) {
+fn supervisor_bug<M: WorldMachine>(w: &World<M>, fetch: bool) -> Option<(ProtectionBug, bool)> {
+    let cx = w.m.context();
+    let smap = cx.smap_enforced();
+    match (fetch, cx.smep, smap) {
         (true, true, _) => Some((ProtectionBug::SmepFetch, false)),
+        // With NX (EFER.NXE) every fetch fault reports ERR_FETCH: a ring-0
+        // fetch that faults (a no-execute page, or not present) is the bug
+        // a fetch fault names; from a present executable page it runs.
+        (true, false, _) if w.m.nx() => Some((ProtectionBug::SmepFetch, true)),
         (true, false, true) => Some((ProtectionBug::SmapAccess, true)),
         (false, _, true) => Some((ProtectionBug::SmapAccess, false)),
         _ => None,
@@ -506,7 +540,13 @@ fn segv(addr: VirtAddr, cause: SegvCause) -> FaultOutcome {
 
 /// Checks an access to a page past the end of its file: SIGBUS, or
 /// `BadAddress` from the copy functions.
-fn expect_bus(w: &World, vm: &mut Vm<'_>, va: VirtAddr, how: How, write: bool) {
+fn expect_bus<M: WorldMachine>(
+    w: &World<M>,
+    vm: &mut Vm<'_, M>,
+    va: VirtAddr,
+    how: How,
+    write: bool,
+) {
     let bus = Err(FaultOutcome::Signal(Signal::Bus { addr: va }));
     let mode = match how {
         How::User => Mode::User,
@@ -574,7 +614,7 @@ pub fn protect(m: &mut Pages, lo: u32, hi: u32, prot: Prot) {
 /// `mprotect` of pages `lo..hi` with raw protection `prot` (one of the
 /// valid ones) in `(vm, m)`: the error [`expect_protect`] gives, else done
 /// and modelled.
-pub fn mprotect((vm, m): &mut Proc<'_>, lo: u32, hi: u32, prot: u32) {
+pub fn mprotect<M: WorldMachine>((vm, m): &mut Proc<'_, M>, lo: u32, hi: u32, prot: u32) {
     let r = vm.mprotect(va(lo), (hi - lo) * PAGE, prot);
     let prot = Prot::from_bits(prot).unwrap();
     let want = expect_protect(m, lo, hi, prot);
@@ -586,13 +626,13 @@ pub fn mprotect((vm, m): &mut Proc<'_>, lo: u32, hi: u32, prot: u32) {
 
 /// `munmap` of pages `lo..hi` (inside user space) in `(vm, m)`: must
 /// succeed; modelled.
-pub fn munmap((vm, m): &mut Proc<'_>, lo: u32, hi: u32) {
+pub fn munmap<M: WorldMachine>((vm, m): &mut Proc<'_, M>, lo: u32, hi: u32) {
     vm.munmap(va(lo), (hi - lo) * PAGE).expect("munmap");
     remove_range(m, lo, hi);
 }
 
 /// `fork` of `procs[i]`: the child (last) starts with the parent's model.
-pub fn fork(procs: &mut Vec<Proc<'_>>, i: usize) {
+pub fn fork<M: WorldMachine>(procs: &mut Vec<Proc<'_, M>>, i: usize) {
     let (vm, m) = &mut procs[i];
     let child = vm.fork().expect("fork");
     let m = m.clone();
@@ -617,7 +657,13 @@ pub fn count_range(m: &Pages, lo: u32, hi: u32) -> u64 {
 /// its regions hold as many pages as the model. With `frames`, the frame
 /// allocator validates too (a full check of its bitmaps: the fuzz target
 /// does it every few operations only, for speed).
-pub fn check(w: &World, procs: &[Proc<'_>], window: Range<u32>, frames: bool, after: &dyn Debug) {
+pub fn check<M: WorldMachine>(
+    w: &World<M>,
+    procs: &[Proc<'_, M>],
+    window: Range<u32>,
+    frames: bool,
+    after: &dyn Debug,
+) {
     for (vm, m) in procs {
         vm.validate().expect("space validates");
         for page in window.clone() {

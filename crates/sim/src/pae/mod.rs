@@ -7,8 +7,8 @@
 //! [`SimMachine`](crate::SimMachine): the same TLB model and the same rights
 //! rules (U/S and R/W ANDed over PDE and PTE, CR0.WP, SMEP, SMAP with
 //! EFLAGS.AC), its own entry decoding ([`bits`]) and its own
-//! TLB entries (64-bit frames, XD). It does not implement
-//! [`myos_mm::Platform`]: the core has no PAE mode yet.
+//! TLB entries (64-bit frames, XD). It implements [`myos_mm::Platform`]
+//! for the core's [`Pae`](myos_mm::paging::Pae) paging mode (`platform.rs`).
 //!
 //! Physical memory is a list of RAM banks, each lazily backed by the host
 //! (untouched pages cost nothing), so a machine can have, say, 16 MiB at 0
@@ -33,6 +33,7 @@
 //! assert_eq!(m.read_phys_u32(page + 0x10).unwrap(), 0xDEAD_BEEF);
 //! ```
 
+mod platform;
 mod tlb;
 mod walk;
 
@@ -64,7 +65,7 @@ pub(crate) struct PhysMem {
 
 impl PhysMem {
     /// The bank holding all of `addr..addr+len`, and the offset in it.
-    fn find(&self, addr: u64, len: usize) -> Option<(&Ram, u64)> {
+    pub(crate) fn find(&self, addr: u64, len: usize) -> Option<(&Ram, u64)> {
         self.banks
             .iter()
             .filter(|(base, _)| *base <= addr)
@@ -166,6 +167,8 @@ pub struct PaeConfig {
     nxe: bool,
     smep: bool,
     smap: bool,
+    #[cfg(feature = "memfd")]
+    shared_ram: bool,
 }
 
 impl Default for PaeConfig {
@@ -186,7 +189,17 @@ impl PaeConfig {
             nxe: false,
             smep: false,
             smap: false,
+            #[cfg(feature = "memfd")]
+            shared_ram: false,
         }
+    }
+    /// Puts each RAM bank in a memfd of its own (feature `memfd`), so that
+    /// its frames can also be mapped elsewhere in the host process: see
+    /// [`PaeMachine::ram_fd`].
+    #[cfg(feature = "memfd")]
+    pub fn shared_ram(mut self, on: bool) -> Self {
+        self.shared_ram = on;
+        self
     }
     /// Adds a RAM bank of `bytes` at physical address `base`.
     pub fn ram(mut self, base: u64, bytes: u64) -> Self {
@@ -256,7 +269,15 @@ impl PaeConfig {
                 return Err(PaeConfigError::BankOverlap { base, bytes });
             }
             prev_end = base + bytes;
-            banks.push((base, Ram::new(bytes).map_err(PaeConfigError::Host)?));
+            #[cfg(feature = "memfd")]
+            let ram = if self.shared_ram {
+                Ram::new_memfd(bytes)
+            } else {
+                Ram::new(bytes)
+            };
+            #[cfg(not(feature = "memfd"))]
+            let ram = Ram::new(bytes);
+            banks.push((base, ram.map_err(PaeConfigError::Host)?));
         }
         Ok(PaeMachine {
             mem: PhysMem { banks },
@@ -336,6 +357,17 @@ impl PaeMachine {
 
     fn lock(&self) -> MutexGuard<'_, PaeCpu> {
         self.cpu.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The memfd of the RAM bank holding the frame at physical `pa`, and
+    /// the frame's offset in it, for a machine built with
+    /// [`PaeConfig::shared_ram`] (else `None`; `None` too outside RAM).
+    /// Mapping the file `MAP_SHARED` at that offset gives another host view
+    /// of the frame, coherent with the machine's.
+    #[cfg(feature = "memfd")]
+    pub fn ram_fd(&self, pa: u64) -> Option<(std::os::fd::BorrowedFd<'_>, u64)> {
+        let (ram, off) = self.mem.find(pa, 1)?;
+        Some((ram.fd()?, off))
     }
 
     /// MAXPHYADDR in bits.
@@ -676,6 +708,43 @@ impl PaeMachine {
     /// Writes a little-endian `u32` (may cross a page; all or nothing).
     pub fn write_u32(&self, va: u32, value: u32, mode: Mode) -> Result<(), PageFault> {
         self.write_small(va, &value.to_le_bytes(), mode)
+    }
+
+    /// Reads `buf.len()` bytes at `va`, page by page (like `rep movsb`): on a
+    /// fault, CR2 is the first byte of the faulting page piece and `buf`
+    /// holds the bytes of the pages before it.
+    pub fn read_bytes(&self, va: u32, buf: &mut [u8], mode: Mode) -> Result<(), PageFault> {
+        let mut cpu = self.lock();
+        let mut done = 0usize;
+        while done < buf.len() {
+            let cur = va.wrapping_add(done as u32);
+            let n = (PAGE as usize - (cur as usize & (PAGE as usize - 1))).min(buf.len() - done);
+            let pa = self.translate_in(&mut cpu, cur, Access::Read, mode)?;
+            if !self.mem.read(pa, &mut buf[done..done + n]) {
+                buf[done..done + n].fill(0xFF);
+                cpu.stats.unbacked_accesses += 1;
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `va`, page by page (like `rep movsb`): on a fault,
+    /// the bytes for the pages before CR2 have been written, nothing at or
+    /// after it (retrying the whole write is safe).
+    pub fn write_bytes(&self, va: u32, data: &[u8], mode: Mode) -> Result<(), PageFault> {
+        let mut cpu = self.lock();
+        let mut done = 0usize;
+        while done < data.len() {
+            let cur = va.wrapping_add(done as u32);
+            let n = (PAGE as usize - (cur as usize & (PAGE as usize - 1))).min(data.len() - done);
+            let pa = self.translate_in(&mut cpu, cur, Access::Write, mode)?;
+            if !self.mem.write(pa, &data[done..done + n]) {
+                cpu.stats.unbacked_accesses += 1;
+            }
+            done += n;
+        }
+        Ok(())
     }
 
     /// Fetches one instruction byte: needs read rights, no XD at any level

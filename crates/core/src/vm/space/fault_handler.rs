@@ -7,15 +7,16 @@ use crate::addr::VirtAddr;
 use crate::error::MmError;
 use crate::frames::{FrameSource, OwnedFrame, Zone};
 use crate::layout::USER_END;
-use crate::paging::{PageTableEntry, PteFlags, TlbBatch};
+use crate::paging::{Entry, PageAttrs, PagingMode, PteFlags, TlbBatch};
 use crate::platform::Platform;
 use crate::vm::fault::{
     AccessKind, ErrorCode, FaultKind, FaultOutcome, PageFault, SegvCause, Signal,
 };
 use crate::vm::object::PageError;
 use crate::vm::region::{Region, GUARD_PAGES, MIN_PAGE};
+use crate::vm::Prot;
 
-impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
+impl<P: Platform + ?Sized, F: FrameSource + Clone, M: PagingMode> VmSpace<'_, P, F, M> {
     /// The page-fault handler: services a fault of this space (CR2 and the
     /// error code, decoded by [`PageFault::new`]).
     ///
@@ -80,6 +81,13 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
         if !region.prot.readable() || (write && !region.prot.writable()) {
             return deny(SegvCause::Protection);
         }
+        // With NX, a fetch from a page without PROT_EXEC is refused (never
+        // resolved as a read). Classic paging can't refuse fetches, and
+        // reports ERR_FETCH only under SMEP: nothing changes there.
+        let fetch = fault.access() == AccessKind::Fetch;
+        if M::NX && fetch && !region.prot.contains(Prot::EXEC) {
+            return deny(SegvCause::Protection);
+        }
         let entry = self
             .space
             .entry(self.platform, page_of(page))
@@ -89,11 +97,11 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
             Some(e) if write && !e.flags().contains(PteFlags::WRITABLE) => {
                 self.write_fault(start, &region, page, e)
             }
-            Some(e) if !e.flags().contains(PteFlags::USER) => {
+            Some(e) if !e.flags().contains(PteFlags::USER) || (fetch && e.no_exec()) => {
                 // Entry flags lag behind the region (cannot happen through
                 // this API; repair rather than loop).
                 let writable = self.may_write_in_place(start, &region, page, e.frame());
-                self.set_flags(page, pte_flags(region.prot, writable));
+                self.set_flags(page, pte_flags::<M>(region.prot, writable));
                 FaultOutcome::Resolved(FaultKind::Spurious)
             }
             Some(e) if allows(e.flags(), &fault) => {
@@ -137,7 +145,7 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
         &mut self,
         page: u32,
         frame: OwnedFrame,
-        flags: PteFlags,
+        flags: PageAttrs,
     ) -> Result<(), MmError> {
         let platform = self.platform;
         let space = &mut *self.space;
@@ -156,10 +164,10 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
     /// Sets the flags of a present page. Widening flushes this CPU only
     /// (other CPUs with the narrower entry fault spuriously and flush
     /// themselves); narrowing shoots the space's other CPUs down.
-    pub(super) fn set_flags(&mut self, page: u32, flags: PteFlags) {
+    pub(super) fn set_flags(&mut self, page: u32, flags: PageAttrs) {
         let platform = self.platform;
         let space = &mut *self.space;
-        let old = space.entry(platform, page_of(page)).map(|e| e.flags());
+        let old = space.entry(platform, page_of(page)).map(|e| e.attrs());
         if let Ok(flush) = space.protect(platform, page_of(page), flags) {
             if old.is_some_and(|old| narrows(old, flags)) {
                 let mut batch = TlbBatch::new();
@@ -188,7 +196,7 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
                 Err(_) => return FaultOutcome::OutOfMemory,
             };
             self.platform.zero_frame(frame.frame());
-            return match self.install(page, frame, pte_flags(region.prot, true)) {
+            return match self.install(page, frame, pte_flags::<M>(region.prot, true)) {
                 Ok(()) => FaultOutcome::Resolved(FaultKind::DemandZero),
                 Err(e) => oom(e),
             };
@@ -210,7 +218,7 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
                 Err(_) => return FaultOutcome::OutOfMemory,
             };
             self.platform.copy_frame(frame.frame(), cached);
-            return match self.install(page, frame, pte_flags(region.prot, true)) {
+            return match self.install(page, frame, pte_flags::<M>(region.prot, true)) {
                 Ok(()) => FaultOutcome::Resolved(kind),
                 Err(e) => oom(e),
             };
@@ -225,7 +233,7 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
         if writable && object.is_file() {
             object.mark_dirty(index);
         }
-        match self.install(page, shared, pte_flags(region.prot, writable)) {
+        match self.install(page, shared, pte_flags::<M>(region.prot, writable)) {
             Ok(()) => FaultOutcome::Resolved(kind),
             Err(e) => oom(e),
         }
@@ -237,9 +245,9 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
         start: u32,
         region: &Region,
         page: u32,
-        e: PageTableEntry,
+        e: M::Entry,
     ) -> FaultOutcome {
-        let writable = pte_flags(region.prot, true);
+        let writable = pte_flags::<M>(region.prot, true);
         if region.shared {
             let kind = match region.object_index(start, page) {
                 Some((object, index)) if object.is_file() => {

@@ -7,11 +7,11 @@ use core::mem::ManuallyDrop;
 use super::{drop_ref, VmSpace};
 use crate::error::MmError;
 use crate::frames::{FrameSource, OwnedFrame};
-use crate::paging::{AddressSpace, PteFlags, TlbBatch};
+use crate::paging::{AddressSpace, Entry, PageAttrs, PagingMode, PteFlags, TlbBatch};
 use crate::platform::Platform;
 use crate::vm::fault::FaultStats;
 
-impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
+impl<P: Platform + ?Sized, F: FrameSource + Clone, M: PagingMode> VmSpace<'_, P, F, M> {
     /// `fork`: a copy of this address space. Page tables are copied, data
     /// pages never: private writable pages become read-only in both spaces
     /// with their reference counts raised (copy-on-write), shared pages stay
@@ -59,9 +59,12 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
                     None => true,
                 },
             };
-            let mut flags = e.flags() & (PteFlags::USER | PteFlags::WRITABLE);
-            if !shared && flags.contains(PteFlags::WRITABLE) {
-                flags.remove(PteFlags::WRITABLE);
+            let mut flags = PageAttrs {
+                flags: e.flags() & (PteFlags::USER | PteFlags::WRITABLE),
+                no_exec: e.no_exec(),
+            };
+            if !shared && flags.flags.contains(PteFlags::WRITABLE) {
+                flags.flags.remove(PteFlags::WRITABLE);
                 if let Ok(flush) = space.protect(platform, page, flags) {
                     batch.push(flush);
                 }

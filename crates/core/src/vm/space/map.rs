@@ -9,14 +9,14 @@ use crate::addr::{Frame, VirtAddr};
 use crate::error::MmError;
 use crate::frames::FrameSource;
 use crate::layout::{PAGE_SHIFT, PAGE_SIZE};
-use crate::paging::{PageTableEntry, TlbBatch};
+use crate::paging::{Entry, PagingMode, TlbBatch};
 use crate::platform::Platform;
 use crate::vm::file::PageCache;
 use crate::vm::object::VmObject;
 use crate::vm::region::{Backing, Region, END_PAGE, MIN_PAGE};
 use crate::vm::Prot;
 
-impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
+impl<P: Platform + ?Sized, F: FrameSource + Clone, M: PagingMode> VmSpace<'_, P, F, M> {
     /// `mmap`: validates `req`, places the region (the hint if free, else
     /// the best-fitting free gap, found in O(log n)), and records it. No
     /// frame is allocated: pages come in on first touch. (The spec's raw
@@ -189,13 +189,13 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
     }
 
     /// Present pages in `lo..hi` with their entries (skips absent tables).
-    pub(super) fn present_pages(&self, lo: u32, hi: u32) -> Vec<(u32, PageTableEntry)> {
+    pub(super) fn present_pages(&self, lo: u32, hi: u32) -> Vec<(u32, M::Entry)> {
         let space = &*self.space;
         let mut out = Vec::new();
         let mut p = lo;
         while p < hi {
             match space.entry(self.platform, page_of(p)) {
-                None => p = (p | 0x3FF).saturating_add(1),
+                None => p = (p | (M::ENTRIES as u32 - 1)).saturating_add(1),
                 Some(e) => {
                     if e.is_present() {
                         out.push((p, e));
@@ -215,8 +215,8 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
         let mut p = lo;
         while p < hi {
             match space.entry(platform, page_of(p)) {
-                // No page table: skip to the next 4 MiB.
-                None => p = (p | 0x3FF).saturating_add(1),
+                // No page table: skip to the next table's span (4 or 2 MiB).
+                None => p = (p | (M::ENTRIES as u32 - 1)).saturating_add(1),
                 Some(e) => {
                     if e.is_present() {
                         let r = space.unmap_batched(platform, page_of(p), batch);
@@ -278,11 +278,11 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
             };
             for (page, e) in self.present_pages(s, region.end) {
                 let writable = self.may_write_in_place(s, &region, page, e.frame());
-                let flags = pte_flags(prot, writable);
+                let flags = pte_flags::<M>(prot, writable);
                 let platform = self.platform;
                 let space = &mut *self.space;
                 if let Ok(flush) = space.protect(platform, page_of(page), flags) {
-                    if narrows(e.flags(), flags) {
+                    if narrows(e.attrs(), flags) {
                         batch.push(flush);
                     } else {
                         widened.push(flush);

@@ -22,7 +22,7 @@ use crate::addr::{Frame, Page, VirtAddr};
 use crate::error::MmError;
 use crate::frames::{FrameSource, OwnedFrame};
 use crate::layout::{PAGE_SHIFT, PAGE_SIZE};
-use crate::paging::{AddressSpace, PteFlags, TlbBatch};
+use crate::paging::{AddressSpace, Classic, PageAttrs, PagingMode, PteFlags, TlbBatch};
 use crate::platform::Platform;
 use crate::smp::Invalidate;
 
@@ -91,20 +91,24 @@ pub struct RegionInfo {
 ///
 /// `P` is the platform, `F` a cloneable handle to the frame allocator
 /// (typically `&spin::Mutex<FrameAllocator>`; every space of the system
-/// must use the same allocator). Dropping the space is `exit`: every frame,
+/// must use the same allocator), `M` the paging mode (classic by default;
+/// in [`Pae`](crate::paging::Pae) mode pages without `PROT_EXEC` are
+/// mapped no-execute). Dropping the space is `exit`: every frame,
 /// page table and object reference is released (see [`destroy`](Self::destroy)).
-pub struct VmSpace<'a, P: Platform + ?Sized, F: FrameSource + Clone> {
+pub struct VmSpace<'a, P: Platform + ?Sized, F: FrameSource + Clone, M: PagingMode = Classic> {
     platform: &'a P,
     frames: F,
     /// The page tables. Taken out (and destroyed) only by `drop`.
-    space: ManuallyDrop<AddressSpace>,
+    space: ManuallyDrop<AddressSpace<M>>,
     /// The kernel's page directory: loaded when a loaded space is destroyed.
     kernel_dir: Frame,
     regions: RegionTree,
     stats: FaultStats,
 }
 
-impl<P: Platform + ?Sized, F: FrameSource + Clone> core::fmt::Debug for VmSpace<'_, P, F> {
+impl<P: Platform + ?Sized, F: FrameSource + Clone, M: PagingMode> core::fmt::Debug
+    for VmSpace<'_, P, F, M>
+{
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("VmSpace")
             .field("directory", &self.space.directory())
@@ -114,13 +118,14 @@ impl<P: Platform + ?Sized, F: FrameSource + Clone> core::fmt::Debug for VmSpace<
     }
 }
 
-/// Whether changing a present entry's flags from `old` to `new` (same
-/// frame) takes a right away: then other CPUs may cache the wider entry and
-/// must be shot down. Adding rights is IPI-free (a CPU with the narrower
-/// entry takes a spurious fault and flushes it locally).
-fn narrows(old: PteFlags, new: PteFlags) -> bool {
+/// Whether changing a present entry's attributes from `old` to `new` (same
+/// frame) takes a right away (user access, write, or execute: setting NX):
+/// then other CPUs may cache the wider entry and must be shot down. Adding
+/// rights is IPI-free (a CPU with the narrower entry takes a spurious
+/// fault and flushes it locally).
+fn narrows(old: PageAttrs, new: PageAttrs) -> bool {
     let rights = PteFlags::USER | PteFlags::WRITABLE;
-    !(new & rights).contains(old & rights)
+    !(new.flags & rights).contains(old.flags & rights) || (new.no_exec && !old.no_exec)
 }
 
 /// Drops a reference the core holds; failure is a core bug.
@@ -130,17 +135,19 @@ fn drop_ref<F: FrameSource + ?Sized>(frames: &mut F, frame: OwnedFrame) {
     debug_assert!(r.is_ok(), "releasing {f:?}: {r:?}");
 }
 
-/// Entry flags of a present user page: `PROT_NONE` pages become
-/// supervisor-only and read-only (any user access faults).
-fn pte_flags(prot: Prot, writable: bool) -> PteFlags {
-    if !prot.readable() {
-        return PteFlags::empty();
-    }
-    if writable && prot.writable() {
+/// Entry attributes of a present user page: `PROT_NONE` pages become
+/// supervisor-only and read-only (any user access faults); in a mode with
+/// NX, pages without `PROT_EXEC` are no-execute.
+fn pte_flags<M: PagingMode>(prot: Prot, writable: bool) -> PageAttrs {
+    let no_exec = M::NX && !prot.contains(Prot::EXEC);
+    let flags = if !prot.readable() {
+        PteFlags::empty()
+    } else if writable && prot.writable() {
         PteFlags::USER | PteFlags::WRITABLE
     } else {
         PteFlags::USER
-    }
+    };
+    PageAttrs { flags, no_exec }
 }
 
 fn page_of(n: u32) -> Page {
@@ -169,9 +176,9 @@ fn user_range(addr: VirtAddr, length: u32) -> Result<(u32, u32), MmError> {
     Ok((lo, hi as u32))
 }
 
-impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
+impl<'a, P: Platform + ?Sized, F: FrameSource + Clone, M: PagingMode> VmSpace<'a, P, F, M> {
     /// An empty user address space whose kernel half is `kernel`'s.
-    pub fn new(platform: &'a P, mut frames: F, kernel: &AddressSpace) -> Result<Self, MmError> {
+    pub fn new(platform: &'a P, mut frames: F, kernel: &AddressSpace<M>) -> Result<Self, MmError> {
         let space = AddressSpace::new_user(platform, &mut frames, kernel)?;
         Ok(VmSpace {
             platform,
@@ -184,7 +191,7 @@ impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
     }
 
     /// The page tables.
-    pub fn address_space(&self) -> &AddressSpace {
+    pub fn address_space(&self) -> &AddressSpace<M> {
         &self.space
     }
 
@@ -194,7 +201,7 @@ impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
     /// mappings are the caller's business: the fault handler, `munmap` and
     /// `mprotect` only act inside regions, and exit releases their frames
     /// like any other entry's. Don't change entries inside regions this way.
-    pub fn address_space_mut(&mut self) -> &mut AddressSpace {
+    pub fn address_space_mut(&mut self) -> &mut AddressSpace<M> {
         &mut self.space
     }
 
@@ -298,7 +305,7 @@ impl<'a, P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'a, P, F> {
     }
 }
 
-impl<P: Platform + ?Sized, F: FrameSource + Clone> Drop for VmSpace<'_, P, F> {
+impl<P: Platform + ?Sized, F: FrameSource + Clone, M: PagingMode> Drop for VmSpace<'_, P, F, M> {
     /// See [`VmSpace::destroy`].
     fn drop(&mut self) {
         // SAFETY: `drop` runs once and nothing uses `self.space` after it;

@@ -6,11 +6,11 @@ use crate::addr::{Frame, VirtAddr};
 use crate::error::MmError;
 use crate::frames::FrameSource;
 use crate::layout::{PAGE_SIZE, USER_END};
-use crate::paging::PteFlags;
+use crate::paging::{Entry, PagingMode, PteFlags};
 use crate::platform::Platform;
 use crate::vm::fault::{ErrorCode, FaultOutcome, PageFault};
 
-impl<P: Platform + ?Sized, F: FrameSource + Clone> VmSpace<'_, P, F> {
+impl<P: Platform + ?Sized, F: FrameSource + Clone, M: PagingMode> VmSpace<'_, P, F, M> {
     /// Copies `src` to user memory at `dst`, as a user-mode write would:
     /// pages are faulted in and copy-on-write is broken through the fault
     /// handler, then bytes are written through the frames
