@@ -457,3 +457,58 @@ fn metadata_that_does_not_fit_below_the_direct_map_limit_is_out_of_memory() {
     assert_eq!(fa.stats().total, (4 * MIB / 4096) as u32);
     assert_eq!(fa.frame_limit(), (4 * MIB / 4096) as u32);
 }
+
+#[test]
+fn a_pae_system_maps_kernel_heap_pages_from_above_4gib_and_gives_them_back() {
+    use myos_mm::heap::{HeapBackend, HeapFlags};
+    use myos_mm::system::System;
+
+    let m: &'static PaeMachine = Box::leak(Box::new(
+        PaeMachine::builder()
+            .ram(0, 16 * MIB)
+            .ram(1 << 32, 4 * MIB)
+            .nxe(true)
+            .build()
+            .unwrap(),
+    ));
+    let map = m.memory_map();
+    // SAFETY: the simulated RAM is used by nothing else; the system is
+    // leaked with the machine.
+    let sys: &'static System<PaeMachine, Pae> =
+        Box::leak(Box::new(unsafe { System::create(m, &map) }.unwrap()));
+    sys.kernel_space().lock().activate(m);
+    let base = sys.frames().lock().stats();
+    assert_eq!(
+        base.free_per_zone[Zone::High as usize],
+        (4 * MIB / 4096) as u32
+    );
+    // SAFETY: the backend is only driven directly; no heap dereferences it.
+    let mut b = unsafe { sys.heap_backend() };
+    let at = myos_mm::layout::HEAP_START as usize;
+    b.map(at, 4, false, HeapFlags::KERNEL).unwrap();
+    for k in 0..4 {
+        let va = VirtAddr::new((at + k * 4096) as u32);
+        let e = sys.kernel_space().lock().entry(m, va.page()).unwrap();
+        assert!(e.frame().number() >= FRAME_COUNT_4G, "{e:?}");
+        assert!(e.flags().contains(PteFlags::GLOBAL) && !e.flags().contains(PteFlags::USER));
+        assert_eq!(
+            b.phys(at + k * 4096 + 12),
+            e.frame().start().checked_add(12)
+        );
+    }
+    m.write_u32(at as u32, 42, Mode::Supervisor).unwrap();
+    let f = sys
+        .kernel_space()
+        .lock()
+        .entry(m, VirtAddr::new(at as u32).page())
+        .unwrap()
+        .frame();
+    assert_eq!(m.read_phys_u32(f.start().as_u64()).unwrap(), 42);
+    assert!(
+        m.read_u32(at as u32, Mode::User).is_err(),
+        "supervisor only"
+    );
+    b.unmap(at, 4);
+    assert_eq!(b.phys(at), None);
+    assert_eq!(sys.frames().lock().stats(), base);
+}

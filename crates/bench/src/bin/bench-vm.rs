@@ -14,6 +14,9 @@
 //! Prints a table and writes the VM section of `BENCHMARKS.md` (between
 //! `<!-- vm:begin -->` and `<!-- vm:end -->`, appended if missing);
 //! `bench-vm faults|regions|fork` runs one part and writes nothing;
+//! `bench-vm faults-pae` times the faults with the core in PAE mode on the
+//! PAE machine (64 MiB at 0, 512 MiB at 4 GiB: the faults' frames are above
+//! 4 GiB) and writes nothing;
 //! `bench-vm mm <regions>` times only mmap+munmap and `bench-vm lookup
 //! <regions>` only random lookups (profiling aids).
 
@@ -26,8 +29,9 @@ use myos_mm::frames::{FrameAllocator, FrameSource, Zone};
 use myos_mm::layout::{PAGE_SIZE, USER_MMAP_MIN};
 use myos_mm::paging::AddressSpace;
 use myos_mm::vm::{FaultOutcome, FdTable, PageFault, VmSpace, ERR_PRESENT, ERR_USER, ERR_WRITE};
-use myos_mm::{OwnedFrame, PhysAddr, Platform, VirtAddr};
-use myos_sim::SimMachine;
+use myos_mm::{OwnedFrame, PhysAddr, VirtAddr};
+use myos_sim::pae::PaeMachine;
+use myos_sim::{SimMachine, WorldMachine};
 use spin::Mutex;
 
 const MIB: u64 = 1 << 20;
@@ -37,24 +41,34 @@ const ANON: u32 = MAP_PRIVATE | MAP_ANONYMOUS;
 /// Timed rounds; the median is reported.
 const ROUNDS: usize = 9;
 
-type Vm<'a> = VmSpace<'a, SimMachine, &'a Mutex<FrameAllocator>>;
+type Vm<'a, M = SimMachine> =
+    VmSpace<'a, M, &'a Mutex<FrameAllocator>, <M as WorldMachine>::Paging>;
 
-/// A machine, its frame allocator and the kernel space.
-struct World {
-    m: Box<SimMachine>,
+/// A machine, its frame allocator and the kernel space (in the machine's
+/// paging mode: classic on `SimMachine`, PAE on `PaeMachine`).
+struct World<M: WorldMachine = SimMachine> {
+    m: Box<M>,
     fa: Mutex<FrameAllocator>,
-    kernel: AddressSpace,
+    kernel: AddressSpace<M::Paging>,
 }
 
 impl World {
     fn new(ram: u64) -> World {
-        let m = Box::new(SimMachine::new(ram).expect("machine"));
-        let map = m.memory_map().to_vec();
+        World::on(SimMachine::new(ram).expect("machine"))
+    }
+}
+
+impl<M: WorldMachine> World<M> {
+    fn on(m: M) -> World<M> {
+        let m = Box::new(m);
+        let map = m.world_memory_map();
         // SAFETY: the machine is boxed in the same `World` as the allocator,
         // so its RAM outlives every use of the allocator.
-        let mut fa = unsafe { FrameAllocator::new(&*m, &map) }.expect("allocator");
-        let kernel = AddressSpace::new_kernel(&*m, &mut fa, PhysAddr::new(ram.min(3 << 30) as u32))
-            .expect("kernel space");
+        let mut fa =
+            unsafe { FrameAllocator::new_below(&*m, &map, m.phys_end()) }.expect("allocator");
+        let direct = PhysAddr::try_from_u64(m.direct_ram()).expect("direct map");
+        let kernel =
+            AddressSpace::<M::Paging>::create_kernel(&*m, &mut fa, direct).expect("kernel space");
         kernel.activate(&*m);
         World {
             m,
@@ -63,7 +77,7 @@ impl World {
         }
     }
 
-    fn space(&self) -> Vm<'_> {
+    fn space(&self) -> Vm<'_, M> {
         VmSpace::new(&*self.m, &self.fa, &self.kernel).expect("space")
     }
 
@@ -192,7 +206,7 @@ impl Pairs {
 /// Each chunk of `CHUNK` faults is paired with its baseline on as many
 /// frames of the same age (touched once per round), the two in alternating
 /// order.
-fn faults(w: &World, pages: u32) -> [f64; 6] {
+fn faults<M: WorldMachine>(w: &World<M>, pages: u32) -> [f64; 6] {
     let fds = FdTable::new();
     let mut vm = w.space();
     vm.activate();
@@ -210,7 +224,7 @@ fn faults(w: &World, pages: u32) -> [f64; 6] {
             fa.release(f).expect("release");
         }
     };
-    let map = |vm: &mut Vm<'_>| {
+    let map = |vm: &mut Vm<'_, M>| {
         vm.mmap(&fds, base, pages * PAGE, RW, ANON | MAP_FIXED, -1, 0)
             .expect("mmap");
     };
@@ -444,7 +458,7 @@ fn verdict(value: f64, goal: f64) -> &'static str {
     }
 }
 
-fn fault_section(w: &World, goals: &mut Vec<String>) -> String {
+fn fault_section<M: WorldMachine>(w: &World<M>, goals: &mut Vec<String>) -> String {
     let mut out = String::new();
     let fault_pages = 4096;
     // Whole runs repeated, each figure the median over runs: the machine is
@@ -556,6 +570,15 @@ fn main() {
     let mut goals = Vec::new();
     match only.as_deref() {
         Some("faults") => return println!("{}", fault_section(&w, &mut goals)),
+        Some("faults-pae") => {
+            let pae = PaeMachine::builder()
+                .ram(0, 64 * MIB)
+                .ram(1 << 32, 512 * MIB)
+                .nxe(true)
+                .build()
+                .expect("PAE machine");
+            return println!("{}", fault_section(&World::on(pae), &mut goals));
+        }
         Some("regions") => return println!("{}", region_section(&w, &mut goals)),
         Some("fork") => return println!("{}", fork_section(&w, &mut goals)),
         Some(aid @ ("mm" | "lookup")) => {

@@ -50,6 +50,11 @@ const DIRECT_PDE: PteFlags = KERNEL_PDE.union(PteFlags::HUGE).union(PteFlags::GL
 /// are reserved there).
 const PDPTE: PteFlags = PteFlags::PRESENT;
 
+/// The PAE PDPT entry of the kernel half (`0xC000_0000..`): every space's
+/// points at the kernel space's directory; the entries below it are the
+/// space's own.
+const KERNEL_PDPTE: usize = (KERNEL_BASE >> 30) as usize;
+
 /// First and one-past-last directory index whose kernel tables are preallocated.
 fn kernel_tables<M: PagingMode>() -> (usize, usize) {
     (M::dir_index(HEAP_START), M::dir_index(KMAP_END))
@@ -196,7 +201,9 @@ impl<M: PagingMode> AddressSpace<M> {
             let pdpt = Table::<M::Entry>::of(platform, dir);
             for i in 0..PDPT_ENTRIES {
                 let pd = match (i, kernel) {
-                    (3, Some(k)) => Table::<M::Entry>::of(platform, k.dir).get(3).frame(),
+                    (KERNEL_PDPTE, Some(k)) => Table::<M::Entry>::of(platform, k.dir)
+                        .get(KERNEL_PDPTE)
+                        .frame(),
                     _ => match new_table(platform, frames) {
                         Ok(pd) => pd,
                         Err(e) => {
@@ -221,7 +228,11 @@ impl<M: PagingMode> AddressSpace<M> {
     ) {
         if M::PDPT {
             let pdpt = Table::<M::Entry>::of(platform, self.dir);
-            let owned = if self.kernel { PDPT_ENTRIES } else { 3 };
+            let owned = if self.kernel {
+                PDPT_ENTRIES
+            } else {
+                KERNEL_PDPTE
+            };
             for i in 0..owned {
                 let e = pdpt.get(i);
                 if e.is_present() {
