@@ -278,9 +278,10 @@ fn with_frame<R>(frame: Frame, slot: usize, f: impl FnOnce(*mut u8) -> R) -> R {
 }
 
 // SAFETY: the direct map covers physical 0..768 MiB at KERNEL_BASE with
-// 4 MiB pages in every address space (the kernel half is shared), so
-// `frame_ptr` is valid and consecutive for every direct frame; the data
-// methods reach every other frame through the kmap window, whose slots are
+// large pages (4 MiB, or 2 MiB in PAE mode) in every address space (the
+// kernel half is shared), so `frame_ptr` is valid and consecutive for
+// every direct frame; the data methods reach every other frame (up to
+// 64 GiB in PAE mode) through the kmap window, whose slots are
 // used under `KMAP_LOCK` and unmapped (and flushed) after use; the kernel
 // never touches frames the core allocated except on the core's behalf.
 unsafe impl Platform for X86Platform {
