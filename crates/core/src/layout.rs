@@ -127,6 +127,11 @@ pub const KERNEL_HEAP_MAX: u32 = KSTACK_START;
 pub const KMAP_START: u32 = HEAP_END;
 /// End of the kmap window (exclusive).
 pub const KMAP_END: u32 = KMAP_START + TABLE_SPAN;
+/// Start of the top 4 MiB, reserved for the platform (a kernel's fixmap:
+/// device registers such as the local APIC and I/O APIC). The core keeps
+/// no mapping there and refuses to make one (`get_page`, `map`): a page
+/// table the kernel installed there is not the core's to hand out.
+pub const RESERVED_START: u32 = 0xFFC0_0000;
 /// Number of kmap slots (one page each).
 pub const KMAP_SLOTS: usize = ((KMAP_END - KMAP_START) as usize) / PAGE_SIZE;
 
@@ -159,7 +164,7 @@ const _: () = assert!(USER_MMAP_MIN.is_multiple_of(TABLE_SPAN) && USER_MMAP_MIN 
 const _: () = assert!(DIRECT_MAP_SIZE.is_multiple_of(TABLE_SPAN) && HEAP_START >= KERNEL_BASE);
 const _: () = assert!(DIRECT_MAP_SIZE <= HEAP_START - KERNEL_BASE && DIRECT_MAP_END <= HEAP_START);
 const _: () = assert!(HEAP_START < HEAP_END && HEAP_END - HEAP_START >= 32 << 20);
-const _: () = assert!(KMAP_END <= 0xFFC0_0000);
+const _: () = assert!(KMAP_END <= RESERVED_START);
 const _: () = assert!(HEAP_START.is_multiple_of(TABLE_SPAN) && HEAP_END.is_multiple_of(TABLE_SPAN));
 const _: () = assert!(HEAP_END == KMAP_START && KMAP_END > KMAP_START);
 const _: () = assert!(KSTACK_START > HEAP_START && KSTACK_START.is_multiple_of(TABLE_SPAN));

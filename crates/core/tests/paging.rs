@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use myos_mm::frames::{FrameAllocator, FrameSource, FrameStats, Zone};
-use myos_mm::layout::{HEAP_START, KERNEL_BASE, KMAP_START, USER_END};
+use myos_mm::layout::{HEAP_START, KERNEL_BASE, KMAP_START, RESERVED_START, USER_END};
 use myos_mm::paging::{AddressSpace, PteFlags};
 use myos_mm::{Frame, MmError, OwnedFrame, Page, PhysAddr, Platform, VirtAddr};
 use myos_sim::err::{ERR_PRESENT, ERR_RESERVED, ERR_USER, ERR_WRITE};
@@ -572,6 +572,43 @@ fn get_page_creates_tables_on_request() {
         Some(MmError::OutOfRange)
     );
     us.destroy(m, fa);
+    w.finish();
+}
+
+#[test]
+fn the_platforms_top_4_mib_is_refused_even_with_a_table_there() {
+    let mut w = World::new(32 * MIB);
+    // A kernel's fixmap: a page table of its own in the last directory
+    // entry of the kernel space, which user spaces made afterwards copy.
+    let fixmap = w.fa.alloc(Zone::Direct).map(OwnedFrame::into_raw).unwrap();
+    w.m.zero_frame(fixmap);
+    let dir = w.kernel.as_ref().unwrap().directory().start().as_u64();
+    let pde = fixmap.start().as_u64() as u32 | (PteFlags::PRESENT | PteFlags::WRITABLE).bits();
+    w.m.write_phys_u32(dir + 4 * 1023, pde).unwrap();
+    let mut us = w.user();
+    let (m, fa) = (&w.m, &mut w.fa);
+    for va in [RESERVED_START, RESERVED_START + 0x1000, 0xFFFF_F000] {
+        assert_eq!(
+            us.get_page(m, fa, VirtAddr::new(va), true).err(),
+            Some(MmError::OutOfRange),
+            "get_page({va:#x})"
+        );
+        let f = fa.alloc(Zone::High).unwrap();
+        let e = us
+            .map(m, fa, VirtAddr::new(va).page(), f, PteFlags::WRITABLE)
+            .unwrap_err();
+        assert_eq!(e.error, MmError::OutOfRange, "map({va:#x})");
+        fa.release(e.frame).unwrap();
+    }
+    let mut raw = [0u8; 4096];
+    m.read_frame(fixmap, 0, &mut raw);
+    assert!(
+        raw.iter().all(|&b| b == 0),
+        "the platform's table untouched"
+    );
+    us.destroy(m, fa);
+    w.m.write_phys_u32(dir + 4 * 1023, 0).unwrap();
+    fa.release(owned(fixmap)).unwrap();
     w.finish();
 }
 

@@ -27,7 +27,7 @@ use super::tlb::invlpg;
 use crate::platform::{paging, Paging};
 
 /// First address of the fixmap (the top 4 MiB, one page table).
-pub const FIXMAP_START: u32 = 0xFFC0_0000;
+pub const FIXMAP_START: u32 = myos_mm::layout::RESERVED_START;
 /// The fixmap's page of the local APIC registers.
 pub const LAPIC_VA: u32 = FIXMAP_START;
 /// The fixmap's page of the I/O APIC registers.

@@ -34,6 +34,7 @@ use crate::error::MmError;
 use crate::frames::{FrameSource, OwnedFrame};
 use crate::layout::{
     is_direct_map, DIRECT_MAP_START, DIRECT_ZONE_END, HEAP_START, KERNEL_BASE, KMAP_END,
+    RESERVED_START,
 };
 use crate::platform::Platform;
 use crate::smp::CpuSet;
@@ -364,8 +365,9 @@ impl<M: PagingMode> AddressSpace<M> {
     /// A pointer to the entry mapping `va` (`get_page`). With `make`, a
     /// missing user page table is created; without it, `Ok(None)` is
     /// returned when there is no table. Direct-map addresses give
-    /// `FixedMapping`, the unused top 4 MiB gives `OutOfRange`. (`make`
-    /// stays the spec's flag, a `bool`, as the C API, the fuzzer and the
+    /// `FixedMapping`; the top 4 MiB (reserved for the platform, e.g. a
+    /// kernel's fixmap, even where the kernel installed a table) gives
+    /// `OutOfRange`. (`make` stays the spec's flag, a `bool`, as the C API, the fuzzer and the
     /// tests pass it; inside, it becomes a `MissingTable`.)
     ///
     /// The pointer stays valid until the table is freed: by `unmap` of its
@@ -397,6 +399,10 @@ impl<M: PagingMode> AddressSpace<M> {
     ) -> Result<Option<Table<M::Entry>>, MmError> {
         if is_direct_map(va.as_u32()) {
             return Err(MmError::FixedMapping);
+        }
+        if va.as_u32() >= RESERVED_START {
+            // The platform's (a kernel's fixmap), even when it has a table.
+            return Err(MmError::OutOfRange);
         }
         let di = M::dir_index(va.as_u32());
         let (dir, j) = self.dir_slot(platform, di);
