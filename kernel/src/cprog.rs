@@ -19,12 +19,12 @@ use crate::{println, serial};
 fn register() -> Result<(), &'static str> {
     let mm = mm::get();
     let platform: &'static Plat = &PLATFORM;
-    let KernelSpace::Classic(kernel) = mm.kernel() else {
-        return Err(
-            "the C API (page_t, 32-bit entries) needs classic paging; boot without paging=pae",
-        );
+    let registered = match mm.kernel() {
+        KernelSpace::Classic(kernel) => myos_capi::register_parts(platform, mm.frames(), kernel),
+        // PAE: C code uses page64_t and get_page64 (get_page refuses).
+        KernelSpace::Pae(kernel) => myos_capi::register_parts_pae(platform, mm.frames(), kernel),
     };
-    myos_capi::register_parts(platform, mm.frames(), kernel).map_err(|_| "C API already set up")?;
+    registered.map_err(|_| "C API already set up")?;
     myos_capi::register_kernel_heap(mm::heap_ops()).map_err(|_| "C API heap already set up")?;
     myos_capi::register_console(serial::write_bytes);
     myos_capi::vm::create_process().map_err(|_| "cannot create the C process")?;

@@ -59,7 +59,8 @@ pub fn run(
     pae: bool,
 ) -> Result<(), String> {
     if let Some(file) = c {
-        return exit_with_c_status(c_program_on(file, memory, true, cpu)?);
+        let cmdline = if pae { "mode=c paging=pae" } else { "mode=c" };
+        return exit_with_c_status(c_program_on(file, memory, true, cpu, cmdline)?);
     }
     setup::ensure(&[setup::QEMU])?;
     let kernel = build_kernel()?;
@@ -98,11 +99,18 @@ pub fn run(
 /// links it into the kernel, boots it in `mode=c` (CPU model
 /// [`DEFAULT_CPU`]) and returns `c_main`'s value.
 pub fn c_program(file: &Path, memory: &str, echo: bool) -> Result<i32, String> {
-    c_program_on(file, memory, echo, DEFAULT_CPU)
+    c_program_on(file, memory, echo, DEFAULT_CPU, "mode=c")
 }
 
-/// [`c_program`] on CPU model `cpu`.
-pub fn c_program_on(file: &Path, memory: &str, echo: bool, cpu: &str) -> Result<i32, String> {
+/// [`c_program`] on CPU model `cpu` with kernel command line `cmdline`
+/// (`mode=c`, and `paging=pae` for the PAE kernel).
+pub fn c_program_on(
+    file: &Path,
+    memory: &str,
+    echo: bool,
+    cpu: &str,
+    cmdline: &str,
+) -> Result<i32, String> {
     setup::ensure(&[setup::QEMU])?;
     setup::ensure(&setup::C_TOOLS)?;
     let obj = capi::kernel_object(file)?;
@@ -115,7 +123,7 @@ pub fn c_program_on(file: &Path, memory: &str, echo: bool, cpu: &str) -> Result<
     let run = boot(&Boot {
         kernel: &kernel,
         memory,
-        cmdline: "mode=c",
+        cmdline,
         timeout: RUN_TIMEOUT,
         echo,
         module: None,
