@@ -267,6 +267,7 @@ fn test(qemu_only: bool, all_miri: bool) -> Result<(), String> {
         util::run(Command::new(util::cargo()).args(["test", "--workspace", "--release"]))?;
         examples()?;
         loom()?;
+        bug_patches_apply()?;
         publish_dry_run()?;
         capi::host_tests()?;
         ckernel::host_tests()?;
@@ -325,6 +326,36 @@ fn loom() -> Result<(), String> {
                 .env("CARGO_TARGET_DIR", util::target_dir().join("loom")),
         )?;
     }
+    Ok(())
+}
+
+/// The simulator's reintroduced-bug patches (`crates/sim/bugs/`, each a
+/// known SMP bug put back into the core; docs/smp.md says which test
+/// catches each) still apply to the tree, so the check they document can
+/// be repeated. `git apply --check` changes nothing.
+fn bug_patches_apply() -> Result<(), String> {
+    let dir = util::root().join("crates/sim/bugs");
+    let mut patches: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "patch"))
+        .collect();
+    patches.sort();
+    if patches.is_empty() {
+        return Err(format!("no patches in {}", dir.display()));
+    }
+    for patch in &patches {
+        util::run(
+            Command::new("git")
+                .current_dir(util::root())
+                .args(["apply", "--check"])
+                .arg(patch),
+        )?;
+    }
+    eprintln!(
+        "xtask: the {} reintroduced-bug patches still apply",
+        patches.len()
+    );
     Ok(())
 }
 
