@@ -46,7 +46,7 @@ impl<B: HeapBackend> Heap<B> {
         if self.grow_in_place(off, tag, size, bsize)? {
             return Ok(ptr);
         }
-        let new = match self.alloc(new_size, align) {
+        let new = match self.alloc_rounded(new_size, bsize, align) {
             Ok(new) => new,
             Err(e) => {
                 // Out of memory, after the allocation merged the quick lists
