@@ -41,8 +41,13 @@
 //! arena, integrity checks on as always). talc's "Talc v4", "Galloc" and
 //! "Buddy Alloc" are left out.
 //!
-//! Usage: `talc-harness random-actions [--no-realloc] OUT.csv`,
+//! Usage: `talc-harness random-actions [--steady] [--no-realloc] OUT.csv`,
 //! `talc-harness heap-efficiency OUT.csv`.
+//!
+//! `--steady` departs from talc's method in two ways, for a machine shared
+//! with other work: the allocators take turns trial by trial instead of one
+//! after the other, and a phase lasts 2 ms / 200 ms of the benchmark
+//! thread's CPU time instead of elapsed time. Everything else is as above.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::mem::MaybeUninit;
@@ -132,17 +137,20 @@ unsafe impl GlobalAlloc for LockedMyos {
         }
     }
 
-    unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
         let mut heap = self.0.lock();
         let p = NonNull::new(p).expect("dealloc of null");
         // A refused free would be a harness bug: stop rather than measure it.
-        heap.free(p).expect("myos free refused");
+        // The layout's size is only a hint (as `myos_mm::heap::LockedHeap`
+        // passes it).
+        heap.free_sized(p, layout.size())
+            .expect("myos free refused");
     }
 
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let mut heap = self.0.lock();
         let p = NonNull::new(p).expect("realloc of null");
-        match heap.realloc(p, new_size, layout.align()) {
+        match heap.realloc_sized(p, layout.size(), new_size, layout.align()) {
             Ok(q) => q.as_ptr(),
             Err(_) => ptr::null_mut(),
         }
@@ -334,13 +342,14 @@ fn random_actions_phase(
     max: usize,
     realloc: bool,
     length: Duration,
+    clock: Clock,
 ) -> usize {
     let mut rng = fastrand::Rng::new();
     let mut live: Vec<Block<'_>> = Vec::with_capacity(100_000);
     let kinds = if realloc { 7 } else { 6 };
     let (mut done, mut failed_allocs, mut failed_reallocs) = (0usize, 0usize, 0usize);
-    let t0 = Instant::now();
-    while t0.elapsed() < length {
+    let t0 = clock.now();
+    while clock.now() - t0 < length {
         for _ in 0..100 {
             let kind = rng.usize(0..kinds);
             if kind == 6 {
@@ -379,31 +388,91 @@ fn random_actions_phase(
     done
 }
 
-fn random_actions(realloc: bool) -> String {
+/// What a phase's length is measured in.
+#[derive(Clone, Copy)]
+enum Clock {
+    /// Elapsed time, as talc's harness measures.
+    Wall,
+    /// The benchmark thread's CPU time (`--steady`): time the thread spends
+    /// waiting for a CPU that other work holds does not count.
+    ThreadCpu,
+}
+
+impl Clock {
+    fn now(self) -> Duration {
+        match self {
+            Clock::Wall => START.elapsed(),
+            Clock::ThreadCpu => {
+                let mut ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                // SAFETY: `ts` is a valid out-pointer for the call.
+                let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+                assert_eq!(r, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+                Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+            }
+        }
+    }
+}
+
+static START: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+/// One trial: a fresh allocator, the warm-up phase and the measured phase
+/// in a fresh thread; returns the measured phase's successful actions.
+fn trial(c: &Contender, max: usize, realloc: bool, clock: Clock) -> usize {
+    // SAFETY: the previous allocator was dropped.
+    let heap = unsafe { (c.build)() };
+    let heap: &(dyn GlobalAlloc + Sync) = heap.as_ref();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            random_actions_phase(heap, max, realloc, RA_WARMUP, clock);
+            random_actions_phase(heap, max, realloc, RA_MEASURE, clock)
+        })
+        .join()
+        .expect("benchmark thread")
+    })
+}
+
+/// The random-actions scores. As talc's harness: allocator by allocator,
+/// all trials of a size in a row, phases in elapsed time. `steady`: the
+/// allocators take turns trial by trial (so a change in the machine's load
+/// falls on all of them alike) and phases run for thread CPU time.
+fn random_actions(realloc: bool, steady: bool) -> String {
     prefault_arena();
+    let clock = if steady {
+        Clock::ThreadCpu
+    } else {
+        Clock::Wall
+    };
+    let mut totals = vec![[0usize; RA_MAX_SIZES.len()]; CONTENDERS.len()];
+    if steady {
+        for (m, &max) in RA_MAX_SIZES.iter().enumerate() {
+            eprintln!("benchmarking every allocator in turn - max alloc size {max}B ...");
+            for _ in 0..RA_TRIALS {
+                for (i, c) in CONTENDERS.iter().enumerate() {
+                    totals[i][m] += trial(c, max, realloc, clock);
+                }
+            }
+        }
+    } else {
+        for (i, c) in CONTENDERS.iter().enumerate() {
+            for (m, &max) in RA_MAX_SIZES.iter().enumerate() {
+                eprintln!("benchmarking {} - max alloc size {max}B ...", c.name);
+                for _ in 0..RA_TRIALS {
+                    totals[i][m] += trial(c, max, realloc, clock);
+                }
+            }
+        }
+    }
     let mut csv = String::new();
     for size in RA_MAX_SIZES {
         csv.push_str(&format!(",{size}"));
     }
-    for c in CONTENDERS {
+    for (c, t) in CONTENDERS.iter().zip(&totals) {
         csv.push('\n');
         csv.push_str(c.name);
-        for max in RA_MAX_SIZES {
-            eprintln!("benchmarking {} - max alloc size {max}B ...", c.name);
-            let mut total = 0;
-            for _ in 0..RA_TRIALS {
-                // SAFETY: the previous allocator was dropped.
-                let heap = unsafe { (c.build)() };
-                let heap: &(dyn GlobalAlloc + Sync) = heap.as_ref();
-                total += std::thread::scope(|s| {
-                    s.spawn(|| {
-                        random_actions_phase(heap, max, realloc, RA_WARMUP);
-                        random_actions_phase(heap, max, realloc, RA_MEASURE)
-                    })
-                    .join()
-                    .expect("benchmark thread")
-                });
-            }
+        for total in t {
             csv.push_str(&format!(",{}", total / RA_TRIALS));
         }
     }
@@ -465,12 +534,14 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (csv, out) = match args.as_slice() {
-        ["random-actions", out] => (random_actions(true), out),
-        ["random-actions", "--no-realloc", out] => (random_actions(false), out),
+        ["random-actions", out] => (random_actions(true, false), out),
+        ["random-actions", "--no-realloc", out] => (random_actions(false, false), out),
+        ["random-actions", "--steady", out] => (random_actions(true, true), out),
+        ["random-actions", "--steady", "--no-realloc", out] => (random_actions(false, true), out),
         ["heap-efficiency", out] => (heap_efficiency(), out),
         _ => {
             eprintln!(
-                "usage: talc-harness random-actions [--no-realloc] OUT.csv\n       \
+                "usage: talc-harness random-actions [--steady] [--no-realloc] OUT.csv\n       \
                  talc-harness heap-efficiency OUT.csv"
             );
             std::process::exit(2);

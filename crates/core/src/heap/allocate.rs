@@ -12,6 +12,11 @@ use crate::addr::PhysAddr;
 use crate::error::MmError;
 use crate::layout::PAGE_SIZE;
 
+/// The alignments of at most [`GRANULE`] (1, 2, 4, 8 and 16), as bits: one
+/// bit test tells a request that every block satisfies.
+const SMALL_ALIGNS: u32 = 1 << 1 | 1 << 2 | 1 << 4 | 1 << 8 | 1 << 16;
+const _: () = assert!(GRANULE == 16);
+
 impl<B: HeapBackend> Heap<B> {
     /// Block size for a request of `size` bytes.
     #[inline(always)]
@@ -40,9 +45,7 @@ impl<B: HeapBackend> Heap<B> {
     #[inline]
     pub fn alloc(&mut self, size: usize, align: usize) -> Result<NonNull<u8>, MmError> {
         // Small-object fast path: a small size with an alignment of at most
-        // 16 (1, 2, 4, 8 or 16: one bit test) pops its quick list.
-        const SMALL_ALIGNS: u32 = 1 << 1 | 1 << 2 | 1 << 4 | 1 << 8 | 1 << 16;
-        const _: () = assert!(GRANULE == 16);
+        // 16 (one bit test) pops its quick list.
         if align < 32 && SMALL_ALIGNS & (1 << align) != 0 {
             if size <= QUICK_REQUEST {
                 let c = (size + HEADER).div_ceil(GRANULE).max(MIN_BLOCK / GRANULE);
@@ -53,6 +56,29 @@ impl<B: HeapBackend> Heap<B> {
                 return self.alloc_fit(c * GRANULE);
             }
             return self.alloc_fit(self.block_size(size)?);
+        }
+        self.alloc_general(size, align)
+    }
+
+    /// [`Heap::alloc`] for a request of `size` bytes whose block size
+    /// `bsize` is already known (`block_size(size)`): `realloc`'s new block,
+    /// without rounding the size again.
+    #[inline(always)]
+    pub(super) fn alloc_rounded(
+        &mut self,
+        size: usize,
+        bsize: usize,
+        align: usize,
+    ) -> Result<NonNull<u8>, MmError> {
+        if align < 32 && SMALL_ALIGNS & (1 << align) != 0 {
+            if bsize < QUICK_LIMIT {
+                let c = bsize / GRANULE;
+                let head = self.quick_heads[c];
+                if head != 0 {
+                    return self.pop_quick(c, head as usize);
+                }
+            }
+            return self.alloc_fit(bsize);
         }
         self.alloc_general(size, align)
     }

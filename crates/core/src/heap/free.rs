@@ -5,11 +5,11 @@ use core::ptr::NonNull;
 
 use super::binning::{BIN_SLOTS, BITMAP_WORDS};
 use super::growth::Shrink;
-use super::quick::QUICK_CLASSES;
+use super::quick::{QUICK_CLASSES, QUICK_REQUEST};
 use super::tag::{
     corrupted, flip_flags, header_ok, size_of_tag, tag_of_header, FREE, PREV_FREE, QUICK,
 };
-use super::{Heap, HeapBackend, FIRST_BLOCK, GRANULE, MIN_BLOCK, NIL, SENTINEL};
+use super::{Heap, HeapBackend, FIRST_BLOCK, GRANULE, HEADER, MIN_BLOCK, NIL, SENTINEL};
 use crate::error::MmError;
 
 impl<B: HeapBackend> Heap<B> {
@@ -20,6 +20,12 @@ impl<B: HeapBackend> Heap<B> {
     /// a neighbour's header or footer is damaged.
     #[inline]
     pub fn free(&mut self, ptr: NonNull<u8>) -> Result<(), MmError> {
+        self.free_block(ptr)
+    }
+
+    /// The body of [`Heap::free`] and [`Heap::free_sized`].
+    #[inline(always)]
+    fn free_block(&mut self, ptr: NonNull<u8>) -> Result<(), MmError> {
         let (off, tag) = self.check_block(ptr)?;
         if let Some(c) = self.quick_class(off, size_of_tag(tag)) {
             // Fast path: onto the quick list, merged later (no neighbour is
@@ -27,6 +33,35 @@ impl<B: HeapBackend> Heap<B> {
             return self.push_quick(off, tag, c);
         }
         self.free_merge(off, tag)
+    }
+
+    /// [`Heap::free`] told the size the block was requested with (a
+    /// `Layout`'s size, as `GlobalAlloc::dealloc` has it): the same checks
+    /// and errors, the size only a hint. A block of that size that is
+    /// merged when freed (too large for the quick lists) reads the header
+    /// after it, whose address only its own header gives; with the hint,
+    /// that load starts at once, beside the load of its own header, instead
+    /// of after it (talc's frees get the same from the layout). Nothing
+    /// trusts the hint: a wrong one costs a useless prefetch.
+    #[inline(always)]
+    pub fn free_sized(&mut self, ptr: NonNull<u8>, size: usize) -> Result<(), MmError> {
+        if size >= QUICK_REQUEST {
+            self.prefetch_successor(ptr, size);
+        }
+        self.free_block(ptr)
+    }
+
+    /// Prefetches the header that follows the block at `ptr` if that block
+    /// was allocated for a request of `size` bytes (see [`Self::free_sized`]).
+    #[inline(always)]
+    pub(super) fn prefetch_successor(&self, ptr: NonNull<u8>, size: usize) {
+        // The block starts at `p - HEADER` (`p` a multiple of 16) and is
+        // `size + HEADER` rounded up to 16 bytes long (as `block_size`
+        // rounds requests above the smallest block), so the next header is
+        // at that end rounded up, minus the header.
+        let p = ptr.as_ptr().addr().wrapping_sub(self.start);
+        let end = p.wrapping_add(size).wrapping_add(HEADER + GRANULE - 1) & !(GRANULE - 1);
+        self.prefetch(end.wrapping_sub(HEADER));
     }
 
     /// The rest of [`Heap::free`] for a block that is not quick-listed:

@@ -76,18 +76,18 @@ unsafe impl<B: HeapBackend + Send> GlobalAlloc for LockedHeap<B> {
         }
     }
 
-    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if let (Some(heap), Some(p)) = (self.0.lock().as_mut(), NonNull::new(ptr)) {
             // A refused free leaves the heap intact; nothing to report through
-            // this interface.
-            let _ = heap.free(p);
+            // this interface. (The layout's size is only a hint.)
+            let _ = heap.free_sized(p, layout.size());
         }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         match (self.0.lock().as_mut(), NonNull::new(ptr)) {
             (Some(heap), Some(p)) => heap
-                .realloc(p, new_size, layout.align())
+                .realloc_sized(p, layout.size(), new_size, layout.align())
                 .map_or(ptr::null_mut(), NonNull::as_ptr),
             _ => ptr::null_mut(),
         }

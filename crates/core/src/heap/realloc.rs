@@ -46,7 +46,7 @@ impl<B: HeapBackend> Heap<B> {
         if self.grow_in_place(off, tag, size, bsize)? {
             return Ok(ptr);
         }
-        let new = match self.alloc(new_size, align) {
+        let new = match self.alloc_rounded(new_size, bsize, align) {
             Ok(new) => new,
             Err(e) => {
                 // Out of memory, after the allocation merged the quick lists
@@ -87,6 +87,27 @@ impl<B: HeapBackend> Heap<B> {
                 Err(e)
             }
         }
+    }
+
+    /// [`Heap::realloc`] told the size the block was requested with (a
+    /// `Layout`'s size, as `GlobalAlloc::realloc` has it): the same checks,
+    /// errors and result, the old size only a hint. A growing `realloc`
+    /// reads the header after the block (to grow into a free successor, or
+    /// to merge with it when the block moves); with the hint that load
+    /// starts beside the load of the block's own header (see
+    /// [`Heap::free_sized`]).
+    #[inline]
+    pub fn realloc_sized(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Result<NonNull<u8>, MmError> {
+        if new_size > old_size {
+            self.prefetch_successor(ptr, old_size);
+        }
+        self.realloc(ptr, new_size, align)
     }
 
     /// Grows the checked, allocated block `[off, off + size)` (its successor

@@ -883,3 +883,37 @@ fn realloc_grows_in_place_after_the_quick_lists_are_merged() {
     h.free(r).unwrap();
     h.validate().unwrap();
 }
+
+#[test]
+fn sized_free_and_realloc_take_the_size_as_a_hint_only() {
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 4, 8);
+    // Right hints: merged blocks (above the quick lists), growing in place
+    // and moving.
+    let p = h.alloc(MERGED, 8).unwrap();
+    let q = h.alloc(MERGED, 8).unwrap();
+    fill(q, MERGED, 7);
+    let q = h.realloc_sized(q, MERGED, MERGED + 100, 8).unwrap();
+    assert!(intact(q, MERGED, 7));
+    let blocker = h.alloc(16, 8).unwrap();
+    let moved = h.realloc_sized(q, MERGED + 100, 3 * MERGED, 8).unwrap();
+    assert_ne!(moved, q);
+    assert!(intact(moved, MERGED, 7));
+    h.validate().unwrap();
+    // Wrong hints (too small, too large, past the heap) change nothing but
+    // a prefetch: the checks and the errors are those of `free`.
+    h.free_sized(p, usize::MAX - 64).unwrap();
+    assert_eq!(h.free_sized(p, MERGED), Err(MmError::DoubleFree));
+    let interior = NonNull::new(moved.as_ptr().wrapping_add(32)).unwrap();
+    assert_eq!(h.free_sized(interior, MERGED), Err(MmError::BadPointer));
+    assert_eq!(
+        h.realloc_sized(interior, MERGED, 2 * MERGED, 8),
+        Err(MmError::BadPointer)
+    );
+    let moved = h.realloc_sized(moved, 1, 3 * MERGED + 16, 8).unwrap();
+    assert!(intact(moved, MERGED, 7));
+    h.free_sized(moved, 0).unwrap();
+    h.free_sized(blocker, 1 << 30).unwrap();
+    h.validate().unwrap();
+    assert_eq!(h.stats().total_blocks, 1);
+}

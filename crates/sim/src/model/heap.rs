@@ -267,7 +267,14 @@ impl Model {
     pub fn free(&mut self, h: &mut ArenaHeap<'_>, i: usize) -> Live {
         let l = self.live.swap_remove(i);
         assert!(l.intact(), "contents changed before free");
-        assert_eq!(h.free(l.ptr), Ok(()), "free of a live block");
+        // Half the blocks (by their fill byte) are freed as `GlobalAlloc`
+        // frees them, with their size as a hint.
+        let freed = if l.byte & 1 == 0 {
+            h.free_sized(l.ptr, l.size)
+        } else {
+            h.free(l.ptr)
+        };
+        assert_eq!(freed, Ok(()), "free of a live block");
         l
     }
 
@@ -286,7 +293,13 @@ impl Model {
         let before = h.stats();
         let old = &self.live[i];
         assert!(old.intact(), "contents changed before realloc");
-        match h.realloc(old.ptr, size, old.align) {
+        // As in `free`: half with the old size as a hint.
+        let moved = if old.byte & 1 == 0 {
+            h.realloc_sized(old.ptr, old.size, size, old.align)
+        } else {
+            h.realloc(old.ptr, size, old.align)
+        };
+        match moved {
             Ok(ptr) => {
                 assert!(
                     holds(ptr, old.size.min(size), old.byte),

@@ -103,22 +103,23 @@ impl Contender for Ours {
         let s = backend.start();
         Ours(Heap::new(backend, s, s + initial, s + arena, HeapFlags::KERNEL).expect("heap"))
     }
-    #[inline]
+    #[inline(always)]
     fn alloc(&mut self, size: usize, align: usize) -> *mut u8 {
         self.0
             .alloc(size, align)
             .map_or(ptr::null_mut(), NonNull::as_ptr)
     }
-    #[inline]
-    unsafe fn free(&mut self, p: *mut u8, _: usize, _: usize) {
-        let r = self.0.free(NonNull::new(p).expect("live"));
+    #[inline(always)]
+    unsafe fn free(&mut self, p: *mut u8, size: usize, _: usize) {
+        // The size is a hint only (as every peer here is given it).
+        let r = self.0.free_sized(NonNull::new(p).expect("live"), size);
         debug_assert!(r.is_ok());
     }
-    #[inline]
-    unsafe fn realloc(&mut self, p: *mut u8, _: usize, align: usize, new: usize) -> *mut u8 {
+    #[inline(always)]
+    unsafe fn realloc(&mut self, p: *mut u8, old: usize, align: usize, new: usize) -> *mut u8 {
         let p = NonNull::new(p).expect("live");
         self.0
-            .realloc(p, new, align)
+            .realloc_sized(p, old, new, align)
             .map_or(ptr::null_mut(), NonNull::as_ptr)
     }
 }
