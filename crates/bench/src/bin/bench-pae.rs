@@ -444,7 +444,7 @@ fn main() {
 
     let counts = counts();
     if let Some(c) = &counts {
-        let _ = writeln!(
+        let _ = write!(
             out,
             "\n### Instructions per operation (callgrind, one run per mode)\n\n\
              \"Core only\" leaves out the calls into the platform (the simulator's frame \
