@@ -149,6 +149,9 @@ enum Bench {
     Talc,
     /// Several CPUs: shootdowns per call, per-CPU frame caches, faults.
     Smp,
+    /// Paging modes: the frame and fault benchmarks in classic and PAE
+    /// mode side by side, and what PAE costs in memory.
+    Pae,
 }
 
 /// `cargo xtask capi …`.
@@ -418,6 +421,7 @@ fn bench(which: Bench, args: &[String]) -> Result<(), String> {
         Bench::Heap => "bench-heap",
         Bench::Vm => "bench-vm",
         Bench::Smp => "bench-smp",
+        Bench::Pae => "bench-pae",
         Bench::Talc => return talc::bench_talc(args),
     };
     util::run(
@@ -494,6 +498,10 @@ mod tests {
         assert!(matches!(
             parse(&["bench", "heap", "--runs", "9"]),
             Ok(Cmd::Bench { which: Bench::Heap, args }) if args == ["--runs", "9"]
+        ));
+        assert!(matches!(
+            parse(&["bench", "pae", "--count"]),
+            Ok(Cmd::Bench { which: Bench::Pae, args }) if args == ["--count"]
         ));
         assert!(matches!(
             parse(&["fuzz", "vm", "600", "--asan"]),

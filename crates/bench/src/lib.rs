@@ -1,6 +1,50 @@
-//! Shared helpers of the benchmark binaries (`src/bin/bench-*.rs`).
+//! Shared helpers of the benchmark binaries (`src/bin/bench-*.rs`): the
+//! simulated machine with the memory manager on it ([`world`]), and the
+//! measurements more than one binary runs — paging ([`paging`]), frame
+//! allocation ([`frames`]) and page faults ([`faults`]), each generic over
+//! the paging mode, so `bench-pae` times the same code in both modes.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub mod faults;
+pub mod frames;
+pub mod paging;
+pub mod world;
+
+/// A small deterministic generator for pre-generated sequences (no RNG in
+/// a timed loop).
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next value (31 bits).
+    pub fn draw(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
+
+/// The median of `v` (the upper one of an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The smallest of `v`: the best round, since other load on the machine
+/// only ever adds time.
+pub fn best(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// ns per op of `f`, which performs `ops` operations.
+pub fn time(ops: u32, f: impl FnOnce()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_nanos() as f64 / f64::from(ops)
+}
 
 /// The repository root (the bench crate lives at `crates/bench`).
 pub fn repo_root() -> PathBuf {

@@ -9,10 +9,13 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use bitmap_allocator::{BitAlloc, BitAlloc1M};
+use myos_bench::frames::{alloc_free, permutation};
+use myos_bench::paging::PagingBench;
+use myos_bench::world::World;
+use myos_bench::{median, Lcg};
 use myos_mm::frames::{FrameAllocator, FrameSource, RegionKind, Zone};
 use myos_mm::layout::PAGE_SIZE;
-use myos_mm::paging::{AddressSpace, PteFlags};
-use myos_mm::{OwnedFrame, Page, PhysAddr, VirtAddr};
+use myos_mm::OwnedFrame;
 use myos_sim::SimMachine;
 
 const MIB: u64 = 1 << 20;
@@ -20,18 +23,6 @@ const MIB: u64 = 1 << 20;
 const BATCH: usize = 1024;
 /// Timed repetitions; the median is reported.
 const ROUNDS: usize = 21;
-
-/// A small deterministic generator for the pre-generated sequences.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-}
 
 /// Median ns per op of `ROUNDS` runs of `f`, which performs `ops` operations.
 fn median_ns(ops: usize, mut f: impl FnMut()) -> f64 {
@@ -82,7 +73,7 @@ impl Pair {
             taken.push(f);
         }
         for f in taken {
-            if rng.next().is_multiple_of(2) {
+            if rng.draw().is_multiple_of(2) {
                 self.ours.release(f).unwrap();
             } else {
                 self.peer
@@ -105,20 +96,9 @@ fn single(ram: u64, fragmented: bool) -> Row {
         p.fragment(0x5eed);
     }
     // Pre-generated free order: a fixed permutation of the batch.
-    let mut rng = Lcg(7);
-    let mut order: Vec<usize> = (0..BATCH).collect();
-    for i in (1..BATCH).rev() {
-        order.swap(i, rng.next() as usize % (i + 1));
-    }
+    let order = permutation(BATCH, 7);
     let mut got: Vec<Option<OwnedFrame>> = (0..BATCH).map(|_| None).collect();
-    let ours = median_ns(2 * BATCH, || {
-        for g in got.iter_mut() {
-            *g = Some(p.ours.alloc(Zone::High).unwrap());
-        }
-        for &i in &order {
-            black_box(p.ours.release(got[i].take().unwrap()).unwrap());
-        }
-    });
+    let ours = median_ns(2 * BATCH, || alloc_free(&mut p.ours, &mut got, &order));
     let mut keys = vec![0usize; BATCH];
     let peer = median_ns(2 * BATCH, || {
         for k in keys.iter_mut() {
@@ -172,65 +152,31 @@ fn contiguous(ram: u64) -> Row {
     }
 }
 
+/// Map, translate and unmap on a user space of a classic machine with
+/// `ram` bytes ([`PagingBench`], shared with `bench-pae`).
 fn paging(ram: u64) -> Vec<Row> {
-    let m = SimMachine::new(ram).unwrap();
-    let map = m.memory_map().to_vec();
-    // SAFETY: `fa` is dropped before `m` (declared later).
-    let mut fa = unsafe { FrameAllocator::new(&m, &map) }.unwrap();
-    let k =
-        AddressSpace::new_kernel(&m, &mut fa, PhysAddr::new(ram.min(768 * MIB) as u32)).unwrap();
-    let mut us = AddressSpace::new_user(&m, &mut fa, &k).unwrap();
-    us.activate(&m);
-    let mut frames: Vec<OwnedFrame> = (0..BATCH).map(|_| fa.alloc(Zone::High).unwrap()).collect();
-    let pages: Vec<Page> = (0..BATCH as u32)
-        .map(|i| Page::from_start(VirtAddr::new(0x1000_0000 + i * 0x1000)).unwrap())
-        .collect();
-    let flags = PteFlags::WRITABLE | PteFlags::USER;
-    let mut t_map = Vec::new();
-    let mut t_tr = Vec::new();
-    let mut t_un = Vec::new();
-    for _ in 0..ROUNDS {
-        let t = Instant::now();
-        for (p, f) in pages.iter().zip(frames.drain(..)) {
-            us.map(&m, &mut fa, *p, f, flags).unwrap().flush(&m);
-        }
-        t_map.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
-        let t = Instant::now();
-        for p in &pages {
-            black_box(us.translate(&m, p.start()));
-        }
-        t_tr.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
-        let t = Instant::now();
-        for p in &pages {
-            let (f, fl) = us.unmap(&m, &mut fa, *p).unwrap();
-            fl.flush(&m);
-            frames.push(f);
-        }
-        t_un.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
-    }
-    let med = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+    let w = World::new(ram);
+    let mut b = PagingBench::new(&w);
+    let times: Vec<_> = (0..ROUNDS).map(|_| b.round()).collect();
+    let row = |what: &str, ours: f64| Row {
+        what: what.into(),
+        ram,
+        ours,
+        peer: None,
     };
     vec![
-        Row {
-            what: "map (with invlpg)".into(),
-            ram,
-            ours: med(t_map),
-            peer: None,
-        },
-        Row {
-            what: "translate".into(),
-            ram,
-            ours: med(t_tr),
-            peer: None,
-        },
-        Row {
-            what: "unmap (with invlpg)".into(),
-            ram,
-            ours: med(t_un),
-            peer: None,
-        },
+        row(
+            "map (with invlpg)",
+            median(times.iter().map(|t| t.map).collect()),
+        ),
+        row(
+            "translate",
+            median(times.iter().map(|t| t.translate).collect()),
+        ),
+        row(
+            "unmap (with invlpg)",
+            median(times.iter().map(|t| t.unmap).collect()),
+        ),
     ]
 }
 

@@ -13,10 +13,8 @@
 //!
 //! Prints a table and writes the VM section of `BENCHMARKS.md` (between
 //! `<!-- vm:begin -->` and `<!-- vm:end -->`, appended if missing);
-//! `bench-vm faults|regions|fork` runs one part and writes nothing;
-//! `bench-vm faults-pae` times the faults with the core in PAE mode on the
-//! PAE machine (64 MiB at 0, 512 MiB at 4 GiB: the faults' frames are above
-//! 4 GiB) and writes nothing;
+//! `bench-vm faults|regions|fork` runs one part and writes nothing
+//! (`cargo xtask bench pae` times the faults in both paging modes);
 //! `bench-vm mm <regions>` times only mmap+munmap and `bench-vm lookup
 //! <regions>` only random lookups (profiling aids).
 
@@ -25,14 +23,12 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use myos_abi::{RawMman, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE};
-use myos_mm::frames::{FrameAllocator, FrameSource, Zone};
+use myos_bench::faults::{faults, resolved, CHUNK};
+use myos_bench::world::{Vm, World};
+use myos_bench::{median, time, Lcg};
 use myos_mm::layout::{PAGE_SIZE, USER_MMAP_MIN};
-use myos_mm::paging::AddressSpace;
-use myos_mm::vm::{FaultOutcome, FdTable, PageFault, VmSpace, ERR_PRESENT, ERR_USER, ERR_WRITE};
-use myos_mm::{OwnedFrame, PhysAddr, VirtAddr};
-use myos_sim::pae::PaeMachine;
-use myos_sim::{SimMachine, WorldMachine};
-use spin::Mutex;
+use myos_mm::vm::{FdTable, PageFault, ERR_USER, ERR_WRITE};
+use myos_mm::VirtAddr;
 
 const MIB: u64 = 1 << 20;
 const PAGE: u32 = PAGE_SIZE as u32;
@@ -40,68 +36,6 @@ const RW: u32 = PROT_READ | PROT_WRITE;
 const ANON: u32 = MAP_PRIVATE | MAP_ANONYMOUS;
 /// Timed rounds; the median is reported.
 const ROUNDS: usize = 9;
-
-type Vm<'a, M = SimMachine> =
-    VmSpace<'a, M, &'a Mutex<FrameAllocator>, <M as WorldMachine>::Paging>;
-
-/// A machine, its frame allocator and the kernel space (in the machine's
-/// paging mode: classic on `SimMachine`, PAE on `PaeMachine`).
-struct World<M: WorldMachine = SimMachine> {
-    m: Box<M>,
-    fa: Mutex<FrameAllocator>,
-    kernel: AddressSpace<M::Paging>,
-}
-
-impl World {
-    fn new(ram: u64) -> World {
-        World::on(SimMachine::new(ram).expect("machine"))
-    }
-}
-
-impl<M: WorldMachine> World<M> {
-    fn on(m: M) -> World<M> {
-        let m = Box::new(m);
-        let map = m.world_memory_map();
-        // SAFETY: the machine is boxed in the same `World` as the allocator,
-        // so its RAM outlives every use of the allocator.
-        let mut fa =
-            unsafe { FrameAllocator::new_below(&*m, &map, m.phys_end()) }.expect("allocator");
-        let direct = PhysAddr::try_from_u64(m.direct_ram()).expect("direct map");
-        let kernel =
-            AddressSpace::<M::Paging>::create_kernel(&*m, &mut fa, direct).expect("kernel space");
-        kernel.activate(&*m);
-        World {
-            m,
-            fa: Mutex::new(fa),
-            kernel,
-        }
-    }
-
-    fn space(&self) -> Vm<'_, M> {
-        VmSpace::new(&*self.m, &self.fa, &self.kernel).expect("space")
-    }
-
-    fn used(&self) -> u32 {
-        self.fa.lock().stats().used
-    }
-}
-
-/// A small deterministic generator.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// Best (lowest) over `ROUNDS` of ns per op — other load on the machine
 /// only ever adds time: `setup` (untimed) returns the state,
@@ -128,194 +62,11 @@ fn measure<C, S>(
     v.into_iter().fold(f64::INFINITY, f64::min)
 }
 
-fn resolved(o: FaultOutcome) {
-    assert!(matches!(o, FaultOutcome::Resolved(_)), "{o:?}");
-}
-
-/// ns per op of `f`, which performs `ops` operations.
-fn time(ops: u32, f: impl FnOnce()) -> f64 {
-    let t = Instant::now();
-    f();
-    t.elapsed().as_nanos() as f64 / f64::from(ops)
-}
-
 /// What the region-lookup figures mean (written under the goals).
 const NOTE: &str = "Random lookups at 100,000 regions are bound by memory latency, not by the search. The index keeps each region's end and a one-byte tag (protection, shared, stack, file-backed) beside its start, 9 bytes per region in cache-line-aligned blocks of 64 (about 1 MB at 100,000 regions, against 3.2 MB of 32-byte region records): a probe in a hole reads no record, and neither does a hit on a region no file backs (`region_at` reads the record only for a file's offset). The fault handler's own lookup does read the record (it needs the backing object); with the tag unused, as that path sees it, the ratio measured 2.86 (median of 9 interleaved runs of `bench-vm lookup`, range 2.59-5.27). A lookup is a binary search over a summary of every 64th block minimum (25 entries at 100,000 regions), a vectorised count over one window of 64 minimums, and a vectorised count over the block's keys: O(log n). Under cachegrind with a 1 MiB last-level cache (standing for L2), a random lookup at 100,000 regions now misses it 0.35 times; the previous index (a block header, then its key vector, then the record to compare the end) missed 0.75 times in the index plus 1.09 times per hit in the records. Each lookup's whole result goes to `black_box`, so whatever `region_at` reads is measured. Lookups with locality (the fault path's usual case) hit a remembered last block. The free-range search is a best-fit lookup in a (length, start) B-tree of gaps, O(log n).";
 
 /// Whole fault-benchmark runs; the section reports their median.
 const FAULT_RUNS: usize = 5;
-
-/// Pages per timed chunk of the fault benchmarks: short enough (tens of
-/// microseconds) that a chunk is rarely preempted on a busy machine.
-const CHUNK: u32 = 256;
-
-/// Per-chunk timings of a fault and its baseline, with the order they ran in.
-#[derive(Default)]
-struct Pairs {
-    fault: Vec<f64>,
-    base: Vec<f64>,
-    /// fault/base ratios of chunks where the baseline ran first / second.
-    base_first: Vec<f64>,
-    fault_first: Vec<f64>,
-}
-
-/// Runs `fault` and `base` (each returns its ns per op), the baseline first
-/// when `base_first`; returns (fault, base).
-fn paired(base_first: bool, fault: impl FnOnce() -> f64, base: impl FnOnce() -> f64) -> (f64, f64) {
-    if base_first {
-        let b = base();
-        (fault(), b)
-    } else {
-        let f = fault();
-        (f, base())
-    }
-}
-
-impl Pairs {
-    /// Times one chunk and its baseline ([`paired`]) and records them.
-    fn time_pair(
-        &mut self,
-        base_first: bool,
-        fault: impl FnOnce() -> f64,
-        base: impl FnOnce() -> f64,
-    ) {
-        let (f, b) = paired(base_first, fault, base);
-        self.push(f, b, base_first);
-    }
-
-    fn push(&mut self, fault: f64, base: f64, base_first: bool) {
-        self.fault.push(fault);
-        self.base.push(base);
-        if base_first {
-            self.base_first.push(fault / base);
-        } else {
-            self.fault_first.push(fault / base);
-        }
-    }
-    /// (median fault ns, median baseline ns, ratio): the ratio is the
-    /// geometric mean of the two orders' median ratios, so whichever runs
-    /// second on warmer caches favours neither.
-    fn result(self) -> (f64, f64, f64) {
-        let r = (median(self.base_first) * median(self.fault_first)).sqrt();
-        (median(self.fault), median(self.base), r)
-    }
-}
-
-/// Demand-zero fault vs zeroing a page; COW fault vs copying a page.
-///
-/// Each chunk of `CHUNK` faults is paired with its baseline on as many
-/// frames of the same age (touched once per round), the two in alternating
-/// order.
-fn faults<M: WorldMachine>(w: &World<M>, pages: u32) -> [f64; 6] {
-    let fds = FdTable::new();
-    let mut vm = w.space();
-    vm.activate();
-    let base = VirtAddr::new(0x1000_0000);
-    let page_va = |i: u32| base.as_u32() + i * PAGE;
-    let alloc = |n: u32| -> Vec<OwnedFrame> {
-        let mut fa = &w.fa;
-        (0..n)
-            .map(|_| fa.alloc(Zone::High).expect("frame"))
-            .collect()
-    };
-    let free = |frames: Vec<OwnedFrame>| {
-        let mut fa = &w.fa;
-        for f in frames {
-            fa.release(f).expect("release");
-        }
-    };
-    let map = |vm: &mut Vm<'_, M>| {
-        vm.mmap(&fds, base, pages * PAGE, RW, ANON | MAP_FIXED, -1, 0)
-            .expect("mmap");
-    };
-    // Demand-zero. The baseline zeroes its own frames, taken for the whole
-    // round, so they and the faults' frames were both last touched a round
-    // ago (equally cold, as a fault's fresh frame is).
-    let mut dz = Pairs::default();
-    for round in 0..=ROUNDS {
-        let frames = alloc(pages);
-        map(&mut vm);
-        for c in 0..pages / CHUNK {
-            let range = c * CHUNK..(c + 1) * CHUNK;
-            let zero = || {
-                time(CHUNK, || {
-                    for f in &frames[range.start as usize..range.end as usize] {
-                        w.m.zero_frame(f.frame());
-                    }
-                })
-            };
-            let fault = || {
-                time(CHUNK, || {
-                    for i in range.clone() {
-                        let f = PageFault::new(page_va(i), ERR_USER | ERR_WRITE);
-                        resolved(vm.handle_fault(f));
-                    }
-                })
-            };
-            if round > 0 {
-                dz.time_pair(c % 2 == 0, fault, zero);
-            } else {
-                paired(c % 2 == 0, fault, zero);
-            }
-        }
-        vm.munmap(base, pages * PAGE).expect("munmap");
-        free(frames);
-    }
-    // COW: the parent has every page touched; a child writes each. The
-    // baseline copies the parent's frames into the frames the faults use.
-    map(&mut vm);
-    for i in 0..pages {
-        resolved(vm.handle_fault(PageFault::new(page_va(i), ERR_USER | ERR_WRITE)));
-    }
-    let parent: Vec<myos_mm::Frame> = (0..pages)
-        .map(|i| {
-            let va = VirtAddr::new(page_va(i));
-            vm.address_space()
-                .translate(&*w.m, va)
-                .expect("mapped")
-                .frame()
-        })
-        .collect();
-    let mut cow = Pairs::default();
-    for round in 0..=ROUNDS {
-        let mut child = vm.fork().expect("fork");
-        child.activate();
-        let dst = alloc(pages);
-        for c in 0..pages / CHUNK {
-            let range = c * CHUNK..(c + 1) * CHUNK;
-            let (lo, hi) = (range.start as usize, range.end as usize);
-            let copy = || {
-                time(CHUNK, || {
-                    for (d, &s) in dst[lo..hi].iter().zip(&parent[lo..hi]) {
-                        w.m.copy_frame(d.frame(), s);
-                    }
-                })
-            };
-            let fault = || {
-                time(CHUNK, || {
-                    for i in range.clone() {
-                        let f = PageFault::new(page_va(i), ERR_USER | ERR_WRITE | ERR_PRESENT);
-                        resolved(child.handle_fault(f));
-                    }
-                })
-            };
-            // Whichever runs second finds the source pages in the cache:
-            // alternate, and combine both orders (`Pairs::result`).
-            if round > 0 {
-                cow.time_pair(c % 2 == 0, fault, copy);
-            } else {
-                paired(c % 2 == 0, fault, copy);
-            }
-        }
-        free(dst);
-        vm.activate();
-        drop(child);
-    }
-    drop(vm);
-    let (d, z, r_dz) = dz.result();
-    let (f, cp, r_cow) = cow.result();
-    [d, z, r_dz, f, cp, r_cow]
-}
 
 /// A space with `n` one-page regions separated by one-page holes
 /// (read-only, so a new read/write mapping never merges with them).
@@ -349,7 +100,7 @@ const LOOKUPS: usize = 100_000;
 fn random_probes(n: u32) -> Vec<VirtAddr> {
     let mut rng = Lcg(7);
     (0..LOOKUPS)
-        .map(|_| VirtAddr::new(USER_MMAP_MIN + (rng.next() as u32 % (2 * n)) * PAGE + 12))
+        .map(|_| VirtAddr::new(USER_MMAP_MIN + (rng.draw() as u32 % (2 * n)) * PAGE + 12))
         .collect()
 }
 
@@ -458,12 +209,18 @@ fn verdict(value: f64, goal: f64) -> &'static str {
     }
 }
 
-fn fault_section<M: WorldMachine>(w: &World<M>, goals: &mut Vec<String>) -> String {
+fn fault_section(w: &World, goals: &mut Vec<String>) -> String {
     let mut out = String::new();
     let fault_pages = 4096;
     // Whole runs repeated, each figure the median over runs: the machine is
     // shared, and one run's ratio moves with the other load.
-    let runs: Vec<[f64; 6]> = (0..FAULT_RUNS).map(|_| faults(w, fault_pages)).collect();
+    let runs: Vec<[f64; 6]> = (0..FAULT_RUNS)
+        .map(|_| {
+            let t = faults(w, fault_pages, ROUNDS);
+            let (z, c) = (t.zero_ratio, t.cow_ratio);
+            [t.zero_fault, t.zero, z, t.cow_fault, t.copy, c]
+        })
+        .collect();
     let col = |i: usize| median(runs.iter().map(|r| r[i]).collect());
     let [dz, zero, r_dz, cow, copy, r_cow] = [col(0), col(1), col(2), col(3), col(4), col(5)];
     let spread = |i: usize| {
@@ -570,15 +327,6 @@ fn main() {
     let mut goals = Vec::new();
     match only.as_deref() {
         Some("faults") => return println!("{}", fault_section(&w, &mut goals)),
-        Some("faults-pae") => {
-            let pae = PaeMachine::builder()
-                .ram(0, 64 * MIB)
-                .ram(1 << 32, 512 * MIB)
-                .nxe(true)
-                .build()
-                .expect("PAE machine");
-            return println!("{}", fault_section(&World::on(pae), &mut goals));
-        }
         Some("regions") => return println!("{}", region_section(&w, &mut goals)),
         Some("fork") => return println!("{}", fork_section(&w, &mut goals)),
         Some(aid @ ("mm" | "lookup")) => {
