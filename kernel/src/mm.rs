@@ -8,9 +8,11 @@ use myos_mm::addr::{PhysAddr, FRAME_COUNT_4G};
 use myos_mm::frames::{
     FrameAllocator, FrameRun, FrameSource, FrameStats, MemoryRegion, OwnedFrame, RegionKind, Zone,
 };
-use myos_mm::heap::{Heap, HeapBackend, HeapFlags, HeapStats, LockedHeap};
+use myos_mm::heap::{Heap, HeapFlags, HeapStats, LockedHeap};
 use myos_mm::layout::{DIRECT_ZONE_END, HEAP_START, KERNEL_HEAP_MAX, PAGE_SIZE, PHYS_END};
-use myos_mm::paging::{AddressSpace, Classic, Pae, PagedHeapBackend, PagingMode};
+use myos_mm::paging::{
+    AddressSpace, AnyModeHeapBackend, Classic, Pae, PagedHeapBackend, PagingMode,
+};
 use myos_mm::{Frame, MmError};
 use spin::{Mutex, Once};
 
@@ -89,47 +91,7 @@ impl Mm {
 
 /// The heap backend: frames mapped into the kernel space's heap window, in
 /// the running mode.
-pub enum KernelHeapBackend {
-    /// Classic paging.
-    Classic(PagedHeapBackend<'static, X86Platform, Frames, Classic>),
-    /// PAE paging.
-    Pae(PagedHeapBackend<'static, X86Platform, Frames, Pae>),
-}
-
-// SAFETY: each variant is the core's `PagedHeapBackend`, which meets the
-// contract; every method forwards to it unchanged.
-unsafe impl HeapBackend for KernelHeapBackend {
-    fn pointer(&self, addr: usize) -> *mut u8 {
-        match self {
-            Self::Classic(b) => b.pointer(addr),
-            Self::Pae(b) => b.pointer(addr),
-        }
-    }
-    fn map(
-        &mut self,
-        addr: usize,
-        pages: usize,
-        contiguous: bool,
-        flags: HeapFlags,
-    ) -> Result<(), MmError> {
-        match self {
-            Self::Classic(b) => b.map(addr, pages, contiguous, flags),
-            Self::Pae(b) => b.map(addr, pages, contiguous, flags),
-        }
-    }
-    fn unmap(&mut self, addr: usize, pages: usize) {
-        match self {
-            Self::Classic(b) => b.unmap(addr, pages),
-            Self::Pae(b) => b.unmap(addr, pages),
-        }
-    }
-    fn phys(&self, addr: usize) -> Option<PhysAddr> {
-        match self {
-            Self::Classic(b) => b.phys(addr),
-            Self::Pae(b) => b.phys(addr),
-        }
-    }
-}
+pub type KernelHeapBackend = AnyModeHeapBackend<'static, X86Platform, Frames>;
 
 /// The memory manager, set up once by [`init`].
 static MM: Once<Mm> = Once::new();

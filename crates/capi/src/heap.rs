@@ -12,7 +12,7 @@ use core::ptr::{self, NonNull};
 
 use myos_mm::heap::{Heap, HeapBackend, HeapFlags, HeapStats, LockedHeap};
 use myos_mm::layout::{HEAP_END, HEAP_START, PAGE_SIZE};
-use myos_mm::paging::{Classic, Pae, PagedHeapBackend};
+use myos_mm::paging::{AnyModeHeapBackend, PagedHeapBackend};
 use myos_mm::{MmError, PhysAddr};
 use spin::{Mutex, Once};
 
@@ -85,47 +85,7 @@ impl<B: HeapBackend + Send> HeapOps for LockedHeap<B> {
 
 /// The backend of the heaps this crate creates: pages mapped into the
 /// kernel space, in the running paging mode.
-pub enum Backend {
-    /// Classic paging.
-    Classic(PagedHeapBackend<'static, Plat, Frames, Classic>),
-    /// PAE paging.
-    Pae(PagedHeapBackend<'static, Plat, Frames, Pae>),
-}
-
-// SAFETY: each variant is the core's `PagedHeapBackend`, which meets the
-// contract; every method forwards to it unchanged.
-unsafe impl HeapBackend for Backend {
-    fn pointer(&self, addr: usize) -> *mut u8 {
-        match self {
-            Self::Classic(b) => b.pointer(addr),
-            Self::Pae(b) => b.pointer(addr),
-        }
-    }
-    fn map(
-        &mut self,
-        addr: usize,
-        pages: usize,
-        contiguous: bool,
-        flags: HeapFlags,
-    ) -> Result<(), MmError> {
-        match self {
-            Self::Classic(b) => b.map(addr, pages, contiguous, flags),
-            Self::Pae(b) => b.map(addr, pages, contiguous, flags),
-        }
-    }
-    fn unmap(&mut self, addr: usize, pages: usize) {
-        match self {
-            Self::Classic(b) => b.unmap(addr, pages),
-            Self::Pae(b) => b.unmap(addr, pages),
-        }
-    }
-    fn phys(&self, addr: usize) -> Option<PhysAddr> {
-        match self {
-            Self::Classic(b) => b.phys(addr),
-            Self::Pae(b) => b.phys(addr),
-        }
-    }
-}
+pub type Backend = AnyModeHeapBackend<'static, Plat, Frames>;
 
 /// `heap_t`: what a `heap_t *` points at.
 pub enum HeapHandle {

@@ -5,7 +5,7 @@ use spin::Mutex;
 
 use super::batch::TlbBatch;
 use super::entry::PteFlags;
-use super::mode::{Classic, PagingMode};
+use super::mode::{Classic, Pae, PagingMode};
 use super::space::AddressSpace;
 use crate::addr::{Page, PhysAddr, VirtAddr};
 use crate::error::MmError;
@@ -192,5 +192,50 @@ unsafe impl<P: Platform + ?Sized, F: FrameSource, M: PagingMode> HeapBackend
     fn phys(&self, addr: usize) -> Option<PhysAddr> {
         let va = VirtAddr::new(u32::try_from(addr).ok()?);
         self.space.lock().translate(self.platform, va)
+    }
+}
+
+/// A [`PagedHeapBackend`] in the paging mode chosen at boot: what a kernel
+/// that carries both modes (and the C layer) puts behind its heap. Every
+/// method forwards to the variant's backend.
+pub enum AnyModeHeapBackend<'a, P: Platform + ?Sized, F: FrameSource> {
+    /// Classic paging.
+    Classic(PagedHeapBackend<'a, P, F, Classic>),
+    /// PAE paging.
+    Pae(PagedHeapBackend<'a, P, F, Pae>),
+}
+
+// SAFETY: each variant is a `PagedHeapBackend`, which meets the contract;
+// every method forwards to it unchanged.
+unsafe impl<P: Platform + ?Sized, F: FrameSource> HeapBackend for AnyModeHeapBackend<'_, P, F> {
+    fn pointer(&self, addr: usize) -> *mut u8 {
+        match self {
+            Self::Classic(b) => b.pointer(addr),
+            Self::Pae(b) => b.pointer(addr),
+        }
+    }
+    fn map(
+        &mut self,
+        addr: usize,
+        pages: usize,
+        contiguous: bool,
+        flags: HeapFlags,
+    ) -> Result<(), MmError> {
+        match self {
+            Self::Classic(b) => b.map(addr, pages, contiguous, flags),
+            Self::Pae(b) => b.map(addr, pages, contiguous, flags),
+        }
+    }
+    fn unmap(&mut self, addr: usize, pages: usize) {
+        match self {
+            Self::Classic(b) => b.unmap(addr, pages),
+            Self::Pae(b) => b.unmap(addr, pages),
+        }
+    }
+    fn phys(&self, addr: usize) -> Option<PhysAddr> {
+        match self {
+            Self::Classic(b) => b.phys(addr),
+            Self::Pae(b) => b.phys(addr),
+        }
     }
 }

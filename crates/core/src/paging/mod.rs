@@ -24,7 +24,7 @@ mod table;
 pub use batch::{BatchOutcome, TlbBatch, BATCH_PAGES};
 pub use cpus::SpaceCpus;
 pub use entry::{Entry, PaeEntry, PageAttrs, PageTableEntry, PteFlags};
-pub use heap_backend::{unmap_kernel_pages, PagedHeapBackend};
+pub use heap_backend::{unmap_kernel_pages, AnyModeHeapBackend, PagedHeapBackend};
 pub use mode::{Classic, Pae, PagingMode};
 pub use space::{AddressSpace, Flush, MapError};
 pub use table::{read_entry, write_entry};
