@@ -171,6 +171,35 @@ impl fmt::Display for PageFault {
 
 impl std::error::Error for PageFault {}
 
+/// Runs `op` on `machine` until it succeeds, letting `handler` deal with
+/// each page fault, at most `max_faults` of them (the body of both
+/// machines' `run_with_faults`).
+pub(crate) fn retry_faults<M, T, Op, H>(
+    machine: &M,
+    max_faults: usize,
+    mut op: Op,
+    mut handler: H,
+) -> Result<T, crate::error::FaultError>
+where
+    Op: FnMut(&M) -> Result<T, PageFault>,
+    H: FnMut(PageFault) -> bool,
+{
+    use crate::error::FaultError;
+    let mut handled = 0usize;
+    loop {
+        match op(machine) {
+            Ok(v) => return Ok(v),
+            Err(f) if handled == max_faults => return Err(FaultError::TooManyFaults(f)),
+            Err(f) => {
+                if !handler(f) {
+                    return Err(FaultError::Unhandled(f));
+                }
+                handled += 1;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::err::*;

@@ -712,26 +712,14 @@ impl SimMachine {
     pub fn run_with_faults<T, Op, H>(
         &self,
         max_faults: usize,
-        mut op: Op,
-        mut handler: H,
+        op: Op,
+        handler: H,
     ) -> Result<T, FaultError>
     where
         Op: FnMut(&Self) -> Result<T, PageFault>,
         H: FnMut(PageFault) -> bool,
     {
-        let mut handled = 0usize;
-        loop {
-            match op(self) {
-                Ok(v) => return Ok(v),
-                Err(f) if handled == max_faults => return Err(FaultError::TooManyFaults(f)),
-                Err(f) => {
-                    if !handler(f) {
-                        return Err(FaultError::Unhandled(f));
-                    }
-                    handled += 1;
-                }
-            }
-        }
+        crate::fault::retry_faults(self, max_faults, op, handler)
     }
 
     /// Pointer to `frame` in the RAM buffer, for any frame in RAM.
