@@ -87,6 +87,36 @@ pub trait WorldMachine: Platform + Sized {
     fn fetch_at(&self, va: u32, mode: Mode) -> Result<u8, PageFault>;
 }
 
+/// The access methods of [`WorldMachine`], forwarded to the machine's
+/// inherent methods of the same meaning (both machines have them).
+macro_rules! forward_accesses {
+    () => {
+        fn run_faults<T>(
+            &self,
+            max_faults: usize,
+            op: impl FnMut(&Self) -> Result<T, PageFault>,
+            handler: impl FnMut(PageFault) -> bool,
+        ) -> Result<T, FaultError> {
+            self.run_with_faults(max_faults, op, handler)
+        }
+        fn read_u32_at(&self, va: u32, mode: Mode) -> Result<u32, PageFault> {
+            self.read_u32(va, mode)
+        }
+        fn write_u32_at(&self, va: u32, v: u32, mode: Mode) -> Result<(), PageFault> {
+            self.write_u32(va, v, mode)
+        }
+        fn read_bytes_at(&self, va: u32, buf: &mut [u8], mode: Mode) -> Result<(), PageFault> {
+            self.read_bytes(va, buf, mode)
+        }
+        fn write_bytes_at(&self, va: u32, data: &[u8], mode: Mode) -> Result<(), PageFault> {
+            self.write_bytes(va, data, mode)
+        }
+        fn fetch_at(&self, va: u32, mode: Mode) -> Result<u8, PageFault> {
+            self.fetch(va, mode)
+        }
+    };
+}
+
 impl WorldMachine for SimMachine {
     type Paging = Classic;
     fn world_memory_map(&self) -> Vec<MemoryRegion> {
@@ -114,29 +144,7 @@ impl WorldMachine for SimMachine {
     fn nx(&self) -> bool {
         false
     }
-    fn run_faults<T>(
-        &self,
-        max_faults: usize,
-        op: impl FnMut(&Self) -> Result<T, PageFault>,
-        handler: impl FnMut(PageFault) -> bool,
-    ) -> Result<T, FaultError> {
-        self.run_with_faults(max_faults, op, handler)
-    }
-    fn read_u32_at(&self, va: u32, mode: Mode) -> Result<u32, PageFault> {
-        self.read_u32(va, mode)
-    }
-    fn write_u32_at(&self, va: u32, v: u32, mode: Mode) -> Result<(), PageFault> {
-        self.write_u32(va, v, mode)
-    }
-    fn read_bytes_at(&self, va: u32, buf: &mut [u8], mode: Mode) -> Result<(), PageFault> {
-        self.read_bytes(va, buf, mode)
-    }
-    fn write_bytes_at(&self, va: u32, data: &[u8], mode: Mode) -> Result<(), PageFault> {
-        self.write_bytes(va, data, mode)
-    }
-    fn fetch_at(&self, va: u32, mode: Mode) -> Result<u8, PageFault> {
-        self.fetch(va, mode)
-    }
+    forward_accesses!();
 }
 
 impl WorldMachine for PaeMachine {
@@ -177,29 +185,7 @@ impl WorldMachine for PaeMachine {
     fn nx(&self) -> bool {
         self.nxe()
     }
-    fn run_faults<T>(
-        &self,
-        max_faults: usize,
-        op: impl FnMut(&Self) -> Result<T, PageFault>,
-        handler: impl FnMut(PageFault) -> bool,
-    ) -> Result<T, FaultError> {
-        self.run_with_faults(max_faults, op, handler)
-    }
-    fn read_u32_at(&self, va: u32, mode: Mode) -> Result<u32, PageFault> {
-        self.read_u32(va, mode)
-    }
-    fn write_u32_at(&self, va: u32, v: u32, mode: Mode) -> Result<(), PageFault> {
-        self.write_u32(va, v, mode)
-    }
-    fn read_bytes_at(&self, va: u32, buf: &mut [u8], mode: Mode) -> Result<(), PageFault> {
-        self.read_bytes(va, buf, mode)
-    }
-    fn write_bytes_at(&self, va: u32, data: &[u8], mode: Mode) -> Result<(), PageFault> {
-        self.write_bytes(va, data, mode)
-    }
-    fn fetch_at(&self, va: u32, mode: Mode) -> Result<u8, PageFault> {
-        self.fetch(va, mode)
-    }
+    forward_accesses!();
 }
 
 /// Most faults one access may take before [`World::run`] calls it a loop
