@@ -120,7 +120,9 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         stack_top: kstack::KernelStack::top,
     });
     if boot_info.option("shootdown") == Some("off") {
-        println!("shootdown=off: the core's shootdowns are dropped (stale TLBs expected)");
+        println!(
+            "shootdown=off: the core's shootdowns of user pages are dropped (stale TLBs expected)"
+        );
         platform::drop_shootdowns();
     }
     match (boot_info.option("mode"), boot_info.option("test")) {

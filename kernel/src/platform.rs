@@ -183,15 +183,29 @@ pub fn is_mapped(va: u32) -> bool {
     }
 }
 
-/// Set by the boot option `shootdown=off`: the core's shootdowns are
-/// dropped, so other CPUs keep stale translations (the stress tests then
-/// show what the shootdowns prevent). Never set otherwise.
+/// Set by the boot option `shootdown=off`: the core's shootdowns of user
+/// translations are dropped, so other CPUs keep stale ones (the stress
+/// tests then show what the shootdowns prevent). Never set otherwise.
 static SHOOTDOWNS_OFF: AtomicBool = AtomicBool::new(false);
 
-/// Drops every shootdown the core asks for from now on (`shootdown=off`,
-/// a deliberately broken mode for tests).
+/// Drops every shootdown of user translations the core asks for from now
+/// on (`shootdown=off`, a deliberately broken mode for tests). Those of
+/// kernel-half pages (heap, kernel stacks) still go: dropping them would
+/// let another CPU write through a stale entry into a freed kernel stack
+/// and bring the kernel down before the tests can report.
 pub fn drop_shootdowns() {
     SHOOTDOWNS_OFF.store(true, Ordering::Relaxed);
+}
+
+/// True for a request that only drops user translations.
+fn user_only(what: Invalidate<'_>) -> bool {
+    match what {
+        Invalidate::Pages(pages) => pages
+            .iter()
+            .all(|p| p.start().as_u32() < myos_mm::layout::KERNEL_BASE),
+        Invalidate::AllNonGlobal => true,
+        Invalidate::Everything => false,
+    }
 }
 
 /// Invalidates the TLB entry of one virtual address.
@@ -323,9 +337,10 @@ unsafe impl Platform for X86Platform {
     }
 
     fn shootdown(&self, targets: CpuSet, what: Invalidate<'_>) {
-        if !SHOOTDOWNS_OFF.load(Ordering::Relaxed) {
-            crate::smp::shootdown(targets, what)
+        if SHOOTDOWNS_OFF.load(Ordering::Relaxed) && user_only(what) {
+            return;
         }
+        crate::smp::shootdown(targets, what)
     }
 
     fn zero_frame(&self, frame: Frame) {
