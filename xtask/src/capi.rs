@@ -7,7 +7,8 @@
 //!   `cc -DMYOS_HOSTED`, links and runs each, and prints the total as
 //!   `N passed, M failed` (part of `cargo xtask test`);
 //! - (`cargo xtask capi kernel-test`, which runs every `tests/c/*.c` in
-//!   the reference kernel, is in `suite.rs`);
+//!   the reference kernel, is in `suite.rs`; also part of `cargo xtask
+//!   test`);
 //! - `cargo xtask capi kernel-obj FILE.c`: compiles `FILE.c` freestanding
 //!   for i686 with the C runtime (`kprintf`) into one relocatable object and
 //!   prints its path ([`kernel_object`], for the kernel's `--c`).

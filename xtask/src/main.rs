@@ -64,8 +64,8 @@ enum Cmd {
         pae: bool,
     },
     /// Host tests, C API tests, fuzz smoke run, Miri (heap), the
-    /// fresh-machine check, then the kernel's in-QEMU suite and the
-    /// example C kernel.
+    /// fresh-machine check, then the kernel's in-QEMU suite, the C API
+    /// tests in the kernel and the example C kernel.
     Test {
         /// Only the in-QEMU suite.
         #[arg(long, conflicts_with_all = ["miri", "c"])]
@@ -283,6 +283,7 @@ fn test(qemu_only: bool, all_miri: bool) -> Result<(), String> {
         fresh::check()?;
     }
     suite::kernel_tests()?;
+    suite::c_api_tests()?;
     ckernel::boot_example()
 }
 
