@@ -8,7 +8,8 @@
 //! with the property test `crates/sim/tests/smp_prop.rs`.
 //!
 //! Two input formats. An input starting with [`V2_HEADER`] decodes the
-//! bytes after it as [`Op`]s (every operation, up to three processes).
+//! bytes after it as [`smp::Op`]s (every operation, up to three processes;
+//! the simulator derives their `Arbitrary` under its `arbitrary` feature).
 //! Any other input decodes as the first format's [`V1`] operations (private
 //! anonymous mappings, up to two processes), exactly as inputs made before
 //! the second format did, and runs on the same model.
@@ -19,202 +20,9 @@ use myos_sim::model::smp::{self, Backing, Limits, RunStats};
 /// Marks an input of the second format.
 pub const V2_HEADER: &[u8; 4] = b"SMP2";
 
-/// What backs a mapping (see [`Backing`]).
-#[derive(Arbitrary, Debug, Clone, Copy)]
-pub enum B {
-    /// Private anonymous.
-    Private,
-    /// Shared anonymous.
-    Shared,
-    /// A file, shared or private.
-    File {
-        /// Which file.
-        file: u8,
-        /// First file page.
-        offset: u8,
-        /// `MAP_SHARED`.
-        shared: bool,
-    },
-}
-
-/// An operation of the second format: [`smp::Op`], field for field.
-#[derive(Arbitrary, Debug, Clone, Copy)]
-#[allow(missing_docs)]
-pub enum Op {
-    Map {
-        cpu: u8,
-        page: u16,
-        len: u8,
-        prot: u8,
-        backing: B,
-    },
-    Unmap {
-        cpu: u8,
-        page: u16,
-        len: u16,
-    },
-    Protect {
-        cpu: u8,
-        page: u16,
-        len: u16,
-        prot: u8,
-    },
-    Write {
-        cpu: u8,
-        page: u16,
-        value: u32,
-    },
-    Read {
-        cpu: u8,
-        page: u16,
-    },
-    RawRead {
-        cpu: u8,
-        page: u16,
-    },
-    RawWrite {
-        cpu: u8,
-        page: u16,
-        value: u32,
-    },
-    Load {
-        cpu: u8,
-        p: u8,
-    },
-    Unload {
-        cpu: u8,
-    },
-    Fork {
-        cpu: u8,
-        p: u8,
-    },
-    Exit {
-        p: u8,
-    },
-    Race {
-        p: u8,
-        cpus: u8,
-        page: u16,
-        writes: u8,
-        value: u32,
-        unmap: bool,
-    },
-    HeapMap {
-        cpu: u8,
-        slot: u8,
-        len: u8,
-    },
-    HeapUnmap {
-        cpu: u8,
-        slot: u8,
-        len: u8,
-    },
-    HeapRead {
-        cpu: u8,
-        slot: u8,
-    },
-    HeapWrite {
-        cpu: u8,
-        slot: u8,
-        value: u32,
-    },
-    Fill {
-        cpu: u8,
-        page: u16,
-        len: u8,
-        value: u32,
-    },
-}
-
-impl From<Op> for smp::Op {
-    fn from(op: Op) -> smp::Op {
-        use smp::Op as S;
-        match op {
-            Op::Map {
-                cpu,
-                page,
-                len,
-                prot,
-                backing,
-            } => {
-                let backing = match backing {
-                    B::Private => Backing::Private,
-                    B::Shared => Backing::Shared,
-                    B::File {
-                        file,
-                        offset,
-                        shared,
-                    } => Backing::File {
-                        file,
-                        offset,
-                        shared,
-                    },
-                };
-                S::Map {
-                    cpu,
-                    page,
-                    len,
-                    prot,
-                    backing,
-                }
-            }
-            Op::Unmap { cpu, page, len } => S::Unmap { cpu, page, len },
-            Op::Protect {
-                cpu,
-                page,
-                len,
-                prot,
-            } => S::Protect {
-                cpu,
-                page,
-                len,
-                prot,
-            },
-            Op::Write { cpu, page, value } => S::Write { cpu, page, value },
-            Op::Read { cpu, page } => S::Read { cpu, page },
-            Op::RawRead { cpu, page } => S::RawRead { cpu, page },
-            Op::RawWrite { cpu, page, value } => S::RawWrite { cpu, page, value },
-            Op::Load { cpu, p } => S::Load { cpu, p },
-            Op::Unload { cpu } => S::Unload { cpu },
-            Op::Fork { cpu, p } => S::Fork { cpu, p },
-            Op::Exit { p } => S::Exit { p },
-            Op::Race {
-                p,
-                cpus,
-                page,
-                writes,
-                value,
-                unmap,
-            } => S::Race {
-                p,
-                cpus,
-                page,
-                writes,
-                value,
-                unmap,
-            },
-            Op::HeapMap { cpu, slot, len } => S::HeapMap { cpu, slot, len },
-            Op::HeapUnmap { cpu, slot, len } => S::HeapUnmap { cpu, slot, len },
-            Op::HeapRead { cpu, slot } => S::HeapRead { cpu, slot },
-            Op::HeapWrite { cpu, slot, value } => S::HeapWrite { cpu, slot, value },
-            Op::Fill {
-                cpu,
-                page,
-                len,
-                value,
-            } => S::Fill {
-                cpu,
-                page,
-                len,
-                value,
-            },
-        }
-    }
-}
-
 /// An operation of the first format (inputs without [`V2_HEADER`]): what,
 /// on which CPU, for which process, where. Kept as it was so that those
-/// inputs decode as before; each becomes one [`Op`].
+/// inputs decode as before; each becomes one [`smp::Op`].
 #[derive(Arbitrary, Debug, Clone, Copy)]
 pub enum V1 {
     /// `mmap(MAP_FIXED)` of private anonymous memory.
@@ -329,10 +137,7 @@ fn decode_v1(data: &[u8]) -> Vec<V1> {
 /// with.
 pub fn decode(data: &[u8]) -> (Vec<smp::Op>, Limits) {
     match data.strip_prefix(V2_HEADER) {
-        Some(rest) => {
-            let ops: Vec<Op> = crate::decode(rest);
-            (ops.into_iter().map(Into::into).collect(), Limits::default())
-        }
+        Some(rest) => (crate::decode(rest), Limits::default()),
         None => {
             let ops = decode_v1(data);
             let limits = Limits {

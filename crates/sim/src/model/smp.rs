@@ -75,6 +75,7 @@ pub static FILES: [FileSpec; 3] = [
 
 /// What a mapping is backed by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum Backing {
     /// Private anonymous memory.
     Private,
@@ -97,7 +98,12 @@ pub enum Backing {
 /// `(page & 0x7FFF)`-th page the process has mapped (modulo their count),
 /// so accesses find mappings. A protection byte picks one of none, read,
 /// read-write, read-write.
+///
+/// The order of the variants and of their fields is the `vm_smp` fuzz
+/// target's input format (the derived `Arbitrary`, feature `arbitrary`):
+/// add new variants at the end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum Op {
     /// `mmap(MAP_FIXED)` of `len % 64 + 1` pages on `cpu`.
     Map {
@@ -139,19 +145,6 @@ pub enum Op {
         /// The page.
         page: u16,
         /// The value.
-        value: u32,
-    },
-    /// User writes of `value + k` to the `k`-th of `len % 64 + 1` pages
-    /// from `page`, through the fault handler on `cpu` (what fills a range,
-    /// so that narrowing it has many present pages to drop).
-    Fill {
-        /// The CPU.
-        cpu: u8,
-        /// First page.
-        page: u16,
-        /// Pages, minus one (modulo 64).
-        len: u8,
-        /// The first value.
         value: u32,
     },
     /// A user read through the fault handler on `cpu`.
@@ -257,6 +250,19 @@ pub enum Op {
         /// The slot.
         slot: u8,
         /// The value.
+        value: u32,
+    },
+    /// User writes of `value + k` to the `k`-th of `len % 64 + 1` pages
+    /// from `page`, through the fault handler on `cpu` (what fills a range,
+    /// so that narrowing it has many present pages to drop).
+    Fill {
+        /// The CPU.
+        cpu: u8,
+        /// First page.
+        page: u16,
+        /// Pages, minus one (modulo 64).
+        len: u8,
+        /// The first value.
         value: u32,
     },
 }
