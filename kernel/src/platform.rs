@@ -190,9 +190,10 @@ static SHOOTDOWNS_OFF: AtomicBool = AtomicBool::new(false);
 
 /// Drops every shootdown of user translations the core asks for from now
 /// on (`shootdown=off`, a deliberately broken mode for tests). Those of
-/// kernel-half pages (heap, kernel stacks) still go: dropping them would
-/// let another CPU write through a stale entry into a freed kernel stack
-/// and bring the kernel down before the tests can report.
+/// kernel-half pages (heap, kernel stacks) still go, so the kernel's own
+/// mappings stay coherent; a stale user entry can still write into a freed
+/// frame that has become a kernel stack, so the kernel may stop on a stack
+/// check before every test has reported.
 pub fn drop_shootdowns() {
     SHOOTDOWNS_OFF.store(true, Ordering::Relaxed);
 }

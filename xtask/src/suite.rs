@@ -307,8 +307,10 @@ pub fn kernel_tests() -> Result<(), String> {
             "test stress::munmap_vs_reader ... FAILED",
             "STALE TLB: a write after mprotect succeeded",
             "test stress::mprotect_vs_writer ... FAILED",
+            // The COW test's own verdict is not required: a CPU writing
+            // through a stale user entry into a freed frame may have
+            // corrupted a kernel stack by then, and the kernel stops.
             "the child saw a sibling's write after fork",
-            "test stress::cow_fork_vs_sibling_writers ... FAILED",
         ],
         with_module: false,
         smp: 4,
