@@ -54,7 +54,7 @@ use std::mem::MaybeUninit;
 use std::ptr::{self, NonNull};
 use std::time::{Duration, Instant};
 
-use myos_mm::heap::{ArenaBackend, Heap, HeapFlags};
+use myos_mm::heap::{prefetch_block, ArenaBackend, Heap, HeapFlags};
 use spinning_top::lock_api::Mutex;
 use spinning_top::RawSpinlock;
 
@@ -138,6 +138,9 @@ unsafe impl GlobalAlloc for LockedMyos {
     }
 
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        // As `LockedHeap` does: the block's headers start loading while the
+        // lock is taken.
+        prefetch_block(p, layout.size());
         let mut heap = self.0.lock();
         let p = NonNull::new(p).expect("dealloc of null");
         // A refused free would be a harness bug: stop rather than measure it.
@@ -148,6 +151,7 @@ unsafe impl GlobalAlloc for LockedMyos {
     }
 
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        prefetch_block(p, layout.size());
         let mut heap = self.0.lock();
         let p = NonNull::new(p).expect("realloc of null");
         match heap.realloc_sized(p, layout.size(), new_size, layout.align()) {
@@ -446,18 +450,35 @@ fn random_actions(realloc: bool, steady: bool) -> String {
         Clock::Wall
     };
     let mut totals = vec![[0usize; RA_MAX_SIZES.len()]; CONTENDERS.len()];
+    let (chosen, sizes) = (
+        selected("TALC_HARNESS_ALLOCATORS"),
+        selected("TALC_HARNESS_SIZES"),
+    );
+    let contenders = || {
+        CONTENDERS.iter().enumerate().filter(|(_, c)| {
+            chosen
+                .as_ref()
+                .is_none_or(|n| n.iter().any(|n| n == c.name))
+        })
+    };
+    let max_sizes = || {
+        RA_MAX_SIZES
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| sizes.as_ref().is_none_or(|s| s.contains(&m.to_string())))
+    };
     if steady {
-        for (m, &max) in RA_MAX_SIZES.iter().enumerate() {
+        for (m, &max) in max_sizes() {
             eprintln!("benchmarking every allocator in turn - max alloc size {max}B ...");
             for _ in 0..RA_TRIALS {
-                for (i, c) in CONTENDERS.iter().enumerate() {
+                for (i, c) in contenders() {
                     totals[i][m] += trial(c, max, realloc, clock);
                 }
             }
         }
     } else {
-        for (i, c) in CONTENDERS.iter().enumerate() {
-            for (m, &max) in RA_MAX_SIZES.iter().enumerate() {
+        for (i, c) in contenders() {
+            for (m, &max) in max_sizes() {
                 eprintln!("benchmarking {} - max alloc size {max}B ...", c.name);
                 for _ in 0..RA_TRIALS {
                     totals[i][m] += trial(c, max, realloc, clock);
@@ -477,6 +498,15 @@ fn random_actions(realloc: bool, steady: bool) -> String {
         }
     }
     csv
+}
+
+/// The comma-separated names in the environment variable `var`, if set:
+/// `TALC_HARNESS_ALLOCATORS` (e.g. `Talc,MyOS`) and `TALC_HARNESS_SIZES`
+/// (e.g. `10000,30000`) restrict the random-actions runs to some
+/// allocators and max sizes (the others score 0), for a quicker look.
+fn selected(var: &str) -> Option<Vec<String>> {
+    let v = std::env::var(var).ok()?;
+    Some(v.split(',').map(|s| s.trim().to_string()).collect())
 }
 
 const HE_ROUNDS: usize = 300;

@@ -7,10 +7,43 @@ use super::binning::{BIN_SLOTS, BITMAP_WORDS};
 use super::growth::Shrink;
 use super::quick::{QUICK_CLASSES, QUICK_REQUEST};
 use super::tag::{
-    corrupted, flip_flags, header_ok, size_of_tag, tag_of_header, FREE, PREV_FREE, QUICK,
+    corrupted, flip_flags, header_ok, prefetch_line, size_of_tag, tag_of_header, FREE, PREV_FREE,
+    QUICK,
 };
 use super::{Heap, HeapBackend, FIRST_BLOCK, GRANULE, HEADER, MIN_BLOCK, NIL, SENTINEL};
 use crate::error::MmError;
+
+/// Where the header after the block at payload `p` lies if that block was
+/// allocated for a request of `size` bytes: the block starts at `p - HEADER`
+/// (`p` a multiple of 16) and is `size + HEADER` rounded up to 16 bytes long
+/// (as `block_size` rounds requests above the smallest block), so the next
+/// header is at that end rounded up, minus the header. (The heap's start is
+/// page-aligned, so rounding the address rounds the offset.)
+#[inline(always)]
+fn successor_header(p: *const u8, size: usize) -> *const u8 {
+    let end = p
+        .addr()
+        .wrapping_add(size)
+        .wrapping_add(HEADER + GRANULE - 1)
+        & !(GRANULE - 1);
+    p.with_addr(end.wrapping_sub(HEADER))
+}
+
+/// Starts loading what freeing or resizing the block at `ptr` reads first:
+/// its header and the header after it, for a block that was requested with
+/// `size` bytes (a `Layout`'s size). For a caller that holds the heap
+/// behind a lock, before it takes the lock: the loads then overlap the wait
+/// for the lock (at least the wait for the lock instruction's ordering)
+/// instead of starting after it. [`LockedHeap`](super::LockedHeap) does this
+/// before every `dealloc` and `realloc`.
+///
+/// Any pointer and size may be given: prefetching reads nothing
+/// architecturally and cannot fault; a wrong pair wastes two prefetches.
+#[inline(always)]
+pub fn prefetch_block(ptr: *const u8, size: usize) {
+    prefetch_line(ptr.wrapping_sub(HEADER));
+    prefetch_line(successor_header(ptr, size));
+}
 
 impl<B: HeapBackend> Heap<B> {
     /// `kfree`: frees a block returned by this heap. Errors (the heap is left
@@ -55,13 +88,7 @@ impl<B: HeapBackend> Heap<B> {
     /// was allocated for a request of `size` bytes (see [`Self::free_sized`]).
     #[inline(always)]
     pub(super) fn prefetch_successor(&self, ptr: NonNull<u8>, size: usize) {
-        // The block starts at `p - HEADER` (`p` a multiple of 16) and is
-        // `size + HEADER` rounded up to 16 bytes long (as `block_size`
-        // rounds requests above the smallest block), so the next header is
-        // at that end rounded up, minus the header.
-        let p = ptr.as_ptr().addr().wrapping_sub(self.start);
-        let end = p.wrapping_add(size).wrapping_add(HEADER + GRANULE - 1) & !(GRANULE - 1);
-        self.prefetch(end.wrapping_sub(HEADER));
+        prefetch_line(successor_header(ptr.as_ptr(), size));
     }
 
     /// The rest of [`Heap::free`] for a block that is not quick-listed:

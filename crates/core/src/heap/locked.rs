@@ -6,7 +6,7 @@ use core::ptr::{self, NonNull};
 
 use spin::{Mutex, MutexGuard};
 
-use super::{Heap, HeapBackend};
+use super::{prefetch_block, Heap, HeapBackend};
 
 /// A [`Heap`] behind a spin lock, implementing [`GlobalAlloc`] so `Box`,
 /// `Vec` and `BTreeMap` work in the kernel.
@@ -77,6 +77,8 @@ unsafe impl<B: HeapBackend + Send> GlobalAlloc for LockedHeap<B> {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // The block's headers start loading while the lock is taken.
+        prefetch_block(ptr, layout.size());
         if let (Some(heap), Some(p)) = (self.0.lock().as_mut(), NonNull::new(ptr)) {
             // A refused free leaves the heap intact; nothing to report through
             // this interface. (The layout's size is only a hint.)
@@ -85,6 +87,7 @@ unsafe impl<B: HeapBackend + Send> GlobalAlloc for LockedHeap<B> {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        prefetch_block(ptr, layout.size());
         match (self.0.lock().as_mut(), NonNull::new(ptr)) {
             (Some(heap), Some(p)) => heap
                 .realloc_sized(p, layout.size(), new_size, layout.align())

@@ -172,6 +172,7 @@ mod tag;
 mod tests;
 
 pub use backend::{ArenaBackend, HeapBackend, HeapFlags, ARENA_PHYS_BASE};
+pub use free::prefetch_block;
 pub use growth::{grow_step, shrink_threshold, GROW_MAX, GROW_MIN, SHRINK_THRESHOLD};
 pub use locked::LockedHeap;
 pub use stats::HeapStats;

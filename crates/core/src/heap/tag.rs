@@ -77,6 +77,33 @@ pub(super) fn corrupted() -> MmError {
     MmError::HeapCorrupted
 }
 
+/// Starts loading the cache line of `p` (any address: a prefetch is only a
+/// hint, it never faults and changes nothing), where the target has a
+/// prefetch instruction (not under Miri).
+#[inline(always)]
+pub(super) fn prefetch_line(p: *const u8) {
+    let p = p.cast::<i8>();
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: `prefetcht0` (SSE, baseline on x86_64) reads nothing
+    // architecturally and cannot fault, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p)
+    };
+    #[cfg(all(target_arch = "x86", target_feature = "sse", not(miri)))]
+    // SAFETY: as above (`sse` is enabled for this target).
+    unsafe {
+        core::arch::x86::_mm_prefetch::<{ core::arch::x86::_MM_HINT_T0 }>(p)
+    };
+    #[cfg(not(all(
+        any(
+            target_arch = "x86_64",
+            all(target_arch = "x86", target_feature = "sse")
+        ),
+        not(miri)
+    )))]
+    let _ = p;
+}
+
 /// Size of the block a tag describes.
 #[inline(always)]
 pub(super) const fn size_of_tag(tag: u32) -> usize {
@@ -121,33 +148,6 @@ impl<B: HeapBackend> Heap<B> {
         debug_assert!(off.is_multiple_of(8) && off + 8 <= self.len);
         // SAFETY: as in `read_header`; `&mut self` gives exclusive access.
         unsafe { self.base.as_ptr().add(off).cast::<u64>().write(val) }
-    }
-
-    /// Starts loading the cache line of heap offset `off` (any value: a
-    /// prefetch is only a hint, it never faults and changes nothing), where
-    /// the target has a prefetch instruction (not under Miri).
-    #[inline(always)]
-    pub(super) fn prefetch(&self, off: usize) {
-        let p = self.base.as_ptr().wrapping_add(off).cast::<i8>();
-        #[cfg(all(target_arch = "x86_64", not(miri)))]
-        // SAFETY: `prefetcht0` (SSE, baseline on x86_64) reads nothing
-        // architecturally and cannot fault, whatever the address.
-        unsafe {
-            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p)
-        };
-        #[cfg(all(target_arch = "x86", target_feature = "sse", not(miri)))]
-        // SAFETY: as above (`sse` is enabled for this target).
-        unsafe {
-            core::arch::x86::_mm_prefetch::<{ core::arch::x86::_MM_HINT_T0 }>(p)
-        };
-        #[cfg(not(all(
-            any(
-                target_arch = "x86_64",
-                all(target_arch = "x86", target_feature = "sse")
-            ),
-            not(miri)
-        )))]
-        let _ = p;
     }
 
     #[inline(always)]

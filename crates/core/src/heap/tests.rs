@@ -677,6 +677,29 @@ fn locked_heap_as_global_alloc() {
 }
 
 #[test]
+fn prefetch_block_takes_any_pointer_and_size() {
+    // A prefetch never faults: null, unmapped, wrapping and foreign
+    // addresses, with any size, change nothing.
+    let mut a = Arena::new(ARENA_PAGES);
+    let mut h = heap(&mut a, 1, 4);
+    let p = h.alloc(100, 16).unwrap();
+    let before = h.stats();
+    for (ptr, size) in [
+        (core::ptr::null(), 0),
+        (core::ptr::null(), usize::MAX),
+        (core::ptr::without_provenance(usize::MAX), 1),
+        (core::ptr::without_provenance(8), usize::MAX - 3),
+        (p.as_ptr().cast_const(), 100),
+        (p.as_ptr().cast_const(), 1 << 40),
+    ] {
+        prefetch_block(ptr, size);
+    }
+    assert_eq!(h.stats(), before);
+    h.free_sized(p, 100).unwrap();
+    h.validate().unwrap();
+}
+
+#[test]
 fn bins_cover_every_size() {
     assert_eq!(bin_of(MIN_BLOCK), 2);
     assert_eq!(bin_of(240), 15);
