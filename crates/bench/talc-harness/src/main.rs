@@ -340,13 +340,84 @@ const RA_MEASURE: Duration = Duration::from_millis(200);
 const RA_MIN_LIVE: usize = 300;
 const RA_REALLOC_FACTOR: usize = 3;
 
+/// What one action was, for `--breakdown`: allocations and frees by the
+/// requested size (below 4072 bytes, the largest request the MyOS heap's
+/// quick lists serve, or not), reallocations by what they did.
+#[derive(Clone, Copy)]
+enum Class {
+    AllocSmall,
+    AllocLarge,
+    FreeSmall,
+    FreeLarge,
+    Shrink,
+    GrowInPlace,
+    Move,
+}
+
+const CLASSES: usize = 7;
+const CLASS_NAMES: [&str; CLASSES] = [
+    "alloc < 4 KiB",
+    "alloc >= 4 KiB",
+    "free < 4 KiB",
+    "free >= 4 KiB",
+    "realloc, shrunk",
+    "realloc, grown in place",
+    "realloc, moved",
+];
+/// Where `--breakdown` splits small from large requests.
+const SMALL_REQUEST: usize = 4072;
+
+/// Times the calls of a phase (`--breakdown`) or not (every other mode:
+/// [`Untimed`] compiles to nothing, so those loops are talc's).
+trait Probe {
+    /// Runs `f` (one allocator call) and records its time under `class`.
+    fn time<R>(&mut self, f: impl FnOnce() -> R, class: impl FnOnce(&R) -> Class) -> R;
+}
+
+struct Untimed;
+
+impl Probe for Untimed {
+    #[inline(always)]
+    fn time<R>(&mut self, f: impl FnOnce() -> R, _: impl FnOnce(&R) -> Class) -> R {
+        f()
+    }
+}
+
+/// Calls and time-stamp-counter ticks per class.
+#[derive(Clone, Copy, Default)]
+struct Cycles([(u64, u64); CLASSES]);
+
+impl Probe for Cycles {
+    #[inline(always)]
+    fn time<R>(&mut self, f: impl FnOnce() -> R, class: impl FnOnce(&R) -> Class) -> R {
+        let t = ticks();
+        let r = f();
+        let dt = ticks().wrapping_sub(t);
+        let c = &mut self.0[class(&r) as usize];
+        c.0 += 1;
+        c.1 += dt;
+        r
+    }
+}
+
+/// The time-stamp counter (x86_64), else nanoseconds.
+#[inline(always)]
+fn ticks() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `rdtsc` has no preconditions on x86_64.
+    return unsafe { core::arch::x86_64::_rdtsc() };
+    #[cfg(not(target_arch = "x86_64"))]
+    return START.elapsed().as_nanos() as u64;
+}
+
 /// One phase of random actions; returns the successful actions.
-fn random_actions_phase(
+fn random_actions_phase<P: Probe>(
     heap: &dyn GlobalAlloc,
     max: usize,
     realloc: bool,
     length: Duration,
     clock: Clock,
+    probe: &mut P,
 ) -> usize {
     let mut rng = fastrand::Rng::new();
     let mut live: Vec<Block<'_>> = Vec::with_capacity(100_000);
@@ -362,14 +433,34 @@ fn random_actions_phase(
                 }
                 let i = rng.usize(0..live.len());
                 let size = rng.usize(1..max * RA_REALLOC_FACTOR);
-                if live[i].resize(size) {
+                let b = &mut live[i];
+                let (old, old_size) = (b.ptr, b.layout.size());
+                let (resized, _) = probe.time(
+                    || (b.resize(size), b.ptr),
+                    |&(_, new)| match (new == old, size > old_size) {
+                        (false, _) => Class::Move,
+                        (true, true) => Class::GrowInPlace,
+                        (true, false) => Class::Shrink,
+                    },
+                );
+                if resized {
                     done += 1;
                 } else {
                     failed_reallocs += 1;
                 }
             } else if kind < 3 || live.len() < RA_MIN_LIVE {
                 let (size, align) = (draw_size(max), draw_align());
-                match Block::alloc(heap, size, align) {
+                let block = probe.time(
+                    || Block::alloc(heap, size, align),
+                    |_| {
+                        if size < SMALL_REQUEST {
+                            Class::AllocSmall
+                        } else {
+                            Class::AllocLarge
+                        }
+                    },
+                );
+                match block {
                     Some(b) => {
                         live.push(b);
                         done += 1;
@@ -378,7 +469,13 @@ fn random_actions_phase(
                 }
             } else {
                 let i = rng.usize(0..live.len());
-                drop(live.swap_remove(i));
+                let b = live.swap_remove(i);
+                let class = if b.layout.size() < SMALL_REQUEST {
+                    Class::FreeSmall
+                } else {
+                    Class::FreeLarge
+                };
+                probe.time(|| drop(b), |_| class);
                 done += 1;
             }
         }
@@ -423,15 +520,22 @@ impl Clock {
 static START: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
 /// One trial: a fresh allocator, the warm-up phase and the measured phase
-/// in a fresh thread; returns the measured phase's successful actions.
-fn trial(c: &Contender, max: usize, realloc: bool, clock: Clock) -> usize {
+/// in a fresh thread; returns the measured phase's successful actions
+/// (`probe` times the measured phase's calls).
+fn trial<P: Probe + Send>(
+    c: &Contender,
+    max: usize,
+    realloc: bool,
+    clock: Clock,
+    probe: &mut P,
+) -> usize {
     // SAFETY: the previous allocator was dropped.
     let heap = unsafe { (c.build)() };
     let heap: &(dyn GlobalAlloc + Sync) = heap.as_ref();
     std::thread::scope(|s| {
         s.spawn(|| {
-            random_actions_phase(heap, max, realloc, RA_WARMUP, clock);
-            random_actions_phase(heap, max, realloc, RA_MEASURE, clock)
+            random_actions_phase(heap, max, realloc, RA_WARMUP, clock, &mut Untimed);
+            random_actions_phase(heap, max, realloc, RA_MEASURE, clock, probe)
         })
         .join()
         .expect("benchmark thread")
@@ -450,38 +554,21 @@ fn random_actions(realloc: bool, steady: bool) -> String {
         Clock::Wall
     };
     let mut totals = vec![[0usize; RA_MAX_SIZES.len()]; CONTENDERS.len()];
-    let (chosen, sizes) = (
-        selected("TALC_HARNESS_ALLOCATORS"),
-        selected("TALC_HARNESS_SIZES"),
-    );
-    let contenders = || {
-        CONTENDERS.iter().enumerate().filter(|(_, c)| {
-            chosen
-                .as_ref()
-                .is_none_or(|n| n.iter().any(|n| n == c.name))
-        })
-    };
-    let max_sizes = || {
-        RA_MAX_SIZES
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| sizes.as_ref().is_none_or(|s| s.contains(&m.to_string())))
-    };
     if steady {
-        for (m, &max) in max_sizes() {
+        for (m, max) in chosen_sizes() {
             eprintln!("benchmarking every allocator in turn - max alloc size {max}B ...");
             for _ in 0..RA_TRIALS {
-                for (i, c) in contenders() {
-                    totals[i][m] += trial(c, max, realloc, clock);
+                for (i, c) in chosen_contenders() {
+                    totals[i][m] += trial(c, max, realloc, clock, &mut Untimed);
                 }
             }
         }
     } else {
-        for (i, c) in contenders() {
-            for (m, &max) in max_sizes() {
+        for (i, c) in chosen_contenders() {
+            for (m, max) in chosen_sizes() {
                 eprintln!("benchmarking {} - max alloc size {max}B ...", c.name);
                 for _ in 0..RA_TRIALS {
-                    totals[i][m] += trial(c, max, realloc, clock);
+                    totals[i][m] += trial(c, max, realloc, clock, &mut Untimed);
                 }
             }
         }
@@ -507,6 +594,81 @@ fn random_actions(realloc: bool, steady: bool) -> String {
 fn selected(var: &str) -> Option<Vec<String>> {
     let v = std::env::var(var).ok()?;
     Some(v.split(',').map(|s| s.trim().to_string()).collect())
+}
+
+/// The allocators to run (`TALC_HARNESS_ALLOCATORS`), with their indices.
+fn chosen_contenders() -> Vec<(usize, &'static Contender)> {
+    let chosen = selected("TALC_HARNESS_ALLOCATORS");
+    CONTENDERS
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            chosen
+                .as_ref()
+                .is_none_or(|n| n.iter().any(|n| n == c.name))
+        })
+        .collect()
+}
+
+/// The max sizes to run (`TALC_HARNESS_SIZES`), with their indices.
+fn chosen_sizes() -> Vec<(usize, usize)> {
+    let sizes = selected("TALC_HARNESS_SIZES");
+    RA_MAX_SIZES
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, m)| sizes.as_ref().is_none_or(|s| s.contains(&m.to_string())))
+        .collect()
+}
+
+/// `--breakdown`: random actions as `--steady` runs them, with every
+/// allocator call of the measured phases timed by the time-stamp counter
+/// (the timing adds its own cost to each call, the same for every
+/// allocator). Reports, per max size, each allocator's mean ticks per
+/// call of each [`Class`], the share of actions in it, and the ticks per
+/// action in allocator calls (harness work between the calls excluded).
+fn random_actions_breakdown(realloc: bool) -> String {
+    prefault_arena();
+    let contenders = chosen_contenders();
+    let mut out = format!(
+        "random actions{}: mean time-stamp-counter ticks per allocator call, \
+         {RA_TRIALS} trials in turns, phases in thread CPU time\n",
+        if realloc { "" } else { " (no realloc)" }
+    );
+    for (_, max) in chosen_sizes() {
+        eprintln!("breakdown - max alloc size {max}B ...");
+        let mut cycles = vec![Cycles::default(); contenders.len()];
+        for _ in 0..RA_TRIALS {
+            for (k, (_, c)) in contenders.iter().enumerate() {
+                trial(c, max, realloc, Clock::ThreadCpu, &mut cycles[k]);
+            }
+        }
+        out.push_str(&format!("\n### max size {max}\n\n| class |"));
+        for (_, c) in &contenders {
+            out.push_str(&format!(" {} |", c.name));
+        }
+        out.push_str(&format!("\n|---|{}\n", "---:|".repeat(contenders.len())));
+        let calls = |c: &Cycles| c.0.iter().map(|x| x.0).sum::<u64>().max(1);
+        for (class, name) in CLASS_NAMES.iter().enumerate() {
+            out.push_str(&format!("| {name} |"));
+            for c in &cycles {
+                let (n, t) = c.0[class];
+                out.push_str(&format!(
+                    " {:.0} ({:.1}%) |",
+                    t as f64 / n.max(1) as f64,
+                    100.0 * n as f64 / calls(c) as f64
+                ));
+            }
+            out.push('\n');
+        }
+        out.push_str("| **per action** |");
+        for c in &cycles {
+            let t: u64 = c.0.iter().map(|x| x.1).sum();
+            out.push_str(&format!(" **{:.0}** |", t as f64 / calls(c) as f64));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 const HE_ROUNDS: usize = 300;
@@ -568,10 +730,14 @@ fn main() {
         ["random-actions", "--no-realloc", out] => (random_actions(false, false), out),
         ["random-actions", "--steady", out] => (random_actions(true, true), out),
         ["random-actions", "--steady", "--no-realloc", out] => (random_actions(false, true), out),
+        ["random-actions", "--breakdown", out] => (random_actions_breakdown(true), out),
+        ["random-actions", "--breakdown", "--no-realloc", out] => {
+            (random_actions_breakdown(false), out)
+        }
         ["heap-efficiency", out] => (heap_efficiency(), out),
         _ => {
             eprintln!(
-                "usage: talc-harness random-actions [--steady] [--no-realloc] OUT.csv\n       \
+                "usage: talc-harness random-actions [--steady | --breakdown] [--no-realloc] OUT\n       \
                  talc-harness heap-efficiency OUT.csv"
             );
             std::process::exit(2);

@@ -72,7 +72,10 @@
 //! block, whose address only the block's own header gives, so the two loads
 //! wait for each other; with the hint the successor's cache line is
 //! prefetched beside the block's own header. A wrong hint costs a useless
-//! prefetch.
+//! prefetch. [`prefetch_block`] starts both loads without the heap at all,
+//! so a caller that keeps the heap behind a lock can issue them before it
+//! takes the lock ([`LockedHeap`] does): they then overlap the lock
+//! instruction's wait instead of starting after it.
 //!
 //! So a header clobbered by an overflow from the block before it is found
 //! when that header is next touched: when the victim is freed, resized,
