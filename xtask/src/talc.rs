@@ -22,7 +22,8 @@
 //!   feature) and run.
 //!
 //! Both write the same CSV files; the medians over `--runs N` whole runs
-//! (default 1) are printed as one markdown table. Raw CSVs stay in
+//! (default 1) are printed as one markdown table, followed (with more than
+//! one run) by each run's own `talc ÷ ours` ratios. Raw CSVs stay in
 //! `target/talc-harness/results/run-K/`.
 
 use std::collections::BTreeMap;
@@ -390,17 +391,7 @@ fn table(runs: &[Run]) -> Result<String, String> {
             None => out += " | |\n",
         }
     }
-    let row = |s: &Scores, n: &str| {
-        s.rows
-            .iter()
-            .find(|(m, _)| m == n)
-            .map(|(_, v)| v.clone())
-            .ok_or(format!("no `{n}` row"))
-    };
-    let talc = [row(&ra, TALC)?, row(&nr, TALC)?].concat();
-    let ours = [row(&ra, OURS)?, row(&nr, OURS)?].concat();
-    let ratios: Vec<f64> = talc.iter().zip(&ours).map(|(t, o)| t / o).collect();
-    let geomean = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
+    let (ratios, geomean) = talc_over_ours(&ra, &nr)?;
     out += "| **talc ÷ ours** |";
     for r in &ratios {
         out += &format!(" {r:.2} |");
@@ -410,7 +401,47 @@ fn table(runs: &[Run]) -> Result<String, String> {
         (Some(t), Some(o)) => out += &format!(" {:.3} |\n", t / o),
         _ => out += " |\n",
     }
+    if runs.len() > 1 {
+        // Each run's own ratios: how far one run moves from the medians.
+        out += "\n| run |";
+        for s in ra
+            .sizes
+            .iter()
+            .map(|s| format!("realloc {s}"))
+            .chain(nr.sizes.iter().map(|s| format!("no realloc {s}")))
+        {
+            out += &format!(" {s} |");
+        }
+        out += " geomean |\n|---|";
+        out += &"---:|".repeat(ra.sizes.len() + nr.sizes.len() + 1);
+        out.push('\n');
+        for (k, r) in runs.iter().enumerate() {
+            let (ratios, geomean) = talc_over_ours(&r.realloc, &r.no_realloc)?;
+            out += &format!("| {} |", k + 1);
+            for x in &ratios {
+                out += &format!(" {x:.2} |");
+            }
+            out += &format!(" {geomean:.2} |\n");
+        }
+    }
     Ok(out)
+}
+
+/// talc's score over ours for every case (with, then without
+/// reallocation) and their geomean.
+fn talc_over_ours(ra: &Scores, nr: &Scores) -> Result<(Vec<f64>, f64), String> {
+    let row = |s: &Scores, n: &str| {
+        s.rows
+            .iter()
+            .find(|(m, _)| m == n)
+            .map(|(_, v)| v.clone())
+            .ok_or(format!("no `{n}` row"))
+    };
+    let talc = [row(ra, TALC)?, row(nr, TALC)?].concat();
+    let ours = [row(ra, OURS)?, row(nr, OURS)?].concat();
+    let ratios: Vec<f64> = talc.iter().zip(&ours).map(|(t, o)| t / o).collect();
+    let geomean = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
+    Ok((ratios, geomean))
 }
 
 #[cfg(test)]
@@ -440,5 +471,14 @@ mod tests {
             t.contains("| **talc ÷ ours** | 0.80 | 0.80 | **0.80** | 1.000 |"),
             "{t}"
         );
+        // Each run's own ratios, in run order.
+        assert!(
+            t.contains("| run | realloc 200 | no realloc 200 | geomean |"),
+            "{t}"
+        );
+        assert!(t.contains("| 1 | 0.50 | 0.50 | 0.50 |"), "{t}");
+        assert!(t.contains("| 2 | 4.00 | 4.00 | 4.00 |"), "{t}");
+        // One run: no per-run table.
+        assert!(!table(&[run(50.0)]).unwrap().contains("| run |"));
     }
 }
