@@ -394,7 +394,7 @@ fn table(runs: &[Run]) -> Result<String, String> {
     let (ratios, geomean) = talc_over_ours(&ra, &nr)?;
     out += "| **talc ÷ ours** |";
     for r in &ratios {
-        out += &format!(" {r:.2} |");
+        out += &cell(*r);
     }
     out += &format!(" **{geomean:.2}** |");
     match (eff.get(TALC), eff.get(OURS)) {
@@ -419,7 +419,7 @@ fn table(runs: &[Run]) -> Result<String, String> {
             let (ratios, geomean) = talc_over_ours(&r.realloc, &r.no_realloc)?;
             out += &format!("| {} |", k + 1);
             for x in &ratios {
-                out += &format!(" {x:.2} |");
+                out += &cell(*x);
             }
             out += &format!(" {geomean:.2} |\n");
         }
@@ -427,8 +427,19 @@ fn table(runs: &[Run]) -> Result<String, String> {
     Ok(out)
 }
 
+/// A ratio's table cell: two decimals, or a dash for a case not run.
+fn cell(r: f64) -> String {
+    if r.is_nan() {
+        " – |".into()
+    } else {
+        format!(" {r:.2} |")
+    }
+}
+
 /// talc's score over ours for every case (with, then without
-/// reallocation) and their geomean.
+/// reallocation) and their geomean; a case not run (a score of 0, as the
+/// harness's `TALC_HARNESS_*` filters leave it) is NaN and left out of the
+/// geomean.
 fn talc_over_ours(ra: &Scores, nr: &Scores) -> Result<(Vec<f64>, f64), String> {
     let row = |s: &Scores, n: &str| {
         s.rows
@@ -439,8 +450,13 @@ fn talc_over_ours(ra: &Scores, nr: &Scores) -> Result<(Vec<f64>, f64), String> {
     };
     let talc = [row(ra, TALC)?, row(nr, TALC)?].concat();
     let ours = [row(ra, OURS)?, row(nr, OURS)?].concat();
-    let ratios: Vec<f64> = talc.iter().zip(&ours).map(|(t, o)| t / o).collect();
-    let geomean = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
+    let ratios: Vec<f64> = talc
+        .iter()
+        .zip(&ours)
+        .map(|(&t, &o)| if t > 0.0 && o > 0.0 { t / o } else { f64::NAN })
+        .collect();
+    let run: Vec<f64> = ratios.iter().copied().filter(|r| !r.is_nan()).collect();
+    let geomean = (run.iter().map(|r| r.ln()).sum::<f64>() / run.len() as f64).exp();
     Ok((ratios, geomean))
 }
 
@@ -478,6 +494,18 @@ mod tests {
         );
         assert!(t.contains("| 1 | 0.50 | 0.50 | 0.50 |"), "{t}");
         assert!(t.contains("| 2 | 4.00 | 4.00 | 4.00 |"), "{t}");
+        // A case not run (filtered out: scores of 0) is a dash, and the
+        // geomean is over the cases run.
+        let part = |t: f64| Run {
+            realloc: parse_scores(&format!(",200,1000\nTalc,{t},0\nMyOS,100,0")).unwrap(),
+            no_realloc: parse_scores(&format!(",200,1000\nTalc,{t},0\nMyOS,100,0")).unwrap(),
+            efficiency: parse_efficiency("Talc,MyOS\n90,90").unwrap(),
+        };
+        let t = table(&[part(50.0)]).unwrap();
+        assert!(
+            t.contains("| **talc ÷ ours** | 0.50 | – | 0.50 | – | **0.50** |"),
+            "{t}"
+        );
         // One run: no per-run table.
         assert!(!table(&[run(50.0)]).unwrap().contains("| run |"));
     }
