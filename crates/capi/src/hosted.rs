@@ -367,14 +367,11 @@ fn build(config: Config) -> Result<(Machine, u32), i32> {
         }
         Config::Pae { low, high } => {
             let low = ram_size(if low == 0 { 64 << 20 } else { low })?;
-            let mut b = PaeMachine::builder()
-                .ram(0, u64::from(low))
-                .nxe(true)
-                .shared_ram(true);
-            if high != 0 {
-                b = b.ram(1 << 32, u64::from(ram_size(high)?));
-            }
-            let sim = b.build().map_err(|e| fail(&e))?;
+            let high = if high == 0 { 0 } else { ram_size(high)? };
+            let sim = PaeMachine::split_ram(u64::from(low), u64::from(high))
+                .shared_ram(true)
+                .build()
+                .map_err(|e| fail(&e))?;
             Ok((Machine::Pae(sim), low))
         }
     }

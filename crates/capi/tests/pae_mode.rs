@@ -32,12 +32,7 @@ fn the_c_layer_runs_pae_paging() {
     assert_eq!(mm_errno(), ENODEV);
 
     let machine: &'static PaeMachine = Box::leak(Box::new(
-        PaeMachine::builder()
-            .ram(0, 32 << 20)
-            .ram(FOUR_GIB, 16 << 20)
-            .nxe(true)
-            .build()
-            .unwrap(),
+        PaeMachine::split_ram(32 << 20, 16 << 20).build().unwrap(),
     ));
     let platform: &'static Plat = machine;
     let map = machine.memory_map();

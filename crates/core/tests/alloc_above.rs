@@ -12,12 +12,7 @@ const MIB: u64 = 1 << 20;
 fn frames_at_or_above_the_bound_come_first_lowest_first_then_out_of_memory() {
     // RAM at 0 and above 4 GiB, with a part of the direct zone's range too,
     // so zone High (from 768 MiB) has frames on both sides of 4 GiB.
-    let m = PaeMachine::builder()
-        .ram(0, 16 * MIB)
-        .ram(1 << 32, 4 * MIB)
-        .nxe(true)
-        .build()
-        .unwrap();
+    let m = PaeMachine::split_ram(16 * MIB, 4 * MIB).build().unwrap();
     let map = m.memory_map();
     // SAFETY: the allocator is dropped before the machine.
     let mut fa = unsafe { FrameAllocator::new_below(&m, &map, 1 << 36) }.unwrap();
@@ -59,12 +54,7 @@ fn frames_at_or_above_the_bound_come_first_lowest_first_then_out_of_memory() {
 
 #[test]
 fn a_failing_budget_refuses_and_changes_nothing() {
-    let m = PaeMachine::builder()
-        .ram(0, 16 * MIB)
-        .ram(1 << 32, MIB)
-        .nxe(true)
-        .build()
-        .unwrap();
+    let m = PaeMachine::split_ram(16 * MIB, MIB).build().unwrap();
     let map = m.memory_map();
     // SAFETY: the allocator is dropped before the machine.
     let mut fa = unsafe { FrameAllocator::new_below(&m, &map, 1 << 36) }.unwrap();

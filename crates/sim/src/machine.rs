@@ -1,5 +1,6 @@
 //! The simulated machine: RAM, memory map, control registers, MMU and TLB.
 
+use std::ops::Range;
 use std::ptr::NonNull;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -24,6 +25,23 @@ pub const PC_LOW_RAM_END: u64 = 0x9_F000;
 pub const PC_HOLE_END: u64 = 0x10_0000;
 
 const PAGE: u32 = PAGE_SIZE as u32;
+
+/// The pieces of an access of `len` bytes at `va` that lie in one page
+/// each, in order: each piece's first address and its byte range within
+/// the access (as `rep movsb` walks it, so a fault stops at a piece).
+pub(crate) fn page_pieces(va: u32, len: usize) -> impl Iterator<Item = (u32, Range<usize>)> {
+    let mut done = 0usize;
+    core::iter::from_fn(move || {
+        if done >= len {
+            return None;
+        }
+        let cur = va.wrapping_add(done as u32);
+        let n = ((PAGE - (cur & (PAGE - 1))) as usize).min(len - done);
+        let piece = done..done + n;
+        done += n;
+        Some((cur, piece))
+    })
+}
 
 /// Counters of MMU and TLB events since the machine was built (or since
 /// [`SimMachine::reset_stats`]).
@@ -658,14 +676,9 @@ impl SimMachine {
     /// the pages before it; the rest of `buf` is unchanged.
     pub fn read_bytes(&self, va: u32, buf: &mut [u8], mode: Mode) -> Result<(), PageFault> {
         let mut cpu = self.lock();
-        let mut done = 0usize;
-        while done < buf.len() {
-            let cur = va.wrapping_add(done as u32);
-            let n = (PAGE - (cur & (PAGE - 1))) as usize;
-            let n = n.min(buf.len() - done);
+        for (cur, piece) in page_pieces(va, buf.len()) {
             let pa = self.translate_in(&mut cpu, cur, Access::Read, mode)?;
-            self.load(&mut cpu, pa, &mut buf[done..done + n]);
-            done += n;
+            self.load(&mut cpu, pa, &mut buf[piece]);
         }
         Ok(())
     }
@@ -678,14 +691,9 @@ impl SimMachine {
     /// is therefore safe.
     pub fn write_bytes(&self, va: u32, data: &[u8], mode: Mode) -> Result<(), PageFault> {
         let mut cpu = self.lock();
-        let mut done = 0usize;
-        while done < data.len() {
-            let cur = va.wrapping_add(done as u32);
-            let n = (PAGE - (cur & (PAGE - 1))) as usize;
-            let n = n.min(data.len() - done);
+        for (cur, piece) in page_pieces(va, data.len()) {
             let pa = self.translate_in(&mut cpu, cur, Access::Write, mode)?;
-            self.store(&mut cpu, pa, &data[done..done + n]);
-            done += n;
+            self.store(&mut cpu, pa, &data[piece]);
         }
         Ok(())
     }

@@ -87,8 +87,8 @@ pub trait WorldMachine: Platform + Sized {
     fn fetch_at(&self, va: u32, mode: Mode) -> Result<u8, PageFault>;
 }
 
-/// The access methods of [`WorldMachine`], forwarded to the machine's
-/// inherent methods of the same meaning (both machines have them).
+/// The access and CPU-state methods of [`WorldMachine`], forwarded to the
+/// machine's inherent methods of the same meaning (both machines have them).
 macro_rules! forward_accesses {
     () => {
         fn run_faults<T>(
@@ -114,6 +114,14 @@ macro_rules! forward_accesses {
         fn fetch_at(&self, va: u32, mode: Mode) -> Result<u8, PageFault> {
             self.fetch(va, mode)
         }
+        fn context(&self) -> FaultContext {
+            FaultContext::new(self.smep(), self.smap(), self.ac())
+        }
+        fn set_context(&self, cx: FaultContext) {
+            self.set_smep(cx.smep);
+            self.set_smap(cx.smap);
+            self.set_ac(cx.ac);
+        }
     };
 }
 
@@ -132,14 +140,6 @@ impl WorldMachine for SimMachine {
         // The last frame is above everything the world maps; classic CR3
         // loads check nothing.
         self.set_cr3((self.ram_bytes() - 4096) as u32);
-    }
-    fn context(&self) -> FaultContext {
-        FaultContext::new(self.smep(), self.smap(), self.ac())
-    }
-    fn set_context(&self, cx: FaultContext) {
-        self.set_smep(cx.smep);
-        self.set_smap(cx.smap);
-        self.set_ac(cx.ac);
     }
     fn nx(&self) -> bool {
         false
@@ -173,14 +173,6 @@ impl WorldMachine for PaeMachine {
     }
     fn park(&self) {
         self.set_cr3(0).expect("frame 0 is an empty PDPT");
-    }
-    fn context(&self) -> FaultContext {
-        FaultContext::new(self.smep(), self.smap(), self.ac())
-    }
-    fn set_context(&self, cx: FaultContext) {
-        self.set_smep(cx.smep);
-        self.set_smap(cx.smap);
-        self.set_ac(cx.ac);
     }
     fn nx(&self) -> bool {
         self.nxe()
@@ -228,11 +220,11 @@ impl World<PaeMachine> {
     /// When the machine, the allocator or the kernel space can't be built:
     /// this is a test harness.
     pub fn new_pae(low: u64, high: u64) -> World<PaeMachine> {
-        let mut cfg = PaeMachine::builder().ram(0, low).nxe(true);
-        if high > 0 {
-            cfg = cfg.ram(1 << 32, high);
-        }
-        World::on(cfg.build().expect("simulated PAE machine"))
+        World::on(
+            PaeMachine::split_ram(low, high)
+                .build()
+                .expect("simulated PAE machine"),
+        )
     }
 }
 

@@ -2,14 +2,14 @@
 //! bytes and the machine sees writes made through it.
 #![cfg(feature = "memfd")]
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use myos_mm::{Frame, Platform};
 use myos_sim::SimMachine;
 
-/// Maps frame `n` of `m`'s RAM once more, at a host address of the kernel's choosing.
-fn alias(m: &SimMachine, n: u32) -> *mut u8 {
-    let fd = m.ram_fd().expect("shared RAM has a memfd");
+/// Maps the page at byte `offset` of the memfd `fd` once more, at a host
+/// address of the kernel's choosing.
+fn map_page(fd: BorrowedFd<'_>, offset: u64) -> *mut u8 {
     // SAFETY: a fresh shared mapping of one page of the memfd; checked below.
     let p = unsafe {
         libc::mmap(
@@ -18,11 +18,19 @@ fn alias(m: &SimMachine, n: u32) -> *mut u8 {
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED,
             fd.as_raw_fd(),
-            i64::from(n) * 4096,
+            offset as i64,
         )
     };
     assert_ne!(p, libc::MAP_FAILED);
     p.cast()
+}
+
+/// Maps frame `n` of `m`'s RAM once more, at a host address of the kernel's choosing.
+fn alias(m: &SimMachine, n: u32) -> *mut u8 {
+    map_page(
+        m.ram_fd().expect("shared RAM has a memfd"),
+        u64::from(n) * 4096,
+    )
 }
 
 #[test]
@@ -88,18 +96,7 @@ fn pae_banks_have_one_memfd_each() {
     assert!(m.ram_fd(16 << 20).is_none(), "no bank, no file");
     m.write_phys_u64(high + 0x3008, 0x1122_3344_5566_7788)
         .unwrap();
-    // SAFETY: a fresh shared mapping of one page of the bank's memfd.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            off as i64,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED);
+    let p = map_page(fd, off);
     // SAFETY: `p` maps one whole page; the offset stays inside it.
     unsafe {
         assert_eq!(
@@ -110,7 +107,7 @@ fn pae_banks_have_one_memfd_each() {
     }
     assert_eq!(m.read_phys_u32(high + 0x3010).unwrap(), 0xCAFE);
     // SAFETY: unmaps exactly the page mapped above.
-    assert_eq!(unsafe { libc::munmap(p, 4096) }, 0);
+    assert_eq!(unsafe { libc::munmap(p.cast(), 4096) }, 0);
     let plain = PaeMachine::builder().ram(0, 1 << 20).build().unwrap();
     assert!(plain.ram_fd(0).is_none(), "plain RAM has no fd");
 }

@@ -239,12 +239,7 @@ fn every_space_shares_the_kernel_directory_through_pdpte3() {
 
 #[test]
 fn a_kernel_half_mapping_made_after_a_space_was_created_is_seen_by_it() {
-    let m = PaeMachine::builder()
-        .ram(0, 16 * MIB)
-        .ram(1 << 32, 4 * MIB)
-        .nxe(true)
-        .build()
-        .unwrap();
+    let m = PaeMachine::split_ram(16 * MIB, 4 * MIB).build().unwrap();
     let map = m.memory_map();
     // SAFETY: the allocator is dropped before the machine.
     let mut fa = unsafe { FrameAllocator::new_below(&m, &map, m.ram_end()) }.unwrap();
@@ -366,12 +361,7 @@ fn pae_spaces_without_frames_are_out_of_memory_and_leak_nothing() {
 
 #[test]
 fn frames_above_4gib_are_allocated_written_read_back_and_freed() {
-    let m = PaeMachine::builder()
-        .ram(0, 16 * MIB)
-        .ram(1 << 32, 8 * MIB)
-        .nxe(true)
-        .build()
-        .unwrap();
+    let m = PaeMachine::split_ram(16 * MIB, 8 * MIB).build().unwrap();
     let map = m.memory_map();
     // SAFETY: the allocator is dropped before the machine.
     let mut fa = unsafe { FrameAllocator::new_below(&m, &map, 1 << 36) }.unwrap();
@@ -464,12 +454,7 @@ fn a_pae_system_maps_kernel_heap_pages_from_above_4gib_and_gives_them_back() {
     use myos_mm::system::System;
 
     let m: &'static PaeMachine = Box::leak(Box::new(
-        PaeMachine::builder()
-            .ram(0, 16 * MIB)
-            .ram(1 << 32, 4 * MIB)
-            .nxe(true)
-            .build()
-            .unwrap(),
+        PaeMachine::split_ram(16 * MIB, 4 * MIB).build().unwrap(),
     ));
     let map = m.memory_map();
     // SAFETY: the simulated RAM is used by nothing else; the system is

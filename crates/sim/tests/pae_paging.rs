@@ -72,11 +72,7 @@ proptest! {
             1 => (0usize..3).prop_map(Op::Switch),
             3 => (0usize..3, any::<u16>()).prop_map(|(s, p)| Op::Access(s, p)),
         ], 1..200)) {
-        let m = PaeMachine::builder()
-            .ram(0, 16 * MIB)
-            .ram(1 << 32, 8 * MIB)
-            .nxe(true)
-            .build()
+        let m = PaeMachine::split_ram(16 * MIB, 8 * MIB).build()
             .unwrap();
         let map = m.memory_map();
         // SAFETY: the allocator is dropped before the machine.

@@ -60,10 +60,7 @@ fn classic_machine() -> SimMachine {
 
 /// The PAE machine: the same 1 GiB, 256 MiB at 0 and 768 MiB at 4 GiB.
 fn pae_machine() -> PaeMachine {
-    PaeMachine::builder()
-        .ram(0, 256 * MIB)
-        .ram(4 * GIB, 768 * MIB)
-        .nxe(true)
+    PaeMachine::split_ram(256 * MIB, 768 * MIB)
         .build()
         .expect("PAE machine")
 }

@@ -397,16 +397,23 @@ impl FrameAllocator {
                 continue;
             }
             if let Some(i) = zone.next_free(first.saturating_sub(zone.base)) {
-                self.take_budget()?;
-                self.zones[z].set_used(i);
-                let f = self.zones[z].base + i;
-                self.set_ref(f, 1);
-                // SAFETY: the frame was free and now has reference count 1:
-                // that one reference is handed out here and nowhere else.
-                return Ok(unsafe { OwnedFrame::from_raw(Frame::nth(f)) });
+                return self.hand_out(z, i);
             }
         }
         Err(MmError::OutOfMemory)
+    }
+
+    /// Hands out free frame `i` of zone `z` with reference count 1 (after
+    /// the failure-injection budget allows it).
+    #[inline]
+    fn hand_out(&mut self, z: usize, i: u32) -> Result<OwnedFrame, MmError> {
+        self.take_budget()?;
+        self.zones[z].set_used(i);
+        let f = self.zones[z].base + i;
+        self.set_ref(f, 1);
+        // SAFETY: the frame was free and now has reference count 1: that one
+        // reference is handed out here and nowhere else.
+        Ok(unsafe { OwnedFrame::from_raw(Frame::nth(f)) })
     }
 
     /// Claims a specific free frame (e.g. one a C caller names by address);
@@ -510,13 +517,7 @@ impl FrameSource for FrameAllocator {
     fn alloc(&mut self, zone: Zone) -> Result<OwnedFrame, MmError> {
         for &z in Self::zone_order(zone) {
             if let Some(i) = self.zones[z].first_free() {
-                self.take_budget()?;
-                self.zones[z].set_used(i);
-                let f = self.zones[z].base + i;
-                self.set_ref(f, 1);
-                // SAFETY: the frame was free and now has reference count 1:
-                // that one reference is handed out here and nowhere else.
-                return Ok(unsafe { OwnedFrame::from_raw(Frame::nth(f)) });
+                return self.hand_out(z, i);
             }
         }
         Err(MmError::OutOfMemory)

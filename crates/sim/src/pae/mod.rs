@@ -43,7 +43,7 @@ pub use walk::{bits, PdpteError};
 
 use crate::error::SimError;
 use crate::fault::{Access, Mode, PageFault};
-use crate::machine::{SimStats, DEFAULT_TLB_ENTRIES};
+use crate::machine::{page_pieces, SimStats, DEFAULT_TLB_ENTRIES};
 use crate::ram::Ram;
 use tlb::PaeTlb;
 use walk::{PaeRegs, Pdptes, WalkOutcome};
@@ -353,6 +353,18 @@ impl PaeMachine {
     /// A configuration to fill in (at least one [`PaeConfig::ram`] bank).
     pub fn builder() -> PaeConfig {
         PaeConfig::new()
+    }
+
+    /// The configuration of a PC with RAM on both sides of 4 GiB, as a PAE
+    /// kernel sees it: `low` bytes at 0, `high` bytes at 4 GiB (no bank
+    /// when 0), NX enabled. More options can follow before `build()`.
+    pub fn split_ram(low: u64, high: u64) -> PaeConfig {
+        let cfg = PaeConfig::new().ram(0, low).nxe(true);
+        if high > 0 {
+            cfg.ram(1 << 32, high)
+        } else {
+            cfg
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, PaeCpu> {
@@ -715,16 +727,12 @@ impl PaeMachine {
     /// holds the bytes of the pages before it.
     pub fn read_bytes(&self, va: u32, buf: &mut [u8], mode: Mode) -> Result<(), PageFault> {
         let mut cpu = self.lock();
-        let mut done = 0usize;
-        while done < buf.len() {
-            let cur = va.wrapping_add(done as u32);
-            let n = (PAGE as usize - (cur as usize & (PAGE as usize - 1))).min(buf.len() - done);
+        for (cur, piece) in page_pieces(va, buf.len()) {
             let pa = self.translate_in(&mut cpu, cur, Access::Read, mode)?;
-            if !self.mem.read(pa, &mut buf[done..done + n]) {
-                buf[done..done + n].fill(0xFF);
+            if !self.mem.read(pa, &mut buf[piece.clone()]) {
+                buf[piece].fill(0xFF);
                 cpu.stats.unbacked_accesses += 1;
             }
-            done += n;
         }
         Ok(())
     }
@@ -734,15 +742,11 @@ impl PaeMachine {
     /// after it (retrying the whole write is safe).
     pub fn write_bytes(&self, va: u32, data: &[u8], mode: Mode) -> Result<(), PageFault> {
         let mut cpu = self.lock();
-        let mut done = 0usize;
-        while done < data.len() {
-            let cur = va.wrapping_add(done as u32);
-            let n = (PAGE as usize - (cur as usize & (PAGE as usize - 1))).min(data.len() - done);
+        for (cur, piece) in page_pieces(va, data.len()) {
             let pa = self.translate_in(&mut cpu, cur, Access::Write, mode)?;
-            if !self.mem.write(pa, &data[done..done + n]) {
+            if !self.mem.write(pa, &data[piece]) {
                 cpu.stats.unbacked_accesses += 1;
             }
-            done += n;
         }
         Ok(())
     }
