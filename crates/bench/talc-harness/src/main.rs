@@ -144,17 +144,14 @@ unsafe impl GlobalAlloc for LockedMyos {
         let mut heap = self.0.lock();
         let p = NonNull::new(p).expect("dealloc of null");
         // A refused free would be a harness bug: stop rather than measure it.
-        // The layout's size is only a hint (as `myos_mm::heap::LockedHeap`
-        // passes it).
-        heap.free_sized(p, layout.size())
-            .expect("myos free refused");
+        heap.free(p).expect("myos free refused");
     }
 
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         prefetch_block(p, layout.size());
         let mut heap = self.0.lock();
         let p = NonNull::new(p).expect("realloc of null");
-        match heap.realloc_sized(p, layout.size(), new_size, layout.align()) {
+        match heap.realloc(p, new_size, layout.align()) {
             Ok(q) => q.as_ptr(),
             Err(_) => ptr::null_mut(),
         }

@@ -77,12 +77,13 @@ unsafe impl<B: HeapBackend + Send> GlobalAlloc for LockedHeap<B> {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // The block's headers start loading while the lock is taken.
+        // The block's headers start loading while the lock is taken (what
+        // `free_sized` would prefetch, and its own header too).
         prefetch_block(ptr, layout.size());
         if let (Some(heap), Some(p)) = (self.0.lock().as_mut(), NonNull::new(ptr)) {
             // A refused free leaves the heap intact; nothing to report through
-            // this interface. (The layout's size is only a hint.)
-            let _ = heap.free_sized(p, layout.size());
+            // this interface.
+            let _ = heap.free(p);
         }
     }
 
@@ -90,7 +91,7 @@ unsafe impl<B: HeapBackend + Send> GlobalAlloc for LockedHeap<B> {
         prefetch_block(ptr, layout.size());
         match (self.0.lock().as_mut(), NonNull::new(ptr)) {
             (Some(heap), Some(p)) => heap
-                .realloc_sized(p, layout.size(), new_size, layout.align())
+                .realloc(p, new_size, layout.align())
                 .map_or(ptr::null_mut(), NonNull::as_ptr),
             _ => ptr::null_mut(),
         }

@@ -66,16 +66,17 @@
 //! and shrinking check the end sentinel and the free block before it.
 //!
 //! [`Heap::free_sized`] and [`Heap::realloc_sized`] take the size the block
-//! was requested with (as `GlobalAlloc` has it in the layout; [`LockedHeap`]
-//! passes it) as a hint only: they make the same checks and return the same
+//! was requested with (as `GlobalAlloc` has it in the layout) as a hint
+//! only: they make the same checks and return the same
 //! errors. A merging free and a growing `realloc` read the header after the
 //! block, whose address only the block's own header gives, so the two loads
 //! wait for each other; with the hint the successor's cache line is
 //! prefetched beside the block's own header. A wrong hint costs a useless
 //! prefetch. [`prefetch_block`] starts both loads without the heap at all,
 //! so a caller that keeps the heap behind a lock can issue them before it
-//! takes the lock ([`LockedHeap`] does): they then overlap the lock
-//! instruction's wait instead of starting after it.
+//! takes the lock, then call `free` / `realloc` ([`LockedHeap`] does):
+//! the loads then overlap the lock instruction's wait instead of starting
+//! after it.
 //!
 //! So a header clobbered by an overflow from the block before it is found
 //! when that header is next touched: when the victim is freed, resized,
